@@ -3,9 +3,11 @@
 # etcd, kube-apiserver, kube-controller-manager and kube-scheduler, compiled from the
 # upstream Go modules (the Go module proxy is the only source; no download sites).
 #
-# Usage: hack/build-test-control-plane.sh
+# Usage: hack/build-test-control-plane.sh [--cached-only]
 #   Prints the directory holding the binaries as its last (and only) line on stdout;
 #   progress goes to stderr. `make test` exports that directory as PORTCULLIS_K8S_BIN.
+#   --cached-only: never build; exit 3 if the binaries are not there yet. The Rust test
+#   harness uses it, so a plain `cargo test` finds a cache that `make test` filled.
 #
 # Environment:
 #   KUBEBUILDER_ASSETS        envtest convention: if it holds kube-apiserver and etcd, use it
@@ -25,6 +27,16 @@ CACHE_ROOT="${PORTCULLIS_K8S_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/portcullis/k
 OUT="$CACHE_ROOT/${K8S_VERSION}-etcd${ETCD_VERSION}"
 STAMP="$OUT/.complete"
 
+CACHED_ONLY=0
+case "${1:-}" in
+  "") ;;
+  --cached-only) CACHED_ONLY=1 ;;
+  *)
+    echo "usage: $0 [--cached-only]" >&2
+    exit 2
+    ;;
+esac
+
 log() { echo "build-test-control-plane: $*" >&2; }
 die() { log "error: $*"; exit 1; }
 
@@ -43,6 +55,11 @@ fi
 if [[ -f "$STAMP" ]]; then
   echo "$OUT"
   exit 0
+fi
+
+if ((CACHED_ONLY)); then
+  log "no binaries in $OUT yet; run \`make test\` or $0 to build them"
+  exit 3
 fi
 
 command -v go >/dev/null || die "go is not installed (a cold build needs Go 1.26 or newer)"
