@@ -1,0 +1,373 @@
+//! Policies a route rule can ask for, and that a Gateway's `defaults` can set for every rule:
+//! timeouts, retries, authentication, rate limits, response caching and CORS.
+//!
+//! Each policy is one self-contained object so that inheritance is simple and predictable: a
+//! rule's policy replaces the Gateway default of the same kind as a whole, it is never merged
+//! field by field.
+
+use kube::KubeSchema;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Time limits for a request (Gateway API `HTTPRouteTimeouts`).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("!(has(self.request) && has(self.backendRequest)) || self.request == '0s' || duration(self.backendRequest) <= duration(self.request)")
+        .message("backendRequest must not be longer than request (unless request is 0s, which disables it)")
+)]
+pub struct Timeouts {
+    /// The whole transaction from the client's point of view, retries included. When it runs out
+    /// the client gets 504. `0s` disables it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^([0-9]{1,5}(h|m|s|ms)){1,4}$"), length(max = 32))]
+    pub request: Option<String>,
+    /// One attempt against one backend endpoint, from sending the request to the end of the
+    /// response. When it runs out the attempt fails with 504 (and may be retried). `0s` disables it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^([0-9]{1,5}(h|m|s|ms)){1,4}$"), length(max = 32))]
+    pub backend_request: Option<String>,
+}
+
+/// What makes a failed attempt worth retrying.
+#[derive(
+    JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord,
+)]
+pub enum RetryOn {
+    /// The connection to the endpoint could not be made (refused, reset before a response, timeout).
+    ConnectFailure,
+    /// The endpoint answered 502, 503 or 504, or the attempt timed out.
+    GatewayError,
+    /// The endpoint answered any 5xx status.
+    #[serde(rename = "5xx")]
+    ServerError,
+}
+
+/// Retries of failed attempts, bounded by a budget so that retries never multiply an outage.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct RetryPolicy {
+    /// How many retries after the first attempt (Gateway API semantics: `attempts: 2` means up to
+    /// three tries in all).
+    #[serde(default = "default_retry_attempts")]
+    #[schemars(range(min = 0, max = 10))]
+    pub attempts: u32,
+    /// The failures that are retried. Retries never happen once the response has started.
+    #[serde(default = "default_retry_on")]
+    #[schemars(length(max = 3))]
+    pub on: Vec<RetryOn>,
+    /// Wait before each retry (doubled each time, with jitter).
+    #[serde(default = "default_retry_backoff")]
+    #[schemars(regex(pattern = r"^([0-9]{1,5}(h|m|s|ms)){1,4}$"), length(max = 32))]
+    pub backoff: String,
+    /// Retries may add at most this percentage to the requests in flight to a backend; beyond it
+    /// failures are returned as they are.
+    #[serde(default = "default_retry_budget")]
+    #[schemars(range(min = 0, max = 100))]
+    pub budget_percent: u32,
+    /// Also retry methods that are not idempotent (POST, PATCH). Off by default: a retried POST
+    /// can do its work twice.
+    #[serde(default)]
+    pub non_idempotent: bool,
+}
+
+fn default_retry_attempts() -> u32 {
+    2
+}
+fn default_retry_on() -> Vec<RetryOn> {
+    vec![RetryOn::ConnectFailure, RetryOn::GatewayError]
+}
+fn default_retry_backoff() -> String {
+    "25ms".to_owned()
+}
+fn default_retry_budget() -> u32 {
+    20
+}
+
+/// How a rule authenticates its callers.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuthType {
+    /// A key from a Secret, sent in a header (default `X-API-Key`).
+    ApiKey,
+    /// A JSON Web Token in the `Authorization: Bearer` header, checked against a JWKS.
+    #[serde(rename = "JWT")]
+    Jwt,
+    /// HTTP Basic credentials checked against a htpasswd-style Secret.
+    Basic,
+    /// No authentication: lets a rule opt out of a Gateway-wide default.
+    None,
+}
+
+/// A key in a Secret in the Route's (or Gateway's) namespace.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretKeyRef {
+    /// Name of the Secret.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// Key inside the Secret's data.
+    #[schemars(length(min = 1, max = 253))]
+    pub key: String,
+}
+
+/// API-key authentication: each line of the Secret key is `consumer:key`, so rate limits and
+/// access logs can name the consumer without ever showing the key.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiKeyAuth {
+    /// The Secret key holding the `consumer:key` lines.
+    pub secret_ref: SecretKeyRef,
+    /// The request header carrying the key.
+    #[serde(default = "default_api_key_header")]
+    #[schemars(length(min = 1, max = 256))]
+    pub header: String,
+}
+
+fn default_api_key_header() -> String {
+    "X-API-Key".to_owned()
+}
+
+/// JWT authentication with an allow-list of algorithms and keys chosen by `kid` from a JWKS.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct JwtAuth {
+    /// The required `iss` claim.
+    #[schemars(length(min = 1, max = 512))]
+    pub issuer: String,
+    /// Accepted `aud` values; empty accepts any audience.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub audiences: Vec<String>,
+    /// The Secret key holding the issuer's JWKS document.
+    pub jwks_secret_ref: SecretKeyRef,
+    /// Algorithms accepted from this issuer. `none` is never accepted.
+    #[serde(default = "default_jwt_algorithms")]
+    #[schemars(length(min = 1, max = 8))]
+    pub algorithms: Vec<JwtAlgorithm>,
+}
+
+/// A JWT signing algorithm Portcullis verifies.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[allow(missing_docs)]
+pub enum JwtAlgorithm {
+    RS256,
+    RS384,
+    RS512,
+    ES256,
+    ES384,
+    EdDSA,
+}
+
+fn default_jwt_algorithms() -> Vec<JwtAlgorithm> {
+    vec![JwtAlgorithm::RS256, JwtAlgorithm::ES256]
+}
+
+/// Basic authentication against `user:bcrypt-hash` lines in a Secret key.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct BasicAuth {
+    /// The Secret key holding the htpasswd-style lines.
+    pub secret_ref: SecretKeyRef,
+}
+
+/// Authentication of a rule's callers. Unauthenticated requests get 401.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("self.type == 'ApiKey' ? has(self.apiKey) : !has(self.apiKey)")
+        .message("apiKey must be set when type is ApiKey, and only then"),
+    validation = Rule::new("self.type == 'JWT' ? has(self.jwt) : !has(self.jwt)")
+        .message("jwt must be set when type is JWT, and only then"),
+    validation = Rule::new("self.type == 'Basic' ? has(self.basic) : !has(self.basic)")
+        .message("basic must be set when type is Basic, and only then")
+)]
+pub struct AuthPolicy {
+    /// The kind of authentication.
+    #[serde(rename = "type")]
+    pub kind: AuthType,
+    /// Settings for `type: ApiKey`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key: Option<ApiKeyAuth>,
+    /// Settings for `type: JWT`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwt: Option<JwtAuth>,
+    /// Settings for `type: Basic`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub basic: Option<BasicAuth>,
+}
+
+/// What identifies one caller for rate limiting.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RateLimitKeyType {
+    /// The client's IP: from the socket, or from `X-Forwarded-For` only when the peer is a
+    /// trusted proxy (so the key cannot be spoofed).
+    #[serde(rename = "ClientIP")]
+    ClientIp,
+    /// The value of a request header (named in `name`).
+    Header,
+    /// A claim of the verified JWT (named in `name`).
+    Claim,
+    /// The consumer named by the verified API key.
+    ApiKey,
+}
+
+/// The key a rate limit counts by.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("(self.type == 'Header' || self.type == 'Claim') == has(self.name)")
+        .message("name is required for Header and Claim keys, and not allowed otherwise")
+)]
+pub struct RateLimitKey {
+    /// What identifies a caller.
+    #[serde(rename = "type")]
+    pub kind: RateLimitKeyType,
+    /// Header or claim name, for `Header` and `Claim`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 256))]
+    pub name: Option<String>,
+}
+
+impl Default for RateLimitKey {
+    fn default() -> Self {
+        Self {
+            kind: RateLimitKeyType::ClientIp,
+            name: None,
+        }
+    }
+}
+
+/// Where a rate limit's counters live.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RateLimitScope {
+    /// Each gateway replica counts on its own: with N replicas a caller gets up to N times the
+    /// limit. Fast and needs nothing else.
+    #[default]
+    Local,
+    /// All replicas share counters in the Gateway's `sharedState.redis`: the limit holds exactly.
+    Global,
+}
+
+/// A token-bucket rate limit. Requests over the limit get 429 with `Retry-After`.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct RateLimitPolicy {
+    /// Requests allowed per `period` and key.
+    #[schemars(range(min = 1, max = 1_000_000_000))]
+    #[x_kube(validation = Rule::new("self > 0").message("requests must be greater than 0"))]
+    pub requests: u32,
+    /// The period the `requests` refill over.
+    #[serde(default = "default_rate_period")]
+    #[schemars(regex(pattern = r"^([0-9]{1,5}(h|m|s|ms)){1,4}$"), length(max = 32))]
+    pub period: String,
+    /// Extra requests a caller may burst above the steady rate.
+    #[serde(default)]
+    #[schemars(range(max = 1_000_000_000))]
+    pub burst: u32,
+    /// What the limit counts by (default: client IP).
+    #[serde(default)]
+    pub key: RateLimitKey,
+    /// Per replica (`Local`) or shared by all replicas (`Global`).
+    #[serde(default)]
+    pub scope: RateLimitScope,
+}
+
+fn default_rate_period() -> String {
+    "1s".to_owned()
+}
+
+/// Where cached responses are stored.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum CacheBackend {
+    /// In the memory of each gateway replica.
+    #[default]
+    Local,
+    /// In the Gateway's `sharedState.redis`, shared by every replica.
+    Shared,
+}
+
+/// Response caching for GET and HEAD. The key includes the host, path, query and every `vary`
+/// header; responses with `Set-Cookie`, `Cache-Control: private/no-store` or to requests with
+/// `Authorization` are not stored unless the rule authenticates and is keyed by consumer.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct CachePolicy {
+    /// How long a response stays fresh when the backend does not say (`Cache-Control: max-age`
+    /// from the backend wins when it is shorter).
+    #[schemars(regex(pattern = r"^([0-9]{1,5}(h|m|s|ms)){1,4}$"), length(max = 32))]
+    pub ttl: String,
+    /// Request headers that are part of the cache key.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub vary: Vec<String>,
+    /// How long a stale response may still be served when the backend fails.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^([0-9]{1,5}(h|m|s|ms)){1,4}$"), length(max = 32))]
+    pub stale_if_error: Option<String>,
+    /// Per replica (`Local`) or shared (`Shared`, in Redis).
+    #[serde(default)]
+    pub backend: CacheBackend,
+}
+
+/// Cross-origin resource sharing: preflight requests are answered by the gateway.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("!self.allowCredentials || !self.allowOrigins.exists(o, o == '*')")
+        .message("allowOrigins may not contain '*' when allowCredentials is true")
+)]
+pub struct CorsPolicy {
+    /// Origins allowed to call, like `https://app.example.com`; `https://*.example.com` matches
+    /// any subdomain; `*` any origin.
+    #[serde(default)]
+    #[schemars(length(max = 64))]
+    pub allow_origins: Vec<String>,
+    /// Methods allowed in cross-origin requests.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub allow_methods: Vec<String>,
+    /// Request headers allowed in cross-origin requests.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub allow_headers: Vec<String>,
+    /// Response headers the browser may expose to the caller.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub expose_headers: Vec<String>,
+    /// Whether the browser may send credentials.
+    #[serde(default)]
+    pub allow_credentials: bool,
+    /// Seconds a browser may cache the preflight answer.
+    #[serde(default = "default_cors_max_age")]
+    #[schemars(range(min = 0, max = 86_400))]
+    pub max_age: u32,
+}
+
+fn default_cors_max_age() -> u32 {
+    5
+}
+
+/// Policies that apply to a rule: set on a Route rule, or on the Gateway as `defaults` that every
+/// rule inherits unless it sets its own.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Policies {
+    /// Request and per-attempt time limits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeouts: Option<Timeouts>,
+    /// Retries of failed attempts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<RetryPolicy>,
+    /// Authentication of callers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<AuthPolicy>,
+    /// Rate limiting.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimitPolicy>,
+    /// Response caching.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache: Option<CachePolicy>,
+    /// CORS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cors: Option<CorsPolicy>,
+}

@@ -1,0 +1,1 @@
+//! Offline validation of manifests (filled in by `portcullis check`).
