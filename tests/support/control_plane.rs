@@ -41,7 +41,10 @@
 //! `prctl(PR_SET_PDEATHSIG)` in `pre_exec` ourselves; setpriv makes the same call between fork
 //! and exec.) The data of finished runs is deleted when the next run starts; the logs of the
 //! last run stay for reading.
-#![allow(dead_code, reason = "each test binary uses a different part of the harness")]
+#![allow(
+    dead_code,
+    reason = "each test binary uses a different part of the harness"
+)]
 
 use std::{
     fs::{self, File, OpenOptions},
@@ -356,7 +359,10 @@ async fn start(processes: &mut Processes) -> Result<ControlPlane> {
             "--authorization-mode=RBAC".to_owned(),
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local".to_owned(),
             format!("--service-account-key-file={}", pki.sa_public.display()),
-            format!("--service-account-signing-key-file={}", pki.sa_key.display()),
+            format!(
+                "--service-account-signing-key-file={}",
+                pki.sa_key.display()
+            ),
             "--service-cluster-ip-range=10.0.0.0/24".to_owned(),
             "--allow-privileged=true".to_owned(),
             // Without kube-controller-manager there is no `default` ServiceAccount to admit pods
@@ -377,7 +383,9 @@ async fn start(processes: &mut Processes) -> Result<ControlPlane> {
     .await?;
     poll(processes, deadline, "the `default` namespace", || async {
         matches!(
-            Api::<Namespace>::all(client.clone()).get_opt("default").await,
+            Api::<Namespace>::all(client.clone())
+                .get_opt("default")
+                .await,
             Ok(Some(_))
         )
     })
@@ -697,7 +705,9 @@ async fn install_crds(client: &Client, deadline: Instant) -> Result<Vec<String>>
                 &Patch::Apply(&crd),
             )
             .await
-            .with_context(|| format!("the API server refused CRD {name} from {}", file.display()))?;
+            .with_context(|| {
+                format!("the API server refused CRD {name} from {}", file.display())
+            })?;
             names.push(name);
         }
     }
@@ -756,7 +766,8 @@ impl Processes {
         dir: &Path,
     ) -> Result<()> {
         let log = dir.join(format!("{name}.log"));
-        let stdout = File::create(&log).with_context(|| format!("cannot create {}", log.display()))?;
+        let stdout =
+            File::create(&log).with_context(|| format!("cannot create {}", log.display()))?;
         let stderr = stdout.try_clone()?;
         let child = guarded_command(program)
             .args(args)
