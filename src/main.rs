@@ -1,3 +1,52 @@
 //! `portcullis`: the Portcullis API gateway — operator and data plane in one binary.
+//!
+//! This file only parses the command line and hands over to the crates; see `commands/`.
 
-fn main() {}
+#![forbid(unsafe_code)]
+
+mod commands;
+mod manifests;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Portcullis: a Kubernetes-native API gateway.
+///
+/// One binary holds the operator, which turns Gateway, Route and ServiceBackend resources into
+/// redundant gateway deployments, and the data plane, which serves them.
+#[derive(Parser, Debug)]
+#[command(name = "portcullis", version, about, long_about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Print the CustomResourceDefinitions (multi-document YAML) to apply to a cluster.
+    Crds,
+    /// Validate manifests offline, with the same checks the API server and the operator make.
+    ///
+    /// Exit 0 when every Gateway, Route and ServiceBackend is valid; otherwise exit 1 and print
+    /// one line per problem: `FILE: Kind/namespace/name: spec.path.to.field: message`.
+    Check(commands::check::Args),
+    /// Print the Kubernetes objects the operator would create for the Gateways in the manifests.
+    Render(commands::render::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Crds => commands::crds::run(),
+        Command::Check(args) => commands::check::run(&args),
+        Command::Render(args) => commands::render::run(&args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("portcullis: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -18,12 +18,28 @@ use serde::{Deserialize, Serialize};
     shortname = "psb",
     category = "portcullis",
     doc = "A Portcullis backend: the endpoints of one service and how the gateway balances, checks and fails over between them.",
-    printcolumn(name = "Ready", type_ = "integer", json_path = ".status.endpoints.ready", description = "Ready endpoints"),
-    printcolumn(name = "Total", type_ = "integer", json_path = ".status.endpoints.total", description = "All endpoints"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
-    cel,
-    validation = Rule::new("has(self.spec.service) != has(self.spec.endpoints)")
-        .message("set exactly one of spec.service or spec.endpoints")
+    printcolumn(
+        name = "Ready",
+        type_ = "integer",
+        json_path = ".status.endpoints.ready",
+        description = "Ready endpoints"
+    ),
+    printcolumn(
+        name = "Total",
+        type_ = "integer",
+        json_path = ".status.endpoints.total",
+        description = "All endpoints"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    ),
+    cel
+)]
+#[x_kube(
+    validation = Rule::new("has(self.service) != has(self.endpoints)")
+        .message("set exactly one of service or endpoints")
 )]
 #[serde(rename_all = "camelCase")]
 pub struct ServiceBackendSpec {

@@ -28,13 +28,30 @@ use crate::policy::Policies;
     shortname = "pgw",
     category = "portcullis",
     doc = "A Portcullis gateway: replicated gateway pods, their Service, and the listeners they serve.",
-    printcolumn(name = "Ready", type_ = "string", json_path = ".status.ready", description = "Ready replicas / desired replicas"),
-    printcolumn(name = "Address", type_ = "string", json_path = ".status.addresses[0].value", description = "Where clients reach the gateway"),
-    printcolumn(name = "Routes", type_ = "integer", json_path = ".status.attachedRoutes", description = "Routes attached to the gateway"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
-    cel,
-    validation = Rule::new("!has(self.spec.autoscaling) || self.spec.autoscaling.minReplicas <= self.spec.autoscaling.maxReplicas")
-        .message("spec.autoscaling.minReplicas must not be greater than spec.autoscaling.maxReplicas")
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.ready",
+        description = "Ready replicas / desired replicas"
+    ),
+    printcolumn(
+        name = "Address",
+        type_ = "string",
+        json_path = ".status.addresses[0].value",
+        description = "Where clients reach the gateway"
+    ),
+    printcolumn(
+        name = "Routes",
+        type_ = "integer",
+        json_path = ".status.attachedRoutes",
+        description = "Routes attached to the gateway"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    ),
+    cel
 )]
 #[serde(rename_all = "camelCase")]
 pub struct GatewaySpec {
@@ -198,6 +215,10 @@ pub struct RouteNamespaces {
 /// CPU-based autoscaling.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("self.minReplicas <= self.maxReplicas")
+        .message("minReplicas must not be greater than maxReplicas")
+)]
 pub struct Autoscaling {
     /// Fewest replicas; keep at least 2 for redundancy.
     #[serde(default = "default_replicas")]

@@ -1,0 +1,6 @@
+//! One module per subcommand. Each exposes `Args` (when it takes any) and `run`, which returns
+//! the process exit code; errors that stop the command bubble up as `anyhow::Error`.
+
+pub mod check;
+pub mod crds;
+pub mod render;
