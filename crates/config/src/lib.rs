@@ -1,1 +1,12 @@
-//! Placeholder: this crate's purpose is stated in its Cargo.toml description until it lands.
+//! The Portcullis config snapshot and the pure compiler that produces it.
+//!
+//! The operator, `portcullis run`, `portcullis render` and the tests all turn custom resources
+//! into what a gateway replica serves through this crate: a Gateway, the Routes attached to it and
+//! their ServiceBackends go in, a [`Snapshot`] comes out. No I/O happens here, and the same input
+//! always yields byte-identical output.
+
+#![forbid(unsafe_code)]
+
+pub mod snapshot;
+
+pub use snapshot::{API_VERSION, Snapshot, SnapshotError};
