@@ -1,1 +1,17 @@
-//! Placeholder: this crate's purpose is stated in its Cargo.toml description until it lands.
+//! The Portcullis data plane: an HTTP gateway serving a compiled config snapshot.
+//!
+//! The shape follows linkerd2-proxy: a pure router ([`route`]) compiled from the snapshot
+//! ([`compile`]) and swapped atomically ([`Gateway`]), small forwarding steps ([`forward`]),
+//! upstream pools with health state ([`upstream`], [`balance`]), and a drain-aware server
+//! ([`server`], [`lifecycle`]) next to an admin listener ([`admin`]).
+
+#![forbid(unsafe_code)]
+
+pub mod balance;
+pub mod body;
+mod clock;
+pub mod filters;
+pub mod host;
+pub mod path;
+pub mod route;
+pub mod upstream;

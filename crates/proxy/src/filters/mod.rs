@@ -1,0 +1,33 @@
+//! Route filters (Gateway API `HTTPRouteFilter`): header edits, redirects, URL rewrites and
+//! mirrors. Pure functions over `http` types; the forwarding path decides when each runs.
+
+mod headers;
+mod redirect;
+mod rewrite;
+
+pub use headers::HeaderModifier;
+pub use redirect::{Redirect, Scheme};
+pub use rewrite::{PathRewrite, UrlRewrite};
+
+/// A copy of each (sampled) request goes to another backend; its response is ignored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mirror {
+    /// The backend receiving the copies (`namespace/name`).
+    pub backend: String,
+    /// Share of requests mirrored, 0–100.
+    pub percent: u32,
+}
+
+/// Every filter of one route entry, already validated by the compiler (at most one of each
+/// kind, mirrors excepted).
+#[derive(Debug, Clone, Default)]
+pub struct Filters {
+    /// Edits to the request sent upstream.
+    pub request_headers: Option<HeaderModifier>,
+    /// Edits to the response sent to the client.
+    pub response_headers: Option<HeaderModifier>,
+    /// Host and path rewrite of the request sent upstream.
+    pub url_rewrite: Option<UrlRewrite>,
+    /// Mirrors, each fire-and-forget.
+    pub mirrors: Vec<Mirror>,
+}

@@ -1,0 +1,105 @@
+//! Hostnames: the request's host, and the patterns virtual hosts are selected by.
+
+use http::{Request, header::HOST};
+
+/// A hostname pattern of a virtual host.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum HostPattern {
+    /// One exact hostname, lower case.
+    Exact(String),
+    /// `*.example.com`: any host ending in `.example.com` (one or more labels before it), never
+    /// `example.com` itself. Holds the suffix including the leading dot: `.example.com`.
+    Wildcard(String),
+    /// Every host.
+    Any,
+}
+
+impl HostPattern {
+    /// Parses `example.com`, `*.example.com` or `*` (or an empty string) into a pattern.
+    pub fn parse(pattern: &str) -> Self {
+        let pattern = pattern.trim().to_ascii_lowercase();
+        if pattern.is_empty() || pattern == "*" {
+            HostPattern::Any
+        } else if let Some(suffix) = pattern.strip_prefix('*') {
+            HostPattern::Wildcard(suffix.to_owned())
+        } else {
+            HostPattern::Exact(pattern)
+        }
+    }
+
+    /// Whether `host` (lower case, without port) matches.
+    pub fn matches(&self, host: &str) -> bool {
+        match self {
+            HostPattern::Exact(name) => name == host,
+            HostPattern::Wildcard(suffix) => host.len() > suffix.len() && host.ends_with(suffix),
+            HostPattern::Any => true,
+        }
+    }
+}
+
+/// The host a request is for, lower case and without port: the URI authority (HTTP/2 and
+/// absolute-form requests) or else the `Host` header.
+pub fn request_host<B>(req: &Request<B>) -> Option<String> {
+    let raw = match req.uri().host() {
+        Some(host) => host,
+        None => req.headers().get(HOST)?.to_str().ok()?,
+    };
+    Some(strip_port(raw).to_ascii_lowercase())
+}
+
+/// Drops a `:port` suffix, keeping bracketed IPv6 literals whole.
+pub fn strip_port(authority: &str) -> &str {
+    if authority.starts_with('[') {
+        return match authority.find(']') {
+            Some(end) => &authority[..=end],
+            None => authority,
+        };
+    }
+    match authority.rsplit_once(':') {
+        Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
+        _ => authority,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wildcard_matches_subdomains_but_not_the_bare_domain() {
+        let p = HostPattern::parse("*.example.com");
+        assert!(p.matches("a.example.com"));
+        assert!(p.matches("a.b.example.com"));
+        assert!(!p.matches("example.com"));
+        assert!(!p.matches("aexample.com"));
+    }
+
+    #[test]
+    fn exact_and_any_patterns() {
+        assert!(HostPattern::parse("foo.com").matches("foo.com"));
+        assert!(!HostPattern::parse("foo.com").matches("bar.foo.com"));
+        assert!(HostPattern::parse("").matches("anything"));
+    }
+
+    #[test]
+    fn request_host_ignores_port_and_case() {
+        let req = Request::builder()
+            .uri("/x")
+            .header("host", "Very.Specific.com:1234")
+            .body(())
+            .expect("request");
+        assert_eq!(request_host(&req).as_deref(), Some("very.specific.com"));
+        let req = Request::builder()
+            .uri("http://h2.example/x")
+            .body(())
+            .expect("request");
+        assert_eq!(request_host(&req).as_deref(), Some("h2.example"));
+    }
+
+    #[test]
+    fn ipv6_literal_keeps_its_brackets() {
+        assert_eq!(strip_port("[::1]:8080"), "[::1]");
+        assert_eq!(strip_port("[::1]"), "[::1]");
+        assert_eq!(strip_port("host"), "host");
+    }
+}

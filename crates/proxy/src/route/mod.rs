@@ -1,0 +1,14 @@
+//! The routing table: an immutable, compiled form of a config snapshot that answers "which rule
+//! serves this request?" without allocating in the common case.
+
+mod matching;
+mod table;
+
+pub use matching::{
+    HeaderCondition, PathMatch, QueryCondition, RequestMatch, ValueMatch, prefix_matches,
+    query_value,
+};
+pub use table::{
+    Action, ListenerRoutes, Policy, RetryPolicy, RouteEntry, RouteTable, Rule, VirtualHost,
+    WeightedBackend, WeightedBackends,
+};

@@ -1,0 +1,319 @@
+//! The compiled routing table and the lookup of the entry that serves a request.
+
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use http::{Request, StatusCode};
+
+use super::matching::{PathMatch, RequestMatch};
+use crate::{
+    filters::{Filters, Redirect, Scheme},
+    host::HostPattern,
+    upstream::Backend,
+};
+
+/// Everything one revision of the config serves. Immutable once built: a reload builds a new
+/// table and swaps it in, and requests in flight keep the table they started with.
+#[derive(Debug, Default)]
+pub struct RouteTable {
+    /// The snapshot revision this table was compiled from.
+    pub revision: String,
+    /// The routes of each port.
+    pub listeners: HashMap<u16, ListenerRoutes>,
+    /// The backends, keyed `namespace/name`.
+    pub backends: HashMap<String, Arc<Backend>>,
+}
+
+impl RouteTable {
+    /// The routes served on `port`.
+    pub fn listener(&self, port: u16) -> Option<&ListenerRoutes> {
+        self.listeners.get(&port)
+    }
+
+    /// Number of route entries over every listener and virtual host.
+    pub fn entry_count(&self) -> usize {
+        self.listeners
+            .values()
+            .flat_map(|l| l.virtual_hosts.iter())
+            .map(|v| v.entries.len())
+            .sum()
+    }
+}
+
+/// The virtual hosts of one port, indexed by hostname.
+#[derive(Debug, Default)]
+pub struct ListenerRoutes {
+    /// The port.
+    pub port: u16,
+    /// `http` or `https`, for redirects and `X-Forwarded-Proto`.
+    pub scheme: Option<Scheme>,
+    /// The virtual hosts, most specific first.
+    pub virtual_hosts: Vec<VirtualHost>,
+    exact: HashMap<String, usize>,
+    wildcard: HashMap<String, usize>,
+    any: Option<usize>,
+}
+
+impl ListenerRoutes {
+    /// Builds the hostname index. When two virtual hosts have the same hostname, the first wins.
+    pub fn new(port: u16, scheme: Scheme, virtual_hosts: Vec<VirtualHost>) -> Self {
+        let mut exact = HashMap::new();
+        let mut wildcard = HashMap::new();
+        let mut any = None;
+        for (index, vhost) in virtual_hosts.iter().enumerate() {
+            match &vhost.hostname {
+                HostPattern::Exact(name) => {
+                    exact.entry(name.clone()).or_insert(index);
+                }
+                HostPattern::Wildcard(suffix) => {
+                    wildcard.entry(suffix.clone()).or_insert(index);
+                }
+                HostPattern::Any => {
+                    any.get_or_insert(index);
+                }
+            }
+        }
+        Self {
+            port,
+            scheme: Some(scheme),
+            virtual_hosts,
+            exact,
+            wildcard,
+            any,
+        }
+    }
+
+    /// The most specific virtual host for `host` (lower case, no port): an exact name, else the
+    /// wildcard with the longest suffix, else the catch-all. Never a less specific one when a
+    /// more specific one exists but has no matching entry (listener isolation).
+    pub fn virtual_host(&self, host: &str) -> Option<&VirtualHost> {
+        if let Some(index) = self.exact.get(host) {
+            return self.virtual_hosts.get(*index);
+        }
+        if !self.wildcard.is_empty() {
+            // `a.b.example.com` tries `.b.example.com`, then `.example.com`, then `.com`.
+            let mut rest = host;
+            while let Some(dot) = rest.find('.') {
+                let suffix = &rest[dot..];
+                if let Some(index) = self.wildcard.get(suffix) {
+                    return self.virtual_hosts.get(*index);
+                }
+                rest = &rest[dot + 1..];
+            }
+        }
+        self.any.and_then(|index| self.virtual_hosts.get(index))
+    }
+
+    /// The entry serving the request: the first matching entry of the most specific virtual
+    /// host. `path` is the normalized path.
+    pub fn route<B>(&self, req: &Request<B>, host: &str, path: &str) -> Option<&RouteEntry> {
+        self.virtual_host(host)?
+            .entries
+            .iter()
+            .find(|entry| entry.matcher.matches(req, path))
+    }
+}
+
+/// The route entries of one hostname, in precedence order.
+#[derive(Debug)]
+pub struct VirtualHost {
+    /// The hostname pattern.
+    pub hostname: HostPattern,
+    /// The Gateway listener name (for metrics).
+    pub listener: String,
+    /// Entries in precedence order; the first that matches wins.
+    pub entries: Vec<RouteEntry>,
+}
+
+/// One match of one rule.
+#[derive(Debug, Clone)]
+pub struct RouteEntry {
+    /// The conditions.
+    pub matcher: RequestMatch,
+    /// What happens to a matching request (shared by every entry of the rule).
+    pub rule: Arc<Rule>,
+}
+
+impl RouteEntry {
+    /// The path prefix this entry matched with, for `ReplacePrefixMatch`.
+    pub fn matched_prefix(&self) -> Option<&str> {
+        match &self.matcher.path {
+            PathMatch::Prefix(prefix) => Some(prefix),
+            _ => None,
+        }
+    }
+}
+
+/// One rule of one Route.
+#[derive(Debug)]
+pub struct Rule {
+    /// `namespace/name` of the Route: the `route` label of metrics and access logs.
+    pub route: String,
+    /// The rule's index in the Route.
+    pub index: usize,
+    /// Request and response filters.
+    pub filters: Filters,
+    /// Where the request goes.
+    pub action: Action,
+    /// Timeouts and retries.
+    pub policy: Policy,
+}
+
+/// What a rule does with a matching request.
+#[derive(Debug)]
+pub enum Action {
+    /// Forward to a backend chosen by weight.
+    Forward(WeightedBackends),
+    /// Answer with a redirect.
+    Redirect(Redirect),
+    /// Answer with this status and no body.
+    Status(StatusCode),
+}
+
+/// A weighted choice among backends; shares without a (valid) backend answer 500.
+#[derive(Debug, Default)]
+pub struct WeightedBackends {
+    choices: Vec<WeightedBackend>,
+    total: u64,
+}
+
+/// One weighted share.
+#[derive(Debug, Clone)]
+pub struct WeightedBackend {
+    /// `namespace/name`, or `None` when the reference did not resolve.
+    pub backend: Option<String>,
+    /// The relative share.
+    pub weight: u32,
+}
+
+impl WeightedBackends {
+    /// Builds the choice; shares of weight 0 are dropped.
+    pub fn new(choices: Vec<WeightedBackend>) -> Self {
+        let choices: Vec<_> = choices.into_iter().filter(|c| c.weight > 0).collect();
+        let total = choices.iter().map(|c| u64::from(c.weight)).sum();
+        Self { choices, total }
+    }
+
+    /// The backend for a request, given a uniform random number. `None` means 500: no share at
+    /// all, or the share of an invalid backend.
+    pub fn pick(&self, random: u64) -> Option<&str> {
+        if self.total == 0 {
+            return None;
+        }
+        if self.choices.len() == 1 {
+            return self.choices[0].backend.as_deref();
+        }
+        let mut point = random % self.total;
+        for choice in &self.choices {
+            let weight = u64::from(choice.weight);
+            if point < weight {
+                return choice.backend.as_deref();
+            }
+            point -= weight;
+        }
+        None
+    }
+
+    /// The shares, in configuration order.
+    pub fn choices(&self) -> &[WeightedBackend] {
+        &self.choices
+    }
+}
+
+/// Timeouts and retries of a rule.
+#[derive(Debug, Clone, Default)]
+pub struct Policy {
+    /// The whole transaction, retries included (`None`: no limit).
+    pub request_timeout: Option<Duration>,
+    /// One attempt (`None`: no limit).
+    pub backend_timeout: Option<Duration>,
+    /// Retries, when configured.
+    pub retry: Option<RetryPolicy>,
+}
+
+/// Retries of failed attempts.
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    /// Retries after the first attempt.
+    pub attempts: u32,
+    /// Retry when the connection could not be made.
+    pub on_connect_failure: bool,
+    /// Retry on 502, 503, 504 and attempt timeouts.
+    pub on_gateway_error: bool,
+    /// Retry on any 5xx.
+    pub on_server_error: bool,
+    /// Wait before the first retry; doubled each time, with jitter.
+    pub backoff: Duration,
+    /// Retries in flight may be at most this percentage of the requests in flight to the
+    /// backend (with a floor of a few, so a quiet backend can still retry).
+    pub budget_percent: u32,
+    /// Also retry methods that are not idempotent.
+    pub non_idempotent: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vhost(pattern: &str, tag: &str) -> VirtualHost {
+        VirtualHost {
+            hostname: HostPattern::parse(pattern),
+            listener: tag.to_owned(),
+            entries: Vec::new(),
+        }
+    }
+
+    fn listener() -> ListenerRoutes {
+        ListenerRoutes::new(
+            80,
+            Scheme::Http,
+            vec![
+                vhost("foo.example.com", "exact"),
+                vhost("*.b.example.com", "long-wildcard"),
+                vhost("*.example.com", "wildcard"),
+                vhost("*", "any"),
+            ],
+        )
+    }
+
+    fn chosen(host: &str) -> Option<String> {
+        listener().virtual_host(host).map(|v| v.listener.clone())
+    }
+
+    #[test]
+    fn most_specific_virtual_host_wins() {
+        assert_eq!(chosen("foo.example.com").as_deref(), Some("exact"));
+        assert_eq!(chosen("x.b.example.com").as_deref(), Some("long-wildcard"));
+        assert_eq!(chosen("b.example.com").as_deref(), Some("wildcard"));
+        assert_eq!(chosen("a.c.example.com").as_deref(), Some("wildcard"));
+        assert_eq!(chosen("example.com").as_deref(), Some("any"));
+    }
+
+    #[test]
+    fn without_catch_all_unknown_hosts_have_no_virtual_host() {
+        let l = ListenerRoutes::new(80, Scheme::Http, vec![vhost("*.example.com", "w")]);
+        assert!(l.virtual_host("example.com").is_none());
+        assert!(l.virtual_host("other.org").is_none());
+    }
+
+    #[test]
+    fn weights_split_traffic_and_zero_weight_gets_nothing() {
+        let w = WeightedBackends::new(vec![
+            WeightedBackend {
+                backend: Some("a".into()),
+                weight: 70,
+            },
+            WeightedBackend {
+                backend: Some("zero".into()),
+                weight: 0,
+            },
+            WeightedBackend {
+                backend: None,
+                weight: 30,
+            },
+        ]);
+        let picks: Vec<_> = (0..100).map(|r| w.pick(r)).collect();
+        assert_eq!(picks.iter().filter(|p| **p == Some("a")).count(), 70);
+        assert_eq!(picks.iter().filter(|p| p.is_none()).count(), 30);
+        assert!(WeightedBackends::new(Vec::new()).pick(3).is_none());
+    }
+}

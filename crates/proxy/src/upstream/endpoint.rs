@@ -1,0 +1,205 @@
+//! One endpoint of a backend and its health: active check results, passive outlier ejection and
+//! the requests in flight (for least-request balancing).
+
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+
+use http::uri::Authority;
+
+use crate::clock::now_ms;
+
+/// An address requests can be sent to, with its health state. The state survives config reloads
+/// that keep the endpoint.
+#[derive(Debug)]
+pub struct Endpoint {
+    /// `host:port`.
+    pub address: String,
+    /// The same, as a URI authority.
+    pub authority: Authority,
+    /// Hash of the address, the endpoint's identity on a consistent-hash ring.
+    pub hash: u64,
+    healthy: AtomicBool,
+    check_successes: AtomicU32,
+    check_failures: AtomicU32,
+    ejected_until_ms: AtomicU64,
+    ejections: AtomicU32,
+    consecutive_5xx: AtomicU32,
+    consecutive_gateway_errors: AtomicU32,
+    in_flight: AtomicU32,
+}
+
+/// What an attempt against an endpoint produced, for outlier detection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Any status below 500.
+    Success,
+    /// 500, 501, 505 and the like.
+    ServerError,
+    /// Connect failure, reset, timeout, or 502/503/504.
+    GatewayError,
+}
+
+/// When an endpoint is ejected by outlier detection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutlierSettings {
+    /// 5xx answers in a row.
+    pub consecutive_5xx: u32,
+    /// Gateway errors in a row.
+    pub consecutive_gateway_errors: u32,
+    /// Base ejection time; multiplied by the number of times the endpoint was ejected.
+    pub ejection_time_ms: u64,
+    /// Most endpoints of the backend ejected at once, in percent.
+    pub max_ejection_percent: u32,
+}
+
+impl Endpoint {
+    /// A healthy endpoint at `host:port`. Fails when the address is not a valid authority.
+    pub fn new(address: String) -> Result<Self, http::uri::InvalidUri> {
+        let authority: Authority = address.parse()?;
+        Ok(Self {
+            hash: crate::balance::hash_bytes(address.as_bytes()),
+            address,
+            authority,
+            healthy: AtomicBool::new(true),
+            check_successes: AtomicU32::new(0),
+            check_failures: AtomicU32::new(0),
+            ejected_until_ms: AtomicU64::new(0),
+            ejections: AtomicU32::new(0),
+            consecutive_5xx: AtomicU32::new(0),
+            consecutive_gateway_errors: AtomicU32::new(0),
+            in_flight: AtomicU32::new(0),
+        })
+    }
+
+    /// Whether the endpoint may get traffic now: it passes active checks and is not ejected.
+    pub fn is_available(&self) -> bool {
+        self.is_healthy() && !self.is_ejected()
+    }
+
+    /// Whether the active health check considers it healthy.
+    pub fn is_healthy(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed)
+    }
+
+    /// Whether outlier detection has it ejected right now.
+    pub fn is_ejected(&self) -> bool {
+        self.ejected_until_ms.load(Ordering::Relaxed) > now_ms()
+    }
+
+    /// Records an active health check result; flips the state after enough results in a row.
+    pub fn record_check(&self, ok: bool, healthy_threshold: u32, unhealthy_threshold: u32) {
+        if ok {
+            self.check_failures.store(0, Ordering::Relaxed);
+            let successes = self.check_successes.fetch_add(1, Ordering::Relaxed) + 1;
+            if successes >= healthy_threshold {
+                self.healthy.store(true, Ordering::Relaxed);
+            }
+        } else {
+            self.check_successes.store(0, Ordering::Relaxed);
+            let failures = self.check_failures.fetch_add(1, Ordering::Relaxed) + 1;
+            if failures >= unhealthy_threshold {
+                self.healthy.store(false, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Records a real request's outcome. Returns true when this outcome should eject the
+    /// endpoint (the caller checks the backend-wide ejection limit, then calls [`Self::eject`]).
+    pub fn record_outcome(&self, outcome: Outcome, settings: &OutlierSettings) -> bool {
+        match outcome {
+            Outcome::Success => {
+                self.consecutive_5xx.store(0, Ordering::Relaxed);
+                self.consecutive_gateway_errors.store(0, Ordering::Relaxed);
+                false
+            }
+            Outcome::ServerError => {
+                self.consecutive_gateway_errors.store(0, Ordering::Relaxed);
+                let n = self.consecutive_5xx.fetch_add(1, Ordering::Relaxed) + 1;
+                n >= settings.consecutive_5xx
+            }
+            Outcome::GatewayError => {
+                // A gateway error is also a 5xx for the 5xx counter, as in Envoy.
+                let n5 = self.consecutive_5xx.fetch_add(1, Ordering::Relaxed) + 1;
+                let ng = self.consecutive_gateway_errors.fetch_add(1, Ordering::Relaxed) + 1;
+                ng >= settings.consecutive_gateway_errors || n5 >= settings.consecutive_5xx
+            }
+        }
+    }
+
+    /// Ejects the endpoint for the base time multiplied by how often it was ejected before.
+    pub fn eject(&self, base_ms: u64) {
+        let times = u64::from(self.ejections.fetch_add(1, Ordering::Relaxed) + 1).min(10);
+        self.ejected_until_ms
+            .store(now_ms() + base_ms.saturating_mul(times), Ordering::Relaxed);
+        self.consecutive_5xx.store(0, Ordering::Relaxed);
+        self.consecutive_gateway_errors.store(0, Ordering::Relaxed);
+    }
+
+    /// Requests in flight to this endpoint.
+    pub fn in_flight(&self) -> u32 {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Counts a request in flight until the guard is dropped.
+    pub fn start_request(&self) -> InFlight<'_> {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(&self.in_flight)
+    }
+}
+
+/// Decrements an in-flight counter when dropped.
+#[derive(Debug)]
+pub struct InFlight<'a>(&'a AtomicU32);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> OutlierSettings {
+        OutlierSettings {
+            consecutive_5xx: 3,
+            consecutive_gateway_errors: 2,
+            ejection_time_ms: 60_000,
+            max_ejection_percent: 100,
+        }
+    }
+
+    #[test]
+    fn consecutive_gateway_errors_call_for_ejection_and_success_resets() {
+        let e = Endpoint::new("127.0.0.1:1".into()).expect("endpoint");
+        assert!(!e.record_outcome(Outcome::GatewayError, &settings()));
+        assert!(!e.record_outcome(Outcome::Success, &settings()));
+        assert!(!e.record_outcome(Outcome::GatewayError, &settings()));
+        assert!(e.record_outcome(Outcome::GatewayError, &settings()));
+        e.eject(60_000);
+        assert!(e.is_ejected());
+        assert!(!e.is_available());
+    }
+
+    #[test]
+    fn health_flips_only_after_thresholds() {
+        let e = Endpoint::new("127.0.0.1:1".into()).expect("endpoint");
+        e.record_check(false, 2, 2);
+        assert!(e.is_healthy());
+        e.record_check(false, 2, 2);
+        assert!(!e.is_healthy());
+        e.record_check(true, 2, 2);
+        assert!(!e.is_healthy());
+        e.record_check(true, 2, 2);
+        assert!(e.is_healthy());
+    }
+
+    #[test]
+    fn in_flight_guard_counts_requests() {
+        let e = Endpoint::new("127.0.0.1:1".into()).expect("endpoint");
+        let guard = e.start_request();
+        assert_eq!(e.in_flight(), 1);
+        drop(guard);
+        assert_eq!(e.in_flight(), 0);
+    }
+}
