@@ -1,0 +1,125 @@
+//! `portcullis check` as users run it: exit codes and one line per problem that names the file,
+//! the object and the field.
+
+use std::process::{Command, Output};
+
+fn check(paths: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .arg("check")
+        .args(paths.iter().flat_map(|p| ["-f", p]))
+        .output()
+        .expect("portcullis check runs")
+}
+
+fn stdout_lines(output: &Output) -> Vec<String> {
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn the_examples_are_valid() {
+    let output = check(&["deploy/examples"]);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "problems: {}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    assert!(stdout_lines(&output).is_empty());
+}
+
+#[test]
+fn a_misspelt_field_is_named_with_file_object_and_path() {
+    let output = check(&["tests/fixtures/invalid/route-misspelt-field.yaml"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        stdout_lines(&output),
+        [
+            "tests/fixtures/invalid/route-misspelt-field.yaml: Route/shop/typo: spec.rules[0].backendRef: unknown field \"backendRef\""
+        ]
+    );
+}
+
+#[test]
+fn a_missing_required_field_is_named() {
+    let output = check(&["tests/fixtures/invalid/backend-missing-port.yaml"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        stdout_lines(&output),
+        [
+            "tests/fixtures/invalid/backend-missing-port.yaml: ServiceBackend/shop/no-port: spec.service.port: Required value"
+        ]
+    );
+}
+
+#[test]
+fn a_broken_cel_rule_gives_its_message_at_the_field() {
+    let output = check(&["tests/fixtures/invalid/gateway-https-without-tls.yaml"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        stdout_lines(&output),
+        [
+            "tests/fixtures/invalid/gateway-https-without-tls.yaml: Gateway/shop/secure: spec.listeners[0]: an HTTPS listener needs tls.certificateRefs"
+        ]
+    );
+}
+
+#[test]
+fn a_yaml_syntax_error_gives_line_and_column() {
+    let output = check(&["tests/fixtures/invalid/broken-yaml.yaml"]);
+    assert_eq!(output.status.code(), Some(1));
+    let lines = stdout_lines(&output);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0]
+            .starts_with("tests/fixtures/invalid/broken-yaml.yaml: invalid YAML: line 9 column 4"),
+        "{lines:?}"
+    );
+}
+
+#[test]
+fn every_problem_in_a_folder_is_reported_not_just_the_first() {
+    let output = check(&["tests/fixtures/invalid"]);
+    assert_eq!(output.status.code(), Some(1));
+    let lines = stdout_lines(&output);
+    for expected in [
+        "ServiceBackend/shop/both: spec: set exactly one of service or endpoints",
+        "Route/shop/bad-values: spec.rules[0].backendRefs[0].weight: Invalid value: 2000000",
+        "Route/shop/bad-values: spec.rules[0].rateLimit.requests: Invalid value: 0",
+        "Route/shop/bad-values: spec.rules[0].timeouts.request: Invalid value: \"1.5s\"",
+        "Gateway/shop/scaled: spec.autoscaling: minReplicas must not be greater than maxReplicas",
+        "Gateway/shop/scaled: spec.listeners: listener names must be unique",
+    ] {
+        assert!(
+            lines.iter().any(|line| line.contains(expected)),
+            "no line contains {expected:?}: {lines:#?}"
+        );
+    }
+}
+
+#[test]
+fn documents_of_other_kinds_are_skipped_with_a_note() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("mixed.yaml");
+    std::fs::write(
+        &file,
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec: {}\n",
+    )
+    .expect("write manifest");
+    let output = check(&[file.to_str().expect("utf-8 path")]);
+    assert_eq!(output.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("skipped, not a Portcullis resource"));
+}
+
+#[test]
+fn a_missing_file_is_a_problem() {
+    let output = check(&["does/not/exist.yaml"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        stdout_lines(&output),
+        ["does/not/exist.yaml: no such file or folder"]
+    );
+}
