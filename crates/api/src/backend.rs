@@ -1,5 +1,8 @@
 //! `ServiceBackend`: a named pool of endpoints and how the gateway treats them.
 
+// Several `printcolumn(...)` entries each carry `type_`; clippy reads them as one repeated attribute.
+#![allow(clippy::duplicated_attributes)]
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;

@@ -1,5 +1,8 @@
 //! `Gateway`: a replicated gateway deployment and the listeners it serves.
 
+// Several `printcolumn(...)` entries each carry `type_`; clippy reads them as one repeated attribute.
+#![allow(clippy::duplicated_attributes)]
+
 use std::collections::BTreeMap;
 
 use k8s_openapi::{

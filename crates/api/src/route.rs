@@ -1,5 +1,8 @@
 //! `Route`: how requests reach backends. Matching and filters follow Gateway API's HTTPRoute.
 
+// Several `printcolumn(...)` entries each carry `type_`; clippy reads them as one repeated attribute.
+#![allow(clippy::duplicated_attributes)]
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
