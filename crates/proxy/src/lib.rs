@@ -7,11 +7,18 @@
 
 #![forbid(unsafe_code)]
 
+pub mod access_log;
 pub mod balance;
 pub mod body;
 mod clock;
 pub mod filters;
+pub mod forward;
+pub mod forwarded;
+pub mod gateway;
 pub mod host;
+pub mod metrics;
 pub mod path;
 pub mod route;
 pub mod upstream;
+
+pub use gateway::{Gateway, GatewaySettings};

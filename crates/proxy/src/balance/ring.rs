@@ -72,7 +72,10 @@ mod tests {
     }
 
     fn owner(ring: &Ring, eps: &[Arc<Endpoint>], key: u64) -> String {
-        ring.lookup(key, eps, &|_| true).expect("owner").address.clone()
+        ring.lookup(key, eps, &|_| true)
+            .expect("owner")
+            .address
+            .clone()
     }
 
     #[test]

@@ -47,8 +47,14 @@ mod tests {
     #[test]
     fn set_overwrites_regardless_of_case_add_appends_remove_deletes() {
         let modifier = HeaderModifier {
-            set: vec![(name("X-Header-Set"), HeaderValue::from_static("set-overwrites"))],
-            add: vec![(name("X-Header-Add"), HeaderValue::from_static("add-appends-values"))],
+            set: vec![(
+                name("X-Header-Set"),
+                HeaderValue::from_static("set-overwrites"),
+            )],
+            add: vec![(
+                name("X-Header-Add"),
+                HeaderValue::from_static("add-appends-values"),
+            )],
             remove: vec![name("X-Header-Remove")],
         };
         let mut headers = HeaderMap::new();

@@ -6,7 +6,7 @@ mod redirect;
 mod rewrite;
 
 pub use headers::HeaderModifier;
-pub use redirect::{Redirect, Scheme};
+pub use redirect::{Redirect, RedirectRequest, Scheme};
 pub use rewrite::{PathRewrite, UrlRewrite};
 
 /// A copy of each (sampled) request goes to another backend; its response is ignored.

@@ -82,7 +82,10 @@ mod tests {
 
     #[test]
     fn replace_prefix_match_conformance_cases() {
-        assert_eq!(prefix("/strip-prefix/three", "/strip-prefix", "/"), "/three");
+        assert_eq!(
+            prefix("/strip-prefix/three", "/strip-prefix", "/"),
+            "/three"
+        );
         assert_eq!(prefix("/strip-prefix", "/strip-prefix", "/"), "/");
         assert_eq!(prefix("/prefix/one/two", "/prefix/one", "/one"), "/one/two");
         assert_eq!(prefix("/anything", "/", "/api"), "/api/anything");

@@ -230,13 +230,12 @@ pub struct Policy {
     pub retry: Option<RetryPolicy>,
 }
 
-/// Retries of failed attempts.
+/// Retries of failed attempts. Connect failures are always retried (the request was never
+/// sent); see [`crate::forward::retryable`].
 #[derive(Debug, Clone)]
 pub struct RetryPolicy {
     /// Retries after the first attempt.
     pub attempts: u32,
-    /// Retry when the connection could not be made.
-    pub on_connect_failure: bool,
     /// Retry on 502, 503, 504 and attempt timeouts.
     pub on_gateway_error: bool,
     /// Retry on any 5xx.

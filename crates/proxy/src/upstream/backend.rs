@@ -121,13 +121,14 @@ pub struct Backend {
     checks_started: AtomicBool,
 }
 
-/// A request admitted by the circuit breaker; releases its slot when dropped.
+/// A request admitted by the circuit breaker; releases its slot when dropped (with the
+/// response body).
 #[derive(Debug)]
-pub struct Admission<'a>(&'a AtomicU32);
+pub struct Admission(Arc<Backend>);
 
-impl Drop for Admission<'_> {
+impl Drop for Admission {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -189,8 +190,7 @@ impl Backend {
     }
 
     fn endpoint_set(spec: &BackendSpec, endpoints: Vec<Arc<Endpoint>>) -> EndpointSet {
-        let ring =
-            (spec.balancer == BalancerKind::ConsistentHash).then(|| Ring::new(&endpoints));
+        let ring = (spec.balancer == BalancerKind::ConsistentHash).then(|| Ring::new(&endpoints));
         EndpointSet { endpoints, ring }
     }
 
@@ -231,7 +231,11 @@ impl Backend {
 
     /// Whether any endpoint may get traffic now.
     pub fn has_available_endpoint(&self) -> bool {
-        self.endpoints.load().endpoints.iter().any(|e| e.is_available())
+        self.endpoints
+            .load()
+            .endpoints
+            .iter()
+            .any(|e| e.is_available())
     }
 
     /// Picks an endpoint (see [`Balancer::pick`]).
@@ -240,14 +244,17 @@ impl Backend {
     }
 
     /// Admits a request under the circuit breaker, or `None` when the backend is at its limit.
-    pub fn admit(&self) -> Option<Admission<'_>> {
+    pub fn admit(self: &Arc<Self>) -> Option<Admission> {
         let previous = self.in_flight.fetch_add(1, Ordering::Relaxed);
-        let admission = Admission(&self.in_flight);
+        let admission = Admission(self.clone());
         if let Some(limits) = &self.spec.limits {
             let mut limit = limits.max_requests;
             if self.spec.protocol == Protocol::Http1 {
-                limit = limit
-                    .min(limits.max_connections.saturating_add(limits.max_pending_requests));
+                limit = limit.min(
+                    limits
+                        .max_connections
+                        .saturating_add(limits.max_pending_requests),
+                );
             }
             if previous >= limit {
                 return None;
@@ -320,7 +327,7 @@ mod tests {
 
     #[test]
     fn circuit_breaker_refuses_requests_over_the_limit() {
-        let b = Backend::new(spec(&["127.0.0.1:1"])).expect("backend");
+        let b = Arc::new(Backend::new(spec(&["127.0.0.1:1"])).expect("backend"));
         let first = b.admit();
         let second = b.admit();
         assert!(first.is_some() && second.is_some());

@@ -1,7 +1,10 @@
 //! One endpoint of a backend and its health: active check results, passive outlier ejection and
 //! the requests in flight (for least-request balancing).
 
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{
+    Arc,
+    atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering},
+};
 
 use http::uri::Authority;
 
@@ -119,7 +122,10 @@ impl Endpoint {
             Outcome::GatewayError => {
                 // A gateway error is also a 5xx for the 5xx counter, as in Envoy.
                 let n5 = self.consecutive_5xx.fetch_add(1, Ordering::Relaxed) + 1;
-                let ng = self.consecutive_gateway_errors.fetch_add(1, Ordering::Relaxed) + 1;
+                let ng = self
+                    .consecutive_gateway_errors
+                    .fetch_add(1, Ordering::Relaxed)
+                    + 1;
                 ng >= settings.consecutive_gateway_errors || n5 >= settings.consecutive_5xx
             }
         }
@@ -139,20 +145,27 @@ impl Endpoint {
         self.in_flight.load(Ordering::Relaxed)
     }
 
-    /// Counts a request in flight until the guard is dropped.
-    pub fn start_request(&self) -> InFlight<'_> {
+    /// Counts a request in flight until the guard is dropped (with the response body).
+    pub fn start_request(self: &Arc<Self>) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
-        InFlight(&self.in_flight)
+        InFlight(self.clone())
     }
 }
 
-/// Decrements an in-flight counter when dropped.
+/// Counts one request in flight to an endpoint while it lives.
 #[derive(Debug)]
-pub struct InFlight<'a>(&'a AtomicU32);
+pub struct InFlight(Arc<Endpoint>);
 
-impl Drop for InFlight<'_> {
+impl InFlight {
+    /// The endpoint.
+    pub fn endpoint(&self) -> &Arc<Endpoint> {
+        &self.0
+    }
+}
+
+impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -196,7 +209,7 @@ mod tests {
 
     #[test]
     fn in_flight_guard_counts_requests() {
-        let e = Endpoint::new("127.0.0.1:1".into()).expect("endpoint");
+        let e = Arc::new(Endpoint::new("127.0.0.1:1".into()).expect("endpoint"));
         let guard = e.start_request();
         assert_eq!(e.in_flight(), 1);
         drop(guard);

@@ -6,7 +6,7 @@ mod endpoint;
 mod health;
 
 pub use backend::{
-    Admission, Backend, BackendSpec, BalancerKind, HashOn, HealthCheckSettings, Limits,
-    Protocol, RetryToken,
+    Admission, Backend, BackendSpec, BalancerKind, HashOn, HealthCheckSettings, Limits, Protocol,
+    RetryToken,
 };
 pub use endpoint::{Endpoint, InFlight, Outcome, OutlierSettings};

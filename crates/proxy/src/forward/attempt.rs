@@ -1,0 +1,310 @@
+//! Sending a request to a backend: endpoint choice, per-attempt timeout, retries within the
+//! budget, and outlier bookkeeping.
+
+use std::{sync::Arc, time::Duration};
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version, uri::PathAndQuery};
+use hyper::body::Incoming;
+
+use super::exchange::Exchange;
+use crate::{
+    body::{self, Body},
+    gateway::Gateway,
+    route::{Policy, RetryPolicy},
+    upstream::{Backend, Endpoint, Outcome, Protocol},
+};
+
+/// The parts of the upstream request that every attempt repeats.
+#[derive(Debug, Clone)]
+pub struct RequestTemplate {
+    /// The method.
+    pub method: Method,
+    /// Path and query sent upstream.
+    pub path_and_query: PathAndQuery,
+    /// Headers sent upstream.
+    pub headers: HeaderMap,
+}
+
+/// The request body: kept in memory (so it can be sent again) or streamed once.
+pub enum UpstreamBody {
+    /// Buffered; any number of attempts.
+    Replayable(Bytes),
+    /// Streamed; a single attempt (taken by it).
+    Stream(Option<Body>),
+}
+
+impl UpstreamBody {
+    fn take(&mut self) -> Option<Body> {
+        match self {
+            UpstreamBody::Replayable(bytes) => Some(body::full(bytes.clone())),
+            UpstreamBody::Stream(body) => body.take(),
+        }
+    }
+
+    fn replayable(&self) -> bool {
+        matches!(self, UpstreamBody::Replayable(_))
+    }
+}
+
+/// Why an attempt failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// No connection could be made: the request was never sent.
+    Connect,
+    /// The connection broke before a response.
+    Reset,
+    /// The backend did not answer within `backendRequest`.
+    Timeout,
+    /// The backend answered with a 5xx status.
+    Status(StatusCode),
+}
+
+impl Failure {
+    /// The status the client gets when this is the last failure.
+    pub fn status(self) -> StatusCode {
+        match self {
+            Failure::Connect => StatusCode::SERVICE_UNAVAILABLE,
+            Failure::Reset => StatusCode::BAD_GATEWAY,
+            Failure::Timeout => StatusCode::GATEWAY_TIMEOUT,
+            Failure::Status(status) => status,
+        }
+    }
+
+    fn outcome(self) -> Outcome {
+        match self {
+            Failure::Status(s) if !is_gateway_status(s) => Outcome::ServerError,
+            _ => Outcome::GatewayError,
+        }
+    }
+
+    fn metric_kind(self) -> &'static str {
+        match self {
+            Failure::Connect => "connect",
+            Failure::Reset => "reset",
+            Failure::Timeout => "timeout",
+            Failure::Status(_) => "status_5xx",
+        }
+    }
+}
+
+fn is_gateway_status(status: StatusCode) -> bool {
+    matches!(status.as_u16(), 502..=504)
+}
+
+fn is_idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    )
+}
+
+/// Whether a failure may be retried under `policy`. A connect failure sent nothing, so it is
+/// always retried, whatever the method (Gateway API: implementations should retry connection
+/// errors whenever a retry stanza exists); other failures only for idempotent methods unless the
+/// policy allows all.
+pub fn retryable(policy: &RetryPolicy, failure: Failure, method: &Method) -> bool {
+    let method_ok = policy.non_idempotent || is_idempotent(method);
+    match failure {
+        Failure::Connect => true,
+        Failure::Reset | Failure::Timeout => policy.on_gateway_error && method_ok,
+        Failure::Status(s) if is_gateway_status(s) => {
+            (policy.on_gateway_error || policy.on_server_error) && method_ok
+        }
+        Failure::Status(_) => policy.on_server_error && method_ok,
+    }
+}
+
+/// The wait before retry number `retry` (1-based): the backoff doubled each time, with ±50 %
+/// jitter so that clients retrying together spread out.
+pub fn backoff(base: Duration, retry: u32) -> Duration {
+    let exp = base.saturating_mul(1u32 << retry.saturating_sub(1).min(10));
+    exp.mul_f64(0.5 + fastrand::f64())
+}
+
+/// Sends the request to `backend`, retrying as the policy allows. On success returns the
+/// response head (a 5xx that was not retried is a success here: it goes to the client as is).
+pub async fn send(
+    gateway: &Gateway,
+    backend: &Arc<Backend>,
+    policy: &Policy,
+    template: &RequestTemplate,
+    mut body: UpstreamBody,
+    hash: Option<u64>,
+    exchange: &mut Exchange,
+) -> Result<Response<Incoming>, Failure> {
+    let mut retries = 0u32;
+    let mut last_endpoint: Option<Arc<Endpoint>> = None;
+    loop {
+        let Some(endpoint) = backend.pick(hash, last_endpoint.as_deref()) else {
+            gateway
+                .metrics
+                .upstream_error(backend.name(), "no_endpoint");
+            return Err(Failure::Connect);
+        };
+        exchange.endpoint = Some(endpoint.address.clone());
+        let Some(request_body) = body.take() else {
+            return Err(Failure::Reset);
+        };
+        let request = build(backend, &endpoint, template, request_body)?;
+        let in_flight = endpoint.start_request();
+        let call = backend.client().request(request);
+        let result = match policy.backend_timeout {
+            Some(limit) => match tokio::time::timeout(limit, call).await {
+                Ok(result) => result.map_err(classify),
+                Err(_) => Err(Failure::Timeout),
+            },
+            None => call.await.map_err(classify),
+        };
+        let failure = match result {
+            Ok(response) if response.status().is_server_error() => {
+                let failure = Failure::Status(response.status());
+                backend.record(&endpoint, failure.outcome());
+                if !can_retry(policy, failure, template, &body, retries) {
+                    exchange.in_flight = Some(in_flight);
+                    return Ok(response);
+                }
+                failure
+            }
+            Ok(response) => {
+                backend.record(&endpoint, Outcome::Success);
+                exchange.in_flight = Some(in_flight);
+                return Ok(response);
+            }
+            Err(failure) => {
+                backend.record(&endpoint, failure.outcome());
+                gateway
+                    .metrics
+                    .upstream_error(backend.name(), failure.metric_kind());
+                if !can_retry(policy, failure, template, &body, retries) {
+                    return Err(failure);
+                }
+                failure
+            }
+        };
+        drop(in_flight);
+        let Some(retry) = &policy.retry else {
+            return Err(failure);
+        };
+        let Some(_token) = backend.admit_retry(retry.budget_percent) else {
+            return Err(failure);
+        };
+        retries += 1;
+        gateway
+            .metrics
+            .retries
+            .get_or_create(&crate::metrics::BackendLabels {
+                backend: backend.name().to_owned(),
+            })
+            .inc();
+        tracing::debug!(backend = backend.name(), ?failure, retries, "retrying");
+        tokio::time::sleep(backoff(retry.backoff, retries)).await;
+        last_endpoint = Some(endpoint);
+    }
+}
+
+fn can_retry(
+    policy: &Policy,
+    failure: Failure,
+    template: &RequestTemplate,
+    body: &UpstreamBody,
+    retries: u32,
+) -> bool {
+    let Some(retry) = &policy.retry else {
+        return false;
+    };
+    retries < retry.attempts && body.replayable() && retryable(retry, failure, &template.method)
+}
+
+fn classify(error: hyper_util::client::legacy::Error) -> Failure {
+    if error.is_connect() {
+        Failure::Connect
+    } else {
+        Failure::Reset
+    }
+}
+
+fn build(
+    backend: &Backend,
+    endpoint: &Endpoint,
+    template: &RequestTemplate,
+    body: Body,
+) -> Result<Request<Body>, Failure> {
+    let uri = Uri::builder()
+        .scheme("http")
+        .authority(endpoint.authority.clone())
+        .path_and_query(template.path_and_query.clone())
+        .build()
+        .map_err(|_| Failure::Reset)?;
+    let mut request = Request::new(body);
+    *request.method_mut() = template.method.clone();
+    *request.uri_mut() = uri;
+    *request.version_mut() = match backend.spec.protocol {
+        Protocol::Http1 => Version::HTTP_11,
+        Protocol::Http2 => Version::HTTP_2,
+    };
+    *request.headers_mut() = template.headers.clone();
+    Ok(request)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> RetryPolicy {
+        RetryPolicy {
+            attempts: 2,
+            on_gateway_error: true,
+            on_server_error: false,
+            backoff: Duration::from_millis(10),
+            budget_percent: 20,
+            non_idempotent: false,
+        }
+    }
+
+    #[test]
+    fn connect_failures_are_retried_for_any_method() {
+        assert!(retryable(&policy(), Failure::Connect, &Method::POST));
+    }
+
+    #[test]
+    fn post_is_not_retried_after_it_may_have_been_processed() {
+        assert!(!retryable(&policy(), Failure::Reset, &Method::POST));
+        assert!(!retryable(
+            &policy(),
+            Failure::Status(StatusCode::BAD_GATEWAY),
+            &Method::POST
+        ));
+        let all = RetryPolicy {
+            non_idempotent: true,
+            ..policy()
+        };
+        assert!(retryable(&all, Failure::Reset, &Method::POST));
+    }
+
+    #[test]
+    fn plain_500_needs_the_5xx_condition() {
+        let s500 = Failure::Status(StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(!retryable(&policy(), s500, &Method::GET));
+        let on5xx = RetryPolicy {
+            on_server_error: true,
+            ..policy()
+        };
+        assert!(retryable(&on5xx, s500, &Method::GET));
+        assert!(retryable(
+            &policy(),
+            Failure::Status(StatusCode::SERVICE_UNAVAILABLE),
+            &Method::GET
+        ));
+    }
+
+    #[test]
+    fn backoff_doubles_with_jitter() {
+        let base = Duration::from_millis(100);
+        for retry in 1..4 {
+            let expected = 100.0 * f64::from(1u32 << (retry - 1));
+            let got = backoff(base, retry).as_secs_f64() * 1000.0;
+            assert!(got >= expected * 0.5 && got <= expected * 1.5, "{got}");
+        }
+    }
+}

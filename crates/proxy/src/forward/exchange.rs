@@ -1,0 +1,163 @@
+//! One request/response exchange: what the access log and metrics need to know about it, and
+//! the response body wrapper that reports it when the body ends.
+
+use std::{
+    net::IpAddr,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+    time::{Instant, SystemTime},
+};
+
+use bytes::Bytes;
+use http::{Method, StatusCode};
+use hyper::body::{Body as HttpBody, Frame, SizeHint};
+
+use crate::{
+    access_log::{self, AccessRecord},
+    body::{Body, BoxError},
+    gateway::Gateway,
+    metrics::{RequestLabels, RouteLabels, StatusClass},
+    upstream::{Admission, InFlight},
+};
+
+/// What is known about a request as it goes through the gateway.
+#[derive(Debug)]
+pub struct Exchange {
+    /// When the request arrived.
+    pub start: Instant,
+    /// The client address.
+    pub client: IpAddr,
+    /// The method.
+    pub method: Method,
+    /// The host, without port.
+    pub host: String,
+    /// The normalized path.
+    pub path: String,
+    /// The Route, once matched.
+    pub route: Option<String>,
+    /// The backend, once chosen.
+    pub backend: Option<String>,
+    /// The endpoint of the last attempt.
+    pub endpoint: Option<String>,
+    /// The circuit-breaker slot, released with the response body.
+    pub admission: Option<Admission>,
+    /// The endpoint's in-flight count, released with the response body.
+    pub in_flight: Option<InFlight>,
+}
+
+impl Exchange {
+    /// A new exchange for a request from `client`.
+    pub fn new(client: IpAddr, method: Method) -> Self {
+        Self {
+            start: Instant::now(),
+            client,
+            method,
+            host: String::new(),
+            path: String::new(),
+            route: None,
+            backend: None,
+            endpoint: None,
+            admission: None,
+            in_flight: None,
+        }
+    }
+}
+
+/// A response body that counts its bytes and, when it ends or is dropped, records the
+/// exchange in metrics and the access log.
+pub struct ObservedBody {
+    inner: Body,
+    bytes: u64,
+    status: StatusCode,
+    exchange: Option<Exchange>,
+    gateway: Arc<Gateway>,
+}
+
+impl ObservedBody {
+    /// Wraps `inner`, the body of a response with `status`.
+    pub fn new(inner: Body, status: StatusCode, exchange: Exchange, gateway: Arc<Gateway>) -> Self {
+        Self {
+            inner,
+            bytes: 0,
+            status,
+            exchange: Some(exchange),
+            gateway,
+        }
+    }
+
+    fn report(&mut self) {
+        let Some(exchange) = self.exchange.take() else {
+            return;
+        };
+        let elapsed = exchange.start.elapsed();
+        let metrics = &self.gateway.metrics;
+        let route = exchange.route.as_deref().unwrap_or("");
+        metrics
+            .requests
+            .get_or_create(&RequestLabels {
+                route: route.to_owned(),
+                backend: exchange.backend.clone().unwrap_or_default(),
+                code: StatusClass::of(self.status),
+            })
+            .inc();
+        metrics
+            .latency
+            .get_or_create(&RouteLabels {
+                route: route.to_owned(),
+            })
+            .observe(elapsed.as_secs_f64());
+        if self.gateway.settings.access_log {
+            access_log::write(&AccessRecord {
+                ts: access_log::rfc3339(SystemTime::now()),
+                client: exchange.client.to_string(),
+                method: exchange.method.as_str(),
+                host: &exchange.host,
+                path: &exchange.path,
+                route: exchange.route.as_deref(),
+                backend: exchange.backend.as_deref(),
+                endpoint: exchange.endpoint.as_deref(),
+                status: self.status.as_u16(),
+                duration_ms: elapsed.as_secs_f64() * 1000.0,
+                bytes: self.bytes,
+            });
+        }
+    }
+}
+
+impl HttpBody for ObservedBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        let poll = Pin::new(&mut this.inner).poll_frame(cx);
+        match &poll {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    this.bytes += data.len() as u64;
+                }
+            }
+            Poll::Ready(None) => this.report(),
+            _ => {}
+        }
+        poll
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for ObservedBody {
+    fn drop(&mut self) {
+        self.report();
+    }
+}

@@ -1,0 +1,176 @@
+//! Header handling between client and upstream: hop-by-hop headers, `X-Forwarded-*`, upgrades.
+
+use std::net::IpAddr;
+
+use http::{
+    HeaderMap, HeaderValue, Version,
+    header::{CONNECTION, TE, TRAILER, TRANSFER_ENCODING, UPGRADE},
+};
+
+use crate::filters::Scheme;
+
+/// Headers that describe one connection and never travel through a proxy (RFC 9110 §7.6.1).
+const HOP_BY_HOP: [&str; 4] = [
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+];
+
+/// Removes hop-by-hop headers, including every header the `Connection` header names.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<String> = headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|name| name.trim().to_ascii_lowercase())
+        .filter(|name| !name.is_empty())
+        .collect();
+    for name in named {
+        headers.remove(name.as_str());
+    }
+    headers.remove(CONNECTION);
+    headers.remove(TE);
+    headers.remove(TRAILER);
+    headers.remove(TRANSFER_ENCODING);
+    headers.remove(UPGRADE);
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+}
+
+/// The `Upgrade` header of an HTTP/1.1 upgrade request (WebSocket), if it is one.
+pub fn upgrade_request(version: Version, headers: &HeaderMap) -> Option<HeaderValue> {
+    if version != Version::HTTP_11 {
+        return None;
+    }
+    let asks = headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|token| token.trim().eq_ignore_ascii_case("upgrade"));
+    if asks {
+        headers.get(UPGRADE).cloned()
+    } else {
+        None
+    }
+}
+
+/// Sets `X-Forwarded-For`, `-Proto` and `-Host`. Values from the client are kept (and
+/// `X-Forwarded-For` extended) only when the peer is a trusted proxy; otherwise they are
+/// replaced, so a client cannot spoof them.
+pub fn set_forwarded(
+    headers: &mut HeaderMap,
+    peer: IpAddr,
+    trusted: bool,
+    scheme: Scheme,
+    original_host: Option<HeaderValue>,
+) {
+    let peer_text = peer.to_string();
+    let xff = if trusted {
+        let previous: Vec<&str> = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        if previous.is_empty() {
+            peer_text
+        } else {
+            format!("{}, {peer_text}", previous.join(", "))
+        }
+    } else {
+        peer_text
+    };
+    if let Ok(value) = HeaderValue::from_str(&xff) {
+        headers.insert("x-forwarded-for", value);
+    }
+    if !(trusted && headers.contains_key("x-forwarded-proto")) {
+        headers.insert(
+            "x-forwarded-proto",
+            HeaderValue::from_static(scheme.as_str()),
+        );
+    }
+    if !(trusted && headers.contains_key("x-forwarded-host")) {
+        match original_host {
+            Some(host) => {
+                headers.insert("x-forwarded-host", host);
+            }
+            None => {
+                headers.remove("x-forwarded-host");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(*k, HeaderValue::from_static(v));
+        }
+        h
+    }
+
+    #[test]
+    fn hop_by_hop_headers_and_connection_named_headers_are_removed() {
+        let mut h = map(&[
+            ("connection", "keep-alive, x-secret"),
+            ("keep-alive", "timeout=5"),
+            ("x-secret", "1"),
+            ("transfer-encoding", "chunked"),
+            ("te", "trailers"),
+            ("x-kept", "yes"),
+        ]);
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
+        assert_eq!(h["x-kept"], "yes");
+    }
+
+    #[test]
+    fn untrusted_client_forwarded_headers_are_replaced() {
+        let mut h = map(&[
+            ("x-forwarded-for", "6.6.6.6"),
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-host", "evil"),
+        ]);
+        let peer: IpAddr = "203.0.113.1".parse().expect("ip");
+        set_forwarded(
+            &mut h,
+            peer,
+            false,
+            Scheme::Http,
+            Some(HeaderValue::from_static("shop.example")),
+        );
+        assert_eq!(h["x-forwarded-for"], "203.0.113.1");
+        assert_eq!(h["x-forwarded-proto"], "http");
+        assert_eq!(h["x-forwarded-host"], "shop.example");
+    }
+
+    #[test]
+    fn trusted_proxy_forwarded_headers_are_extended() {
+        let mut h = map(&[
+            ("x-forwarded-for", "1.1.1.1"),
+            ("x-forwarded-proto", "https"),
+        ]);
+        let peer: IpAddr = "10.0.0.2".parse().expect("ip");
+        set_forwarded(&mut h, peer, true, Scheme::Http, None);
+        assert_eq!(h["x-forwarded-for"], "1.1.1.1, 10.0.0.2");
+        assert_eq!(h["x-forwarded-proto"], "https");
+    }
+
+    #[test]
+    fn websocket_upgrade_is_recognized() {
+        let h = map(&[
+            ("connection", "keep-alive, Upgrade"),
+            ("upgrade", "websocket"),
+        ]);
+        assert!(upgrade_request(Version::HTTP_11, &h).is_some());
+        assert!(upgrade_request(Version::HTTP_2, &h).is_none());
+        assert!(upgrade_request(Version::HTTP_11, &map(&[("upgrade", "websocket")])).is_none());
+    }
+}

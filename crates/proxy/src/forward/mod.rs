@@ -1,0 +1,341 @@
+//! The request path through the gateway, in order: refuse smuggling, normalize the path once,
+//! match the route, then answer locally (redirect, error) or apply the request filters and
+//! forward (failover, circuit breaker, load balancing, timeouts, retries, mirrors), then apply
+//! the response filters and report the exchange.
+
+mod attempt;
+mod exchange;
+mod headers;
+mod mirror;
+mod upgrade;
+
+use std::{borrow::Cow, net::SocketAddr, sync::Arc};
+
+pub use attempt::{Failure, RequestTemplate, UpstreamBody, backoff, retryable};
+use bytes::Bytes;
+pub use exchange::{Exchange, ObservedBody};
+pub use headers::{set_forwarded, strip_hop_by_hop, upgrade_request};
+use http::{
+    HeaderValue, Request, Response, StatusCode, Version,
+    header::{
+        CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, HOST, LOCATION, TRANSFER_ENCODING, UPGRADE,
+    },
+    uri::PathAndQuery,
+};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Body as HttpBody;
+
+use crate::{
+    balance::hash_bytes,
+    body::{self, Body, BoxError},
+    filters::{RedirectRequest, Scheme},
+    gateway::Gateway,
+    host::request_host,
+    path,
+    route::{Action, RouteEntry, RouteTable},
+    upstream::{Backend, HashOn},
+};
+
+/// What the server knows about the connection a request came on.
+#[derive(Debug, Clone)]
+pub struct Connection {
+    /// The peer's address.
+    pub peer: SocketAddr,
+    /// The port the gateway accepted the connection on: it selects the listener's routes.
+    pub port: u16,
+    /// `http` or `https`.
+    pub scheme: Scheme,
+}
+
+impl Gateway {
+    /// Serves one request. Never fails: every problem becomes a status code.
+    pub async fn handle<B>(
+        self: Arc<Self>,
+        conn: Arc<Connection>,
+        req: Request<B>,
+    ) -> Response<Body>
+    where
+        B: HttpBody<Data = Bytes> + Send + Sync + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let table = self.table();
+        let client = self
+            .settings
+            .trusted_proxies
+            .client_ip(conn.peer.ip(), req.headers());
+        let mut exchange = Exchange::new(client, req.method().clone());
+        let version = req.version();
+        let mut response = self.serve(&table, &conn, req, &mut exchange).await;
+        if self.is_draining() && version <= Version::HTTP_11 {
+            response
+                .headers_mut()
+                .insert(CONNECTION, HeaderValue::from_static("close"));
+        }
+        let status = response.status();
+        response.map(|inner| {
+            let observed = ObservedBody::new(inner, status, exchange, self.clone());
+            BodyExt::boxed(observed)
+        })
+    }
+
+    async fn serve<B>(
+        &self,
+        table: &Arc<RouteTable>,
+        conn: &Connection,
+        req: Request<B>,
+        exchange: &mut Exchange,
+    ) -> Response<Body>
+    where
+        B: HttpBody<Data = Bytes> + Send + Sync + 'static,
+        B::Error: Into<BoxError>,
+    {
+        // Request smuggling: a message with both framings is refused, and the connection closed.
+        if req.version() <= Version::HTTP_11
+            && req.headers().contains_key(TRANSFER_ENCODING)
+            && req.headers().contains_key(CONTENT_LENGTH)
+        {
+            let mut response = local(StatusCode::BAD_REQUEST);
+            response
+                .headers_mut()
+                .insert(CONNECTION, HeaderValue::from_static("close"));
+            return response;
+        }
+        let raw_path = req.uri().path();
+        let path: Cow<'_, str> = if path::is_normal(raw_path) {
+            Cow::Borrowed(raw_path)
+        } else {
+            match path::normalize(raw_path) {
+                Ok(normalized) => Cow::Owned(normalized),
+                Err(_) => return local(StatusCode::BAD_REQUEST),
+            }
+        };
+        let path = path.into_owned();
+        exchange.path.clone_from(&path);
+        exchange.host = request_host(&req).unwrap_or_default();
+        let Some(listener) = table.listener(conn.port) else {
+            return local(StatusCode::NOT_FOUND);
+        };
+        let Some(entry) = listener.route(&req, &exchange.host, &path) else {
+            return local(StatusCode::NOT_FOUND);
+        };
+        let rule = &entry.rule;
+        exchange.route = Some(rule.route.clone());
+        match &rule.action {
+            Action::Status(status) => local(*status),
+            Action::Redirect(redirect) => {
+                let location = redirect.location(RedirectRequest {
+                    scheme: conn.scheme,
+                    host: &exchange.host,
+                    path: &path,
+                    query: req.uri().query(),
+                    listener_port: conn.port,
+                    matched_prefix: entry.matched_prefix(),
+                });
+                let mut response = local(redirect.status);
+                if let Ok(value) = HeaderValue::from_str(&location) {
+                    response.headers_mut().insert(LOCATION, value);
+                }
+                response
+            }
+            Action::Forward(backends) => {
+                let Some(name) = backends.pick(fastrand::u64(..)) else {
+                    return local(StatusCode::INTERNAL_SERVER_ERROR);
+                };
+                let Some(primary) = table.backends.get(name) else {
+                    return local(StatusCode::INTERNAL_SERVER_ERROR);
+                };
+                self.forward(table, conn, entry, primary, req, path, exchange)
+                    .await
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn forward<B>(
+        &self,
+        table: &Arc<RouteTable>,
+        conn: &Connection,
+        entry: &RouteEntry,
+        primary: &Arc<Backend>,
+        mut req: Request<B>,
+        path: String,
+        exchange: &mut Exchange,
+    ) -> Response<Body>
+    where
+        B: HttpBody<Data = Bytes> + Send + Sync + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let rule = &entry.rule;
+        // Failover (one level): the first backend with an available endpoint takes the request.
+        let backend = std::iter::once(primary)
+            .chain(
+                primary
+                    .spec
+                    .failover
+                    .iter()
+                    .filter_map(|name| table.backends.get(name)),
+            )
+            .find(|b| b.has_available_endpoint());
+        let Some(backend) = backend else {
+            exchange.backend = Some(primary.name().to_owned());
+            self.metrics.upstream_error(primary.name(), "no_endpoint");
+            return local(StatusCode::SERVICE_UNAVAILABLE);
+        };
+        exchange.backend = Some(backend.name().to_owned());
+        let Some(admission) = backend.admit() else {
+            self.metrics.upstream_error(backend.name(), "overloaded");
+            return local(StatusCode::SERVICE_UNAVAILABLE);
+        };
+        exchange.admission = Some(admission);
+
+        let upgrade = upgrade_request(req.version(), req.headers());
+        let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
+        let hash = hash_key(backend, &req, exchange);
+        let (parts, body) = req.into_parts();
+        let mut headers = parts.headers;
+        strip_hop_by_hop(&mut headers);
+        if let Some(protocol) = &upgrade {
+            headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+            headers.insert(UPGRADE, protocol.clone());
+        }
+        let original_host = headers.get(HOST).cloned().or_else(|| {
+            parts
+                .uri
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        });
+        if let Some(host) = &original_host {
+            headers.insert(HOST, host.clone());
+        }
+        let trusted = self.settings.trusted_proxies.contains(conn.peer.ip());
+        set_forwarded(
+            &mut headers,
+            conn.peer.ip(),
+            trusted,
+            conn.scheme,
+            original_host,
+        );
+        let mut upstream_path = path;
+        if let Some(rewrite) = &rule.filters.url_rewrite {
+            if let Some(host) = &rewrite.hostname {
+                headers.insert(HOST, host.clone());
+            }
+            if let Some(path_rewrite) = &rewrite.path {
+                upstream_path = path_rewrite.apply(&upstream_path, entry.matched_prefix());
+            }
+        }
+        if let Some(modifier) = &rule.filters.request_headers {
+            modifier.apply(&mut headers);
+        }
+        let path_and_query = match parts.uri.query() {
+            Some(query) => format!("{upstream_path}?{query}"),
+            None => upstream_path,
+        };
+        let Ok(path_and_query) = PathAndQuery::try_from(path_and_query) else {
+            return local(StatusCode::BAD_REQUEST);
+        };
+        let template = RequestTemplate {
+            method: parts.method,
+            path_and_query,
+            headers,
+        };
+
+        let wants_replay = rule.policy.retry.is_some() || !rule.filters.mirrors.is_empty();
+        let body = match self.buffer_body(body, wants_replay).await {
+            Ok(body) => body,
+            Err(status) => return local(status),
+        };
+        if let UpstreamBody::Replayable(bytes) = &body {
+            mirror::spawn(table, &rule.filters.mirrors, &template, bytes);
+        }
+
+        let sent = attempt::send(self, backend, &rule.policy, &template, body, hash, exchange);
+        let result = match rule.policy.request_timeout {
+            Some(limit) => match tokio::time::timeout(limit, sent).await {
+                Ok(result) => result,
+                Err(_) => {
+                    self.metrics
+                        .upstream_error(backend.name(), "request_timeout");
+                    Err(Failure::Timeout)
+                }
+            },
+            None => sent.await,
+        };
+        let mut response = match result {
+            Ok(response) => response,
+            Err(failure) => return local(failure.status()),
+        };
+        if let (Some(client), StatusCode::SWITCHING_PROTOCOLS) = (client_upgrade, response.status())
+        {
+            let upstream = hyper::upgrade::on(&mut response);
+            upgrade::splice(client, upstream);
+            let (parts, _) = response.into_parts();
+            return Response::from_parts(parts, body::empty());
+        }
+        let (mut parts, incoming) = response.into_parts();
+        strip_hop_by_hop(&mut parts.headers);
+        if let Some(modifier) = &rule.filters.response_headers {
+            modifier.apply(&mut parts.headers);
+        }
+        Response::from_parts(parts, body::incoming(incoming))
+    }
+
+    /// Buffers the body when it is empty, or when it should be replayable and is known to be
+    /// small; streams it otherwise.
+    async fn buffer_body<B>(&self, body: B, wants_replay: bool) -> Result<UpstreamBody, StatusCode>
+    where
+        B: HttpBody<Data = Bytes> + Send + Sync + 'static,
+        B::Error: Into<BoxError>,
+    {
+        if body.is_end_stream() {
+            return Ok(UpstreamBody::Replayable(Bytes::new()));
+        }
+        let limit = self.settings.max_buffered_body;
+        let small = body.size_hint().exact().is_some_and(|n| n <= limit as u64);
+        if wants_replay && small {
+            let collected = Limited::new(body, limit).collect().await;
+            return match collected {
+                Ok(collected) => Ok(UpstreamBody::Replayable(collected.to_bytes())),
+                Err(_) => Err(StatusCode::BAD_REQUEST),
+            };
+        }
+        let streamed: Body = body.map_err(Into::into).boxed();
+        Ok(UpstreamBody::Stream(Some(streamed)))
+    }
+}
+
+/// The consistent-hash key of a request for `backend`, if it hashes one.
+fn hash_key<B>(backend: &Backend, req: &Request<B>, exchange: &Exchange) -> Option<u64> {
+    match backend.spec.hash_on.as_ref()? {
+        HashOn::Header(name) => req
+            .headers()
+            .get(name)
+            .map(|value| hash_bytes(value.as_bytes())),
+        HashOn::Cookie(name) => cookie(req, name).map(|value| hash_bytes(value.as_bytes())),
+        HashOn::ClientIp => Some(hash_bytes(exchange.client.to_string().as_bytes())),
+    }
+}
+
+fn cookie<'a, B>(req: &'a Request<B>, name: &str) -> Option<&'a str> {
+    req.headers()
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|pair| {
+            let (key, value) = pair.trim().split_once('=')?;
+            (key == name).then_some(value)
+        })
+}
+
+/// A response the gateway makes itself: the status and its reason as plain text.
+pub fn local(status: StatusCode) -> Response<Body> {
+    let text = format!("{}\n", status.canonical_reason().unwrap_or("error"));
+    let mut response = Response::new(body::full(text));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}

@@ -1,0 +1,212 @@
+//! Prometheus metrics of the data plane, served on the admin listener's `/metrics`.
+
+use prometheus_client::{
+    encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder},
+    metrics::{
+        counter::Counter,
+        family::Family,
+        gauge::Gauge,
+        histogram::{Histogram, exponential_buckets},
+    },
+    registry::Registry,
+};
+
+/// The class of a status code (`2xx`, ...), to keep label cardinality bounded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct StatusClass(u8);
+
+impl EncodeLabelValue for StatusClass {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
+        use std::fmt::Write as _;
+        write!(encoder, "{}xx", self.0)
+    }
+}
+
+impl StatusClass {
+    /// The class of `status`.
+    pub fn of(status: http::StatusCode) -> Self {
+        StatusClass(u8::try_from(status.as_u16() / 100).unwrap_or(5))
+    }
+}
+
+/// Labels of a served request.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// `namespace/name` of the Route, or empty when none matched.
+    pub route: String,
+    /// `namespace/name` of the backend, or empty.
+    pub backend: String,
+    /// The status class.
+    pub code: StatusClass,
+}
+
+/// Labels of a latency observation.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct RouteLabels {
+    /// `namespace/name` of the Route, or empty.
+    pub route: String,
+}
+
+/// Labels of an upstream failure.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct UpstreamErrorLabels {
+    /// The backend.
+    pub backend: String,
+    /// `connect`, `reset`, `timeout`, `overloaded` or `no_endpoint`.
+    pub kind: &'static str,
+}
+
+/// Labels naming a backend.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct BackendLabels {
+    /// The backend.
+    pub backend: String,
+}
+
+/// Labels naming an endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct EndpointLabels {
+    /// The backend.
+    pub backend: String,
+    /// `host:port`.
+    pub endpoint: String,
+}
+
+/// Labels of a reload.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct ReloadLabels {
+    /// `success` or `failure`.
+    pub result: &'static str,
+}
+
+/// Labels carrying the loaded revision.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct RevisionLabels {
+    /// The snapshot revision.
+    pub revision: String,
+}
+
+fn latency_histogram() -> Histogram {
+    // 0.5 ms to about 16 s.
+    Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+}
+
+/// Every metric of the data plane, registered in one registry.
+#[derive(Debug)]
+pub struct Metrics {
+    /// The registry `/metrics` encodes.
+    pub registry: Registry,
+    /// Requests served, by route, backend and status class.
+    pub requests: Family<RequestLabels, Counter>,
+    /// Request duration in seconds (until the response body ends), by route.
+    pub latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
+    /// Failed attempts towards backends, by kind.
+    pub upstream_errors: Family<UpstreamErrorLabels, Counter>,
+    /// Retries, by backend.
+    pub retries: Family<BackendLabels, Counter>,
+    /// 1 when an endpoint may get traffic, 0 when it failed its checks or is ejected.
+    pub endpoint_healthy: Family<EndpointLabels, Gauge>,
+    /// Client connections open now.
+    pub open_connections: Gauge,
+    /// Config reloads, by result.
+    pub reloads: Family<ReloadLabels, Counter>,
+    /// Always 1, labelled with the revision being served.
+    pub revision: Family<RevisionLabels, Gauge>,
+    /// Routes entries being served.
+    pub route_entries: Gauge,
+}
+
+impl Metrics {
+    /// Creates and registers every metric under the `portcullis_` prefix.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("portcullis");
+        let requests = Family::<RequestLabels, Counter>::default();
+        let latency = Family::<RouteLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+            latency_histogram as fn() -> Histogram,
+        );
+        let upstream_errors = Family::<UpstreamErrorLabels, Counter>::default();
+        let retries = Family::<BackendLabels, Counter>::default();
+        let endpoint_healthy = Family::<EndpointLabels, Gauge>::default();
+        let open_connections = Gauge::default();
+        let reloads = Family::<ReloadLabels, Counter>::default();
+        let revision = Family::<RevisionLabels, Gauge>::default();
+        let route_entries = Gauge::default();
+        registry.register(
+            "requests",
+            "Requests served, by route, backend and status class",
+            requests.clone(),
+        );
+        registry.register(
+            "request_duration_seconds",
+            "Time from request to the end of the response body",
+            latency.clone(),
+        );
+        registry.register(
+            "upstream_errors",
+            "Failed attempts towards backends, by kind",
+            upstream_errors.clone(),
+        );
+        registry.register("retries", "Retried attempts, by backend", retries.clone());
+        registry.register(
+            "endpoint_healthy",
+            "1 when the endpoint may get traffic (passes health checks, not ejected)",
+            endpoint_healthy.clone(),
+        );
+        registry.register(
+            "open_connections",
+            "Client connections open now",
+            open_connections.clone(),
+        );
+        registry.register(
+            "config_reloads",
+            "Config reloads, by result",
+            reloads.clone(),
+        );
+        registry.register(
+            "config_revision",
+            "1, labelled with the revision served",
+            revision.clone(),
+        );
+        registry.register(
+            "route_entries",
+            "Route entries in the table being served",
+            route_entries.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            latency,
+            upstream_errors,
+            retries,
+            endpoint_healthy,
+            open_connections,
+            reloads,
+            revision,
+            route_entries,
+        }
+    }
+
+    /// Counts a failed attempt.
+    pub fn upstream_error(&self, backend: &str, kind: &'static str) {
+        self.upstream_errors
+            .get_or_create(&UpstreamErrorLabels {
+                backend: backend.to_owned(),
+                kind,
+            })
+            .inc();
+    }
+
+    /// The text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
