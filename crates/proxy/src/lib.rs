@@ -22,3 +22,9 @@ pub mod route;
 pub mod upstream;
 
 pub use gateway::{Gateway, GatewaySettings};
+pub mod admin;
+pub mod compile;
+pub mod lifecycle;
+pub mod server;
+pub mod tls;
+pub mod watch;

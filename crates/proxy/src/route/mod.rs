@@ -9,6 +9,6 @@ pub use matching::{
     query_value,
 };
 pub use table::{
-    Action, ListenerRoutes, Policy, RetryPolicy, RouteEntry, RouteTable, Rule, VirtualHost,
-    WeightedBackend, WeightedBackends,
+    Action, DrainTiming, ListenerRoutes, Policy, RetryPolicy, RouteEntry, RouteTable, Rule,
+    VirtualHost, WeightedBackend, WeightedBackends,
 };

@@ -21,6 +21,26 @@ pub struct RouteTable {
     pub listeners: HashMap<u16, ListenerRoutes>,
     /// The backends, keyed `namespace/name`.
     pub backends: HashMap<String, Arc<Backend>>,
+    /// How the process drains on SIGTERM.
+    pub drain: DrainTiming,
+}
+
+/// Graceful shutdown timing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DrainTiming {
+    /// After SIGTERM, keep accepting this long while `/ready` reports 503.
+    pub delay: Duration,
+    /// Then let in-flight requests finish for at most this long.
+    pub timeout: Duration,
+}
+
+impl Default for DrainTiming {
+    fn default() -> Self {
+        Self {
+            delay: Duration::from_secs(5),
+            timeout: Duration::from_secs(30),
+        }
+    }
 }
 
 impl RouteTable {
@@ -46,6 +66,8 @@ pub struct ListenerRoutes {
     pub port: u16,
     /// `http` or `https`, for redirects and `X-Forwarded-Proto`.
     pub scheme: Option<Scheme>,
+    /// The TLS config of an HTTPS port (certificates chosen by SNI).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
     /// The virtual hosts, most specific first.
     pub virtual_hosts: Vec<VirtualHost>,
     exact: HashMap<String, usize>,
@@ -75,6 +97,7 @@ impl ListenerRoutes {
         Self {
             port,
             scheme: Some(scheme),
+            tls: None,
             virtual_hosts,
             exact,
             wildcard,

@@ -1,0 +1,160 @@
+//! The admin listener: `/healthz`, `/ready`, `/metrics` and `/config`. It stays up during a
+//! drain so that load balancers can see `/ready` turn 503.
+
+use std::{convert::Infallible, sync::Arc};
+
+use http::{HeaderValue, Request, Response, StatusCode, header::CONTENT_TYPE};
+use hyper::{body::Incoming, service::service_fn};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+
+use crate::{
+    access_log::rfc3339,
+    body::{self, Body},
+    gateway::Gateway,
+    metrics::EndpointLabels,
+};
+
+/// Serves the admin endpoints on `listener` until the task is dropped.
+pub fn serve(gateway: Arc<Gateway>, listener: TcpListener) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            };
+            let gateway = gateway.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |req: Request<Incoming>| {
+                    let gateway = gateway.clone();
+                    async move { Ok::<_, Infallible>(respond(&gateway, &req)) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(std::time::Duration::from_secs(10))
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    })
+}
+
+/// The answer to one admin request.
+pub fn respond<B>(gateway: &Gateway, req: &Request<B>) -> Response<Body> {
+    match req.uri().path() {
+        "/healthz" => text(StatusCode::OK, "ok\n"),
+        "/ready" => {
+            if gateway.is_ready() {
+                text(StatusCode::OK, "ready\n")
+            } else if gateway.is_draining() {
+                text(StatusCode::SERVICE_UNAVAILABLE, "draining\n")
+            } else {
+                text(StatusCode::SERVICE_UNAVAILABLE, "no config loaded\n")
+            }
+        }
+        "/metrics" => {
+            refresh_endpoint_health(gateway);
+            let mut response = text(StatusCode::OK, gateway.metrics.encode());
+            response.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static(
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                ),
+            );
+            response
+        }
+        "/config" => {
+            let mut response = text(StatusCode::OK, config_summary(gateway).to_string());
+            response
+                .headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            response
+        }
+        _ => text(StatusCode::NOT_FOUND, "not found\n"),
+    }
+}
+
+fn text(status: StatusCode, content: impl Into<bytes::Bytes>) -> Response<Body> {
+    let mut response = Response::new(body::full(content));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+fn refresh_endpoint_health(gateway: &Gateway) {
+    let table = gateway.table();
+    let family = &gateway.metrics.endpoint_healthy;
+    family.clear();
+    for (name, backend) in &table.backends {
+        for endpoint in &backend.endpoints().endpoints {
+            family
+                .get_or_create(&EndpointLabels {
+                    backend: name.clone(),
+                    endpoint: endpoint.address.clone(),
+                })
+                .set(i64::from(endpoint.is_available()));
+        }
+    }
+}
+
+/// What `/config` shows: the revision, a summary, the last reload error and endpoint health.
+pub fn config_summary(gateway: &Gateway) -> Value {
+    let table = gateway.table();
+    let status = gateway.reload_status();
+    let mut listeners: Vec<Value> = table
+        .listeners
+        .values()
+        .map(|l| {
+            json!({
+                "port": l.port,
+                "tls": l.tls.is_some(),
+                "virtualHosts": l.virtual_hosts.iter().map(|v| json!({
+                    "hostname": format!("{:?}", v.hostname),
+                    "listener": v.listener,
+                    "entries": v.entries.len(),
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    listeners.sort_by_key(|l| l["port"].as_u64());
+    let mut backends = serde_json::Map::new();
+    let mut names: Vec<&String> = table.backends.keys().collect();
+    names.sort();
+    for name in names {
+        let Some(backend) = table.backends.get(name) else {
+            continue;
+        };
+        let endpoints: Vec<Value> = backend
+            .endpoints()
+            .endpoints
+            .iter()
+            .map(|e| {
+                json!({
+                    "address": e.address,
+                    "healthy": e.is_healthy(),
+                    "ejected": e.is_ejected(),
+                    "inFlight": e.in_flight(),
+                })
+            })
+            .collect();
+        backends.insert(
+            name.clone(),
+            json!({ "failover": backend.spec.failover, "endpoints": endpoints }),
+        );
+    }
+    json!({
+        "revision": table.revision,
+        "ready": gateway.is_ready(),
+        "draining": gateway.is_draining(),
+        "loadedAt": status.loaded_at.map(rfc3339),
+        "lastSwapMillis": status.last_swap_micros as f64 / 1000.0,
+        "lastReloadError": status.last_error,
+        "routeEntries": table.entry_count(),
+        "listeners": listeners,
+        "backends": backends,
+    })
+}

@@ -1,0 +1,227 @@
+//! Rules and matches: snapshot → [`Rule`] and [`RequestMatch`], refusing what this proxy cannot
+//! provide.
+
+use std::time::Duration;
+
+use http::{HeaderName, HeaderValue, Method, StatusCode};
+use portcullis_config::snapshot::{
+    Action as ActionConfig, FilterConfig, HeaderModifierConfig, MatchConfig, PathMatchType,
+    PathModifierConfig, PathModifierType, RetryOn, RuleConfig, Scheme as SchemeConfig, Snapshot,
+    ValueMatchConfig, ValueMatchType,
+};
+
+use crate::{
+    filters::{Filters, HeaderModifier, Mirror, PathRewrite, Redirect, Scheme, UrlRewrite},
+    route::{
+        Action, HeaderCondition, PathMatch, Policy, QueryCondition, RequestMatch, RetryPolicy,
+        Rule, ValueMatch, WeightedBackend, WeightedBackends,
+    },
+};
+
+/// Compiles one rule; problems go to `errors`, each naming the rule.
+pub fn compile(config: &RuleConfig, snapshot: &Snapshot, errors: &mut Vec<String>) -> Option<Rule> {
+    let route = config.route.to_string();
+    let index = config.rule_index;
+    let before = errors.len();
+    let mut fail = |what: String| errors.push(format!("Route {route} rule {index}: {what}"));
+    let policies = &config.policies;
+    for (present, name) in [
+        (policies.auth.is_some(), "auth"),
+        (policies.rate_limit.is_some(), "rateLimit"),
+        (policies.cache.is_some(), "cache"),
+        (policies.cors.is_some(), "cors"),
+    ] {
+        if present {
+            fail(format!("{name} is not supported by this proxy yet"));
+        }
+    }
+    let mut filters = Filters::default();
+    for filter in &config.filters {
+        match filter {
+            FilterConfig::RequestHeaderModifier(m) => match header_modifier(m) {
+                Ok(m) => filters.request_headers = Some(m),
+                Err(e) => fail(format!("RequestHeaderModifier: {e}")),
+            },
+            FilterConfig::ResponseHeaderModifier(m) => match header_modifier(m) {
+                Ok(m) => filters.response_headers = Some(m),
+                Err(e) => fail(format!("ResponseHeaderModifier: {e}")),
+            },
+            FilterConfig::UrlRewrite(rewrite) => {
+                let hostname = match rewrite.hostname.as_deref().map(HeaderValue::from_str) {
+                    Some(Ok(value)) => Some(value),
+                    Some(Err(_)) => {
+                        fail("URLRewrite: hostname is not a valid header value".to_owned());
+                        None
+                    }
+                    None => None,
+                };
+                filters.url_rewrite = Some(UrlRewrite {
+                    hostname,
+                    path: rewrite.path.as_ref().map(path_rewrite),
+                });
+            }
+            FilterConfig::RequestMirror(mirror) => {
+                // A mirror whose backend did not resolve mirrors nothing; the request is served.
+                if let Some(backend) = &mirror.backend
+                    && snapshot.backends.contains_key(backend)
+                {
+                    filters.mirrors.push(Mirror {
+                        backend: backend.clone(),
+                        percent: mirror.percent.min(100),
+                    });
+                }
+            }
+        }
+    }
+    let action = match &config.action {
+        ActionConfig::Backends { backends } => Action::Forward(WeightedBackends::new(
+            backends
+                .iter()
+                .map(|b| WeightedBackend {
+                    backend: b
+                        .backend
+                        .clone()
+                        .filter(|name| snapshot.backends.contains_key(name)),
+                    weight: b.weight,
+                })
+                .collect(),
+        )),
+        ActionConfig::Aggregate { .. } => {
+            fail("aggregate is not supported by this proxy yet".to_owned());
+            Action::Status(StatusCode::INTERNAL_SERVER_ERROR)
+        }
+        ActionConfig::Redirect(redirect) => match StatusCode::from_u16(redirect.status_code) {
+            Ok(status) if status.is_redirection() => Action::Redirect(Redirect {
+                scheme: redirect.scheme.map(|s| match s {
+                    SchemeConfig::Http => Scheme::Http,
+                    SchemeConfig::Https => Scheme::Https,
+                }),
+                hostname: redirect.hostname.clone(),
+                port: redirect.port,
+                path: redirect.path.as_ref().map(path_rewrite),
+                status,
+            }),
+            _ => {
+                fail(format!(
+                    "RequestRedirect: statusCode {} is not a redirect",
+                    redirect.status_code
+                ));
+                Action::Status(StatusCode::INTERNAL_SERVER_ERROR)
+            }
+        },
+    };
+    let policy = Policy {
+        request_timeout: timeout(policies.timeouts.request_ms),
+        backend_timeout: timeout(policies.timeouts.backend_request_ms),
+        retry: policies.retry.as_ref().map(|retry| RetryPolicy {
+            attempts: retry.attempts,
+            on_gateway_error: retry
+                .on
+                .iter()
+                .any(|on| matches!(on, RetryOn::GatewayError)),
+            on_server_error: retry.on.iter().any(|on| matches!(on, RetryOn::ServerError)),
+            backoff: Duration::from_millis(retry.backoff_ms),
+            budget_percent: retry.budget_percent,
+            non_idempotent: retry.non_idempotent,
+        }),
+    };
+    (errors.len() == before).then(|| Rule {
+        route: config.route.to_string(),
+        index,
+        filters,
+        action,
+        policy,
+    })
+}
+
+/// `0` disables a timeout, like leaving it out.
+fn timeout(ms: Option<u64>) -> Option<Duration> {
+    ms.filter(|ms| *ms > 0).map(Duration::from_millis)
+}
+
+fn path_rewrite(config: &PathModifierConfig) -> PathRewrite {
+    match config.kind {
+        PathModifierType::ReplaceFullPath => PathRewrite::Full(config.value.clone()),
+        PathModifierType::ReplacePrefixMatch => PathRewrite::Prefix(config.value.clone()),
+    }
+}
+
+fn header_modifier(config: &HeaderModifierConfig) -> Result<HeaderModifier, String> {
+    let pair = |name: &str, value: &str| -> Result<(HeaderName, HeaderValue), String> {
+        let name = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| format!("{name:?} is not a valid header name"))?;
+        let value = HeaderValue::from_str(value)
+            .map_err(|_| format!("the value of {name} is not a valid header value"))?;
+        Ok((name, value))
+    };
+    Ok(HeaderModifier {
+        set: config
+            .set
+            .iter()
+            .map(|h| pair(&h.name, &h.value))
+            .collect::<Result<_, _>>()?,
+        add: config
+            .add
+            .iter()
+            .map(|h| pair(&h.name, &h.value))
+            .collect::<Result<_, _>>()?,
+        remove: config
+            .remove
+            .iter()
+            .map(|name| {
+                HeaderName::from_bytes(name.as_bytes())
+                    .map_err(|_| format!("{name:?} is not a valid header name"))
+            })
+            .collect::<Result<_, _>>()?,
+    })
+}
+
+/// Compiles the conditions of one entry.
+pub fn compile_match(config: &MatchConfig) -> Result<RequestMatch, String> {
+    let path = match config.path.kind {
+        PathMatchType::Exact => PathMatch::Exact(config.path.value.clone()),
+        PathMatchType::PathPrefix => PathMatch::prefix(&config.path.value),
+        PathMatchType::RegularExpression => PathMatch::regex(&config.path.value)
+            .map_err(|e| format!("path regular expression: {e}"))?,
+    };
+    let method = config
+        .method
+        .map(|m| Method::from_bytes(m.as_str().as_bytes()))
+        .transpose()
+        .map_err(|e| format!("method: {e}"))?;
+    let headers = config
+        .headers
+        .iter()
+        .map(|h| {
+            Ok(HeaderCondition {
+                name: HeaderName::from_bytes(h.name.as_bytes())
+                    .map_err(|_| format!("{:?} is not a valid header name", h.name))?,
+                value: value_match(h)?,
+            })
+        })
+        .collect::<Result<_, String>>()?;
+    let query = config
+        .query_params
+        .iter()
+        .map(|q| {
+            Ok(QueryCondition {
+                name: q.name.clone(),
+                value: value_match(q)?,
+            })
+        })
+        .collect::<Result<_, String>>()?;
+    Ok(RequestMatch {
+        path,
+        method,
+        headers,
+        query,
+    })
+}
+
+fn value_match(config: &ValueMatchConfig) -> Result<ValueMatch, String> {
+    match config.kind {
+        ValueMatchType::Exact => Ok(ValueMatch::Exact(config.value.clone())),
+        ValueMatchType::RegularExpression => ValueMatch::regex(&config.value)
+            .map_err(|e| format!("{}: regular expression: {e}", config.name)),
+    }
+}

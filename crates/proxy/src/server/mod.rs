@@ -1,0 +1,279 @@
+//! The client-facing server: one accept loop per port, HTTP/1.1 and HTTP/2 (TLS by rustls with
+//! SNI), connection limits and timeouts, and graceful shutdown of every connection.
+
+mod activity;
+
+use std::{
+    collections::HashMap,
+    convert::Infallible,
+    net::SocketAddr,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use activity::ActivityIo;
+use hyper::{Request, body::Incoming, service::service_fn};
+use hyper_util::{
+    rt::{TokioExecutor, TokioIo, TokioTimer},
+    server::conn::auto,
+};
+use tokio::{
+    io::{AsyncRead, AsyncWrite},
+    net::TcpListener,
+    sync::{Notify, watch},
+    task::JoinHandle,
+};
+
+use crate::{clock::now_ms, filters::Scheme, forward::Connection, gateway::Gateway};
+
+/// Limits that protect the gateway from slow or abusive clients.
+#[derive(Debug, Clone)]
+pub struct ServerLimits {
+    /// Most request headers (HTTP/1); more → 431.
+    pub max_headers: usize,
+    /// Most bytes of request head (HTTP/1 buffer, HTTP/2 header list); more → 431.
+    pub max_header_bytes: usize,
+    /// Time a client has to send the request head (and, for HTTPS, finish the handshake).
+    pub header_read_timeout: Duration,
+    /// A connection on which no byte moved for this long is closed (gracefully: requests in
+    /// flight finish).
+    pub idle_timeout: Duration,
+    /// Concurrent streams per HTTP/2 connection.
+    pub max_concurrent_streams: u32,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        Self {
+            max_headers: 100,
+            max_header_bytes: 64 * 1024,
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_concurrent_streams: 1024,
+        }
+    }
+}
+
+/// Counts open connections and wakes the drain when the last one closes.
+#[derive(Debug, Default)]
+struct Connections {
+    open: AtomicUsize,
+    closed: Notify,
+}
+
+/// The running server: accept loops per port and every open connection.
+#[derive(Debug)]
+pub struct Server {
+    gateway: Arc<Gateway>,
+    limits: ServerLimits,
+    accepting: Mutex<HashMap<u16, JoinHandle<()>>>,
+    shutdown: watch::Sender<bool>,
+    connections: Arc<Connections>,
+}
+
+impl Server {
+    /// A server for `gateway`; no port is open yet.
+    pub fn new(gateway: Arc<Gateway>, limits: ServerLimits) -> Arc<Self> {
+        let (shutdown, _) = watch::channel(false);
+        Arc::new(Self {
+            gateway,
+            limits,
+            accepting: Mutex::new(HashMap::new()),
+            shutdown,
+            connections: Arc::new(Connections::default()),
+        })
+    }
+
+    /// Starts accepting on `listener`. Requests are routed by the table's routes for `port`
+    /// (the listener port in the snapshot, which may differ from the bound port in tests).
+    pub fn serve(self: &Arc<Self>, listener: TcpListener, port: u16) {
+        let server = self.clone();
+        let task = tokio::spawn(async move { server.accept_loop(listener, port).await });
+        if let Ok(mut accepting) = self.accepting.lock()
+            && let Some(previous) = accepting.insert(port, task)
+        {
+            previous.abort();
+        }
+    }
+
+    /// Binds every port of the current table that is not served yet, and stops accepting on
+    /// ports the table no longer has. Errors name the ports that could not be bound.
+    pub async fn sync_ports(self: &Arc<Self>, host: std::net::IpAddr) -> Result<(), String> {
+        let table = self.gateway.table();
+        let wanted: Vec<u16> = table.listeners.keys().copied().collect();
+        let missing: Vec<u16> = match self.accepting.lock() {
+            Ok(mut accepting) => {
+                accepting.retain(|port, task| {
+                    let keep = wanted.contains(port);
+                    if !keep {
+                        task.abort();
+                    }
+                    keep
+                });
+                wanted
+                    .iter()
+                    .copied()
+                    .filter(|p| !accepting.contains_key(p))
+                    .collect()
+            }
+            Err(_) => return Err("server state poisoned".to_owned()),
+        };
+        let mut errors = Vec::new();
+        for port in missing {
+            match TcpListener::bind(SocketAddr::new(host, port)).await {
+                Ok(listener) => {
+                    tracing::info!(%host, port, "listening");
+                    self.serve(listener, port);
+                }
+                Err(e) => errors.push(format!("cannot listen on {host}:{port}: {e}")),
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors.join("; "))
+        }
+    }
+
+    /// Stops accepting new connections on every port.
+    pub fn stop_accepting(&self) {
+        if let Ok(mut accepting) = self.accepting.lock() {
+            for (_, task) in accepting.drain() {
+                task.abort();
+            }
+        }
+    }
+
+    /// Asks every connection to finish its requests and close, then waits up to `timeout` for
+    /// them. Returns the number of connections still open when it gave up.
+    pub async fn shutdown_connections(&self, timeout: Duration) -> usize {
+        let _ = self.shutdown.send(true);
+        let wait = async {
+            loop {
+                let closed = self.connections.closed.notified();
+                if self.connections.open.load(Ordering::SeqCst) == 0 {
+                    return;
+                }
+                closed.await;
+            }
+        };
+        let _ = tokio::time::timeout(timeout, wait).await;
+        self.connections.open.load(Ordering::SeqCst)
+    }
+
+    /// Connections open now.
+    pub fn open_connections(&self) -> usize {
+        self.connections.open.load(Ordering::SeqCst)
+    }
+
+    async fn accept_loop(self: Arc<Self>, listener: TcpListener, port: u16) {
+        loop {
+            let (stream, peer) = match listener.accept().await {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(%error, port, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let _ = stream.set_nodelay(true);
+            let server = self.clone();
+            tokio::spawn(async move { server.connection(stream, peer, port).await });
+        }
+    }
+
+    async fn connection(
+        self: Arc<Self>,
+        stream: tokio::net::TcpStream,
+        peer: SocketAddr,
+        port: u16,
+    ) {
+        self.connections.open.fetch_add(1, Ordering::SeqCst);
+        self.gateway.metrics.open_connections.inc();
+        let tls = self
+            .gateway
+            .table()
+            .listener(port)
+            .and_then(|l| l.tls.clone());
+        match tls {
+            Some(config) => {
+                let acceptor = tokio_rustls::TlsAcceptor::from(config);
+                let handshake =
+                    tokio::time::timeout(self.limits.header_read_timeout, acceptor.accept(stream))
+                        .await;
+                if let Ok(Ok(stream)) = handshake {
+                    self.serve_http(stream, peer, port, Scheme::Https).await;
+                }
+            }
+            None => self.serve_http(stream, peer, port, Scheme::Http).await,
+        }
+        self.gateway.metrics.open_connections.dec();
+        self.connections.open.fetch_sub(1, Ordering::SeqCst);
+        self.connections.closed.notify_waiters();
+    }
+
+    async fn serve_http<T>(&self, stream: T, peer: SocketAddr, port: u16, scheme: Scheme)
+    where
+        T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let last_activity = Arc::new(AtomicU64::new(0));
+        let io = TokioIo::new(ActivityIo::new(stream, last_activity.clone()));
+        let conn_info = Arc::new(Connection { peer, port, scheme });
+        let gateway = self.gateway.clone();
+        let service = service_fn(move |req: Request<Incoming>| {
+            let gateway = gateway.clone();
+            let conn_info = conn_info.clone();
+            async move { Ok::<_, Infallible>(gateway.handle(conn_info, req).await) }
+        });
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(self.limits.header_read_timeout)
+            .max_headers(self.limits.max_headers)
+            .max_buf_size(self.limits.max_header_bytes.max(8192));
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_header_list_size(u32::try_from(self.limits.max_header_bytes).unwrap_or(u32::MAX))
+            .max_concurrent_streams(self.limits.max_concurrent_streams)
+            .keep_alive_interval(Duration::from_secs(30));
+        let conn = builder.serve_connection_with_upgrades(io, service);
+        tokio::pin!(conn);
+        let mut shutdown = self.shutdown.subscribe();
+        let idle = self.limits.idle_timeout;
+        let idle_ms = u64::try_from(idle.as_millis()).unwrap_or(u64::MAX);
+        let mut ticker = tokio::time::interval((idle / 4).max(Duration::from_millis(10)));
+        let mut closing = *shutdown.borrow();
+        if closing {
+            conn.as_mut().graceful_shutdown();
+        }
+        loop {
+            tokio::select! {
+                result = conn.as_mut() => {
+                    if let Err(error) = result {
+                        tracing::debug!(%error, %peer, "connection ended with an error");
+                    }
+                    return;
+                }
+                changed = shutdown.changed(), if !closing => {
+                    if changed.is_err() || *shutdown.borrow() {
+                        closing = true;
+                        conn.as_mut().graceful_shutdown();
+                    }
+                }
+                _ = ticker.tick(), if !closing => {
+                    let quiet = now_ms().saturating_sub(last_activity.load(Ordering::Relaxed));
+                    if quiet >= idle_ms {
+                        closing = true;
+                        conn.as_mut().graceful_shutdown();
+                    }
+                }
+            }
+        }
+    }
+}
