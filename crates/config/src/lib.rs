@@ -7,6 +7,10 @@
 
 #![forbid(unsafe_code)]
 
+mod compile;
+pub mod diagnostics;
 pub mod snapshot;
 
+pub use compile::{Compiled, NamespaceInfo, compile};
+pub use diagnostics::{Diagnostic, Diagnostics, Severity};
 pub use snapshot::{API_VERSION, Snapshot, SnapshotError};
