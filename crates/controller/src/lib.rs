@@ -1,1 +1,13 @@
-//! Placeholder: this crate's purpose is stated in its Cargo.toml description until it lands.
+//! The Portcullis operator: reconciles each `Gateway` into a redundant, self-healing gateway
+//! deployment and reports honest status.
+//!
+//! The reconcile runs in stages, each in its own module with its own error variant: fetch what
+//! the Gateway references (I/O) → compile the snapshot (pure, `portcullis-config`) → build the
+//! children (pure, [`children`]) → apply them (I/O) → write status (I/O).
+
+#![forbid(unsafe_code)]
+
+pub mod children;
+pub mod meta;
+
+pub use children::{BuildError, BuildOptions, Children, build_children};
