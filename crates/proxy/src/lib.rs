@@ -28,3 +28,6 @@ pub mod lifecycle;
 pub mod server;
 pub mod tls;
 pub mod watch;
+pub mod dataplane;
+
+pub use dataplane::{DataPlane, DataPlaneOptions, Loader, proxy, run};

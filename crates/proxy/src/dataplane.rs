@@ -1,0 +1,224 @@
+//! The data plane as a whole, and the entry points the CLI calls: `portcullis run`,
+//! `portcullis proxy` (file-based part) and the building block both share, [`DataPlane`].
+
+use std::{
+    collections::HashMap,
+    net::{IpAddr, Ipv4Addr, SocketAddr},
+    path::PathBuf,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use portcullis_config::Snapshot;
+use tokio::net::TcpListener;
+
+use crate::{
+    admin,
+    compile::{Secrets, compile},
+    forwarded::TrustedProxies,
+    gateway::{Gateway, GatewaySettings},
+    lifecycle,
+    server::{Server, ServerLimits},
+    watch,
+};
+
+/// Process-level options of a data plane.
+#[derive(Debug, Clone)]
+pub struct DataPlaneOptions {
+    /// Where the admin listener binds (`/healthz`, `/ready`, `/metrics`, `/config`).
+    pub admin: SocketAddr,
+    /// The address the snapshot's listener ports are bound on (`0.0.0.0` by default).
+    pub listen_host: IpAddr,
+    /// Whether one JSON access-log line per request goes to stdout.
+    pub access_log: bool,
+    /// Peers (IPs or CIDRs) whose `X-Forwarded-*` headers are believed.
+    pub trusted_proxies: Vec<String>,
+    /// Client connection limits and timeouts.
+    pub limits: ServerLimits,
+}
+
+impl Default for DataPlaneOptions {
+    fn default() -> Self {
+        Self {
+            admin: SocketAddr::from(([127, 0, 0, 1], 9901)),
+            listen_host: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            access_log: true,
+            trusted_proxies: Vec::new(),
+            limits: ServerLimits::default(),
+        }
+    }
+}
+
+/// A running data plane: gateway state, client server and admin listener.
+#[derive(Debug)]
+pub struct DataPlane {
+    gateway: Arc<Gateway>,
+    server: Arc<Server>,
+    listen_host: IpAddr,
+    admin_addr: SocketAddr,
+    discovered: Mutex<HashMap<String, Vec<String>>>,
+    _admin: tokio::task::JoinHandle<()>,
+}
+
+impl DataPlane {
+    /// Starts the admin listener; no client port is open until a snapshot is applied.
+    pub async fn start(options: DataPlaneOptions) -> Result<Self, String> {
+        let trusted_proxies = TrustedProxies::parse(&options.trusted_proxies)?;
+        let gateway = Gateway::new(GatewaySettings {
+            trusted_proxies,
+            access_log: options.access_log,
+            ..GatewaySettings::default()
+        });
+        let server = Server::new(gateway.clone(), options.limits.clone());
+        let admin_listener = TcpListener::bind(options.admin)
+            .await
+            .map_err(|e| format!("cannot listen on {} (admin): {e}", options.admin))?;
+        let admin_addr = admin_listener
+            .local_addr()
+            .map_err(|e| format!("admin listener: {e}"))?;
+        tracing::info!(%admin_addr, "admin listening");
+        let admin = admin::serve(gateway.clone(), admin_listener);
+        Ok(Self {
+            gateway,
+            server,
+            listen_host: options.listen_host,
+            admin_addr,
+            discovered: Mutex::new(HashMap::new()),
+            _admin: admin,
+        })
+    }
+
+    /// The shared gateway state.
+    pub fn gateway(&self) -> &Arc<Gateway> {
+        &self.gateway
+    }
+
+    /// The client server.
+    pub fn server(&self) -> &Arc<Server> {
+        &self.server
+    }
+
+    /// Where the admin listener is bound.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin_addr
+    }
+
+    /// Compiles `snapshot` and swaps it in, then opens the ports it adds and closes those it
+    /// drops. On error the previous config keeps serving and the error shows in `/config`.
+    pub async fn apply(&self, snapshot: &Snapshot, secrets: &Secrets) -> Result<(), String> {
+        let started = Instant::now();
+        let previous = self.gateway.table();
+        let compiled = compile(snapshot, &previous, secrets).map_err(|error| {
+            self.gateway.reload_failed(error.clone());
+            error
+        })?;
+        if let Ok(discovered) = self.discovered.lock() {
+            for (name, addresses) in discovered.iter() {
+                if let Some(backend) = compiled.backends.get(name)
+                    && backend.spec.static_endpoints.is_none()
+                    && let Err(e) = backend.set_endpoints(addresses)
+                {
+                    tracing::warn!(backend = %name, error = %e, "discovered endpoints refused");
+                }
+            }
+        }
+        let revision = compiled.revision.clone();
+        let entries = compiled.entry_count();
+        self.gateway.install(compiled, started);
+        tracing::info!(
+            %revision,
+            entries,
+            swap_ms = started.elapsed().as_secs_f64() * 1000.0,
+            "config loaded"
+        );
+        self.server
+            .sync_ports(self.listen_host)
+            .await
+            .inspect_err(|error| self.gateway.reload_failed(error.clone()))
+    }
+
+    /// Sets the endpoints of a backend discovered from a Kubernetes Service (EndpointSlices);
+    /// they are kept across reloads.
+    pub fn set_endpoints(&self, backend: &str, addresses: Vec<String>) -> Result<(), String> {
+        if let Some(running) = self.gateway.table().backends.get(backend) {
+            running.set_endpoints(&addresses)?;
+        }
+        if let Ok(mut discovered) = self.discovered.lock() {
+            discovered.insert(backend.to_owned(), addresses);
+        }
+        Ok(())
+    }
+
+    /// Drains with the timing of the loaded snapshot. Returns the connections still open when
+    /// the drain timeout ran out.
+    pub async fn drain(&self) -> usize {
+        let timing = self.gateway.table().drain;
+        lifecycle::drain(&self.gateway, &self.server, timing).await
+    }
+
+    /// Waits for SIGTERM or Ctrl-C, then drains.
+    pub async fn run_until_signal(&self) {
+        lifecycle::shutdown_signal().await;
+        self.drain().await;
+    }
+}
+
+/// Loads the config for `portcullis run`: the snapshot compiled from the manifests, and the
+/// directory the `Secret` manifests were written to.
+pub type Loader = Arc<dyn Fn() -> Result<(Snapshot, PathBuf), String> + Send + Sync>;
+
+/// `portcullis run`: serves what `loader` returns, reloads whenever a file under `watch`
+/// changes (a bad change is logged and shown in `/config`; the previous config keeps serving),
+/// and drains on SIGTERM. Fails only when the first load fails or a port cannot be bound.
+pub async fn run(
+    options: DataPlaneOptions,
+    watch_paths: Vec<PathBuf>,
+    loader: Loader,
+) -> Result<(), String> {
+    let plane = Arc::new(DataPlane::start(options).await?);
+    let (snapshot, root) = load(&loader).await?;
+    plane.apply(&snapshot, &Secrets::new(root)).await?;
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(1);
+    tokio::spawn(watch::poll(watch_paths, Duration::from_millis(500), move || {
+        let _ = tx.try_send(());
+    }));
+    let reloader = plane.clone();
+    tokio::spawn(async move {
+        while rx.recv().await.is_some() {
+            match load(&loader).await {
+                Ok((snapshot, root)) => {
+                    let _ = reloader.apply(&snapshot, &Secrets::new(root)).await;
+                }
+                Err(error) => reloader.gateway().reload_failed(error),
+            }
+        }
+    });
+    plane.run_until_signal().await;
+    Ok(())
+}
+
+async fn load(loader: &Loader) -> Result<(Snapshot, PathBuf), String> {
+    let loader = loader.clone();
+    tokio::task::spawn_blocking(move || loader())
+        .await
+        .map_err(|e| format!("config loader panicked: {e}"))?
+}
+
+/// The file-based part of `portcullis proxy`: serves the snapshot in `config` (YAML, as the
+/// operator writes it to the ConfigMap), reloads when the file changes, drains on SIGTERM.
+/// Following the ConfigMap through the API and EndpointSlice discovery are the CLI's: it uses
+/// [`DataPlane::apply`] and [`DataPlane::set_endpoints`] on a plane from [`DataPlane::start`].
+pub async fn proxy(
+    options: DataPlaneOptions,
+    config: PathBuf,
+    secrets_root: PathBuf,
+) -> Result<(), String> {
+    let file = config.clone();
+    let loader: Loader = Arc::new(move || {
+        let text = std::fs::read_to_string(&file)
+            .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+        let snapshot = Snapshot::from_yaml(&text).map_err(|e| format!("{}: {e}", file.display()))?;
+        Ok((snapshot, secrets_root.clone()))
+    });
+    run(options, vec![config], loader).await
+}

@@ -1,0 +1,8 @@
+//! End-to-end tests of the data plane over real sockets on 127.0.0.1, with real upstream
+//! servers.
+
+mod forwarding;
+mod lifecycle;
+mod routing;
+mod safety;
+mod support;

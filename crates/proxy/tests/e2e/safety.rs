@@ -1,0 +1,99 @@
+//! Hostile input: smuggling, header floods, garbage. None of it may panic or pass through.
+
+use std::time::Duration;
+
+use http::StatusCode;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::support::*;
+
+async fn raw(gw: &Gateway, request: &[u8]) -> String {
+    let mut stream = tokio::net::TcpStream::connect(gw.addr).await.expect("connect");
+    stream.write_all(request).await.expect("write");
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+async fn gateway() -> (Upstream, Gateway) {
+    let a = Upstream::start("a").await;
+    let snapshot = Snap::new()
+        .backend("a", &[a.addr])
+        .route("*", prefix("/"), to("r", &[(Some("a"), 1)]))
+        .build();
+    let gw = Gateway::start(&snapshot).await;
+    (a, gw)
+}
+
+#[tokio::test]
+async fn content_length_with_transfer_encoding_is_refused_and_never_forwarded() {
+    let (a, gw) = gateway().await;
+    let reply = raw(
+        &gw,
+        b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: h\r\n\r\n",
+    )
+    .await;
+    assert!(reply.starts_with("HTTP/1.1 400"), "{reply}");
+    assert_eq!(a.hits(), 0);
+}
+
+#[tokio::test]
+async fn too_many_or_too_large_headers_get_431() {
+    let (_a, gw) = gateway().await;
+    let mut many = b"GET / HTTP/1.1\r\nHost: h\r\n".to_vec();
+    for i in 0..200 {
+        many.extend_from_slice(format!("x-h{i}: v\r\n").as_bytes());
+    }
+    many.extend_from_slice(b"\r\n");
+    assert!(raw(&gw, &many).await.starts_with("HTTP/1.1 431"));
+    let mut large = b"GET / HTTP/1.1\r\nHost: h\r\nx-big: ".to_vec();
+    large.extend(std::iter::repeat_n(b'a', 100 * 1024));
+    large.extend_from_slice(b"\r\n\r\n");
+    let reply = raw(&gw, &large).await;
+    assert!(reply.starts_with("HTTP/1.1 431") || reply.is_empty(), "{reply}");
+}
+
+#[tokio::test]
+async fn garbage_and_odd_requests_get_errors_and_the_gateway_keeps_serving() {
+    let (_a, gw) = gateway().await;
+    for input in [
+        &b"\x00\x01\x02\xff\r\n\r\n"[..],
+        b"GET\r\n\r\n",
+        b"GET /%%% HTTP/1.1\r\nHost: h\r\n\r\n",
+        b"GET * HTTP/1.1\r\nHost: h\r\n\r\n",
+        b"GET http://other/x HTTP/1.1\r\nHost: h\r\n\r\n",
+        b"GET /a/../../../../etc/passwd HTTP/1.1\r\nHost: \r\n\r\n",
+    ] {
+        let _ = raw(&gw, input).await;
+    }
+    assert_eq!(get(&gw, "h", "/still-alive").await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn spoofed_forwarded_for_from_an_untrusted_client_is_replaced() {
+    let (_a, gw) = gateway().await;
+    let mut req = request(&gw, "GET", "h", "/");
+    req.headers_mut().insert("x-forwarded-for", "6.6.6.6".parse().expect("v"));
+    let reply = send(req).await;
+    assert_eq!(reply.seen_header("x-forwarded-for").as_deref(), Some("127.0.0.1"));
+}
+
+#[tokio::test]
+async fn a_slow_client_is_cut_off_by_the_header_read_timeout() {
+    let a = Upstream::start("a").await;
+    let snapshot = Snap::new()
+        .backend("a", &[a.addr])
+        .route("*", prefix("/"), to("r", &[(Some("a"), 1)]))
+        .build();
+    let limits = portcullis_proxy::server::ServerLimits {
+        header_read_timeout: Duration::from_millis(200),
+        ..Default::default()
+    };
+    let gw = Gateway::start_with(&snapshot, limits).await;
+    let mut stream = tokio::net::TcpStream::connect(gw.addr).await.expect("connect");
+    stream.write_all(b"GET / HTTP/1.1\r\nHost: h\r\n").await.expect("write");
+    let mut out = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut out)).await;
+    assert!(read.is_ok(), "the gateway closed the connection");
+    assert_eq!(a.hits(), 0);
+}

@@ -1,0 +1,460 @@
+//! Test harness: real upstream servers, a gateway on real sockets, snapshot builders, a client.
+
+#![allow(dead_code)]
+
+use std::{
+    collections::BTreeMap,
+    convert::Infallible,
+    net::SocketAddr,
+    path::PathBuf,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::{body::Incoming, service::service_fn};
+use hyper_util::{
+    client::legacy::{Client, connect::HttpConnector},
+    rt::{TokioExecutor, TokioIo},
+};
+use portcullis_config::snapshot::*;
+use portcullis_proxy::{
+    DataPlane, DataPlaneOptions,
+    compile::Secrets,
+    server::ServerLimits,
+};
+use serde_json::{Value, json};
+use tokio::{net::TcpListener, task::JoinHandle};
+
+/// The listener port every test snapshot uses (the key of the routes; the bound port differs).
+pub const PORT: u16 = 8080;
+
+/// A real HTTP server that answers with a JSON description of the request it got.
+///
+/// Paths: `/delay/<ms>/...` waits, `/status/<code>/...` answers that status, `/ws` upgrades and
+/// echoes bytes. Every answer carries `x-upstream: <name>`.
+pub struct Upstream {
+    pub name: String,
+    pub addr: SocketAddr,
+    pub hits: Arc<AtomicUsize>,
+    task: JoinHandle<()>,
+}
+
+impl Upstream {
+    pub async fn start(name: &str) -> Self {
+        Self::start_on(name, "127.0.0.1:0".parse().expect("addr"), false).await
+    }
+
+    pub async fn start_h2(name: &str) -> Self {
+        Self::start_on(name, "127.0.0.1:0".parse().expect("addr"), true).await
+    }
+
+    pub async fn start_on(name: &str, addr: SocketAddr, h2: bool) -> Self {
+        let listener = TcpListener::bind(addr).await.expect("bind upstream");
+        let addr = listener.local_addr().expect("addr");
+        let hits = Arc::new(AtomicUsize::new(0));
+        let (name_owned, hits_task) = (name.to_owned(), hits.clone());
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let name = name_owned.clone();
+                let hits = hits_task.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |req: Request<Incoming>| {
+                        let name = name.clone();
+                        let hits = hits.clone();
+                        async move { Ok::<_, Infallible>(answer(&name, &hits, req).await) }
+                    });
+                    let io = TokioIo::new(stream);
+                    if h2 {
+                        let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                            .serve_connection(io, service)
+                            .await;
+                    } else {
+                        let _ = hyper::server::conn::http1::Builder::new()
+                            .serve_connection(io, service)
+                            .with_upgrades()
+                            .await;
+                    }
+                });
+            }
+        });
+        Self {
+            name: name.to_owned(),
+            addr,
+            hits,
+            task,
+        }
+    }
+
+    /// Stops accepting: new connections are refused (established ones may linger).
+    pub fn stop(&self) {
+        self.task.abort();
+    }
+
+    pub fn hits(&self) -> usize {
+        self.hits.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn answer(name: &str, hits: &AtomicUsize, mut req: Request<Incoming>) -> Response<Full<Bytes>> {
+    hits.fetch_add(1, Ordering::SeqCst);
+    let path = req.uri().path().to_owned();
+    let mut status = StatusCode::OK;
+    let segments: Vec<&str> = path.split('/').collect();
+    if segments.get(1) == Some(&"delay")
+        && let Some(ms) = segments.get(2).and_then(|s| s.parse::<u64>().ok())
+    {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+    if segments.get(1) == Some(&"status")
+        && let Some(code) = segments.get(2).and_then(|s| s.parse::<u16>().ok())
+    {
+        status = StatusCode::from_u16(code).unwrap_or(StatusCode::OK);
+    }
+    if path == "/ws" {
+        let upgrade = hyper::upgrade::on(&mut req);
+        tokio::spawn(async move {
+            if let Ok(upgraded) = upgrade.await {
+                let mut io = TokioIo::new(upgraded);
+                let (mut r, mut w) = tokio::io::split(&mut io);
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+            }
+        });
+        return Response::builder()
+            .status(StatusCode::SWITCHING_PROTOCOLS)
+            .header("connection", "upgrade")
+            .header("upgrade", "websocket")
+            .body(Full::new(Bytes::new()))
+            .expect("response");
+    }
+    let headers: BTreeMap<String, String> = req
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_owned()))
+        .collect();
+    let method = req.method().to_string();
+    let query = req.uri().query().map(str::to_owned);
+    let version = format!("{:?}", req.version());
+    let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let description = json!({
+        "upstream": name,
+        "method": method,
+        "path": path,
+        "query": query,
+        "headers": headers,
+        "version": version,
+        "body": String::from_utf8_lossy(&body),
+    });
+    Response::builder()
+        .status(status)
+        .header("x-upstream", name)
+        .header("x-backend-header", "from-backend")
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(description.to_string())))
+        .expect("response")
+}
+
+/// A data plane on 127.0.0.1 with its client port bound to an ephemeral port.
+pub struct Gateway {
+    pub plane: DataPlane,
+    pub addr: SocketAddr,
+}
+
+impl Gateway {
+    pub async fn start(snapshot: &Snapshot) -> Self {
+        Self::start_with(snapshot, ServerLimits::default()).await
+    }
+
+    pub async fn start_with(snapshot: &Snapshot, limits: ServerLimits) -> Self {
+        let plane = DataPlane::start(DataPlaneOptions {
+            admin: "127.0.0.1:0".parse().expect("addr"),
+            listen_host: "127.0.0.1".parse().expect("ip"),
+            access_log: false,
+            trusted_proxies: vec!["10.0.0.0/8".into()],
+            limits,
+        })
+        .await
+        .expect("start data plane");
+        // Compile and install without binding the snapshot's port; the test binds its own.
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind gateway");
+        let addr = listener.local_addr().expect("addr");
+        plane.server().serve(listener, PORT);
+        let table = portcullis_proxy::compile::compile(
+            snapshot,
+            &plane.gateway().table(),
+            &secrets(),
+        )
+        .expect("snapshot compiles");
+        plane.gateway().install(table, std::time::Instant::now());
+        Self { plane, addr }
+    }
+
+    /// Swaps in another snapshot (like a reload, without binding ports).
+    pub fn reload(&self, snapshot: &Snapshot) -> Result<(), String> {
+        let table = portcullis_proxy::compile::compile(
+            snapshot,
+            &self.plane.gateway().table(),
+            &secrets(),
+        )
+        .inspect_err(|e| self.plane.gateway().reload_failed(e.clone()))?;
+        self.plane.gateway().install(table, std::time::Instant::now());
+        Ok(())
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.plane.admin_addr())
+    }
+}
+
+pub fn secrets() -> Secrets {
+    Secrets::new(PathBuf::from(env!("CARGO_TARGET_TMPDIR")))
+}
+
+/// A keep-alive HTTP client.
+pub fn client() -> Client<HttpConnector, Full<Bytes>> {
+    Client::builder(TokioExecutor::new()).build(HttpConnector::new())
+}
+
+/// A reply: status, headers, body text, and the upstream's description when it is JSON.
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: http::HeaderMap,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or(Value::Null)
+    }
+
+    pub fn upstream(&self) -> Option<String> {
+        self.headers
+            .get("x-upstream")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    }
+
+    /// A request header as the upstream saw it.
+    pub fn seen_header(&self, name: &str) -> Option<String> {
+        self.json()["headers"][name].as_str().map(str::to_owned)
+    }
+
+    pub fn seen_path(&self) -> Option<String> {
+        self.json()["path"].as_str().map(str::to_owned)
+    }
+}
+
+pub async fn send(request: Request<Full<Bytes>>) -> Reply {
+    let response = client().request(request).await.expect("request goes through");
+    read(response).await
+}
+
+pub async fn read(response: Response<Incoming>) -> Reply {
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await.expect("body").to_bytes();
+    Reply {
+        status: parts.status,
+        headers: parts.headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    }
+}
+
+/// GET `path` on the gateway with `Host: host`.
+pub async fn get(gw: &Gateway, host: &str, path: &str) -> Reply {
+    send(request(gw, "GET", host, path)).await
+}
+
+pub fn request(gw: &Gateway, method: &str, host: &str, path: &str) -> Request<Full<Bytes>> {
+    Request::builder()
+        .method(method)
+        .uri(gw.url(path))
+        .header("host", host)
+        .body(Full::new(Bytes::new()))
+        .expect("request")
+}
+
+/// Polls `check` until it holds, for at most 10 s (no timing assertion: only a bound).
+pub async fn eventually<F, Fut>(mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while tokio::time::Instant::now() < deadline {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    false
+}
+
+// ---------------------------------------------------------------- snapshot builders
+
+/// A snapshot under construction: one HTTP listener on [`PORT`].
+pub struct Snap(pub Snapshot);
+
+impl Snap {
+    pub fn new() -> Self {
+        Snap(Snapshot {
+            api_version: API_VERSION.to_owned(),
+            gateway: ObjectKey::new("test", "gw"),
+            revision: String::new(),
+            listeners: vec![ListenerConfig {
+                port: PORT,
+                protocol: Protocol::Http,
+                tls: None,
+                virtual_hosts: Vec::new(),
+            }],
+            rules: Vec::new(),
+            backends: BTreeMap::new(),
+            drain: DrainConfig {
+                delay_ms: 0,
+                timeout_ms: 5000,
+            },
+            shared_state: None,
+        })
+    }
+
+    pub fn backend(self, name: &str, endpoints: &[SocketAddr]) -> Self {
+        self.backend_with(name, endpoints, |_| {})
+    }
+
+    pub fn backend_with(
+        mut self,
+        name: &str,
+        endpoints: &[SocketAddr],
+        edit: impl FnOnce(&mut BackendConfig),
+    ) -> Self {
+        let mut config = BackendConfig {
+            discovery: Discovery::Static {
+                endpoints: endpoints
+                    .iter()
+                    .map(|a| EndpointConfig {
+                        address: a.ip().to_string(),
+                        port: a.port(),
+                    })
+                    .collect(),
+            },
+            protocol: UpstreamProtocol::Http1,
+            tls: None,
+            connect_timeout_ms: 1000,
+            load_balancer: LoadBalancerConfig {
+                policy: LoadBalancerPolicy::RoundRobin,
+                hash_on: None,
+            },
+            health_check: None,
+            outlier_detection: None,
+            circuit_breaker: None,
+            failover: Vec::new(),
+        };
+        edit(&mut config);
+        self.0.backends.insert(format!("test/{name}"), config);
+        self
+    }
+
+    /// Adds a rule and one entry for it under `host` (entries keep the order of the calls, so
+    /// tests add them in precedence order).
+    pub fn route(mut self, host: &str, matcher: MatchConfig, rule: RuleConfig) -> Self {
+        let index = self.0.rules.len();
+        self.0.rules.push(rule);
+        self.entry(host, matcher, index)
+    }
+
+    /// Adds another entry for an existing rule.
+    pub fn entry(mut self, host: &str, matcher: MatchConfig, rule: usize) -> Self {
+        let listener = &mut self.0.listeners[0];
+        let vhost = match listener.virtual_hosts.iter().position(|v| v.hostname == host) {
+            Some(i) => &mut listener.virtual_hosts[i],
+            None => {
+                listener.virtual_hosts.push(VirtualHost {
+                    hostname: host.to_owned(),
+                    listener: "http".to_owned(),
+                    routes: Vec::new(),
+                });
+                listener.virtual_hosts.last_mut().expect("just pushed")
+            }
+        };
+        vhost.routes.push(RouteEntry {
+            rule,
+            match_index: 0,
+            r#match: matcher,
+        });
+        self
+    }
+
+    pub fn edit(mut self, f: impl FnOnce(&mut Snapshot)) -> Self {
+        f(&mut self.0);
+        self
+    }
+
+    pub fn build(mut self) -> Snapshot {
+        self.0.seal();
+        self.0
+    }
+}
+
+pub fn prefix(value: &str) -> MatchConfig {
+    path_match(PathMatchType::PathPrefix, value)
+}
+
+pub fn exact(value: &str) -> MatchConfig {
+    path_match(PathMatchType::Exact, value)
+}
+
+pub fn path_match(kind: PathMatchType, value: &str) -> MatchConfig {
+    MatchConfig {
+        path: PathMatchConfig {
+            kind,
+            value: value.to_owned(),
+        },
+        method: None,
+        headers: Vec::new(),
+        query_params: Vec::new(),
+    }
+}
+
+/// A rule of Route `test/<route>` forwarding to weighted backends (`None` = unresolved).
+pub fn to(route: &str, backends: &[(Option<&str>, u32)]) -> RuleConfig {
+    rule(
+        route,
+        Action::Backends {
+            backends: backends
+                .iter()
+                .map(|(name, weight)| WeightedBackend {
+                    backend: name.map(|n| format!("test/{n}")),
+                    weight: *weight,
+                })
+                .collect(),
+        },
+    )
+}
+
+pub fn rule(route: &str, action: Action) -> RuleConfig {
+    RuleConfig {
+        route: ObjectKey::new("test", route),
+        rule_index: 0,
+        name: None,
+        filters: Vec::new(),
+        action,
+        policies: ResolvedPolicies::default(),
+    }
+}
