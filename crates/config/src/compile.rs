@@ -367,6 +367,15 @@ fn plan_ports(
                 let listener = &listeners[a.listener];
                 for name in &a.hostnames {
                     if let Some(other) = shadowing_listener(listeners, &on_port, a.listener, name) {
+                        // Only worth saying when the Route does not also serve the host through
+                        // the more specific listener.
+                        let served_there = route.attachments.iter().any(|b| {
+                            b.listener == other
+                                && b.hostnames.iter().any(|h| hostname::contains(h, name))
+                        });
+                        if served_there {
+                            continue;
+                        }
                         sink.warning(
                             &ObjectRef::new(Kind::Route, route.key.clone()),
                             "spec.hostnames",

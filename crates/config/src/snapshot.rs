@@ -616,8 +616,10 @@ pub struct BackendConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub circuit_breaker: Option<CircuitBreakerConfig>,
     /// Keys into [`Snapshot::backends`], in order, that take the traffic when this backend has no
-    /// healthy endpoint. Only backends that exist are listed. Failover is one level deep: the
-    /// failover targets' own `failover` lists are not followed.
+    /// healthy endpoint: the first with a healthy endpoint serves. Already flattened (each
+    /// target is followed by its own failover targets, depth first, each backend once, never
+    /// this one), so the proxy does not follow the targets' own lists. Only valid backends that
+    /// exist are listed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub failover: Vec<String>,
 }
