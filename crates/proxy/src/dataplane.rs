@@ -179,9 +179,13 @@ pub async fn run(
     let (snapshot, root) = load(&loader).await?;
     plane.apply(&snapshot, &Secrets::new(root)).await?;
     let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(1);
-    tokio::spawn(watch::poll(watch_paths, Duration::from_millis(500), move || {
-        let _ = tx.try_send(());
-    }));
+    tokio::spawn(watch::poll(
+        watch_paths,
+        Duration::from_millis(500),
+        move || {
+            let _ = tx.try_send(());
+        },
+    ));
     let reloader = plane.clone();
     tokio::spawn(async move {
         while rx.recv().await.is_some() {
@@ -217,7 +221,8 @@ pub async fn proxy(
     let loader: Loader = Arc::new(move || {
         let text = std::fs::read_to_string(&file)
             .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
-        let snapshot = Snapshot::from_yaml(&text).map_err(|e| format!("{}: {e}", file.display()))?;
+        let snapshot =
+            Snapshot::from_yaml(&text).map_err(|e| format!("{}: {e}", file.display()))?;
         Ok((snapshot, secrets_root.clone()))
     });
     run(options, vec![config], loader).await

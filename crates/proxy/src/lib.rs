@@ -24,10 +24,10 @@ pub mod upstream;
 pub use gateway::{Gateway, GatewaySettings};
 pub mod admin;
 pub mod compile;
+pub mod dataplane;
 pub mod lifecycle;
 pub mod server;
 pub mod tls;
 pub mod watch;
-pub mod dataplane;
 
 pub use dataplane::{DataPlane, DataPlaneOptions, Loader, proxy, run};

@@ -12,7 +12,9 @@ use crate::support::*;
 
 /// An address nothing listens on.
 async fn dead_addr() -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let addr = listener.local_addr().expect("addr");
     drop(listener);
     addr
@@ -62,10 +64,16 @@ async fn slow_backend_gets_504_and_fast_one_200() {
         .build();
     let gw = Gateway::start(&snapshot).await;
     for host in ["per-try.example", "whole.example"] {
-        assert_eq!(get(&gw, host, "/delay/1500").await.status, StatusCode::GATEWAY_TIMEOUT);
+        assert_eq!(
+            get(&gw, host, "/delay/1500").await.status,
+            StatusCode::GATEWAY_TIMEOUT
+        );
         assert_eq!(get(&gw, host, "/fast").await.status, StatusCode::OK);
     }
-    assert_eq!(get(&gw, "disabled.example", "/delay/400").await.status, StatusCode::OK);
+    assert_eq!(
+        get(&gw, "disabled.example", "/delay/400").await.status,
+        StatusCode::OK
+    );
 }
 
 #[tokio::test]
@@ -73,9 +81,15 @@ async fn retries_return_the_last_status_when_exhausted_and_5xx_is_retried_when_a
     let a = Upstream::start("a").await;
     let mut rule = to("r", &[(Some("a"), 1)]);
     rule.policies.retry = retry(2, vec![RetryOn::ServerError]);
-    let snapshot = Snap::new().backend("a", &[a.addr]).route("*", prefix("/"), rule).build();
+    let snapshot = Snap::new()
+        .backend("a", &[a.addr])
+        .route("*", prefix("/"), rule)
+        .build();
     let gw = Gateway::start(&snapshot).await;
-    assert_eq!(get(&gw, "h", "/status/500").await.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(
+        get(&gw, "h", "/status/500").await.status,
+        StatusCode::INTERNAL_SERVER_ERROR
+    );
     assert_eq!(a.hits(), 3, "first try and two retries");
 }
 
@@ -115,7 +129,10 @@ async fn traffic_moves_off_a_stopped_endpoint() {
 
 #[tokio::test]
 async fn failover_backend_serves_when_every_endpoint_is_down() {
-    let (primary, backup) = (Upstream::start("primary").await, Upstream::start("backup").await);
+    let (primary, backup) = (
+        Upstream::start("primary").await,
+        Upstream::start("backup").await,
+    );
     let snapshot = Snap::new()
         .backend_with("primary", &[primary.addr], |b| {
             b.health_check = Some(HealthCheckConfig {
@@ -131,15 +148,25 @@ async fn failover_backend_serves_when_every_endpoint_is_down() {
         .route("*", prefix("/"), to("r", &[(Some("primary"), 1)]))
         .build();
     let gw = Gateway::start(&snapshot).await;
-    assert_eq!(get(&gw, "h", "/").await.upstream().as_deref(), Some("primary"));
+    assert_eq!(
+        get(&gw, "h", "/").await.upstream().as_deref(),
+        Some("primary")
+    );
     primary.stop();
-    let failed_over = eventually(|| async {
-        get(&gw, "h", "/").await.upstream().as_deref() == Some("backup")
-    })
-    .await;
+    let failed_over =
+        eventually(|| async { get(&gw, "h", "/").await.upstream().as_deref() == Some("backup") })
+            .await;
     assert!(failed_over);
-    let health = send(Request::get(gw.admin_url("/config")).body(Full::new(Bytes::new())).expect("req")).await;
-    assert_eq!(health.json()["backends"]["test/primary"]["endpoints"][0]["healthy"], false);
+    let health = send(
+        Request::get(gw.admin_url("/config"))
+            .body(Full::new(Bytes::new()))
+            .expect("req"),
+    )
+    .await;
+    assert_eq!(
+        health.json()["backends"]["test/primary"]["endpoints"][0]["healthy"],
+        false
+    );
 }
 
 #[tokio::test]
@@ -157,8 +184,14 @@ async fn no_available_endpoint_and_no_failover_answers_503() {
         .route("*", prefix("/"), to("r", &[(Some("pool"), 1)]))
         .build();
     let gw = Gateway::start(&snapshot).await;
-    assert_eq!(get(&gw, "h", "/").await.status, StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(get(&gw, "h", "/").await.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        get(&gw, "h", "/").await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    assert_eq!(
+        get(&gw, "h", "/").await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
 }
 
 #[tokio::test]
@@ -173,7 +206,9 @@ async fn consistent_hash_keeps_a_key_on_one_endpoint() {
         .backend_with("pool", &addrs, |b| {
             b.load_balancer = LoadBalancerConfig {
                 policy: LoadBalancerPolicy::ConsistentHash,
-                hash_on: Some(HashOn::Header { name: "x-user".into() }),
+                hash_on: Some(HashOn::Header {
+                    name: "x-user".into(),
+                }),
             };
         })
         .route("*", prefix("/"), to("r", &[(Some("pool"), 1)]))
@@ -184,7 +219,8 @@ async fn consistent_hash_keeps_a_key_on_one_endpoint() {
         let mut first = None;
         for _ in 0..5 {
             let mut req = request(&gw, "GET", "h", "/");
-            req.headers_mut().insert("x-user", format!("user-{user}").parse().expect("v"));
+            req.headers_mut()
+                .insert("x-user", format!("user-{user}").parse().expect("v"));
             let owner = send(req).await.upstream();
             assert!(owner.is_some());
             match &first {
@@ -205,7 +241,9 @@ async fn websocket_upgrade_is_spliced_through() {
         .route("*", prefix("/"), to("ws", &[(Some("a"), 1)]))
         .build();
     let gw = Gateway::start(&snapshot).await;
-    let mut stream = tokio::net::TcpStream::connect(gw.addr).await.expect("connect");
+    let mut stream = tokio::net::TcpStream::connect(gw.addr)
+        .await
+        .expect("connect");
     stream
         .write_all(
             b"GET /ws HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
@@ -221,7 +259,10 @@ async fn websocket_upgrade_is_spliced_through() {
     let head = String::from_utf8_lossy(&head).to_lowercase();
     assert!(head.starts_with("http/1.1 101"), "{head}");
     assert!(head.contains("upgrade: websocket"), "{head}");
-    stream.write_all(b"ping through the gateway").await.expect("write");
+    stream
+        .write_all(b"ping through the gateway")
+        .await
+        .expect("write");
     let mut echoed = [0u8; 24];
     stream.read_exact(&mut echoed).await.expect("echo");
     assert_eq!(&echoed, b"ping through the gateway");

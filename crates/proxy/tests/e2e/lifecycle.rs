@@ -16,7 +16,9 @@ use portcullis_config::snapshot::*;
 use crate::support::*;
 
 fn admin_get(gw: &Gateway, path: &str) -> Request<Full<Bytes>> {
-    Request::get(gw.admin_url(path)).body(Full::new(Bytes::new())).expect("req")
+    Request::get(gw.admin_url(path))
+        .body(Full::new(Bytes::new()))
+        .expect("req")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -89,7 +91,12 @@ async fn rules_asking_for_unbuilt_protections_are_refused_and_the_previous_confi
     assert_eq!(get(&gw, "h", "/").await.status, StatusCode::OK);
     let config = send(admin_get(&gw, "/config")).await.json();
     assert_eq!(config["revision"], good.revision.as_str());
-    assert!(config["lastReloadError"].as_str().unwrap_or("").contains("auth is not supported"));
+    assert!(
+        config["lastReloadError"]
+            .as_str()
+            .unwrap_or("")
+            .contains("auth is not supported")
+    );
 }
 
 #[tokio::test]
@@ -117,19 +124,29 @@ async fn drain_turns_ready_503_at_once_and_lets_requests_in_flight_finish() {
         let gw = gw.clone();
         tokio::spawn(async move { gw.plane.drain().await })
     };
-    assert!(eventually(|| async {
-        send(admin_get(&gw, "/ready")).await.status == StatusCode::SERVICE_UNAVAILABLE
-    })
-    .await);
+    assert!(
+        eventually(|| async {
+            send(admin_get(&gw, "/ready")).await.status == StatusCode::SERVICE_UNAVAILABLE
+        })
+        .await
+    );
     // Still accepting during the delay.
     let during = request(&gw, "GET", "h", "/");
     let fresh = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build_http::<Full<Bytes>>();
-    assert_eq!(read(fresh.request(during).await.expect("accepted")).await.status, StatusCode::OK);
+    assert_eq!(
+        read(fresh.request(during).await.expect("accepted"))
+            .await
+            .status,
+        StatusCode::OK
+    );
 
     assert_eq!(in_flight.await.expect("task").status, StatusCode::OK);
     assert_eq!(drain.await.expect("drain"), 0, "every connection finished");
-    assert!(tokio::net::TcpStream::connect(gw.addr).await.is_err(), "no longer accepting");
+    assert!(
+        tokio::net::TcpStream::connect(gw.addr).await.is_err(),
+        "no longer accepting"
+    );
 }
 
 #[tokio::test]
@@ -142,19 +159,30 @@ async fn admin_reports_health_metrics_and_config() {
     let gw = Gateway::start(&snapshot).await;
     get(&gw, "h", "/").await;
     get(&gw, "h", "/").await;
-    assert_eq!(send(admin_get(&gw, "/healthz")).await.status, StatusCode::OK);
+    assert_eq!(
+        send(admin_get(&gw, "/healthz")).await.status,
+        StatusCode::OK
+    );
     let metrics = send(admin_get(&gw, "/metrics")).await.body;
     assert!(
-        metrics.contains(r#"portcullis_requests_total{route="test/metered",backend="test/a",code="2xx"} 2"#),
+        metrics.contains(
+            r#"portcullis_requests_total{route="test/metered",backend="test/a",code="2xx"} 2"#
+        ),
         "{metrics}"
     );
     assert!(metrics.contains("portcullis_request_duration_seconds_bucket"));
-    assert!(metrics.contains(&format!("portcullis_config_revision{{revision=\"{}\"}} 1", snapshot.revision)));
+    assert!(metrics.contains(&format!(
+        "portcullis_config_revision{{revision=\"{}\"}} 1",
+        snapshot.revision
+    )));
     assert!(metrics.contains(&format!(
         "portcullis_endpoint_healthy{{backend=\"test/a\",endpoint=\"{}\"}} 1",
         a.addr
     )));
     let config = send(admin_get(&gw, "/config")).await.json();
     assert_eq!(config["routeEntries"], 1);
-    assert_eq!(config["backends"]["test/a"]["endpoints"][0]["healthy"], true);
+    assert_eq!(
+        config["backends"]["test/a"]["endpoints"][0]["healthy"],
+        true
+    );
 }

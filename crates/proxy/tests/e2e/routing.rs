@@ -22,10 +22,19 @@ async fn requests_go_to_the_backend_of_the_matching_rule_and_unmatched_get_404()
     assert_eq!(reply.seen_path().as_deref(), Some("/api/users"));
     assert_eq!(reply.json()["query"], "x=1");
     assert_eq!(reply.seen_header("host").as_deref(), Some("shop.example"));
-    assert_eq!(reply.seen_header("x-forwarded-for").as_deref(), Some("127.0.0.1"));
-    assert_eq!(reply.seen_header("x-forwarded-proto").as_deref(), Some("http"));
+    assert_eq!(
+        reply.seen_header("x-forwarded-for").as_deref(),
+        Some("127.0.0.1")
+    );
+    assert_eq!(
+        reply.seen_header("x-forwarded-proto").as_deref(),
+        Some("http")
+    );
 
-    assert_eq!(get(&gw, "h", "/exact").await.upstream().as_deref(), Some("b"));
+    assert_eq!(
+        get(&gw, "h", "/exact").await.upstream().as_deref(),
+        Some("b")
+    );
     assert_eq!(get(&gw, "h", "/exact/").await.status, StatusCode::NOT_FOUND);
     assert_eq!(get(&gw, "h", "/apiary").await.status, StatusCode::NOT_FOUND);
     assert_eq!(get(&gw, "h", "/").await.status, StatusCode::NOT_FOUND);
@@ -42,19 +51,42 @@ async fn most_specific_host_wins_without_falling_back_to_less_specific_hosts() {
         .backend("exact", &[a.addr])
         .backend("wild", &[b.addr])
         .backend("any", &[c.addr])
-        .route("foo.example.com", prefix("/only"), to("exact", &[(Some("exact"), 1)]))
-        .route("*.example.com", prefix("/"), to("wild", &[(Some("wild"), 1)]))
+        .route(
+            "foo.example.com",
+            prefix("/only"),
+            to("exact", &[(Some("exact"), 1)]),
+        )
+        .route(
+            "*.example.com",
+            prefix("/"),
+            to("wild", &[(Some("wild"), 1)]),
+        )
         .route("*", prefix("/"), to("any", &[(Some("any"), 1)]))
         .build();
     let gw = Gateway::start(&snapshot).await;
 
     let upstream = |r: Reply| r.upstream();
-    assert_eq!(upstream(get(&gw, "foo.example.com", "/only").await).as_deref(), Some("exact"));
-    assert_eq!(upstream(get(&gw, "FOO.example.com:8080", "/only").await).as_deref(), Some("exact"));
+    assert_eq!(
+        upstream(get(&gw, "foo.example.com", "/only").await).as_deref(),
+        Some("exact")
+    );
+    assert_eq!(
+        upstream(get(&gw, "FOO.example.com:8080", "/only").await).as_deref(),
+        Some("exact")
+    );
     // The exact host has no entry for `/other`: 404, never the wildcard's routes.
-    assert_eq!(get(&gw, "foo.example.com", "/other").await.status, StatusCode::NOT_FOUND);
-    assert_eq!(upstream(get(&gw, "a.b.example.com", "/").await).as_deref(), Some("wild"));
-    assert_eq!(upstream(get(&gw, "example.com", "/").await).as_deref(), Some("any"));
+    assert_eq!(
+        get(&gw, "foo.example.com", "/other").await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        upstream(get(&gw, "a.b.example.com", "/").await).as_deref(),
+        Some("wild")
+    );
+    assert_eq!(
+        upstream(get(&gw, "example.com", "/").await).as_deref(),
+        Some("any")
+    );
 }
 
 #[tokio::test]
@@ -94,13 +126,29 @@ async fn method_header_and_query_conditions_must_all_hold() {
     let patch = request(&gw, "PATCH", "h", "/");
     assert_eq!(send(patch).await.upstream().as_deref(), Some("method"));
     let mut with_header = request(&gw, "GET", "h", "/?animal=whale");
-    with_header.headers_mut().insert("Version", "four".parse().expect("value"));
-    assert_eq!(send(with_header).await.upstream().as_deref(), Some("header"));
+    with_header
+        .headers_mut()
+        .insert("Version", "four".parse().expect("value"));
+    assert_eq!(
+        send(with_header).await.upstream().as_deref(),
+        Some("header")
+    );
     let mut wrong_case = request(&gw, "GET", "h", "/");
-    wrong_case.headers_mut().insert("version", "Four".parse().expect("value"));
-    assert_eq!(send(wrong_case).await.upstream().as_deref(), Some("default"));
-    assert_eq!(get(&gw, "h", "/?animal=whale").await.upstream().as_deref(), Some("query"));
-    assert_eq!(get(&gw, "h", "/?animal=Whale").await.upstream().as_deref(), Some("default"));
+    wrong_case
+        .headers_mut()
+        .insert("version", "Four".parse().expect("value"));
+    assert_eq!(
+        send(wrong_case).await.upstream().as_deref(),
+        Some("default")
+    );
+    assert_eq!(
+        get(&gw, "h", "/?animal=whale").await.upstream().as_deref(),
+        Some("query")
+    );
+    assert_eq!(
+        get(&gw, "h", "/?animal=Whale").await.upstream().as_deref(),
+        Some("default")
+    );
 }
 
 #[tokio::test]
@@ -109,13 +157,25 @@ async fn header_modifiers_edit_the_request_upstream_and_the_response_downstream(
     let mut rule = to("mod", &[(Some("a"), 1)]);
     rule.filters = vec![
         FilterConfig::RequestHeaderModifier(HeaderModifierConfig {
-            set: vec![HeaderValueConfig { name: "x-set".into(), value: "set".into() }],
-            add: vec![HeaderValueConfig { name: "x-add".into(), value: "added".into() }],
+            set: vec![HeaderValueConfig {
+                name: "x-set".into(),
+                value: "set".into(),
+            }],
+            add: vec![HeaderValueConfig {
+                name: "x-add".into(),
+                value: "added".into(),
+            }],
             remove: vec!["x-remove".into()],
         }),
         FilterConfig::ResponseHeaderModifier(HeaderModifierConfig {
-            set: vec![HeaderValueConfig { name: "x-backend-header".into(), value: "overridden".into() }],
-            add: vec![HeaderValueConfig { name: "x-added".into(), value: "yes".into() }],
+            set: vec![HeaderValueConfig {
+                name: "x-backend-header".into(),
+                value: "overridden".into(),
+            }],
+            add: vec![HeaderValueConfig {
+                name: "x-added".into(),
+                value: "yes".into(),
+            }],
             remove: vec!["x-upstream".into()],
         }),
     ];
@@ -126,14 +186,20 @@ async fn header_modifiers_edit_the_request_upstream_and_the_response_downstream(
     let gw = Gateway::start(&snapshot).await;
 
     let mut req = request(&gw, "GET", "h", "/");
-    req.headers_mut().insert("X-Set", "client".parse().expect("v"));
-    req.headers_mut().insert("x-add", "client".parse().expect("v"));
-    req.headers_mut().insert("X-Remove", "client".parse().expect("v"));
+    req.headers_mut()
+        .insert("X-Set", "client".parse().expect("v"));
+    req.headers_mut()
+        .insert("x-add", "client".parse().expect("v"));
+    req.headers_mut()
+        .insert("X-Remove", "client".parse().expect("v"));
     let reply = send(req).await;
     assert_eq!(reply.seen_header("x-set").as_deref(), Some("set"));
     // The upstream joins repeated header lines; both values are there, client's first.
     let added = reply.json()["headers"]["x-add"].as_str().map(str::to_owned);
-    assert!(added.as_deref() == Some("client") || added.is_some(), "{added:?}");
+    assert!(
+        added.as_deref() == Some("client") || added.is_some(),
+        "{added:?}"
+    );
     assert!(reply.seen_header("x-remove").is_none());
     assert_eq!(reply.headers["x-backend-header"], "overridden");
     assert_eq!(reply.headers["x-added"], "yes");
@@ -170,9 +236,18 @@ async fn url_rewrite_replaces_the_matched_prefix_and_the_host() {
     assert_eq!(reply.seen_path().as_deref(), Some("/v2/users"));
     assert_eq!(reply.json()["query"], "page=2");
     assert_eq!(reply.seen_header("host").as_deref(), Some("internal.svc"));
-    assert_eq!(reply.seen_header("x-forwarded-host").as_deref(), Some("public.example"));
-    assert_eq!(get(&gw, "h", "/api").await.seen_path().as_deref(), Some("/v2"));
-    assert_eq!(get(&gw, "h", "/full/x/y").await.seen_path().as_deref(), Some("/one"));
+    assert_eq!(
+        reply.seen_header("x-forwarded-host").as_deref(),
+        Some("public.example")
+    );
+    assert_eq!(
+        get(&gw, "h", "/api").await.seen_path().as_deref(),
+        Some("/v2")
+    );
+    assert_eq!(
+        get(&gw, "h", "/full/x/y").await.seen_path().as_deref(),
+        Some("/one")
+    );
 }
 
 #[tokio::test]
@@ -190,9 +265,21 @@ async fn redirects_answer_with_location_following_the_port_rules() {
         )
     };
     let snapshot = Snap::new()
-        .route("*", prefix("/host"), redirect(None, Some("example.org"), None, None, 302))
-        .route("*", prefix("/https"), redirect(Some(Scheme::Https), None, None, None, 301))
-        .route("*", prefix("/port"), redirect(None, None, Some(8083), None, 308))
+        .route(
+            "*",
+            prefix("/host"),
+            redirect(None, Some("example.org"), None, None, 302),
+        )
+        .route(
+            "*",
+            prefix("/https"),
+            redirect(Some(Scheme::Https), None, None, None, 301),
+        )
+        .route(
+            "*",
+            prefix("/port"),
+            redirect(None, None, Some(8083), None, 308),
+        )
         .route(
             "*",
             prefix("/old"),
@@ -212,7 +299,10 @@ async fn redirects_answer_with_location_following_the_port_rules() {
 
     let r = get(&gw, "shop.example:9999", "/host/a").await;
     assert_eq!(r.status, StatusCode::FOUND);
-    assert_eq!(r.headers["location"], format!("http://example.org:{PORT}/host/a"));
+    assert_eq!(
+        r.headers["location"],
+        format!("http://example.org:{PORT}/host/a")
+    );
     let r = get(&gw, "shop.example", "/https/a").await;
     assert_eq!(r.status, StatusCode::MOVED_PERMANENTLY);
     assert_eq!(r.headers["location"], "https://shop.example/https/a");
@@ -220,12 +310,18 @@ async fn redirects_answer_with_location_following_the_port_rules() {
     assert_eq!(r.status, StatusCode::PERMANENT_REDIRECT);
     assert_eq!(r.headers["location"], "http://shop.example:8083/port");
     let r = get(&gw, "shop.example", "/old/page?q=1").await;
-    assert_eq!(r.headers["location"], format!("http://shop.example:{PORT}/new/page?q=1"));
+    assert_eq!(
+        r.headers["location"],
+        format!("http://shop.example:{PORT}/new/page?q=1")
+    );
 }
 
 #[tokio::test]
 async fn mirror_gets_a_copy_and_the_client_gets_the_primary_answer() {
-    let (primary, shadow) = (Upstream::start("primary").await, Upstream::start("shadow").await);
+    let (primary, shadow) = (
+        Upstream::start("primary").await,
+        Upstream::start("shadow").await,
+    );
     let mut rule = to("mirrored", &[(Some("primary"), 1)]);
     rule.filters = vec![FilterConfig::RequestMirror(MirrorConfig {
         backend: Some("test/shadow".into()),
@@ -249,8 +345,19 @@ async fn weighted_backends_split_traffic_and_invalid_shares_answer_500() {
     let snapshot = Snap::new()
         .backend("a", &[a.addr])
         .backend("b", &[b.addr])
-        .route("*", prefix("/split"), to("split", &[(Some("a"), 1), (Some("b"), 1), (Some("zero"), 0)]))
-        .route("*", prefix("/half-invalid"), to("half", &[(Some("a"), 1), (Some("missing"), 1)]))
+        .route(
+            "*",
+            prefix("/split"),
+            to(
+                "split",
+                &[(Some("a"), 1), (Some("b"), 1), (Some("zero"), 0)],
+            ),
+        )
+        .route(
+            "*",
+            prefix("/half-invalid"),
+            to("half", &[(Some("a"), 1), (Some("missing"), 1)]),
+        )
         .route("*", prefix("/none"), to("none", &[]))
         .build();
     let gw = Gateway::start(&snapshot).await;
@@ -267,12 +374,18 @@ async fn weighted_backends_split_traffic_and_invalid_shares_answer_500() {
     }
     assert_eq!(seen.len(), 2, "both weighted backends get traffic");
     assert!(errors > 0 && errors < 60, "about half fail: {errors}");
-    assert_eq!(get(&gw, "h", "/none").await.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(
+        get(&gw, "h", "/none").await.status,
+        StatusCode::INTERNAL_SERVER_ERROR
+    );
 }
 
 #[tokio::test]
 async fn normalized_path_is_matched_and_forwarded() {
-    let (public, admin) = (Upstream::start("public").await, Upstream::start("admin").await);
+    let (public, admin) = (
+        Upstream::start("public").await,
+        Upstream::start("admin").await,
+    );
     let snapshot = Snap::new()
         .backend("public", &[public.addr])
         .backend("admin", &[admin.addr])
@@ -287,5 +400,8 @@ async fn normalized_path_is_matched_and_forwarded() {
     let r = get(&gw, "h", "//%61dmin/./panel").await;
     assert_eq!(r.upstream().as_deref(), Some("admin"));
     assert_eq!(r.seen_path().as_deref(), Some("/admin/panel"));
-    assert_eq!(get(&gw, "h", "/public/%zz").await.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        get(&gw, "h", "/public/%zz").await.status,
+        StatusCode::BAD_REQUEST
+    );
 }

@@ -23,11 +23,7 @@ use hyper_util::{
     rt::{TokioExecutor, TokioIo},
 };
 use portcullis_config::snapshot::*;
-use portcullis_proxy::{
-    DataPlane, DataPlaneOptions,
-    compile::Secrets,
-    server::ServerLimits,
-};
+use portcullis_proxy::{DataPlane, DataPlaneOptions, compile::Secrets, server::ServerLimits};
 use serde_json::{Value, json};
 use tokio::{net::TcpListener, task::JoinHandle};
 
@@ -43,6 +39,7 @@ pub struct Upstream {
     pub addr: SocketAddr,
     pub hits: Arc<AtomicUsize>,
     task: JoinHandle<()>,
+    connections: Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
 }
 
 impl Upstream {
@@ -59,6 +56,8 @@ impl Upstream {
         let addr = listener.local_addr().expect("addr");
         let hits = Arc::new(AtomicUsize::new(0));
         let (name_owned, hits_task) = (name.to_owned(), hits.clone());
+        let connections = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let conns = connections.clone();
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
@@ -66,7 +65,7 @@ impl Upstream {
                 };
                 let name = name_owned.clone();
                 let hits = hits_task.clone();
-                tokio::spawn(async move {
+                let conn = tokio::spawn(async move {
                     let service = service_fn(move |req: Request<Incoming>| {
                         let name = name.clone();
                         let hits = hits.clone();
@@ -84,6 +83,9 @@ impl Upstream {
                             .await;
                     }
                 });
+                if let Ok(mut conns) = conns.lock() {
+                    conns.push(conn.abort_handle());
+                }
             }
         });
         Self {
@@ -91,12 +93,18 @@ impl Upstream {
             addr,
             hits,
             task,
+            connections,
         }
     }
 
-    /// Stops accepting: new connections are refused (established ones may linger).
+    /// Stops the server: new connections are refused and open ones are closed.
     pub fn stop(&self) {
         self.task.abort();
+        if let Ok(conns) = self.connections.lock() {
+            for conn in conns.iter() {
+                conn.abort();
+            }
+        }
     }
 
     pub fn hits(&self) -> usize {
@@ -106,11 +114,15 @@ impl Upstream {
 
 impl Drop for Upstream {
     fn drop(&mut self) {
-        self.task.abort();
+        self.stop();
     }
 }
 
-async fn answer(name: &str, hits: &AtomicUsize, mut req: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn answer(
+    name: &str,
+    hits: &AtomicUsize,
+    mut req: Request<Incoming>,
+) -> Response<Full<Bytes>> {
     hits.fetch_add(1, Ordering::SeqCst);
     let path = req.uri().path().to_owned();
     let mut status = StatusCode::OK;
@@ -149,7 +161,12 @@ async fn answer(name: &str, hits: &AtomicUsize, mut req: Request<Incoming>) -> R
     let method = req.method().to_string();
     let query = req.uri().query().map(str::to_owned);
     let version = format!("{:?}", req.version());
-    let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let body = req
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
     let description = json!({
         "upstream": name,
         "method": method,
@@ -190,28 +207,26 @@ impl Gateway {
         .await
         .expect("start data plane");
         // Compile and install without binding the snapshot's port; the test binds its own.
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind gateway");
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind gateway");
         let addr = listener.local_addr().expect("addr");
         plane.server().serve(listener, PORT);
-        let table = portcullis_proxy::compile::compile(
-            snapshot,
-            &plane.gateway().table(),
-            &secrets(),
-        )
-        .expect("snapshot compiles");
+        let table =
+            portcullis_proxy::compile::compile(snapshot, &plane.gateway().table(), &secrets())
+                .expect("snapshot compiles");
         plane.gateway().install(table, std::time::Instant::now());
         Self { plane, addr }
     }
 
     /// Swaps in another snapshot (like a reload, without binding ports).
     pub fn reload(&self, snapshot: &Snapshot) -> Result<(), String> {
-        let table = portcullis_proxy::compile::compile(
-            snapshot,
-            &self.plane.gateway().table(),
-            &secrets(),
-        )
-        .inspect_err(|e| self.plane.gateway().reload_failed(e.clone()))?;
-        self.plane.gateway().install(table, std::time::Instant::now());
+        let table =
+            portcullis_proxy::compile::compile(snapshot, &self.plane.gateway().table(), &secrets())
+                .inspect_err(|e| self.plane.gateway().reload_failed(e.clone()))?;
+        self.plane
+            .gateway()
+            .install(table, std::time::Instant::now());
         Ok(())
     }
 
@@ -263,7 +278,10 @@ impl Reply {
 }
 
 pub async fn send(request: Request<Full<Bytes>>) -> Reply {
-    let response = client().request(request).await.expect("request goes through");
+    let response = client()
+        .request(request)
+        .await
+        .expect("request goes through");
     read(response).await
 }
 
@@ -382,7 +400,11 @@ impl Snap {
     /// Adds another entry for an existing rule.
     pub fn entry(mut self, host: &str, matcher: MatchConfig, rule: usize) -> Self {
         let listener = &mut self.0.listeners[0];
-        let vhost = match listener.virtual_hosts.iter().position(|v| v.hostname == host) {
+        let vhost = match listener
+            .virtual_hosts
+            .iter()
+            .position(|v| v.hostname == host)
+        {
             Some(i) => &mut listener.virtual_hosts[i],
             None => {
                 listener.virtual_hosts.push(VirtualHost {
