@@ -8,9 +8,11 @@
 #![forbid(unsafe_code)]
 
 mod compile;
+pub mod configmap;
 pub mod diagnostics;
 pub mod snapshot;
 
 pub use compile::{Compiled, NamespaceInfo, compile};
+pub use configmap::{render_configmap, snapshot_from_bytes, snapshot_from_configmap};
 pub use diagnostics::{Diagnostic, Diagnostics, Severity};
 pub use snapshot::{API_VERSION, Snapshot, SnapshotError};
