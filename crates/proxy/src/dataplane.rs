@@ -108,10 +108,8 @@ impl DataPlane {
     pub async fn apply(&self, snapshot: &Snapshot, secrets: &Secrets) -> Result<(), String> {
         let started = Instant::now();
         let previous = self.gateway.table();
-        let compiled = compile(snapshot, &previous, secrets).map_err(|error| {
-            self.gateway.reload_failed(error.clone());
-            error
-        })?;
+        let compiled = compile(snapshot, &previous, secrets)
+            .inspect_err(|error| self.gateway.reload_failed(error.clone()))?;
         if let Ok(discovered) = self.discovered.lock() {
             for (name, addresses) in discovered.iter() {
                 if let Some(backend) = compiled.backends.get(name)

@@ -26,7 +26,7 @@ impl Backend {
                     return;
                 };
                 let mut checks = JoinSet::new();
-                for endpoint in backend.endpoints().endpoints.iter().cloned() {
+                for endpoint in backend.endpoints().endpoints.clone() {
                     let backend = backend.clone();
                     let settings = settings.clone();
                     checks.spawn(async move {
