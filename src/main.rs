@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 mod commands;
+mod compiled;
 mod manifests;
 
 use std::process::ExitCode;

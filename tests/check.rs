@@ -123,3 +123,15 @@ fn a_missing_file_is_a_problem() {
         ["does/not/exist.yaml: no such file or folder"]
     );
 }
+
+#[test]
+fn a_reference_to_a_missing_backend_is_reported_like_the_operator_would() {
+    let output = check(&["tests/fixtures/semantic/missing-backend.yaml"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        stdout_lines(&output),
+        [
+            "tests/fixtures/semantic/missing-backend.yaml: Route/shop/payments: spec.rules[0].backendRefs[0]: ServiceBackend \"payments\" not found in namespace \"shop\""
+        ]
+    );
+}

@@ -2,7 +2,7 @@
 
 use std::{path::PathBuf, process::ExitCode};
 
-use crate::manifests;
+use crate::{compiled, manifests};
 
 /// Arguments of `portcullis check`.
 #[derive(clap::Args, Debug)]
@@ -18,7 +18,13 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     for note in &loaded.notes {
         eprintln!("note: {note}");
     }
-    let problems = loaded.problems;
+    let mut problems = loaded.problems;
+    let gateways = compiled::compile_gateways(&loaded.manifests);
+    let (semantic, warnings) = compiled::findings(&loaded.manifests, &gateways);
+    problems.extend(semantic);
+    for warning in &warnings {
+        eprintln!("warning: {warning}");
+    }
     for problem in &problems {
         println!("{problem}");
     }
