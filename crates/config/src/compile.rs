@@ -7,14 +7,17 @@
 
 mod attach;
 mod backend;
+mod ctx;
 mod hostname;
 mod policy;
+mod port;
 mod precedence;
 mod rule;
 
+pub(crate) use self::ctx::{Ctx, Invalid, namespace_of};
+
 use std::collections::{BTreeMap, BTreeSet};
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use portcullis_api::{
     Gateway, Route, ServiceBackend,
     gateway::{Listener, ListenerProtocol},
@@ -24,7 +27,8 @@ use portcullis_api::{
 use self::{
     attach::Attachment,
     policy::CompiledPolicies,
-    rule::{CompiledRule, RuleEnv},
+    port::{AttachedRoute, plan_ports, tls_config},
+    rule::RuleEnv,
 };
 use crate::{
     diagnostics::{
@@ -32,9 +36,8 @@ use crate::{
         reason, resolved_ok,
     },
     snapshot::{
-        API_VERSION, Action, CertificateConfig, DrainConfig, FilterConfig, ListenerConfig,
-        ObjectKey, Protocol, RedisConfig, RouteEntry, RuleConfig, SecretFile, SharedStateConfig,
-        Snapshot, TlsConfig, VirtualHost,
+        API_VERSION, Action, DrainConfig, FilterConfig, ListenerConfig, ObjectKey, Protocol,
+        RedisConfig, RouteEntry, RuleConfig, SecretFile, SharedStateConfig, Snapshot, VirtualHost,
     },
 };
 
@@ -112,7 +115,7 @@ pub fn compile(
         (drain, shared_state, defaults, usable)
     };
 
-    let mut resolver = backend::Resolver::new(backends);
+    let mut resolver = backend::Resolver::new(backends, &mut sink);
     let mut sorted: Vec<(ObjectKey, &Route)> = routes
         .iter()
         .map(|r| {
@@ -124,6 +127,16 @@ pub fn compile(
         })
         .collect();
     sorted.sort_by(|a, b| a.0.cmp(&b.0));
+    for pair in sorted.windows(2) {
+        if pair[0].0 == pair[1].0 {
+            sink.error(
+                &ObjectRef::new(Kind::Route, pair[0].0.clone()),
+                "metadata.name",
+                reason::INVALID,
+                "the Route is defined more than once; only the first definition is used",
+            );
+        }
+    }
     sorted.dedup_by(|a, b| a.0 == b.0);
 
     let mut attached: Vec<AttachedRoute<'_>> = Vec::new();
@@ -284,16 +297,6 @@ pub fn compile(
     }
 }
 
-/// A Route accepted on at least one listener of the Gateway.
-struct AttachedRoute<'r> {
-    key: ObjectKey,
-    /// `namespace/name`, the precedence tie-breaker.
-    id: String,
-    created: Option<&'r Time>,
-    rules: Vec<CompiledRule>,
-    attachments: Vec<Attachment>,
-}
-
 fn count<T>(items: impl Iterator<Item = T>) -> u32 {
     u32::try_from(items.count()).unwrap_or(u32::MAX)
 }
@@ -314,181 +317,6 @@ fn merge_attachments(attachments: Vec<Attachment>) -> Vec<Attachment> {
             hostnames: hostnames.into_iter().collect(),
         })
         .collect()
-}
-
-/// What one port will serve, before rules are numbered.
-struct PortPlan {
-    port: u16,
-    protocol: Protocol,
-    /// The usable Gateway listeners on the port.
-    listeners: Vec<usize>,
-    virtual_hosts: Vec<HostPlan>,
-}
-
-/// A virtual host whose entries are (attached route, rule, match) in precedence order.
-struct HostPlan {
-    hostname: String,
-    listener: String,
-    candidates: Vec<(usize, usize, usize)>,
-}
-
-/// What each port serves: its virtual hosts, most specific first, each with its entries in
-/// precedence order.
-fn plan_ports(
-    listeners: &[Listener],
-    usable: &[bool],
-    attached: &[AttachedRoute<'_>],
-    sink: &mut Sink,
-) -> Vec<PortPlan> {
-    let mut ports: BTreeMap<u16, Vec<usize>> = BTreeMap::new();
-    for (i, l) in listeners.iter().enumerate() {
-        if usable[i] {
-            ports.entry(l.port).or_default().push(i);
-        }
-    }
-    let mut out = Vec::new();
-    for (port, on_port) in ports {
-        let protocol = match listeners[on_port[0]].protocol {
-            ListenerProtocol::Http => Protocol::Http,
-            ListenerProtocol::Https => Protocol::Https,
-        };
-        let mut vhosts: BTreeMap<String, HostPlan> = BTreeMap::new();
-        for &i in &on_port {
-            if let Some(h) = &listeners[i].hostname {
-                host_slot(&mut vhosts, h, &listeners[i].name);
-            }
-        }
-        for (ai, route) in attached.iter().enumerate() {
-            for a in route
-                .attachments
-                .iter()
-                .filter(|a| on_port.contains(&a.listener))
-            {
-                let listener = &listeners[a.listener];
-                for name in &a.hostnames {
-                    if let Some(other) = shadowing_listener(listeners, &on_port, a.listener, name) {
-                        // Only worth saying when the Route does not also serve the host through
-                        // the more specific listener.
-                        let served_there = route.attachments.iter().any(|b| {
-                            b.listener == other
-                                && b.hostnames.iter().any(|h| hostname::contains(h, name))
-                        });
-                        if served_there {
-                            continue;
-                        }
-                        sink.warning(
-                            &ObjectRef::new(Kind::Route, route.key.clone()),
-                            "spec.hostnames",
-                            reason::NO_MATCHING_LISTENER_HOSTNAME,
-                            format!(
-                                "requests for {name} are served by the more specific listener {:?}, \
-                                 not by listener {:?} this Route attached to",
-                                listeners[other].name, listener.name
-                            ),
-                        );
-                        continue;
-                    }
-                    let candidates = host_slot(&mut vhosts, name, &listener.name);
-                    for (ri, rule) in route.rules.iter().enumerate() {
-                        for mi in 0..rule.matches.len() {
-                            candidates.push((ai, ri, mi));
-                        }
-                    }
-                }
-            }
-        }
-        let mut virtual_hosts: Vec<HostPlan> = vhosts
-            .into_values()
-            .map(|mut plan| {
-                plan.candidates.sort_by_cached_key(|&(ai, ri, mi)| {
-                    let route = &attached[ai];
-                    let rule = &route.rules[ri];
-                    precedence::key(&precedence::Candidate {
-                        r#match: &rule.matches[mi],
-                        created: route.created,
-                        route: &route.id,
-                        rule_index: rule.config.rule_index,
-                        match_index: mi,
-                    })
-                });
-                plan.candidates.dedup();
-                plan
-            })
-            .collect();
-        virtual_hosts.sort_by(|a, b| hostname::specificity(&a.hostname, &b.hostname));
-        out.push(PortPlan {
-            port,
-            protocol,
-            listeners: on_port,
-            virtual_hosts,
-        });
-    }
-    out
-}
-
-/// The entries of the virtual host `hostname`, created (for `listener`) when missing.
-fn host_slot<'v>(
-    vhosts: &'v mut BTreeMap<String, HostPlan>,
-    hostname: &str,
-    listener: &str,
-) -> &'v mut Vec<(usize, usize, usize)> {
-    &mut vhosts
-        .entry(hostname.to_owned())
-        .or_insert_with(|| HostPlan {
-            hostname: hostname.to_owned(),
-            listener: listener.to_owned(),
-            candidates: Vec::new(),
-        })
-        .candidates
-}
-
-/// Another listener on the port whose hostname covers `name` and is more specific than the
-/// hostname of `listener`: requests for `name` select that listener, so `listener`'s routes
-/// for `name` must not be reachable (Gateway API listener isolation).
-fn shadowing_listener(
-    listeners: &[Listener],
-    on_port: &[usize],
-    listener: usize,
-    name: &str,
-) -> Option<usize> {
-    let own = listeners[listener]
-        .hostname
-        .as_deref()
-        .unwrap_or(hostname::ANY);
-    on_port.iter().copied().find(|&j| {
-        j != listener
-            && listeners[j].hostname.as_deref().is_some_and(|other| {
-                other != own && hostname::contains(other, name) && hostname::contains(own, other)
-            })
-    })
-}
-
-/// The certificates of a port: most specific listener hostname first, no hostname last.
-fn tls_config(listeners: &[Listener], on_port: &[usize], gateway_namespace: &str) -> TlsConfig {
-    let mut ordered: Vec<usize> = on_port.to_vec();
-    ordered.sort_by(|&a, &b| {
-        hostname::specificity(
-            listeners[a].hostname.as_deref().unwrap_or(hostname::ANY),
-            listeners[b].hostname.as_deref().unwrap_or(hostname::ANY),
-        )
-    });
-    let certificates = ordered
-        .into_iter()
-        .flat_map(|i| {
-            let l = &listeners[i];
-            l.tls.iter().flat_map(move |tls| {
-                tls.certificate_refs.iter().map(move |r| {
-                    let ns = r.namespace.as_deref().unwrap_or(gateway_namespace);
-                    CertificateConfig {
-                        hostname: l.hostname.clone(),
-                        cert: SecretFile::new(ns, &r.name, "tls.crt"),
-                        key: SecretFile::new(ns, &r.name, "tls.key"),
-                    }
-                })
-            })
-        })
-        .collect();
-    TlsConfig { certificates }
 }
 
 /// The snapshot's rule table for the used (attached route, rule) pairs, in that (sorted)
@@ -586,93 +414,4 @@ fn check_listeners(listeners: &[Listener], ctx: &mut Ctx<'_>) -> Vec<bool> {
         }
     }
     usable
-}
-
-/// An object's namespace, `default` when the manifest has none.
-pub(crate) fn namespace_of(meta: &ObjectMeta) -> String {
-    meta.namespace
-        .clone()
-        .unwrap_or_else(|| "default".to_owned())
-}
-
-/// Marks a part that was written but cannot be compiled; its diagnostics are already reported.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Invalid;
-
-/// The object being compiled and where its findings go.
-pub(crate) struct Ctx<'a> {
-    pub(crate) sink: &'a mut Sink,
-    object: &'a ObjectRef,
-    /// The first error: why the object is refused.
-    pub(crate) rejected: Option<(&'static str, String)>,
-    /// The first unresolved reference: why `ResolvedRefs` is false.
-    pub(crate) unresolved: Option<(&'static str, String)>,
-}
-
-impl<'a> Ctx<'a> {
-    pub(crate) fn new(sink: &'a mut Sink, object: &'a ObjectRef) -> Self {
-        Self {
-            sink,
-            object,
-            rejected: None,
-            unresolved: None,
-        }
-    }
-
-    /// Reports an error that makes the object (or its part) unservable as written.
-    pub(crate) fn error(
-        &mut self,
-        field: impl Into<String>,
-        reason: &'static str,
-        message: impl Into<String>,
-    ) {
-        let (field, message) = (field.into(), message.into());
-        if self.rejected.is_none() {
-            self.rejected = Some((reason, format!("{field}: {message}")));
-        }
-        self.sink.error(self.object, field, reason, message);
-    }
-
-    /// Reports something served, but probably not as meant.
-    pub(crate) fn warning(
-        &mut self,
-        field: impl Into<String>,
-        reason: &'static str,
-        message: impl Into<String>,
-    ) {
-        self.sink.warning(self.object, field, reason, message);
-    }
-
-    /// Reports a reference that did not resolve: the object is still served, the reference's
-    /// share answers 500.
-    pub(crate) fn unresolved(
-        &mut self,
-        field: impl Into<String>,
-        reason: &'static str,
-        message: impl Into<String>,
-    ) {
-        let (field, message) = (field.into(), message.into());
-        if self.unresolved.is_none() {
-            self.unresolved = Some((reason, format!("{field}: {message}")));
-        }
-        self.sink.error(self.object, field, reason, message);
-    }
-
-    /// A manifest duration in milliseconds, or an error at `field`.
-    pub(crate) fn millis(&mut self, text: &str, field: &str) -> Result<u64, Invalid> {
-        match portcullis_api::duration::parse_duration(text) {
-            Some(d) => Ok(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
-            None => {
-                self.error(
-                    field,
-                    reason::INVALID,
-                    format!(
-                        "{text:?} is not a duration; write whole numbers with units h, m, s or ms, \
-                         like 500ms or 1m30s"
-                    ),
-                );
-                Err(Invalid)
-            }
-        }
-    }
 }

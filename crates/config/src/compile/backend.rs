@@ -35,15 +35,25 @@ pub(crate) struct Resolver<'a> {
 }
 
 impl<'a> Resolver<'a> {
-    /// A resolver over the given ServiceBackends (the first of duplicate keys wins).
-    pub(crate) fn new(backends: &'a [ServiceBackend]) -> Self {
+    /// A resolver over the given ServiceBackends (the first of duplicate keys wins; the
+    /// duplicate is reported).
+    pub(crate) fn new(backends: &'a [ServiceBackend], sink: &mut Sink) -> Self {
         let mut available = BTreeMap::new();
         for b in backends {
             let key = ObjectKey::new(
                 namespace_of(&b.metadata),
                 b.metadata.name.clone().unwrap_or_default(),
             );
-            available.entry(key).or_insert(b);
+            if available.contains_key(&key) {
+                sink.error(
+                    &ObjectRef::new(Kind::ServiceBackend, key),
+                    "metadata.name",
+                    reason::INVALID,
+                    "the ServiceBackend is defined more than once; only the first definition is used",
+                );
+                continue;
+            }
+            available.insert(key, b);
         }
         Self {
             available,
