@@ -31,3 +31,6 @@ pub mod tls;
 pub mod watch;
 
 pub use dataplane::{DataPlane, DataPlaneOptions, Loader, proxy, run};
+pub mod demo;
+
+pub use demo::{DemoOptions, demo};

@@ -1,0 +1,146 @@
+//! A demo service: a small JSON REST API over an in-memory store.
+//!
+//! `GET /<resource>` lists, `GET /<resource>/<id>` reads one, `POST /<resource>` creates one from
+//! a JSON object body (the store assigns `id`), `GET /healthz` answers `ok`.
+
+use std::{
+    collections::BTreeMap,
+    convert::Infallible,
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+};
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header::CONTENT_TYPE};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::{body::Incoming, service::service_fn};
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+
+/// The largest body a demo service accepts.
+const MAX_BODY: usize = 64 * 1024;
+
+/// One demo service's store.
+#[derive(Debug)]
+pub struct Store {
+    resource: String,
+    items: Mutex<BTreeMap<u64, Value>>,
+}
+
+impl Store {
+    /// A store of `resource` seeded with `seed` (objects; ids 1, 2, ... are assigned).
+    pub fn new(resource: &str, seed: Vec<Value>) -> Arc<Self> {
+        let items = seed
+            .into_iter()
+            .zip(1u64..)
+            .map(|(mut item, id)| {
+                item["id"] = json!(id);
+                (id, item)
+            })
+            .collect();
+        Arc::new(Self {
+            resource: resource.to_owned(),
+            items: Mutex::new(items),
+        })
+    }
+
+    /// Answers one request.
+    pub async fn handle(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+        let path = req.uri().path().trim_end_matches('/').to_owned();
+        if path == "/healthz" {
+            return reply(StatusCode::OK, json!({"status": "ok"}));
+        }
+        let base = format!("/{}", self.resource);
+        let Some(rest) = path.strip_prefix(&base) else {
+            return reply(StatusCode::NOT_FOUND, json!({"error": "not found"}));
+        };
+        match (req.method().clone(), rest) {
+            (Method::GET, "") => {
+                let items: Vec<Value> = self
+                    .items
+                    .lock()
+                    .map(|items| items.values().cloned().collect())
+                    .unwrap_or_default();
+                reply(StatusCode::OK, json!({ &self.resource: items }))
+            }
+            (Method::POST, "") => {
+                let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
+                    Ok(body) => body.to_bytes(),
+                    Err(_) => {
+                        return reply(
+                            StatusCode::PAYLOAD_TOO_LARGE,
+                            json!({"error": "body too large"}),
+                        );
+                    }
+                };
+                let Ok(mut item) = serde_json::from_slice::<Value>(&body) else {
+                    return reply(
+                        StatusCode::BAD_REQUEST,
+                        json!({"error": "body must be JSON"}),
+                    );
+                };
+                if !item.is_object() {
+                    return reply(
+                        StatusCode::BAD_REQUEST,
+                        json!({"error": "body must be a JSON object"}),
+                    );
+                }
+                let Ok(mut items) = self.items.lock() else {
+                    return reply(StatusCode::INTERNAL_SERVER_ERROR, json!({"error": "store"}));
+                };
+                let id = items.keys().next_back().copied().unwrap_or(0) + 1;
+                item["id"] = json!(id);
+                items.insert(id, item.clone());
+                reply(StatusCode::CREATED, item)
+            }
+            (Method::GET, id) => {
+                let item = id
+                    .trim_start_matches('/')
+                    .parse::<u64>()
+                    .ok()
+                    .and_then(|id| self.items.lock().ok()?.get(&id).cloned());
+                match item {
+                    Some(item) => reply(StatusCode::OK, item),
+                    None => reply(StatusCode::NOT_FOUND, json!({"error": "no such item"})),
+                }
+            }
+            _ => reply(
+                StatusCode::METHOD_NOT_ALLOWED,
+                json!({"error": "method not allowed"}),
+            ),
+        }
+    }
+}
+
+fn reply(status: StatusCode, body: Value) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+/// Serves `store` on `listener` in the background.
+pub fn serve(store: Arc<Store>, listener: TcpListener) -> Result<SocketAddr, String> {
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let store = store.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |req| {
+                    let store = store.clone();
+                    async move { Ok::<_, Infallible>(store.handle(req).await) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    Ok(addr)
+}

@@ -1,0 +1,51 @@
+//! `portcullis demo`: the services answer through the gateway.
+
+use bytes::Bytes;
+use http::{Request, StatusCode};
+use http_body_util::Full;
+use portcullis_proxy::demo::{DemoOptions, start};
+
+use crate::support::*;
+
+async fn free_port() -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    listener.local_addr().expect("addr").port()
+}
+
+#[tokio::test]
+async fn demo_services_answer_through_the_gateway() {
+    let options = DemoOptions {
+        port: free_port().await,
+        admin: "127.0.0.1:0".parse().expect("addr"),
+        access_log: false,
+    };
+    let demo = start(&options).await.expect("demo starts");
+    let base = format!("http://{}", demo.gateway);
+    let get = |path: &str| {
+        Request::get(format!("{base}{path}"))
+            .body(Full::new(Bytes::new()))
+            .expect("req")
+    };
+    let users = send(get("/users")).await;
+    assert_eq!(users.status, StatusCode::OK);
+    assert_eq!(users.json()["users"][0]["name"], "Ada Lovelace");
+    let created = send(
+        Request::post(format!("{base}/users"))
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from_static(br#"{"name":"Grace Hopper"}"#)))
+            .expect("req"),
+    )
+    .await;
+    assert_eq!(created.status, StatusCode::CREATED);
+    assert_eq!(created.json()["id"], 3);
+    assert_eq!(send(get("/users/3")).await.json()["name"], "Grace Hopper");
+    assert_eq!(send(get("/orders")).await.status, StatusCode::OK);
+    let catalog = send(get("/catalog/2")).await;
+    assert_eq!(catalog.json()["name"], "Bombe");
+    assert_eq!(catalog.headers["x-served-by"], "portcullis-demo");
+    let shop = send(get("/shop")).await;
+    assert_eq!(shop.status, StatusCode::FOUND);
+    assert!(portcullis_proxy::demo::banner(&demo).contains("curl"));
+}
