@@ -304,6 +304,9 @@ pub enum SnapshotError {
     /// The snapshot could not be serialized.
     #[error("cannot serialize config snapshot: {0}")]
     Serialize(String),
+    /// The snapshot refers to something it does not contain.
+    #[error("inconsistent config snapshot: {0}")]
+    Inconsistent(String),
     /// The snapshot is of a version this build does not understand.
     #[error("config snapshot apiVersion {found:?} is not supported (expected {API_VERSION:?})")]
     UnsupportedVersion {
@@ -350,6 +353,69 @@ impl Snapshot {
             });
         }
         Ok(snapshot)
+    }
+
+    /// Checks that the snapshot is internally consistent: every entry's `rule` indexes
+    /// [`Snapshot::rules`], every backend key (weighted, mirror, aggregate part, failover) is in
+    /// [`Snapshot::backends`], ports are unique, and every HTTPS port has a certificate. The
+    /// compiler only writes consistent snapshots; this is for the data plane's load-time check of
+    /// a snapshot that may have been edited by hand.
+    pub fn check_references(&self) -> Result<(), SnapshotError> {
+        let bad = |message: String| Err(SnapshotError::Inconsistent(message));
+        let backend = |key: &Option<String>, what: &str| match key {
+            Some(k) if !self.backends.contains_key(k) => Err(SnapshotError::Inconsistent(format!(
+                "{what} names unknown backend {k:?}"
+            ))),
+            _ => Ok(()),
+        };
+        for (i, listener) in self.listeners.iter().enumerate() {
+            if self.listeners[..i].iter().any(|l| l.port == listener.port) {
+                return bad(format!("port {} is listed twice", listener.port));
+            }
+            if listener.protocol == Protocol::Https
+                && listener
+                    .tls
+                    .as_ref()
+                    .is_none_or(|t| t.certificates.is_empty())
+            {
+                return bad(format!("HTTPS port {} has no certificate", listener.port));
+            }
+            for vhost in &listener.virtual_hosts {
+                if let Some(entry) = vhost.routes.iter().find(|e| e.rule >= self.rules.len()) {
+                    return bad(format!(
+                        "port {} host {}: rule {} does not exist",
+                        listener.port, vhost.hostname, entry.rule
+                    ));
+                }
+            }
+        }
+        for (i, rule) in self.rules.iter().enumerate() {
+            let what = format!("rule {i} ({}#{})", rule.route, rule.rule_index);
+            match &rule.action {
+                Action::Backends { backends } => {
+                    for b in backends {
+                        backend(&b.backend, &what)?;
+                    }
+                }
+                Action::Aggregate { parts } => {
+                    for p in parts {
+                        backend(&p.backend, &what)?;
+                    }
+                }
+                Action::Redirect(_) => {}
+            }
+            for filter in &rule.filters {
+                if let FilterConfig::RequestMirror(m) = filter {
+                    backend(&m.backend, &what)?;
+                }
+            }
+        }
+        for (key, config) in &self.backends {
+            for target in &config.failover {
+                backend(&Some(target.clone()), &format!("backend {key:?} failover"))?;
+            }
+        }
+        Ok(())
     }
 
     /// The virtual hosts of the port, if the snapshot listens on it.
@@ -513,6 +579,27 @@ mod tests {
         assert!(matches!(
             Snapshot::from_yaml(&yaml),
             Err(SnapshotError::Parse(_))
+        ));
+    }
+
+    #[test]
+    fn consistent_snapshot_passes_the_reference_check() {
+        assert!(sample().check_references().is_ok());
+    }
+
+    #[test]
+    fn dangling_rule_index_and_backend_key_fail_the_reference_check() {
+        let mut s = sample();
+        s.listeners[0].virtual_hosts[0].routes[0].rule = 7;
+        assert!(matches!(
+            s.check_references(),
+            Err(SnapshotError::Inconsistent(m)) if m.contains("rule 7")
+        ));
+        let mut s = sample();
+        s.backends.clear();
+        assert!(matches!(
+            s.check_references(),
+            Err(SnapshotError::Inconsistent(m)) if m.contains("shop/orders")
         ));
     }
 

@@ -66,6 +66,9 @@ fn snapshot_round_trips_through_yaml() {
     let snapshot = compile(&gateway, &inputs.routes, &inputs.backends, &[]).snapshot;
     let yaml = snapshot.to_yaml().expect("serializes");
     assert_eq!(Snapshot::from_yaml(&yaml).expect("parses"), snapshot);
+    snapshot
+        .check_references()
+        .expect("compiled snapshots are consistent");
 }
 
 /// The compiled snapshot of `shop.yaml`, checked in so reviewers see what a change does to the
