@@ -34,14 +34,21 @@ enum Command {
     Check(commands::check::Args),
     /// Print the Kubernetes objects the operator would create for the Gateways in the manifests.
     Render(commands::render::Args),
+    /// Serve manifests from files: the standalone data plane. Reloads when the files change.
+    Run(commands::run::Args),
+    /// Serve a compiled config snapshot: the data plane inside a gateway pod.
+    Proxy(commands::proxy::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    init_logging();
     let result = match cli.command {
         Command::Crds => commands::crds::run(),
         Command::Check(args) => commands::check::run(&args),
         Command::Render(args) => commands::render::run(&args),
+        Command::Run(args) => commands::run::run(&args),
+        Command::Proxy(args) => commands::proxy::run(&args),
     };
     match result {
         Ok(code) => code,
@@ -50,4 +57,15 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// Logs go to standard error (standard output carries the access log and command output);
+/// `RUST_LOG` tunes them, `info` by default.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }

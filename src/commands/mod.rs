@@ -3,4 +3,7 @@
 
 pub mod check;
 pub mod crds;
+pub mod proxy;
 pub mod render;
+pub mod run;
+pub mod serve;

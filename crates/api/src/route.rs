@@ -547,8 +547,9 @@ pub enum PartFailurePolicy {
     /// The whole request fails with 502 (504 on timeout).
     #[default]
     Fail,
-    /// The part's key is `null` and the failure is listed under `_errors`.
-    Null,
+    /// The part's key is `null` and the failure is listed under `_errors`; the rest of the
+    /// response is served.
+    Tolerate,
     /// The part's key is left out and the failure is listed under `_errors`.
     Omit,
 }
@@ -570,7 +571,7 @@ pub struct AggregatePart {
     #[serde(default = "default_part_timeout")]
     #[schemars(regex(pattern = r"^([0-9]{1,5}(h|m|s|ms)){1,4}$"), length(max = 32))]
     pub timeout: String,
-    /// `Fail` (default), `Null` or `Omit`.
+    /// `Fail` (default), `Tolerate` or `Omit`.
     #[serde(default)]
     pub on_failure: PartFailurePolicy,
 }

@@ -154,7 +154,7 @@ pub struct AggregatePartConfig {
     pub path: String,
     /// Time limit for this part, in milliseconds (0: none).
     pub timeout_ms: u64,
-    /// `Fail`, `Null` or `Omit`.
+    /// `Fail`, `Tolerate` or `Omit`.
     pub on_failure: PartFailurePolicy,
 }
 

@@ -121,7 +121,7 @@ fn aggregate_parts_resolve_and_keep_unresolved_parts() {
     let c = compile_yaml(&with_edge(
         &(backend("users", "")
             + &rule_route(
-                "  - aggregate:\n      parts:\n      - {name: user, backendRef: {name: users}, path: /users/1, timeout: 250ms}\n      - {name: orders, backendRef: {name: orders}, path: /orders, onFailure: 'Null'}\n",
+                "  - aggregate:\n      parts:\n      - {name: user, backendRef: {name: users}, path: /users/1, timeout: 250ms}\n      - {name: orders, backendRef: {name: orders}, path: /orders, onFailure: Tolerate}\n",
             )),
     ));
     let rule = route(&c.snapshot, &get("http://a/")).expect("served");

@@ -1,0 +1,50 @@
+//! Options shared by the commands that serve traffic (`run`, `proxy`, `demo`), and the runtime
+//! they serve on.
+
+use std::{net::SocketAddr, process::ExitCode};
+
+use portcullis_proxy::DataPlaneOptions;
+
+/// Data-plane options common to `run` and `proxy`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ServeArgs {
+    /// Address of the admin listener (`/healthz`, `/ready`, `/metrics`, `/config`).
+    #[arg(long, default_value = "127.0.0.1:9901")]
+    pub admin: SocketAddr,
+    /// Turn off the JSON access-log line per request on standard output.
+    #[arg(long)]
+    pub no_access_log: bool,
+    /// A peer (IP or CIDR) whose `X-Forwarded-For/-Proto/-Host` headers are believed; repeat the
+    /// flag for several. From any other peer those headers are replaced.
+    #[arg(long = "trusted-proxy", value_name = "CIDR")]
+    pub trusted_proxies: Vec<String>,
+}
+
+impl ServeArgs {
+    /// The data-plane options these flags describe.
+    pub fn options(&self) -> DataPlaneOptions {
+        DataPlaneOptions {
+            admin: self.admin,
+            access_log: !self.no_access_log,
+            trusted_proxies: self.trusted_proxies.clone(),
+            ..DataPlaneOptions::default()
+        }
+    }
+}
+
+/// Runs `future` on a multi-threaded runtime and turns its outcome into an exit code.
+pub fn block_on<F>(future: F) -> anyhow::Result<ExitCode>
+where
+    F: std::future::Future<Output = Result<(), String>>,
+{
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    match runtime.block_on(future) {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(error) => {
+            eprintln!("portcullis: {error}");
+            Ok(ExitCode::from(1))
+        }
+    }
+}
