@@ -7,7 +7,17 @@
 
 #![forbid(unsafe_code)]
 
+pub mod backends;
 pub mod children;
+pub mod conditions;
+pub mod health;
 pub mod meta;
+pub mod metrics;
+pub mod reconcile;
+pub mod relations;
+pub mod runtime;
+pub mod stores;
 
 pub use children::{BuildError, BuildOptions, Children, build_children};
+pub use metrics::Metrics;
+pub use runtime::{ControllerConfig, LeaderElection, RunError, run, shutdown_trigger};

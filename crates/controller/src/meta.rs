@@ -30,6 +30,9 @@ pub const COMPONENT_LABEL: &str = "app.kubernetes.io/component";
 /// The snapshot revision a ConfigMap holds (on the ConfigMap only, never on the pod template:
 /// a config change must not restart pods).
 pub const REVISION_ANNOTATION: &str = "portcullis.dev/revision";
+/// `namespace/name` of the Gateway a child outside its namespace belongs to (the child cannot
+/// carry an owner reference across namespaces, and label values are too short for both).
+pub const OWNER_ANNOTATION: &str = "portcullis.dev/owner";
 /// The Secret a copied Secret was copied from, as `namespace/name`.
 pub const SOURCE_ANNOTATION: &str = "portcullis.dev/copied-from";
 

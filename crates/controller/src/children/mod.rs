@@ -212,7 +212,7 @@ pub fn build_children(
         namespace: &namespace,
         reference: gateway.controller_owner_ref(&()),
     };
-    let referenced = secrets::referenced_secrets(snapshot);
+    let referenced = secrets::secret_refs(snapshot, &namespace).mounted;
     let mounts = secrets::mounts(&namespace, &name, &referenced);
     let (roles, role_bindings) = rbac::roles(&owner, snapshot);
     Ok(Children {

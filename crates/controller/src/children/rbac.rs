@@ -69,6 +69,10 @@ pub(super) fn roles(owner: &Owner<'_>, snapshot: &Snapshot) -> (Vec<Role>, Vec<R
             meta::GATEWAY_NAMESPACE_LABEL.to_owned(),
             owner.namespace.to_owned(),
         );
+        metadata.annotations = Some(std::collections::BTreeMap::from([(
+            meta::OWNER_ANNOTATION.to_owned(),
+            format!("{}/{}", owner.namespace, owner.name),
+        )]));
         roles.push(Role {
             metadata: metadata.clone(),
             rules: Some(vec![endpoint_slices_rule()]),

@@ -23,26 +23,63 @@ use crate::meta;
 /// snapshot's [`SecretFile::path`] says. The proxy's secrets root in a cluster.
 pub const SECRETS_ROOT: &str = "/etc/portcullis/secrets";
 
-/// Every Secret key the snapshot reads, sorted and without duplicates.
-pub fn secret_files(snapshot: &Snapshot) -> BTreeSet<SecretFile> {
-    let mut files = BTreeSet::new();
+/// The Secrets a snapshot reads, sorted into those the gateway pods get and those refused.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SecretRefs {
+    /// Secrets mounted into the pods (copied first when in another namespace), each with the
+    /// keys read from it.
+    pub mounted: BTreeMap<ObjectKey, BTreeSet<String>>,
+    /// Secrets of another namespace that the Gateway itself names (a listener certificate).
+    /// Nothing grants a Gateway another namespace's Secrets, so they are neither copied nor
+    /// mounted, and the Gateway's status says `RefNotPermitted`.
+    pub refused: BTreeSet<ObjectKey>,
+}
+
+impl SecretRefs {
+    /// Every Secret named, mounted or refused.
+    pub fn all(&self) -> impl Iterator<Item = &ObjectKey> {
+        self.mounted.keys().chain(&self.refused)
+    }
+}
+
+/// Sorts the Secret files of `snapshot` for a Gateway in `gateway_namespace`.
+///
+/// A Secret of another namespace is copied only when it is named by an object of that same
+/// namespace: a Route's auth policy or a ServiceBackend's CA. Whoever can write that Route or
+/// ServiceBackend can read the Secret anyway, and the Gateway admitted the Route, so the copy
+/// widens nobody's access.
+pub fn secret_refs(snapshot: &Snapshot, gateway_namespace: &str) -> SecretRefs {
+    let mut refs = SecretRefs::default();
+    let mut add = |file: &SecretFile, named_from: &str| {
+        let key = ObjectKey::new(&file.namespace, &file.name);
+        if file.namespace == gateway_namespace || file.namespace == named_from {
+            refs.mounted
+                .entry(key)
+                .or_default()
+                .insert(file.key.clone());
+        } else {
+            refs.refused.insert(key);
+        }
+    };
     for listener in &snapshot.listeners {
         for certificate in listener.tls.iter().flat_map(|tls| &tls.certificates) {
-            files.insert(certificate.cert.clone());
-            files.insert(certificate.key.clone());
+            add(&certificate.cert, gateway_namespace);
+            add(&certificate.key, gateway_namespace);
         }
     }
     for rule in &snapshot.rules {
-        match &rule.policies.auth {
-            Some(AuthConfig::ApiKey { keys, .. }) => files.insert(keys.clone()),
-            Some(AuthConfig::Jwt { jwks, .. }) => files.insert(jwks.clone()),
-            Some(AuthConfig::Basic { users }) => files.insert(users.clone()),
-            None => false,
+        let file = match &rule.policies.auth {
+            Some(AuthConfig::ApiKey { keys, .. }) => keys,
+            Some(AuthConfig::Jwt { jwks, .. }) => jwks,
+            Some(AuthConfig::Basic { users }) => users,
+            None => continue,
         };
+        add(file, &rule.route.namespace);
     }
-    for backend in snapshot.backends.values() {
+    for (key, backend) in &snapshot.backends {
         if let Some(ca) = backend.tls.as_ref().and_then(|tls| tls.ca.as_ref()) {
-            files.insert(ca.clone());
+            let namespace = key.split_once('/').map_or("", |(namespace, _)| namespace);
+            add(ca, namespace);
         }
     }
     if let Some(password) = snapshot
@@ -50,21 +87,10 @@ pub fn secret_files(snapshot: &Snapshot) -> BTreeSet<SecretFile> {
         .as_ref()
         .and_then(|state| state.redis.password.as_ref())
     {
-        files.insert(password.clone());
+        add(password, gateway_namespace);
     }
-    files
-}
-
-/// The Secrets the snapshot reads, each with the keys read from it.
-pub fn referenced_secrets(snapshot: &Snapshot) -> BTreeMap<ObjectKey, BTreeSet<String>> {
-    let mut secrets: BTreeMap<ObjectKey, BTreeSet<String>> = BTreeMap::new();
-    for file in secret_files(snapshot) {
-        secrets
-            .entry(ObjectKey::new(file.namespace, file.name))
-            .or_default()
-            .insert(file.key);
-    }
-    secrets
+    refs.refused.retain(|key| !refs.mounted.contains_key(key));
+    refs
 }
 
 /// How one referenced Secret reaches the pod.

@@ -1,0 +1,260 @@
+//! The Gateway reconcile: fetch (I/O) → compile (pure) → build (pure) → apply (I/O) → status
+//! (I/O), one module and one error variant per stage.
+
+pub mod apply;
+pub mod cleanup;
+pub mod compile;
+pub mod converged;
+pub mod fetch;
+pub mod route_status;
+pub mod status;
+
+use std::{sync::Arc, time::Duration};
+
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::{
+    Client, Resource, ResourceExt,
+    runtime::{
+        controller::Action,
+        events::{EventType, Recorder},
+    },
+};
+use portcullis_api::Gateway;
+use portcullis_config::snapshot::ObjectKey;
+use tracing::{debug, instrument, warn};
+
+use self::{
+    apply::ApplyError,
+    compile::CompileError,
+    fetch::FetchError,
+    status::StatusError,
+    status::{Facts, Programmed},
+};
+use crate::{
+    children::{BuildError, BuildOptions, build_children},
+    conditions::reason,
+    metrics::Metrics,
+    relations::{Relations, Used, mentioned_backends},
+    stores::Stores,
+};
+
+/// The controller name, in metrics.
+pub const CONTROLLER: &str = "gateway";
+
+/// What every reconcile shares.
+pub struct Context {
+    /// The API client (the leader's).
+    pub client: Client,
+    /// What the watches have seen.
+    pub stores: Stores,
+    /// Which Gateways use which Routes, ServiceBackends and Secrets.
+    pub relations: Arc<Relations>,
+    /// Publishes Kubernetes Events.
+    pub recorder: Recorder,
+    /// Reconcile counts, errors and durations.
+    pub metrics: Arc<Metrics>,
+    /// How children are built.
+    pub options: BuildOptions,
+    /// How often a converged Gateway is checked again (drift of fields nobody watches, such as
+    /// a LoadBalancer address appearing late, is caught at least this often).
+    pub resync: Duration,
+}
+
+/// A failed reconcile, by stage.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Stage 1.
+    #[error("fetch: {0}")]
+    Fetch(#[from] FetchError),
+    /// Stage 2.
+    #[error("compile: {0}")]
+    Compile(#[from] CompileError),
+    /// Stage 3.
+    #[error("build: {0}")]
+    Build(#[from] BuildError),
+    /// Stage 4.
+    #[error("apply: {0}")]
+    Apply(#[from] ApplyError),
+    /// Stage 5.
+    #[error("status: {0}")]
+    Status(#[from] StatusError),
+}
+
+impl Error {
+    /// The stage, as a metric label.
+    pub fn stage(&self) -> &'static str {
+        match self {
+            Error::Fetch(_) => "fetch",
+            Error::Compile(_) => "compile",
+            Error::Build(_) => "build",
+            Error::Apply(_) => "apply",
+            Error::Status(_) => "status",
+        }
+    }
+}
+
+/// Reconciles one Gateway.
+#[instrument(skip(gateway, ctx), fields(gateway = %format!("{}/{}", gateway.namespace().unwrap_or_default(), gateway.name_any())))]
+pub async fn reconcile(gateway: Arc<Gateway>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let _timer = ctx.metrics.reconcile(CONTROLLER);
+    ctx.stores.ready().await.map_err(FetchError::from)?;
+    let namespace = gateway.namespace().unwrap_or_default();
+    let key = ObjectKey::new(&namespace, gateway.name_any());
+    if gateway.meta().deletion_timestamp.is_some() {
+        ctx.relations.forget(&key);
+        cleanup::finalize(&ctx.client, &ctx.stores.children, &gateway).await?;
+        return Ok(Action::await_change());
+    }
+
+    // 1. fetch
+    let inputs = fetch::inputs(&ctx.stores, &gateway);
+    // 2. compile
+    let compilation = match compile::compile(&gateway, &inputs) {
+        Ok(compilation) => compilation,
+        Err(error) => {
+            let facts = failed_facts(Programmed::No(reason::INVALID_CONFIG, error.to_string()));
+            write_status(&ctx, &gateway, &facts).await?;
+            return Err(error.into());
+        }
+    };
+    ctx.relations.record(
+        key.clone(),
+        Used {
+            routes: inputs
+                .routes
+                .iter()
+                .map(|r| ObjectKey::new(r.namespace().unwrap_or_default(), r.name_any()))
+                .collect(),
+            backends: mentioned_backends(&inputs.routes, &inputs.backends),
+            secrets: compilation.secret_refs.all().cloned().collect(),
+        },
+    );
+    let secrets = fetch::secrets(
+        &ctx.client,
+        &ctx.stores.secrets,
+        &namespace,
+        &compilation.secret_refs,
+    )
+    .await?;
+    for missing in &secrets.missing {
+        publish(
+            &ctx.recorder,
+            &gateway.object_ref(&()),
+            EventType::Warning,
+            reason::SECRET_NOT_FOUND,
+            format!("Secret {missing} is referenced but does not exist"),
+        )
+        .await;
+    }
+
+    // 3. build
+    let snapshot = &compilation.compiled.snapshot;
+    let children = match build_children(&gateway, snapshot, &secrets.sources, &ctx.options) {
+        Ok(children) => children,
+        Err(error) => {
+            let mut facts = failed_facts(Programmed::No(reason::INVALID_CONFIG, error.to_string()));
+            facts.compilation = Some(&compilation);
+            write_status(&ctx, &gateway, &facts).await?;
+            return Err(error.into());
+        }
+    };
+    let config_bytes = children
+        .config_map
+        .data
+        .as_ref()
+        .and_then(|d| d.get(crate::meta::CONFIG_KEY))
+        .map(String::len);
+
+    // 4. apply
+    let needs_finalizer = children
+        .roles
+        .iter()
+        .any(|r| r.namespace().as_deref() != Some(namespace.as_str()))
+        || cleanup::has_foreign_children(&ctx.stores.children, &gateway);
+    cleanup::sync_finalizer(&ctx.client, &gateway, needs_finalizer).await?;
+    let applied = apply::apply(&ctx.client, &ctx.stores.children, &gateway, children).await;
+    let (programmed, deployment, service) = match &applied {
+        Ok(applied) => (
+            Programmed::Yes,
+            applied.deployment.clone(),
+            applied.service.clone(),
+        ),
+        Err(error) => (
+            Programmed::No(reason::APPLY_FAILED, error.to_string()),
+            None,
+            None,
+        ),
+    };
+    if let Ok(applied) = &applied {
+        debug!(writes = applied.writes, "children applied");
+    }
+
+    // 5. status
+    let facts = Facts {
+        compilation: Some(&compilation),
+        programmed,
+        deployment: deployment.as_ref(),
+        service: service.as_ref(),
+        missing_secrets: &secrets.missing,
+        config_bytes,
+    };
+    write_status(&ctx, &gateway, &facts).await?;
+    route_status::write_all(
+        &ctx.client,
+        &ctx.recorder,
+        ctx.stores.routes.state(),
+        &gateway,
+        &compilation.compiled.diagnostics.parents,
+        status::now(),
+    )
+    .await?;
+    applied?;
+    Ok(Action::requeue(ctx.resync))
+}
+
+static NO_SECRETS: std::collections::BTreeSet<ObjectKey> = std::collections::BTreeSet::new();
+
+fn failed_facts(programmed: Programmed) -> Facts<'static> {
+    Facts {
+        compilation: None,
+        programmed,
+        deployment: None,
+        service: None,
+        missing_secrets: &NO_SECRETS,
+        config_bytes: None,
+    }
+}
+
+async fn write_status(ctx: &Context, gateway: &Gateway, facts: &Facts<'_>) -> Result<(), Error> {
+    let status = status::gateway_status(gateway, facts, status::now());
+    status::write(&ctx.client, &ctx.recorder, gateway, status).await?;
+    Ok(())
+}
+
+/// Requeues a failed Gateway with a short delay; the error is in the logs, the metrics and,
+/// when the user can act on it, the Gateway's status.
+pub fn error_policy(gateway: Arc<Gateway>, error: &Error, ctx: Arc<Context>) -> Action {
+    warn!(
+        gateway = %format!("{}/{}", gateway.namespace().unwrap_or_default(), gateway.name_any()),
+        stage = error.stage(),
+        "reconcile failed: {error}"
+    );
+    ctx.metrics.error(CONTROLLER, error.stage());
+    Action::requeue(Duration::from_secs(5))
+}
+
+/// Publishes an Event; a failure to publish is logged, never fails the reconcile.
+pub async fn publish(
+    recorder: &Recorder,
+    regarding: &ObjectReference,
+    type_: EventType,
+    reason: &str,
+    note: String,
+) {
+    if let Err(error) = recorder
+        .publish(&status::event(type_, reason, note), regarding)
+        .await
+    {
+        warn!("cannot publish an Event: {error}");
+    }
+}

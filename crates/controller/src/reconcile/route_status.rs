@@ -1,0 +1,216 @@
+//! Route status: each Route's `status.parents[]` entries for this Gateway, with `Accepted` and
+//! `ResolvedRefs` from the compiler's attachment results, written only when they changed.
+//!
+//! `parents` is one list shared by every Gateway a Route names, so each Gateway rewrites its
+//! own entries and keeps the others', guarded by the Route's resourceVersion; on a conflict the
+//! Route is read again and the entries recomputed.
+
+use std::sync::Arc;
+
+use futures::{StreamExt, stream};
+use k8s_openapi::jiff::Timestamp;
+use kube::{
+    Api, Client, Resource, ResourceExt,
+    api::{Patch, PatchParams},
+    runtime::events::{EventType, Recorder},
+};
+use portcullis_api::{
+    Gateway, Route,
+    route::{ParentRef, RouteParentStatus},
+};
+use portcullis_config::{diagnostics::RouteParentResult, snapshot::ObjectKey};
+use serde_json::json;
+
+use super::{fetch::names_gateway, status::StatusError};
+use crate::conditions::{self, Observed};
+
+/// Status writes in flight at once (1,000 Routes attach in a few seconds, not minutes).
+const CONCURRENT_WRITES: usize = 16;
+/// Attempts at a Route whose resourceVersion keeps changing under us.
+const ATTEMPTS: usize = 3;
+
+/// Whether `parent` (of a Route in `route_namespace`) is Gateway `gateway`.
+fn is_gateway(parent: &ParentRef, route_namespace: &str, gateway: &ObjectKey) -> bool {
+    parent.name == gateway.name
+        && parent.namespace.as_deref().unwrap_or(route_namespace) == gateway.namespace
+}
+
+/// The `parents` list of `route` with this Gateway's entries replaced by `results` (pure).
+pub fn parents(
+    route: &Route,
+    gateway: &ObjectKey,
+    results: &[&RouteParentResult],
+    now: Timestamp,
+) -> Vec<RouteParentStatus> {
+    let namespace = route.namespace().unwrap_or_default();
+    let generation = route.meta().generation;
+    let live = route
+        .status
+        .as_ref()
+        .map(|s| s.parents.as_slice())
+        .unwrap_or_default();
+    let mut parents: Vec<RouteParentStatus> = live
+        .iter()
+        .filter(|p| !is_gateway(&p.parent_ref, &namespace, gateway))
+        .cloned()
+        .collect();
+    for result in results {
+        let before = live
+            .iter()
+            .find(|p| p.parent_ref == result.parent_ref)
+            .map(|p| p.conditions.as_slice())
+            .unwrap_or_default();
+        let observed = |type_, c: &portcullis_config::diagnostics::ConditionResult| Observed {
+            type_,
+            status: c.status,
+            reason: c.reason.to_owned(),
+            message: c.message.clone(),
+        };
+        parents.push(RouteParentStatus {
+            parent_ref: result.parent_ref.clone(),
+            conditions: conditions::merge(
+                before,
+                vec![
+                    observed(conditions::ACCEPTED, &result.accepted),
+                    observed(conditions::RESOLVED_REFS, &result.resolved_refs),
+                ],
+                generation,
+                now,
+            ),
+        });
+    }
+    parents
+}
+
+/// Writes the status of every Route that names `gateway` or carries an entry for it; returns
+/// the number of Routes written.
+pub async fn write_all(
+    client: &Client,
+    recorder: &Recorder,
+    routes: Vec<Arc<Route>>,
+    gateway: &Gateway,
+    results: &[RouteParentResult],
+    now: Timestamp,
+) -> Result<usize, StatusError> {
+    let key = ObjectKey::new(gateway.namespace().unwrap_or_default(), gateway.name_any());
+    let concerned: Vec<Arc<Route>> = routes
+        .into_iter()
+        .filter(|route| {
+            let namespace = route.namespace().unwrap_or_default();
+            names_gateway(route, &key.namespace, &key.name)
+                || route
+                    .status
+                    .iter()
+                    .flat_map(|s| &s.parents)
+                    .any(|p| is_gateway(&p.parent_ref, &namespace, &key))
+        })
+        .collect();
+    let writes = stream::iter(concerned)
+        .map(|route| {
+            let key = &key;
+            async move { write_one(client, recorder, route, key, results, now).await }
+        })
+        .buffer_unordered(CONCURRENT_WRITES)
+        .collect::<Vec<_>>()
+        .await;
+    let mut written = 0;
+    for outcome in writes {
+        written += usize::from(outcome?);
+    }
+    Ok(written)
+}
+
+async fn write_one(
+    client: &Client,
+    recorder: &Recorder,
+    route: Arc<Route>,
+    gateway: &ObjectKey,
+    results: &[RouteParentResult],
+    now: Timestamp,
+) -> Result<bool, StatusError> {
+    let namespace = route.namespace().unwrap_or_default();
+    let name = route.name_any();
+    let route_key = ObjectKey::new(&namespace, &name);
+    let mine: Vec<&RouteParentResult> = results.iter().filter(|r| r.route == route_key).collect();
+    let api: Api<Route> = Api::namespaced(client.clone(), &namespace);
+    let mut route = route;
+    for attempt in 1..=ATTEMPTS {
+        let wanted = parents(&route, gateway, &mine, now);
+        let live = route
+            .status
+            .as_ref()
+            .map(|s| s.parents.as_slice())
+            .unwrap_or_default();
+        if live == wanted.as_slice() {
+            return Ok(false);
+        }
+        let patch = json!({
+            "metadata": { "resourceVersion": route.resource_version() },
+            "status": { "parents": wanted },
+        });
+        match api
+            .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => {
+                publish_broken_references(recorder, &route, live, &wanted).await;
+                return Ok(true);
+            }
+            Err(kube::Error::Api(status)) if status.code == 409 && attempt < ATTEMPTS => {
+                match api.get_opt(&name).await {
+                    Ok(Some(fresh)) => route = Arc::new(fresh),
+                    Ok(None) => return Ok(false),
+                    Err(source) => {
+                        return Err(StatusError::Write {
+                            kind: "Route",
+                            object: route_key.to_string(),
+                            source: Box::new(source),
+                        });
+                    }
+                }
+            }
+            Err(kube::Error::Api(status)) if status.code == 404 => return Ok(false),
+            Err(source) => {
+                return Err(StatusError::Write {
+                    kind: "Route",
+                    object: route_key.to_string(),
+                    source: Box::new(source),
+                });
+            }
+        }
+    }
+    Ok(false)
+}
+
+/// A Warning Event on the Route for each parent whose ResolvedRefs just turned False.
+async fn publish_broken_references(
+    recorder: &Recorder,
+    route: &Route,
+    before: &[RouteParentStatus],
+    after: &[RouteParentStatus],
+) {
+    for parent in after {
+        let Some(condition) = parent
+            .conditions
+            .iter()
+            .find(|c| c.type_ == conditions::RESOLVED_REFS && c.status == "False")
+        else {
+            continue;
+        };
+        let was_broken = before
+            .iter()
+            .find(|p| p.parent_ref == parent.parent_ref)
+            .and_then(|p| conditions::status_of(&p.conditions, conditions::RESOLVED_REFS))
+            == Some(false);
+        if !was_broken {
+            super::publish(
+                recorder,
+                &route.object_ref(&()),
+                EventType::Warning,
+                &condition.reason,
+                format!("Gateway {}: {}", parent.parent_ref.name, condition.message),
+            )
+            .await;
+        }
+    }
+}

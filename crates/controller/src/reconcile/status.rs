@@ -1,0 +1,395 @@
+//! Stage 5, status: what the Gateway's status says, computed purely from what the stages saw,
+//! and written only when it changed.
+
+use std::collections::BTreeSet;
+
+use k8s_openapi::{
+    api::{apps::v1::Deployment, core::v1::Service},
+    jiff::Timestamp,
+};
+use kube::{
+    Api, Client, Resource, ResourceExt,
+    api::{Patch, PatchParams},
+    runtime::events::{Event, EventType, Recorder},
+};
+use portcullis_api::{
+    Gateway,
+    gateway::{ConfigStatus, GatewayAddress, GatewayStatus, ListenerStatus},
+};
+use portcullis_config::{
+    Severity,
+    diagnostics::{Kind, ObjectRef as DiagnosticObject},
+    snapshot::ObjectKey,
+};
+use serde_json::json;
+
+use super::compile::Compilation;
+use crate::{
+    conditions::{self, Observed, reason},
+    meta::FIELD_MANAGER,
+};
+
+/// Why the status stage failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StatusError {
+    /// The API server refused a status write.
+    #[error("cannot write the status of {kind} {object}: {source}")]
+    Write {
+        /// Kind of the object.
+        kind: &'static str,
+        /// `namespace/name`.
+        object: String,
+        /// The API error.
+        source: Box<kube::Error>,
+    },
+}
+
+/// Whether the config and children were applied, or why not.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Programmed {
+    /// Everything applied.
+    Yes,
+    /// Not applied: a reason from [`reason`] and a message.
+    No(&'static str, String),
+}
+
+/// Everything the Gateway's status is computed from.
+pub struct Facts<'a> {
+    /// The compilation, when the compile stage succeeded.
+    pub compilation: Option<&'a Compilation>,
+    /// The outcome of build and apply.
+    pub programmed: Programmed,
+    /// The Deployment as last seen.
+    pub deployment: Option<&'a Deployment>,
+    /// The Service as last seen.
+    pub service: Option<&'a Service>,
+    /// Referenced Secrets that do not exist.
+    pub missing_secrets: &'a BTreeSet<ObjectKey>,
+    /// Size of the stored snapshot, when it was stored.
+    pub config_bytes: Option<usize>,
+}
+
+/// The status `gateway` should have, given `facts`, at `now` (pure).
+pub fn gateway_status(gateway: &Gateway, facts: &Facts<'_>, now: Timestamp) -> GatewayStatus {
+    let previous = gateway.status.clone().unwrap_or_default();
+    let generation = gateway.meta().generation;
+    let desired = facts
+        .deployment
+        .and_then(|d| d.spec.as_ref())
+        .and_then(|spec| spec.replicas)
+        .unwrap_or(gateway.spec.replicas);
+    let live = facts
+        .deployment
+        .and_then(|d| d.status.clone())
+        .unwrap_or_default();
+    let ready = live.ready_replicas.unwrap_or(0);
+    let counts = format!("{ready}/{desired}");
+
+    let gateway_key = ObjectKey::new(gateway.namespace().unwrap_or_default(), gateway.name_any());
+    let gateway_object = DiagnosticObject::new(Kind::Gateway, gateway_key.clone());
+    let errors: Vec<String> = facts
+        .compilation
+        .iter()
+        .flat_map(|c| c.compiled.diagnostics.for_object(&gateway_object))
+        .filter(|d| d.severity == Severity::Error)
+        .map(|d| format!("{}: {}", d.field, d.message))
+        .collect();
+    let accepted = if errors.is_empty() {
+        Observed::yes(conditions::ACCEPTED, reason::ACCEPTED, "Accepted")
+    } else {
+        Observed::no(conditions::ACCEPTED, reason::INVALID, errors.join("; "))
+    };
+    let programmed = match &facts.programmed {
+        Programmed::Yes => Observed::yes(
+            conditions::PROGRAMMED,
+            reason::PROGRAMMED,
+            facts.compilation.map_or_else(String::new, |c| {
+                format!(
+                    "config revision {} applied",
+                    short(&c.compiled.snapshot.revision)
+                )
+            }),
+        ),
+        Programmed::No(why, message) => Observed::no(conditions::PROGRAMMED, why, message.clone()),
+    };
+    let ready_condition = if ready > 0 {
+        Observed::yes(
+            conditions::READY,
+            reason::REPLICAS_READY,
+            format!("{counts} replicas ready"),
+        )
+    } else {
+        Observed::no(
+            conditions::READY,
+            reason::NO_READY_REPLICAS,
+            format!("{counts} replicas ready: no replica serves"),
+        )
+    };
+    let degraded = if ready > 0 && ready < desired {
+        Observed::yes(
+            conditions::DEGRADED,
+            reason::REPLICAS_UNAVAILABLE,
+            format!("only {counts} replicas ready: losing another one may drop traffic"),
+        )
+    } else if ready == 0 && desired > 0 {
+        Observed::no(
+            conditions::DEGRADED,
+            reason::NO_READY_REPLICAS,
+            "no replica is ready (see Ready)",
+        )
+    } else {
+        Observed::no(
+            conditions::DEGRADED,
+            reason::ALL_REPLICAS_READY,
+            format!("{counts} replicas ready"),
+        )
+    };
+    let conditions = conditions::merge(
+        &previous.conditions,
+        vec![accepted, programmed.clone(), ready_condition, degraded],
+        generation,
+        now,
+    );
+    GatewayStatus {
+        observed_generation: generation,
+        conditions,
+        replicas: live.replicas.unwrap_or(0),
+        ready_replicas: ready,
+        updated_replicas: live.updated_replicas.unwrap_or(0),
+        ready: Some(counts),
+        addresses: addresses(facts.service),
+        attached_routes: facts.compilation.map_or(previous.attached_routes, |c| {
+            i32::try_from(c.compiled.diagnostics.attached_routes).unwrap_or(i32::MAX)
+        }),
+        listeners: listeners(gateway, facts, &previous, programmed, generation, now),
+        config: match (facts.compilation, facts.config_bytes, &facts.programmed) {
+            (Some(c), Some(size), Programmed::Yes) => Some(ConfigStatus {
+                revision: c.compiled.snapshot.revision.clone(),
+                size_bytes: i64::try_from(size).unwrap_or(i64::MAX),
+            }),
+            _ => previous.config,
+        },
+    }
+}
+
+fn listeners(
+    gateway: &Gateway,
+    facts: &Facts<'_>,
+    previous: &GatewayStatus,
+    programmed: Observed,
+    generation: Option<i64>,
+    now: Timestamp,
+) -> Vec<ListenerStatus> {
+    let namespace = gateway.namespace().unwrap_or_default();
+    let gateway_object = DiagnosticObject::new(
+        Kind::Gateway,
+        ObjectKey::new(&namespace, gateway.name_any()),
+    );
+    gateway
+        .spec
+        .listeners
+        .iter()
+        .enumerate()
+        .map(|(index, listener)| {
+            let field = format!("spec.listeners[{index}]");
+            let errors: Vec<String> = facts
+                .compilation
+                .iter()
+                .flat_map(|c| c.compiled.diagnostics.for_object(&gateway_object))
+                .filter(|d| d.severity == Severity::Error && d.field.starts_with(&field))
+                .map(|d| format!("{}: {}", d.field, d.message))
+                .collect();
+            let accepted = if errors.is_empty() {
+                Observed::yes(conditions::ACCEPTED, reason::ACCEPTED, "Accepted")
+            } else {
+                Observed::no(conditions::ACCEPTED, reason::INVALID, errors.join("; "))
+            };
+            let certificates: Vec<ObjectKey> = listener
+                .tls
+                .iter()
+                .flat_map(|tls| &tls.certificate_refs)
+                .map(|r| ObjectKey::new(r.namespace.as_deref().unwrap_or(&namespace), &r.name))
+                .collect();
+            let refused = facts.compilation.map(|c| &c.secret_refs.refused);
+            let resolved = if let Some(key) =
+                certificates.iter().find(|k| refused.is_some_and(|r| r.contains(k)))
+            {
+                Observed::no(
+                    conditions::RESOLVED_REFS,
+                    reason::REF_NOT_PERMITTED,
+                    format!(
+                        "certificate Secret {key} is in another namespace: copy it into {namespace:?}"
+                    ),
+                )
+            } else if let Some(key) = certificates.iter().find(|k| facts.missing_secrets.contains(k)) {
+                Observed::no(
+                    conditions::RESOLVED_REFS,
+                    "InvalidCertificateRef",
+                    format!("certificate Secret {key} not found"),
+                )
+            } else {
+                Observed::yes(
+                    conditions::RESOLVED_REFS,
+                    reason::RESOLVED_REFS,
+                    "All references resolved",
+                )
+            };
+            let attached = facts
+                .compilation
+                .and_then(|c| {
+                    c.compiled
+                        .diagnostics
+                        .listeners
+                        .iter()
+                        .find(|l| l.name == listener.name)
+                })
+                .map_or(0, |l| i32::try_from(l.attached_routes).unwrap_or(i32::MAX));
+            let before = previous
+                .listeners
+                .iter()
+                .find(|l| l.name == listener.name)
+                .map(|l| l.conditions.as_slice())
+                .unwrap_or_default();
+            ListenerStatus {
+                name: listener.name.clone(),
+                attached_routes: attached,
+                conditions: conditions::merge(
+                    before,
+                    vec![accepted, resolved, programmed.clone()],
+                    generation,
+                    now,
+                ),
+            }
+        })
+        .collect()
+}
+
+/// Load balancer ingress addresses, else the cluster IP.
+fn addresses(service: Option<&Service>) -> Vec<GatewayAddress> {
+    let Some(service) = service else {
+        return Vec::new();
+    };
+    let ingress: Vec<GatewayAddress> = service
+        .status
+        .iter()
+        .flat_map(|s| s.load_balancer.iter())
+        .flat_map(|lb| lb.ingress.iter().flatten())
+        .filter_map(|i| match (&i.ip, &i.hostname) {
+            (Some(ip), _) => Some(address("IPAddress", ip)),
+            (None, Some(host)) => Some(address("Hostname", host)),
+            (None, None) => None,
+        })
+        .collect();
+    if !ingress.is_empty() {
+        return ingress;
+    }
+    service
+        .spec
+        .as_ref()
+        .and_then(|spec| spec.cluster_ip.as_deref())
+        .filter(|ip| !ip.is_empty() && *ip != "None")
+        .map(|ip| vec![address("IPAddress", ip)])
+        .unwrap_or_default()
+}
+
+fn address(kind: &str, value: &str) -> GatewayAddress {
+    GatewayAddress {
+        kind: kind.to_owned(),
+        value: value.to_owned(),
+    }
+}
+
+/// The first 12 characters of a revision, for messages.
+pub fn short(revision: &str) -> &str {
+    revision.get(..12).unwrap_or(revision)
+}
+
+/// The current time, to the second (what Kubernetes stores).
+pub fn now() -> Timestamp {
+    let now = Timestamp::now();
+    Timestamp::from_second(now.as_second()).unwrap_or(now)
+}
+
+/// Writes `status` unless the Gateway already has it, and publishes an Event when the gateway
+/// becomes degraded, loses its last ready replica, or recovers.
+pub async fn write(
+    client: &Client,
+    recorder: &Recorder,
+    gateway: &Gateway,
+    status: GatewayStatus,
+) -> Result<bool, StatusError> {
+    let previous = gateway.status.clone().unwrap_or_default();
+    if gateway.status.as_ref() == Some(&status) {
+        return Ok(false);
+    }
+    let namespace = gateway.namespace().unwrap_or_default();
+    let name = gateway.name_any();
+    let api: Api<Gateway> = Api::namespaced(client.clone(), &namespace);
+    let patch = json!({
+        "apiVersion": portcullis_api::API_VERSION,
+        "kind": "Gateway",
+        "status": status,
+    });
+    api.patch_status(
+        &name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await
+    .map_err(|source| StatusError::Write {
+        kind: "Gateway",
+        object: format!("{namespace}/{name}"),
+        source: Box::new(source),
+    })?;
+    publish_transitions(recorder, gateway, &previous, &status).await;
+    Ok(true)
+}
+
+async fn publish_transitions(
+    recorder: &Recorder,
+    gateway: &Gateway,
+    previous: &GatewayStatus,
+    status: &GatewayStatus,
+) {
+    let was = |t| conditions::status_of(&previous.conditions, t);
+    let is = |t| conditions::status_of(&status.conditions, t);
+    let counts = status.ready.clone().unwrap_or_default();
+    let event = if is(conditions::READY) == Some(false) && was(conditions::READY) == Some(true) {
+        Some((
+            EventType::Warning,
+            reason::NO_READY_REPLICAS,
+            format!("no gateway replica is ready ({counts})"),
+        ))
+    } else if is(conditions::DEGRADED) == Some(true) && was(conditions::DEGRADED) != Some(true) {
+        Some((
+            EventType::Warning,
+            "Degraded",
+            format!("only {counts} gateway replicas are ready"),
+        ))
+    } else if is(conditions::READY) == Some(true)
+        && is(conditions::DEGRADED) == Some(false)
+        && (was(conditions::DEGRADED) == Some(true) || was(conditions::READY) == Some(false))
+    {
+        Some((
+            EventType::Normal,
+            "Recovered",
+            format!("all {counts} gateway replicas are ready"),
+        ))
+    } else {
+        None
+    };
+    if let Some((type_, why, note)) = event {
+        super::publish(recorder, &gateway.object_ref(&()), type_, why, note).await;
+    }
+}
+
+/// An Event about one object.
+pub fn event(type_: EventType, reason: &str, note: String) -> Event {
+    Event {
+        type_,
+        reason: reason.to_owned(),
+        note: Some(note),
+        action: "Reconcile".to_owned(),
+        secondary: None,
+    }
+}

@@ -1,0 +1,461 @@
+//! Running the operator: start-up checks, leader election, the controllers and the health
+//! endpoints, until shutdown.
+
+use std::{
+    future::Future,
+    net::SocketAddr,
+    sync::{Arc, atomic::Ordering},
+    time::Duration,
+};
+
+use futures::{FutureExt, StreamExt, future};
+use k8s_openapi::api::core::v1::Namespace;
+use kube::{
+    Api, Client, Resource, ResourceExt,
+    api::ListParams,
+    core::PartialObjectMeta,
+    runtime::{
+        Controller, WatchStreamExt,
+        controller::Config as ControllerSettings,
+        events::{Recorder, Reporter},
+        reflector::{self, ObjectRef, Store},
+        watcher::{self, watcher},
+    },
+};
+use kube_lease_manager::LeaseManagerBuilder;
+use portcullis_api::{Gateway, Route, ServiceBackend, gateway::FromNamespaces};
+use serde::de::DeserializeOwned;
+use tokio::sync::watch;
+use tracing::{error, info, warn};
+
+use crate::{
+    backends,
+    children::BuildOptions,
+    health::{self, Health},
+    meta,
+    metrics::Metrics,
+    reconcile::{self, Context},
+    relations::Relations,
+    stores::{ChildStores, Stores},
+};
+
+/// How the operator runs.
+#[derive(Clone, Debug)]
+pub struct ControllerConfig {
+    /// How gateway children are built (the proxy image).
+    pub options: BuildOptions,
+    /// Leader election; `None` runs the controllers at once (a single replica, or tests).
+    pub leader_election: Option<LeaderElection>,
+    /// Where to serve `/healthz`, `/readyz` and `/metrics`; `None` serves nothing.
+    pub metrics_addr: Option<SocketAddr>,
+    /// How often a converged Gateway is reconciled again.
+    pub resync: Duration,
+    /// How long a burst of changes to one Gateway is gathered into one reconcile.
+    pub debounce: Duration,
+    /// This instance's name, in the Lease and in Events (the pod name in a cluster).
+    pub identity: String,
+    /// The metrics; share them with the client's [`Metrics::api_writes_layer`].
+    pub metrics: Arc<Metrics>,
+}
+
+impl Default for ControllerConfig {
+    fn default() -> Self {
+        Self {
+            options: BuildOptions::default(),
+            leader_election: None,
+            metrics_addr: None,
+            resync: Duration::from_secs(300),
+            debounce: Duration::from_millis(100),
+            identity: "portcullis-controller".to_owned(),
+            metrics: Arc::default(),
+        }
+    }
+}
+
+/// Lease-based leader election: only the holder of the Lease runs the controllers (and so
+/// writes); a standby takes over when the holder stops renewing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LeaderElection {
+    /// Name of the Lease.
+    pub lease_name: String,
+    /// Namespace of the Lease (the operator's own).
+    pub lease_namespace: String,
+    /// How long a Lease holds without renewal: a dead leader is replaced after at most this.
+    pub lease_duration: Duration,
+    /// How long before expiry the holder renews.
+    pub renew_before: Duration,
+}
+
+impl Default for LeaderElection {
+    fn default() -> Self {
+        Self {
+            lease_name: "portcullis-controller".to_owned(),
+            lease_namespace: "portcullis-system".to_owned(),
+            lease_duration: Duration::from_secs(15),
+            renew_before: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Why the operator could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The CRDs are not installed.
+    #[error(
+        "the Portcullis CRDs are not installed ({resource} is unknown to the API server): \
+         install them with `portcullis crds | kubectl apply --server-side -f -`"
+    )]
+    CrdsMissing {
+        /// The resource the API server does not know.
+        resource: String,
+    },
+    /// RBAC forbids what the operator needs.
+    #[error(
+        "the operator may not list {resource} across namespaces: grant its ServiceAccount the \
+         ClusterRole from deploy/install.yaml ({message})"
+    )]
+    Forbidden {
+        /// The resource.
+        resource: String,
+        /// The API server's message.
+        message: String,
+    },
+    /// The API server could not be reached.
+    #[error("cannot reach the Kubernetes API: {0}")]
+    Api(#[source] kube::Error),
+    /// The metrics address could not be bound.
+    #[error("cannot listen on {addr} for /healthz, /readyz and /metrics: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The socket error.
+        source: std::io::Error,
+    },
+    /// Leader election failed.
+    #[error("leader election on Lease {namespace}/{name} failed: {message}")]
+    Lease {
+        /// Lease namespace.
+        namespace: String,
+        /// Lease name.
+        name: String,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+/// Runs the operator with `client` until `shutdown` resolves: in-flight reconciles finish, the
+/// Lease is released, and the function returns.
+pub async fn run(
+    client: Client,
+    config: ControllerConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RunError> {
+    let shutdown = shutdown.boxed().shared();
+    let health = Arc::new(Health::default());
+    let server = match config.metrics_addr {
+        Some(addr) => {
+            let listener = health::bind(addr)
+                .await
+                .map_err(|source| RunError::Bind { addr, source })?;
+            info!(%addr, "serving /healthz, /readyz and /metrics");
+            Some(tokio::spawn(health::serve(
+                listener,
+                health.clone(),
+                config.metrics.clone(),
+                shutdown.clone(),
+            )))
+        }
+        None => None,
+    };
+    preflight(&client).await?;
+    health.ready.store(true, Ordering::Relaxed);
+
+    let outcome = match &config.leader_election {
+        None => {
+            config.metrics.set_leader(true);
+            run_controllers(client, &config, shutdown.clone()).await;
+            Ok(())
+        }
+        Some(election) => lead(client, &config, election, shutdown.clone()).await,
+    };
+    config.metrics.set_leader(false);
+    if let Some(server) = server {
+        let _ = server.await;
+    }
+    outcome
+}
+
+/// Fails with a message the user can act on when the CRDs are missing or RBAC forbids listing
+/// what the operator watches.
+async fn preflight(client: &Client) -> Result<(), RunError> {
+    async fn check<K>(client: &Client) -> Result<(), RunError>
+    where
+        K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
+    {
+        let api: Api<K> = Api::all(client.clone());
+        match api.list_metadata(&ListParams::default().limit(1)).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(status)) if status.code == 404 => Err(RunError::CrdsMissing {
+                resource: format!("{}.{}", K::plural(&()), K::group(&())),
+            }),
+            Err(kube::Error::Api(status)) if status.code == 403 => Err(RunError::Forbidden {
+                resource: K::plural(&()).into_owned(),
+                message: status.message,
+            }),
+            Err(error) => Err(RunError::Api(error)),
+        }
+    }
+    check::<Gateway>(client).await?;
+    check::<Route>(client).await?;
+    check::<ServiceBackend>(client).await?;
+    check::<k8s_openapi::api::core::v1::Secret>(client).await?;
+    check::<k8s_openapi::api::apps::v1::Deployment>(client).await?;
+    Ok(())
+}
+
+/// Waits for the Lease, runs the controllers while holding it, and stands by again when it is
+/// lost, until shutdown.
+async fn lead(
+    client: Client,
+    config: &ControllerConfig,
+    election: &LeaderElection,
+    shutdown: future::Shared<future::BoxFuture<'static, ()>>,
+) -> Result<(), RunError> {
+    let lease_error = |message: String| RunError::Lease {
+        namespace: election.lease_namespace.clone(),
+        name: election.lease_name.clone(),
+        message,
+    };
+    let manager = LeaseManagerBuilder::new(client.clone(), &election.lease_name)
+        .with_namespace(&election.lease_namespace)
+        .with_identity(&config.identity)
+        .with_duration(election.lease_duration.as_secs().max(2))
+        .with_grace(election.renew_before.as_secs().max(1))
+        .build()
+        .await
+        .map_err(|e| lease_error(e.to_string()))?;
+    let (mut leading, lease_task) = manager.watch().await;
+    loop {
+        info!(identity = %config.identity, "standing by for the leader lease");
+        tokio::select! {
+            () = shutdown.clone() => break,
+            changed = leading.wait_for(|leader| *leader) => {
+                if changed.is_err() {
+                    break;
+                }
+            }
+        }
+        info!(identity = %config.identity, "leading: starting the controllers");
+        config.metrics.set_leader(true);
+        let mut lost = leading.clone();
+        let stop = async move {
+            let _ = lost.wait_for(|leader| !*leader).await;
+        };
+        let stop = future::select(stop.boxed(), shutdown.clone()).map(|_| ());
+        run_controllers(client.clone(), config, stop.boxed().shared()).await;
+        config.metrics.set_leader(false);
+        if shutdown.clone().now_or_never().is_some() {
+            break;
+        }
+        warn!(identity = %config.identity, "lost the leader lease: controllers stopped");
+    }
+    // Dropping the receiver makes the lease task release the Lease, so a standby takes over
+    // at once rather than after the Lease expires.
+    drop(leading);
+    match lease_task.await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(lease_error(e.to_string())),
+        Err(e) => Err(lease_error(e.to_string())),
+    }
+}
+
+/// A watched kind's store and the stream that feeds it (and triggers reconciles).
+fn reflect<K>(
+    api: Api<K>,
+    config: watcher::Config,
+) -> (
+    Store<K>,
+    impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+)
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync,
+{
+    let (store, writer) = reflector::store();
+    let stream = watcher(api, config)
+        .default_backoff()
+        // The operator never reads managed fields back, except on its Deployments.
+        .modify(|object: &mut K| {
+            if K::kind(&()) != "Deployment" {
+                object.managed_fields_mut().clear();
+            }
+        })
+        .reflect(writer)
+        .touched_objects();
+    (store, stream)
+}
+
+/// The Gateway a child belongs to: its controller owner reference, or for children in other
+/// namespaces the owner annotation.
+fn owner_of<K: Resource>(child: &K) -> Option<ObjectRef<Gateway>> {
+    if let Some(owner) = child
+        .owner_references()
+        .iter()
+        .find(|o| o.controller == Some(true) && o.kind == "Gateway")
+    {
+        return Some(ObjectRef::new(&owner.name).within(&child.namespace().unwrap_or_default()));
+    }
+    let (namespace, name) = child
+        .annotations()
+        .get(meta::OWNER_ANNOTATION)?
+        .split_once('/')?;
+    Some(ObjectRef::new(name).within(namespace))
+}
+
+/// Runs the Gateway and ServiceBackend controllers until `stop` resolves.
+async fn run_controllers(
+    client: Client,
+    config: &ControllerConfig,
+    stop: future::Shared<future::BoxFuture<'static, ()>>,
+) {
+    let managed = watcher::Config::default().labels(&meta::managed_selector());
+    macro_rules! child {
+        ($kind:ty) => {
+            reflect(Api::<$kind>::all(client.clone()), managed.clone())
+        };
+    }
+    let (config_maps, config_map_events) = child!(k8s_openapi::api::core::v1::ConfigMap);
+    let (service_accounts, service_account_events) =
+        child!(k8s_openapi::api::core::v1::ServiceAccount);
+    let (roles, role_events) = child!(k8s_openapi::api::rbac::v1::Role);
+    let (role_bindings, role_binding_events) = child!(k8s_openapi::api::rbac::v1::RoleBinding);
+    let (copied_secrets, copied_secret_events) = child!(k8s_openapi::api::core::v1::Secret);
+    let (deployments, deployment_events) = child!(k8s_openapi::api::apps::v1::Deployment);
+    let (services, service_events) = child!(k8s_openapi::api::core::v1::Service);
+    let (pdbs, pdb_events) = child!(k8s_openapi::api::policy::v1::PodDisruptionBudget);
+    let (hpas, hpa_events) = child!(k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler);
+
+    let everything = watcher::Config::default();
+    let (routes, route_events) = reflect(Api::<Route>::all(client.clone()), everything.clone());
+    let (backends, backend_events) = reflect(
+        Api::<ServiceBackend>::all(client.clone()),
+        everything.clone(),
+    );
+    let (namespaces, namespace_events) =
+        reflect(Api::<Namespace>::all(client.clone()), everything.clone());
+    let (secrets, secret_writer) = reflector::store();
+    let secret_events = watcher(
+        Api::<PartialObjectMeta<k8s_openapi::api::core::v1::Secret>>::all(client.clone()),
+        everything.clone(),
+    )
+    .default_backoff()
+    .modify(|secret| secret.managed_fields_mut().clear())
+    .reflect(secret_writer)
+    .touched_objects();
+
+    let controller = Controller::new(Api::<Gateway>::all(client.clone()), everything.clone());
+    let gateways = controller.store();
+    let relations = Arc::new(Relations::default());
+    let context = Arc::new(Context {
+        client: client.clone(),
+        stores: Stores {
+            gateways: gateways.clone(),
+            routes,
+            backends,
+            namespaces,
+            secrets,
+            children: ChildStores {
+                config_maps,
+                service_accounts,
+                roles,
+                role_bindings,
+                secrets: copied_secrets,
+                deployments,
+                services,
+                pod_disruption_budgets: pdbs,
+                horizontal_pod_autoscalers: hpas,
+            },
+        },
+        relations: relations.clone(),
+        recorder: Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: "portcullis".to_owned(),
+                instance: Some(config.identity.clone()),
+            },
+        ),
+        metrics: config.metrics.clone(),
+        options: config.options.clone(),
+        resync: config.resync,
+    });
+
+    let by_route = relations.clone();
+    let by_backend = relations.clone();
+    let by_secret = relations.clone();
+    let gateway_controller = controller
+        .with_config(ControllerSettings::default().debounce(config.debounce))
+        .watches_stream(config_map_events, |o| owner_of(&o))
+        .watches_stream(service_account_events, |o| owner_of(&o))
+        .watches_stream(role_events, |o| owner_of(&o))
+        .watches_stream(role_binding_events, |o| owner_of(&o))
+        .watches_stream(copied_secret_events, |o| owner_of(&o))
+        .watches_stream(deployment_events, |o| owner_of(&o))
+        .watches_stream(service_events, |o| owner_of(&o))
+        .watches_stream(pdb_events, |o| owner_of(&o))
+        .watches_stream(hpa_events, |o| owner_of(&o))
+        .watches_stream(route_events, move |route| {
+            by_route.gateways_of_route(&route)
+        })
+        .watches_stream(backend_events, move |backend| {
+            by_backend.gateways_of_backend(&backend)
+        })
+        .watches_stream(secret_events, move |secret| {
+            by_secret
+                .gateways_of_secret(&secret.namespace().unwrap_or_default(), &secret.name_any())
+        })
+        .watches_stream(namespace_events, move |_namespace: Namespace| {
+            // A namespace's labels decide attachment only for listeners selecting by label.
+            gateways
+                .state()
+                .iter()
+                .filter(|g| {
+                    g.spec
+                        .listeners
+                        .iter()
+                        .any(|l| l.allowed_routes.namespaces.from == FromNamespaces::Selector)
+                })
+                .map(|g| ObjectRef::from_obj(&**g))
+                .collect::<Vec<_>>()
+        })
+        .graceful_shutdown_on(stop.clone())
+        .run(reconcile::reconcile, reconcile::error_policy, context)
+        .for_each(|outcome| {
+            if let Err(error) = outcome {
+                match error {
+                    kube::runtime::controller::Error::ReconcilerFailed(..) => {}
+                    other => warn!("gateway controller: {other}"),
+                }
+            }
+            future::ready(())
+        });
+    let backend_controller = backends::controller(client, config, stop);
+    future::join(gateway_controller, backend_controller).await;
+    info!("controllers stopped");
+}
+
+/// Logs a fatal run error the way the CLI reports it.
+pub fn report(error: &RunError) {
+    error!("{error}");
+}
+
+/// A `watch` channel whose receiver resolves once `true` is sent: a shutdown trigger for
+/// [`run`] that tests and the CLI can fire.
+pub fn shutdown_trigger() -> (
+    watch::Sender<bool>,
+    impl Future<Output = ()> + Send + 'static,
+) {
+    let (sender, mut receiver) = watch::channel(false);
+    let fired = async move {
+        let _ = receiver.wait_for(|fired| *fired).await;
+    };
+    (sender, fired)
+}
