@@ -38,6 +38,9 @@ enum Command {
     Run(commands::run::Args),
     /// Serve a compiled config snapshot: the data plane inside a gateway pod.
     Proxy(commands::proxy::Args),
+    /// The operator: reconcile Gateways into redundant gateway deployments, with leader
+    /// election, /healthz, /readyz and /metrics.
+    Controller(commands::controller::Args),
 }
 
 fn main() -> ExitCode {
@@ -49,6 +52,7 @@ fn main() -> ExitCode {
         Command::Render(args) => commands::render::run(&args),
         Command::Run(args) => commands::run::run(&args),
         Command::Proxy(args) => commands::proxy::run(&args),
+        Command::Controller(args) => commands::controller::run(&args),
     };
     match result {
         Ok(code) => code,

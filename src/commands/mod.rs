@@ -2,6 +2,7 @@
 //! the process exit code; errors that stop the command bubble up as `anyhow::Error`.
 
 pub mod check;
+pub mod controller;
 pub mod crds;
 pub mod proxy;
 pub mod render;

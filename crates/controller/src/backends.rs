@@ -83,19 +83,19 @@ pub async fn controller(
     });
     let (by_service, by_slice, by_backend) = (backends.clone(), backends.clone(), backends);
     let services = watcher(
-        Api::<PartialObjectMeta<Service>>::all(client.clone()),
+        config.api::<PartialObjectMeta<Service>>(&client),
         everything.clone(),
     )
     .default_backoff()
     .touched_objects();
     let slices = watcher(
-        Api::<PartialObjectMeta<EndpointSlice>>::all(client.clone()),
+        config.api::<PartialObjectMeta<EndpointSlice>>(&client),
         everything.clone(),
     )
     .default_backoff()
     .touched_objects();
     let peers = watcher(
-        Api::<PartialObjectMeta<ServiceBackend>>::all(client),
+        config.api::<PartialObjectMeta<ServiceBackend>>(&client),
         everything,
     )
     .default_backoff()

@@ -56,6 +56,9 @@ pub struct ControllerConfig {
     pub identity: String,
     /// The metrics; share them with the client's [`Metrics::api_writes_layer`].
     pub metrics: Arc<Metrics>,
+    /// Watch only this namespace's Gateways, Routes, ServiceBackends and children (a
+    /// namespace-scoped install, and tests sharing one API server); `None` watches all.
+    pub namespace: Option<String>,
 }
 
 impl Default for ControllerConfig {
@@ -68,6 +71,20 @@ impl Default for ControllerConfig {
             debounce: Duration::from_millis(100),
             identity: "portcullis-controller".to_owned(),
             metrics: Arc::default(),
+            namespace: None,
+        }
+    }
+}
+
+impl ControllerConfig {
+    /// An `Api` over the watched namespace (or all of them).
+    pub(crate) fn api<K>(&self, client: &Client) -> Api<K>
+    where
+        K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>,
+    {
+        match &self.namespace {
+            Some(namespace) => Api::namespaced(client.clone(), namespace),
+            None => Api::all(client.clone()),
         }
     }
 }
@@ -167,7 +184,7 @@ pub async fn run(
         }
         None => None,
     };
-    preflight(&client).await?;
+    preflight(&client, &config).await?;
     health.ready.store(true, Ordering::Relaxed);
 
     let outcome = match &config.leader_election {
@@ -187,12 +204,15 @@ pub async fn run(
 
 /// Fails with a message the user can act on when the CRDs are missing or RBAC forbids listing
 /// what the operator watches.
-async fn preflight(client: &Client) -> Result<(), RunError> {
-    async fn check<K>(client: &Client) -> Result<(), RunError>
+async fn preflight(client: &Client, config: &ControllerConfig) -> Result<(), RunError> {
+    async fn check<K>(client: &Client, config: &ControllerConfig) -> Result<(), RunError>
     where
-        K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
+        K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + DeserializeOwned
+            + std::fmt::Debug,
     {
-        let api: Api<K> = Api::all(client.clone());
+        let api: Api<K> = config.api(client);
         match api.list_metadata(&ListParams::default().limit(1)).await {
             Ok(_) => Ok(()),
             Err(kube::Error::Api(status)) if status.code == 404 => Err(RunError::CrdsMissing {
@@ -205,11 +225,11 @@ async fn preflight(client: &Client) -> Result<(), RunError> {
             Err(error) => Err(RunError::Api(error)),
         }
     }
-    check::<Gateway>(client).await?;
-    check::<Route>(client).await?;
-    check::<ServiceBackend>(client).await?;
-    check::<k8s_openapi::api::core::v1::Secret>(client).await?;
-    check::<k8s_openapi::api::apps::v1::Deployment>(client).await?;
+    check::<Gateway>(client, config).await?;
+    check::<Route>(client, config).await?;
+    check::<ServiceBackend>(client, config).await?;
+    check::<k8s_openapi::api::core::v1::Secret>(client, config).await?;
+    check::<k8s_openapi::api::apps::v1::Deployment>(client, config).await?;
     Ok(())
 }
 
@@ -320,7 +340,7 @@ async fn run_controllers(
     let managed = watcher::Config::default().labels(&meta::managed_selector());
     macro_rules! child {
         ($kind:ty) => {
-            reflect(Api::<$kind>::all(client.clone()), managed.clone())
+            reflect(config.api::<$kind>(&client), managed.clone())
         };
     }
     let (config_maps, config_map_events) = child!(k8s_openapi::api::core::v1::ConfigMap);
@@ -335,7 +355,7 @@ async fn run_controllers(
     let (hpas, hpa_events) = child!(k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler);
 
     let everything = watcher::Config::default();
-    let (routes, route_events) = reflect(Api::<Route>::all(client.clone()), everything.clone());
+    let (routes, route_events) = reflect(config.api::<Route>(&client), everything.clone());
     let (backends, backend_events) = reflect(
         Api::<ServiceBackend>::all(client.clone()),
         everything.clone(),
@@ -344,7 +364,7 @@ async fn run_controllers(
         reflect(Api::<Namespace>::all(client.clone()), everything.clone());
     let (secrets, secret_writer) = reflector::store();
     let secret_events = watcher(
-        Api::<PartialObjectMeta<k8s_openapi::api::core::v1::Secret>>::all(client.clone()),
+        config.api::<PartialObjectMeta<k8s_openapi::api::core::v1::Secret>>(&client),
         everything.clone(),
     )
     .default_backoff()
@@ -352,7 +372,7 @@ async fn run_controllers(
     .reflect(secret_writer)
     .touched_objects();
 
-    let controller = Controller::new(Api::<Gateway>::all(client.clone()), everything.clone());
+    let controller = Controller::new(config.api::<Gateway>(&client), everything.clone());
     let gateways = controller.store();
     let relations = Arc::new(Relations::default());
     let context = Arc::new(Context {

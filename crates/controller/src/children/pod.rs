@@ -162,6 +162,8 @@ fn container(
             format!("{CONFIG_DIR}/{}", meta::CONFIG_KEY),
             "--configmap".to_owned(),
             format!("{}/{}", owner.namespace, meta::config_map_name(owner.name)),
+            "--secrets".to_owned(),
+            secrets::SECRETS_ROOT.to_owned(),
         ]),
         env: Some(vec![
             EnvVar {

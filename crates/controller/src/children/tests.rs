@@ -178,7 +178,9 @@ fn a_minimal_gateway_gets_two_hardened_replicas_that_roll_without_losing_capacit
             "--config",
             "/etc/portcullis/config/config.yaml",
             "--configmap",
-            "shop/edge-config"
+            "shop/edge-config",
+            "--secrets",
+            "/etc/portcullis/secrets"
         ])
     );
     assert_eq!(container["image"], default_proxy_image());
