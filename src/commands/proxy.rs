@@ -1,64 +1,53 @@
-//! `portcullis proxy`: the in-cluster data plane started by the Deployment the operator renders.
+//! `portcullis proxy`: the in-cluster data plane, started by the Deployment the operator
+//! renders.
 
-use std::{
-    net::{IpAddr, SocketAddr},
-    path::PathBuf,
-    process::ExitCode,
-};
+use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
 
-use portcullis_proxy::DataPlaneOptions;
+use super::serve::{ServeArgs, block_on};
 
 /// Arguments of `portcullis proxy`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// The compiled config snapshot (the ConfigMap's `config.yaml`, mounted).
+    /// The compiled config snapshot (the Gateway ConfigMap's `config.yaml`, mounted). Without
+    /// `--configmap` it is reloaded whenever the file changes.
     #[arg(long)]
     pub config: PathBuf,
-    /// Follow this ConfigMap (`namespace/name`) through the API for immediate updates.
-    #[arg(long)]
+    /// Follow this ConfigMap (`namespace/name`, the Gateway's `<gateway>-config`) through the
+    /// Kubernetes API: a new revision is served within milliseconds, and `service` backends get
+    /// their endpoints from EndpointSlices. `--config` is then only the start-up copy.
+    #[arg(long, value_name = "NS/NAME")]
     pub configmap: Option<String>,
-    /// Where the referenced Secrets are mounted (`<dir>/<namespace>/<name>/<key>`).
+    /// Where the Secrets named by the snapshot are mounted, as `<dir>/<namespace>/<name>/<key>`.
     #[arg(long, default_value = "/var/run/portcullis/secrets")]
     pub secrets: PathBuf,
-    /// The admin listener (probes and metrics).
+    /// The admin listener (`/healthz`, `/ready`, `/metrics`, `/config`): the kubelet's probes
+    /// reach it on the pod IP.
     #[arg(long, default_value = "0.0.0.0:9901")]
     pub admin: SocketAddr,
-    /// The address the listener ports are bound on.
-    #[arg(long, default_value = "0.0.0.0")]
-    pub listen: IpAddr,
-    /// Peers (IP or CIDR) whose X-Forwarded-* headers are trusted; repeat for several.
-    #[arg(long = "trusted-proxy")]
-    pub trusted_proxies: Vec<String>,
-    /// Do not write one JSON access-log line per request.
-    #[arg(long)]
-    pub no_access_log: bool,
+    #[command(flatten)]
+    pub serve: ServeArgs,
 }
 
-/// Serves the mounted snapshot (reloading when the kubelet updates it) until SIGTERM, then
-/// drains. Following the ConfigMap through the API and EndpointSlice discovery are still to be
-/// wired here with `DataPlane::apply` and `DataPlane::set_endpoints`.
+/// Serves until SIGTERM, then drains.
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
-    if let Some(configmap) = &args.configmap {
-        eprintln!(
-            "note: following ConfigMap {configmap} through the API is not wired yet; \
-             reloading from {} when it changes",
-            args.config.display()
-        );
-    }
-    let options = DataPlaneOptions {
-        admin: args.admin,
-        listen_host: args.listen,
-        access_log: !args.no_access_log,
-        trusted_proxies: args.trusted_proxies.clone(),
-        ..DataPlaneOptions::default()
-    };
-    let runtime = tokio::runtime::Runtime::new()?;
-    runtime
-        .block_on(portcullis_proxy::proxy(
+    let options = args.serve.options(args.admin);
+    let Some(configmap) = &args.configmap else {
+        return block_on(portcullis_proxy::proxy(
             options,
             args.config.clone(),
             args.secrets.clone(),
-        ))
-        .map_err(anyhow::Error::msg)?;
-    Ok(ExitCode::SUCCESS)
+        ));
+    };
+    let Some((namespace, name)) = configmap.split_once('/') else {
+        anyhow::bail!("--configmap takes namespace/name, not {configmap:?}");
+    };
+    block_on(portcullis_proxy::cluster::serve(
+        options,
+        portcullis_proxy::cluster::ClusterSource {
+            config_file: args.config.clone(),
+            secrets_root: args.secrets.clone(),
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+        },
+    ))
 }

@@ -1,30 +1,34 @@
-//! Options shared by the commands that serve traffic (`run`, `proxy`, `demo`), and the runtime
-//! they serve on.
+//! Options shared by the commands that serve traffic (`run` and `proxy`), and the runtime they
+//! serve on.
 
-use std::{net::SocketAddr, process::ExitCode};
+use std::{
+    net::{IpAddr, SocketAddr},
+    process::ExitCode,
+};
 
 use portcullis_proxy::DataPlaneOptions;
 
-/// Data-plane options common to `run` and `proxy`.
+/// Data-plane flags common to `run` and `proxy`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct ServeArgs {
-    /// Address of the admin listener (`/healthz`, `/ready`, `/metrics`, `/config`).
-    #[arg(long, default_value = "127.0.0.1:9901")]
-    pub admin: SocketAddr,
-    /// Turn off the JSON access-log line per request on standard output.
-    #[arg(long)]
-    pub no_access_log: bool,
-    /// A peer (IP or CIDR) whose `X-Forwarded-For/-Proto/-Host` headers are believed; repeat the
+    /// The address the listener ports are bound on.
+    #[arg(long, default_value = "0.0.0.0")]
+    pub listen: IpAddr,
+    /// Peers (IP or CIDR) whose `X-Forwarded-For/-Proto/-Host` headers are believed; repeat the
     /// flag for several. From any other peer those headers are replaced.
     #[arg(long = "trusted-proxy", value_name = "CIDR")]
     pub trusted_proxies: Vec<String>,
+    /// Do not write one JSON access-log line per request to standard output.
+    #[arg(long)]
+    pub no_access_log: bool,
 }
 
 impl ServeArgs {
-    /// The data-plane options these flags describe.
-    pub fn options(&self) -> DataPlaneOptions {
+    /// The data-plane options these flags describe, with the admin listener on `admin`.
+    pub fn options(&self, admin: SocketAddr) -> DataPlaneOptions {
         DataPlaneOptions {
-            admin: self.admin,
+            admin,
+            listen_host: self.listen,
             access_log: !self.no_access_log,
             trusted_proxies: self.trusted_proxies.clone(),
             ..DataPlaneOptions::default()

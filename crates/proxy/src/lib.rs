@@ -23,6 +23,7 @@ pub mod upstream;
 
 pub use gateway::{Gateway, GatewaySettings};
 pub mod admin;
+pub mod cluster;
 pub mod compile;
 pub mod dataplane;
 pub mod lifecycle;

@@ -1,0 +1,58 @@
+//! The data plane inside a cluster: follows its Gateway's ConfigMap through the API (a change is
+//! served within milliseconds, not the kubelet's minute-long volume sync) and discovers the
+//! endpoints of `service` backends from EndpointSlices.
+//!
+//! The mounted ConfigMap file is only the start-up copy: the pod serves it at once, before the
+//! API answers, and the API takes over from there.
+
+mod configmap;
+mod endpoints;
+
+use std::{path::PathBuf, sync::Arc};
+
+use portcullis_config::configmap::snapshot_from_bytes;
+
+use crate::{DataPlane, DataPlaneOptions, compile::Secrets, lifecycle};
+
+pub use endpoints::ready_addresses;
+
+/// Where the in-cluster proxy gets its config.
+#[derive(Debug, Clone)]
+pub struct ClusterSource {
+    /// The mounted snapshot (`config.yaml` or `config.yaml.gz` of the ConfigMap): the start-up copy.
+    pub config_file: PathBuf,
+    /// Where the Secrets the snapshot names are mounted.
+    pub secrets_root: PathBuf,
+    /// Namespace of the Gateway's ConfigMap.
+    pub namespace: String,
+    /// Name of the Gateway's ConfigMap (`<gateway>-config`).
+    pub name: String,
+}
+
+/// `portcullis proxy --configmap NS/NAME`: serves the mounted snapshot, then follows the
+/// ConfigMap and the EndpointSlices of its backends through the API until SIGTERM, then drains.
+pub async fn serve(options: DataPlaneOptions, source: ClusterSource) -> Result<(), String> {
+    let plane = Arc::new(DataPlane::start(options).await?);
+    let secrets = Secrets::new(source.secrets_root.clone());
+    match std::fs::read(&source.config_file) {
+        Ok(bytes) => match snapshot_from_bytes(&bytes) {
+            Ok(snapshot) => plane.apply(&snapshot, &secrets).await?,
+            Err(error) => tracing::warn!(
+                file = %source.config_file.display(), %error,
+                "the mounted config is unusable; waiting for the ConfigMap"
+            ),
+        },
+        Err(error) => tracing::warn!(
+            file = %source.config_file.display(), %error,
+            "no mounted config; waiting for the ConfigMap"
+        ),
+    }
+    let client = kube::Client::try_default()
+        .await
+        .map_err(|e| format!("cannot reach the Kubernetes API: {e}"))?;
+    let follower = tokio::spawn(configmap::follow(client, plane.clone(), source, secrets));
+    lifecycle::shutdown_signal().await;
+    follower.abort();
+    plane.drain().await;
+    Ok(())
+}
