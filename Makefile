@@ -5,11 +5,12 @@
 #   make lint    formatting and clippy, warnings are errors
 #   make crds    regenerate crds/ from the API types
 #   make bench   the data plane side by side with nginx
+#   make image   the container image (needs a Docker engine)
 
 CARGO ?= cargo
 BIN := target/debug/portcullis
 
-.PHONY: build release test demo lint crds check-generated bench control-plane
+.PHONY: build release test demo lint crds check-generated bench control-plane image
 
 build:
 	$(CARGO) build
@@ -46,3 +47,7 @@ check-generated: build
 
 bench:
 	hack/bench-proxy.sh
+
+IMAGE ?= ghcr.io/portcullis-dev/portcullis:$(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)
+image:
+	docker build -t $(IMAGE) .
