@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the Kubernetes control plane that Portcullis' integration tests run against:
-# etcd, kube-apiserver, kube-controller-manager and kube-scheduler, compiled from the
-# upstream Go modules (the Go module proxy is the only source; no download sites).
+# etcd, kube-apiserver, kube-controller-manager and kube-scheduler, plus kwok (fake nodes
+# that mark scheduled pods Running and Ready), compiled from the upstream Go modules (the Go
+# module proxy is the only source; no download sites).
 #
 # Usage: hack/build-test-control-plane.sh [--cached-only]
 #   Prints the directory holding the binaries as its last (and only) line on stdout;
@@ -14,18 +15,24 @@
 #                             as is and build nothing.
 #   PORTCULLIS_K8S_VERSION    k8s.io/kubernetes version (default v1.36.3).
 #   PORTCULLIS_ETCD_VERSION   go.etcd.io/etcd/server/v3 version (default v3.6.16).
+#   PORTCULLIS_KWOK_VERSION   sigs.k8s.io/kwok version (default v0.8.0).
 #   PORTCULLIS_K8S_CACHE      cache root (default ${XDG_CACHE_HOME:-~/.cache}/portcullis/k8s).
 #
 # The result is cached per version pair under <cache root>/<k8s>-etcd<etcd>/ and stamped
-# with .complete, so a second run prints the directory and exits at once. A cold build
-# needs Go >= the version named in k8s.io/kubernetes' go.mod (1.26 for v1.36).
+# with .complete (which records every component's version), so a second run prints the
+# directory and exits at once. A cold build needs Go >= the version named in
+# k8s.io/kubernetes' go.mod (1.26 for v1.36).
 set -euo pipefail
 
 K8S_VERSION="${PORTCULLIS_K8S_VERSION:-v1.36.3}"
 ETCD_VERSION="${PORTCULLIS_ETCD_VERSION:-v3.6.16}"
+KWOK_VERSION="${PORTCULLIS_KWOK_VERSION:-v0.8.0}"
 CACHE_ROOT="${PORTCULLIS_K8S_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/portcullis/k8s}"
 OUT="$CACHE_ROOT/${K8S_VERSION}-etcd${ETCD_VERSION}"
 STAMP="$OUT/.complete"
+# A stamp from a build with other components (say, before kwok was added) is not a cache hit.
+STAMP_TEXT="kubernetes $K8S_VERSION, etcd $ETCD_VERSION, kwok $KWOK_VERSION"
+cache_hit() { [[ -f "$STAMP" && "$(<"$STAMP")" == "$STAMP_TEXT" ]]; }
 
 CACHED_ONLY=0
 case "${1:-}" in
@@ -52,7 +59,7 @@ if [[ -n "${KUBEBUILDER_ASSETS:-}" ]]; then
 fi
 
 # 2. Cache hit: nothing to do.
-if [[ -f "$STAMP" ]]; then
+if cache_hit; then
   echo "$OUT"
   exit 0
 fi
@@ -68,7 +75,7 @@ mkdir -p "$CACHE_ROOT"
 # Serialise concurrent runs (two `make test` at once): the second waits, then hits the cache.
 exec 9>"$CACHE_ROOT/.lock"
 flock 9
-if [[ -f "$STAMP" ]]; then
+if cache_hit; then
   echo "$OUT"
   exit 0
 fi
@@ -89,7 +96,8 @@ export GOWORK=off CGO_ENABLED=0
 # Build at low priority so the machine stays usable (other cargo builds, editors).
 GO=(nice -n 10 go)
 
-log "building Kubernetes $K8S_VERSION and etcd $ETCD_VERSION into $OUT (Go $(go env GOVERSION))"
+log "building Kubernetes $K8S_VERSION, etcd $ETCD_VERSION and kwok $KWOK_VERSION into $OUT"
+log "with $(go env GOVERSION)"
 log "a cold build takes several minutes; later runs reuse the cache"
 
 # ---------------------------------------------------------------------------------------------
@@ -163,15 +171,31 @@ go mod edit -require="go.etcd.io/etcd/server/v3@${ETCD_VERSION}" -tool=go.etcd.i
 "${GO[@]}" build -trimpath -ldflags="-s -w" -o "$PARTIAL/etcd" go.etcd.io/etcd/server/v3
 
 # ---------------------------------------------------------------------------------------------
+# kwok: its go.mod has no replace directives, so a plain `go install pkg@version` works. It only
+# acts on the Stage objects it is given: take the "fast" node and pod stages it ships (what
+# kwokctl uses by default) and put them in one file next to the binary.
+# ---------------------------------------------------------------------------------------------
+GOBIN="$PARTIAL" "${GO[@]}" install -trimpath -ldflags="-s -w" "sigs.k8s.io/kwok/cmd/kwok@${KWOK_VERSION}"
+KWOK_DIR="$("${GO[@]}" mod download -json "sigs.k8s.io/kwok@${KWOK_VERSION}" |
+  sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p')"
+[[ -d "$KWOK_DIR" ]] || die "could not download sigs.k8s.io/kwok@${KWOK_VERSION}"
+for stage in node/fast/node-initialize pod/fast/pod-ready pod/fast/pod-complete pod/fast/pod-delete; do
+  echo "---"
+  cat "$KWOK_DIR/kustomize/stage/$stage.yaml"
+done >"$PARTIAL/kwok-stages.yaml"
+
+# ---------------------------------------------------------------------------------------------
 # Check the binaries run and report the expected versions, then publish the directory.
 # ---------------------------------------------------------------------------------------------
 got="$("$PARTIAL/kube-apiserver" --version)"
 [[ "$got" == "Kubernetes $K8S_VERSION" ]] || die "kube-apiserver --version printed '$got'"
 "$PARTIAL/etcd" --version | grep -q "^etcd Version: ${ETCD_VERSION#v}$" ||
   die "etcd --version printed '$("$PARTIAL/etcd" --version | head -n1)'"
-log "$got; $("$PARTIAL/etcd" --version | head -n1)"
+got_kwok="$("$PARTIAL/kwok" --version)"
+[[ "$got_kwok" == "kwok version $KWOK_VERSION "* ]] || die "kwok --version printed '$got_kwok'"
+log "$got; $("$PARTIAL/etcd" --version | head -n1); $got_kwok"
 
-touch "$PARTIAL/.complete"
+echo "$STAMP_TEXT" >"$PARTIAL/.complete"
 rm -rf "$OUT"
 mv "$PARTIAL" "$OUT"
 echo "$OUT"

@@ -1,5 +1,5 @@
 //! The test control plane is a real one: the API server applies the CRDs' schema defaults and
-//! CEL rules, and kube-controller-manager garbage-collects and rolls out.
+//! CEL rules, kube-controller-manager garbage-collects and rolls out, and kwok makes pods Ready.
 
 mod support;
 
@@ -233,9 +233,14 @@ async fn the_children_of_a_deleted_gateway_are_garbage_collected() {
 }
 
 #[tokio::test]
-async fn a_deployment_is_rolled_out_into_a_replica_set_and_pods() {
+async fn a_deployment_rolls_out_to_ready_pods_on_the_fake_nodes() {
     let ctx = TestContext::new("rollout").await;
     assert_controller_manager(&ctx);
+    assert!(
+        ctx.control_plane.has_fake_nodes(),
+        "this test needs kube-scheduler and kwok, which envtest's KUBEBUILDER_ASSETS lacks: \
+         unset KUBEBUILDER_ASSETS and run `make test` to build them"
+    );
 
     let deployment: Deployment = serde_json::from_value(json!({
         "apiVersion": "apps/v1",
@@ -251,28 +256,51 @@ async fn a_deployment_is_rolled_out_into_a_replica_set_and_pods() {
         },
     }))
     .expect("a Deployment manifest deserialises");
-    ctx.api::<Deployment>()
+    let deployments: Api<Deployment> = ctx.api();
+    deployments
         .create(&PostParams::default(), &deployment)
         .await
         .expect("the Deployment is created");
 
-    // No scheduler or kubelet runs, so the pods stay Pending, but they exist.
-    let replica_sets: Api<ReplicaSet> = ctx.api();
-    let pods: Api<Pod> = ctx.api();
-    let selector = ListParams::default().labels("app=web");
+    // Deployment -> ReplicaSet -> pods (kube-controller-manager), pods -> nodes (kube-scheduler),
+    // pods Running and Ready (kwok), then the Deployment counts them available.
     eventually(
-        "the Deployment's ReplicaSet to create 2 pods",
+        "the Deployment to have 2 available replicas",
         CONTROLLER_TIMEOUT,
         || async {
-            let sets = replica_sets.list(&selector).await.ok()?;
-            let owned_by_deployment = sets.items.iter().any(|set| {
-                set.owner_references()
-                    .iter()
-                    .any(|owner| owner.kind == "Deployment" && owner.name == "web")
-            });
-            let pods = pods.list(&selector).await.ok()?;
-            (owned_by_deployment && pods.items.len() == 2).then_some(())
+            let status = deployments.get_status("web").await.ok()?.status?;
+            (status.available_replicas == Some(2)).then_some(())
         },
     )
     .await;
+    let pods = ctx
+        .api::<Pod>()
+        .list(&ListParams::default().labels("app=web"))
+        .await
+        .expect("the pods list");
+    assert_eq!(pods.items.len(), 2);
+    for pod in &pods.items {
+        let spec = pod.spec.as_ref().expect("a pod has a spec");
+        let status = pod.status.as_ref().expect("a ready pod has a status");
+        assert!(
+            spec.node_name
+                .as_deref()
+                .is_some_and(|n| n.starts_with("kwok-node-")),
+            "{pod:?}"
+        );
+        assert_eq!(status.phase.as_deref(), Some("Running"), "{pod:?}");
+    }
+    let replica_sets = ctx
+        .api::<ReplicaSet>()
+        .list(&ListParams::default().labels("app=web"))
+        .await
+        .expect("the ReplicaSets list");
+    assert!(
+        replica_sets.items.iter().any(|set| {
+            set.owner_references()
+                .iter()
+                .any(|owner| owner.kind == "Deployment" && owner.name == "web")
+        }),
+        "the Deployment owns a ReplicaSet: {replica_sets:?}"
+    );
 }

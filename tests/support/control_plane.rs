@@ -1,6 +1,6 @@
-//! A real Kubernetes control plane for Portcullis' integration tests: etcd, kube-apiserver and
-//! kube-controller-manager, built from the upstream Go modules by
-//! `hack/build-test-control-plane.sh`.
+//! A real Kubernetes control plane for Portcullis' integration tests: etcd, kube-apiserver,
+//! kube-controller-manager, kube-scheduler and kwok's fake nodes, built from the upstream Go
+//! modules by `hack/build-test-control-plane.sh`.
 //!
 //! One control plane serves a whole test binary and is started by the first test that asks for
 //! it; every test works in a namespace of its own:
@@ -31,7 +31,10 @@
 //! admission off, no endpoint reconciler), wait for `/readyz` and the `default` namespace, then
 //! every `*.yaml` CRD in the repository's `crds/` (until Established), then
 //! kube-controller-manager with the controllers in [`CONTROLLERS`] (until it has created the
-//! `default` ServiceAccount). Processes log to `target/tmp/control-plane/<pid>/*.log`; on a
+//! `default` ServiceAccount), then kube-scheduler and kwok with the fake nodes in [`FAKE_NODES`]
+//! (until kwok has made them Ready). A pod scheduled there is marked Running and Ready by kwok
+//! at once, without containers, so Deployments really roll out. No kubelet, no node lifecycle:
+//! nodes never fail on their own. Processes log to `target/tmp/control-plane/<pid>/*.log`; on a
 //! startup failure the tails of those logs are in the panic message of every test.
 //!
 //! **Teardown.** Statics are never dropped, so nothing here relies on `Drop`. Each process is
@@ -62,7 +65,7 @@ use std::{
 use anyhow::{Context as _, Result, bail, ensure};
 use k8s_openapi::{
     NamespaceResourceScope,
-    api::core::v1::{Namespace, ServiceAccount},
+    api::core::v1::{Namespace, Node, ServiceAccount},
     apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
     apimachinery::pkg::apis::meta::v1::ObjectMeta,
 };
@@ -81,8 +84,8 @@ use tokio::{
     sync::{OnceCell, oneshot},
 };
 
-/// Directory holding `etcd`, `kube-apiserver` and `kube-controller-manager`; `make test`
-/// exports it.
+/// Directory holding `etcd`, `kube-apiserver`, `kube-controller-manager`, `kube-scheduler`,
+/// `kwok` and `kwok-stages.yaml`; `make test` exports it.
 pub const BIN_DIR_ENV: &str = "PORTCULLIS_K8S_BIN";
 
 /// Overrides [`DEFAULT_START_TIMEOUT`], in seconds.
@@ -95,6 +98,10 @@ pub const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(180);
 /// the `default` ServiceAccount, Deployments → ReplicaSets → Pods, and PodDisruptionBudget status.
 pub const CONTROLLERS: &str = "garbage-collector-controller,namespace-controller,\
 serviceaccount-controller,deployment-controller,replicaset-controller,disruption-controller";
+
+/// The fake nodes kwok runs pods on, with their zones (`topology.kubernetes.io/zone`): two, so
+/// that spreading replicas over nodes and zones can be seen.
+pub const FAKE_NODES: [(&str, &str); 2] = [("kwok-node-a", "zone-a"), ("kwok-node-b", "zone-b")];
 
 /// The field manager the harness applies CRDs with.
 const FIELD_MANAGER: &str = "portcullis-tests";
@@ -109,6 +116,7 @@ pub struct ControlPlane {
     dir: PathBuf,
     kubeconfig: PathBuf,
     controller_manager: bool,
+    fake_nodes: bool,
     crds: Vec<String>,
     startup: Duration,
 }
@@ -169,6 +177,12 @@ impl ControlPlane {
     /// and then garbage collection, namespace deletion and Deployment rollouts do not happen).
     pub fn has_controller_manager(&self) -> bool {
         self.controller_manager
+    }
+
+    /// Whether kube-scheduler and kwok run the [`FAKE_NODES`], so that pods get scheduled and
+    /// become Running and Ready (not with envtest's `KUBEBUILDER_ASSETS`).
+    pub fn has_fake_nodes(&self) -> bool {
+        self.fake_nodes
     }
 
     /// The names of the CRDs installed from `crds/`.
@@ -365,9 +379,12 @@ async fn start(processes: &mut Processes) -> Result<ControlPlane> {
             ),
             "--service-cluster-ip-range=10.0.0.0/24".to_owned(),
             "--allow-privileged=true".to_owned(),
-            // Without kube-controller-manager there is no `default` ServiceAccount to admit pods
-            // with; keep both set-ups alike (as envtest does).
-            "--disable-admission-plugins=ServiceAccount".to_owned(),
+            // ServiceAccount: without kube-controller-manager there is no `default`
+            // ServiceAccount to admit pods with; keep both set-ups alike (as envtest does).
+            // TaintNodesByCondition: it taints new nodes not-ready until the node lifecycle
+            // controller, which does not run here, sees them Ready; the fake nodes would
+            // never get pods.
+            "--disable-admission-plugins=ServiceAccount,TaintNodesByCondition".to_owned(),
             // Loopback addresses cannot go into the `kubernetes` Endpoints; stop it trying.
             "--endpoint-reconciler-type=none".to_owned(),
             // Tests are the only clients: no fairness queues to spend the two CPUs on.
@@ -435,13 +452,111 @@ async fn start(processes: &mut Processes) -> Result<ControlPlane> {
         ));
     }
 
+    let scheduler = bin.join("kube-scheduler");
+    let kwok = bin.join("kwok");
+    let kwok_stages = bin.join("kwok-stages.yaml");
+    let fake_nodes = scheduler.is_file() && kwok.is_file() && kwok_stages.is_file();
+    if fake_nodes {
+        processes.spawn(
+            "kube-scheduler",
+            &scheduler,
+            &[
+                format!("--kubeconfig={}", kubeconfig.display()),
+                "--leader-elect=false".to_owned(),
+                "--secure-port=0".to_owned(),
+            ],
+            &dir,
+        )?;
+        processes.spawn(
+            "kwok",
+            &kwok,
+            &[
+                format!("--kubeconfig={}", kubeconfig.display()),
+                format!("--config={}", kwok_stages.display()),
+                "--manage-all-nodes=true".to_owned(),
+                // Pod IPs, apart from the Service range above.
+                "--cidr=10.244.0.0/16".to_owned(),
+                "--node-ip=10.96.0.2".to_owned(),
+            ],
+            &dir,
+        )?;
+        create_fake_nodes(&client).await?;
+        poll(
+            processes,
+            deadline,
+            "kwok to make the fake nodes Ready",
+            || fake_nodes_ready(&client),
+        )
+        .await?;
+    } else {
+        note(&format!(
+            "no kube-scheduler, kwok or kwok-stages.yaml in {}: pods are not scheduled and              never become Ready in these tests",
+            bin.display()
+        ));
+    }
+
     Ok(ControlPlane {
         dir,
         kubeconfig,
         controller_manager,
+        fake_nodes,
         crds,
         startup: Duration::ZERO,
     })
+}
+
+/// Creates the [`FAKE_NODES`] (kwok manages every node), with room for plenty of pods.
+async fn create_fake_nodes(client: &Client) -> Result<()> {
+    let nodes = Api::<Node>::all(client.clone());
+    for (name, zone) in FAKE_NODES {
+        let node: Node = serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {
+                "name": name,
+                "labels": {
+                    "kubernetes.io/hostname": name,
+                    "kubernetes.io/os": "linux",
+                    "kubernetes.io/arch": "amd64",
+                    "topology.kubernetes.io/zone": zone,
+                    "type": "kwok",
+                },
+                "annotations": { "kwok.x-k8s.io/node": "fake" },
+            },
+            // The API server keeps the status of a Node on create; kwok keeps these figures.
+            "status": {
+                "capacity": { "cpu": "16", "memory": "64Gi", "pods": "110" },
+                "allocatable": { "cpu": "16", "memory": "64Gi", "pods": "110" },
+            },
+        }))?;
+        nodes
+            .create(&PostParams::default(), &node)
+            .await
+            .with_context(|| format!("cannot create fake node {name}"))?;
+    }
+    Ok(())
+}
+
+/// Whether every fake node has the condition `Ready=True`.
+async fn fake_nodes_ready(client: &Client) -> bool {
+    let nodes = Api::<Node>::all(client.clone());
+    for (name, _) in FAKE_NODES {
+        let Ok(Some(node)) = nodes.get_opt(name).await else {
+            return false;
+        };
+        let ready = node
+            .status
+            .and_then(|status| status.conditions)
+            .is_some_and(|conditions| {
+                conditions
+                    .iter()
+                    .any(|c| c.type_ == "Ready" && c.status == "True")
+            });
+        if !ready {
+            return false;
+        }
+    }
+    true
 }
 
 /// Finds the directory with the binaries; never builds them (see the module docs).
@@ -468,7 +583,7 @@ fn binary_dir() -> Result<PathBuf> {
         _ => bail!(
             "the Kubernetes test binaries (etcd, kube-apiserver, kube-controller-manager) are \
              not built yet. Run `make test` once: it builds them from the Go module proxy \
-             (about 10 minutes, cached in ~/.cache/portcullis/k8s), and later plain \
+             (10 to 15 minutes on 2 cores, cached in ~/.cache/portcullis/k8s), and later plain \
              `cargo test` runs find them. Or point {BIN_DIR_ENV} or KUBEBUILDER_ASSETS at a \
              directory that has them.\n{}",
             String::from_utf8_lossy(&output.stderr).trim()
