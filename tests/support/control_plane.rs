@@ -490,7 +490,8 @@ async fn start(processes: &mut Processes) -> Result<ControlPlane> {
         .await?;
     } else {
         note(&format!(
-            "no kube-scheduler, kwok or kwok-stages.yaml in {}: pods are not scheduled and              never become Ready in these tests",
+            "no kube-scheduler, kwok or kwok-stages.yaml in {}: pods are not scheduled and \
+             never become Ready in these tests",
             bin.display()
         ));
     }
