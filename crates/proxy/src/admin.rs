@@ -152,6 +152,7 @@ pub fn config_summary(gateway: &Gateway) -> Value {
         "draining": gateway.is_draining(),
         "loadedAt": status.loaded_at.map(rfc3339),
         "lastSwapMillis": status.last_swap_micros as f64 / 1000.0,
+        "lastReloadMillis": status.last_reload_micros as f64 / 1000.0,
         "lastReloadError": status.last_error,
         "routeEntries": table.entry_count(),
         "listeners": listeners,

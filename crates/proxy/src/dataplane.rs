@@ -187,9 +187,14 @@ pub async fn run(
     let reloader = plane.clone();
     tokio::spawn(async move {
         while rx.recv().await.is_some() {
+            let started = Instant::now();
             match load(&loader).await {
                 Ok((snapshot, root)) => {
-                    let _ = reloader.apply(&snapshot, &Secrets::new(root)).await;
+                    if reloader.apply(&snapshot, &Secrets::new(root)).await.is_ok() {
+                        reloader
+                            .gateway()
+                            .record_reload_time(started.elapsed().as_micros());
+                    }
                 }
                 Err(error) => reloader.gateway().reload_failed(error),
             }

@@ -48,6 +48,9 @@ pub struct ReloadStatus {
     pub loaded_at: Option<SystemTime>,
     /// How long compiling and swapping the last table took, in microseconds.
     pub last_swap_micros: u128,
+    /// How long the last reload took end to end (reading and parsing the files too), in
+    /// microseconds; set by reloaders that read files.
+    pub last_reload_micros: u128,
 }
 
 /// The state every connection, the admin listener and the reloader share.
@@ -120,6 +123,13 @@ impl Gateway {
             .inc();
         if let Ok(mut status) = self.status.lock() {
             status.last_error = Some(error);
+        }
+    }
+
+    /// Records how long a whole reload took (files read, parsed, compiled and swapped).
+    pub fn record_reload_time(&self, micros: u128) {
+        if let Ok(mut status) = self.status.lock() {
+            status.last_reload_micros = micros;
         }
     }
 
