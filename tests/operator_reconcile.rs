@@ -1,0 +1,594 @@
+//! The operator against a real API server: what `kubectl apply -f deploy/examples` turns into,
+//! and how the operator keeps it that way.
+
+#[path = "operator_support/mod.rs"]
+mod operator_support;
+mod support;
+
+use std::time::Duration;
+
+use k8s_openapi::api::{
+    apps::v1::Deployment,
+    autoscaling::v2::HorizontalPodAutoscaler,
+    core::v1::{ConfigMap, Event, Service, ServiceAccount},
+    policy::v1::PodDisruptionBudget,
+    rbac::v1::{Role, RoleBinding},
+};
+use kube::{
+    Api, ResourceExt,
+    api::{DeleteParams, ListParams, Patch, PatchParams},
+};
+use operator_support::*;
+use portcullis_api::{Gateway, Route, ServiceBackend};
+use serde_json::json;
+use support::control_plane::{TestContext, eventually};
+
+fn json_of<T: serde::Serialize>(value: &T) -> serde_json::Value {
+    serde_json::to_value(value).expect("serializes")
+}
+
+/// Waits until the ConfigMap's revision differs from `before` and returns the new one.
+async fn await_new_revision(ctx: &TestContext, before: &str) -> (String, ConfigMap) {
+    let config_maps: Api<ConfigMap> = ctx.api();
+    eventually("a new config revision", TIMEOUT, || async {
+        let config_map = config_maps.get_opt("edge-config").await.ok()??;
+        let revision = config_map
+            .annotations()
+            .get("portcullis.dev/revision")?
+            .clone();
+        (revision != before).then_some((revision, config_map))
+    })
+    .await
+}
+
+fn revision_of(gateway: &Gateway) -> String {
+    gateway
+        .status
+        .as_ref()
+        .and_then(|s| s.config.as_ref())
+        .map(|c| c.revision.clone())
+        .expect("a programmed Gateway reports its config revision")
+}
+
+#[tokio::test]
+async fn the_examples_become_every_child_with_the_redundancy_defaults() {
+    let base = TestContext::new("examples").await;
+    ensure_namespace(&base.client, "shop").await;
+    let ctx = TestContext {
+        namespace: "shop".to_owned(),
+        ..base
+    };
+    let operator = Operator::start_default(&ctx).await;
+    apply_all(&ctx.client, &examples("shop")).await;
+
+    await_gateway(&ctx, "edge", "every example Route attached", |g| {
+        has_condition(g, "Programmed", "True", None)
+            && g.status.as_ref().is_some_and(|s| s.attached_routes == 4)
+    })
+    .await;
+    // kube-scheduler places the pods on the fake nodes and kwok makes them Ready.
+    let gateway = await_gateway(&ctx, "edge", "3/3 replicas ready", |g| {
+        has_condition(g, "Ready", "True", Some("ReplicasReady"))
+            && g.status
+                .as_ref()
+                .is_some_and(|s| s.ready.as_deref() == Some("3/3"))
+    })
+    .await;
+    let status = gateway.status.clone().expect("a status");
+    assert!(has_condition(
+        &gateway,
+        "Accepted",
+        "True",
+        Some("Accepted")
+    ));
+    assert!(
+        has_condition(&gateway, "Degraded", "False", None),
+        "{status:#?}"
+    );
+    assert_eq!(status.observed_generation, gateway.metadata.generation);
+    assert_eq!(status.listeners[0].name, "http");
+    assert_eq!(status.listeners[0].attached_routes, 4);
+    let service: Service = ctx.api().get("edge").await.expect("the Service");
+    let cluster_ip = service.spec.as_ref().and_then(|s| s.cluster_ip.clone());
+    assert_eq!(
+        status.addresses.first().map(|a| Some(a.value.clone())),
+        Some(cluster_ip)
+    );
+
+    let config_map: ConfigMap = ctx.api().get("edge-config").await.expect("the ConfigMap");
+    let config = &config_map.data.as_ref().expect("data")["config.yaml"];
+    for route in ["users", "orders", "catalog", "profile"] {
+        assert!(
+            config.contains(&format!("name: {route}")),
+            "{route} in {config}"
+        );
+    }
+    assert_eq!(
+        config_map.annotations()["portcullis.dev/revision"],
+        revision_of(&gateway)
+    );
+
+    let deployment = json_of(&deployment(&ctx, "edge").await);
+    let spec = &deployment["spec"];
+    assert_eq!(spec["replicas"], 3, "the Gateway asks for 3");
+    assert_eq!(spec["strategy"]["rollingUpdate"]["maxUnavailable"], 0);
+    assert_eq!(spec["strategy"]["rollingUpdate"]["maxSurge"], 1);
+    let pod = &spec["template"]["spec"];
+    assert_eq!(
+        pod["topologySpreadConstraints"].as_array().map(Vec::len),
+        Some(2)
+    );
+    assert_eq!(
+        pod["topologySpreadConstraints"][0]["whenUnsatisfiable"],
+        "ScheduleAnyway"
+    );
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    assert_eq!(
+        pod["securityContext"]["seccompProfile"]["type"],
+        "RuntimeDefault"
+    );
+    assert!(pod["terminationGracePeriodSeconds"].as_i64() > Some(35));
+    assert_eq!(pod["serviceAccountName"], "edge");
+    let container = &pod["containers"][0];
+    assert_eq!(container["securityContext"]["readOnlyRootFilesystem"], true);
+    assert_eq!(
+        container["securityContext"]["allowPrivilegeEscalation"],
+        false
+    );
+    assert_eq!(
+        container["securityContext"]["capabilities"]["drop"],
+        json!(["ALL"])
+    );
+    assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/ready");
+    assert_eq!(container["livenessProbe"]["httpGet"]["path"], "/healthz");
+    assert!(container["startupProbe"].is_object());
+    assert_eq!(container["resources"]["requests"]["cpu"], "100m");
+    let mounts = container["volumeMounts"].as_array().expect("mounts");
+    assert!(
+        mounts
+            .iter()
+            .any(|m| m["mountPath"] == "/etc/portcullis/secrets/shop/api-keys"),
+        "the API keys of /users are mounted: {mounts:#?}"
+    );
+
+    let nodes: std::collections::BTreeSet<String> = await_pods(&ctx, "edge", 3)
+        .await
+        .into_iter()
+        .filter_map(|p| p.spec?.node_name)
+        .collect();
+    assert_eq!(
+        nodes.len(),
+        2,
+        "3 replicas spread over both nodes: {nodes:?}"
+    );
+
+    assert_eq!(
+        json_of(&service)["spec"]["type"],
+        "LoadBalancer",
+        "the example asks for a LoadBalancer"
+    );
+    let pdb: PodDisruptionBudget = ctx.api().get("edge").await.expect("the PDB");
+    assert_eq!(json_of(&pdb)["spec"]["maxUnavailable"], 1);
+    ctx.api::<ServiceAccount>()
+        .get("edge")
+        .await
+        .expect("the ServiceAccount");
+    let role: Role = ctx.api().get("edge-proxy").await.expect("the Role");
+    assert_eq!(
+        json_of(&role)["rules"][0]["resourceNames"],
+        json!(["edge-config"])
+    );
+    ctx.api::<RoleBinding>()
+        .get("edge-proxy")
+        .await
+        .expect("the RoleBinding");
+    assert!(
+        ctx.api::<HorizontalPodAutoscaler>()
+            .get_opt("edge")
+            .await
+            .expect("a read")
+            .is_none(),
+        "no autoscaling, no HPA"
+    );
+    for child in [json_of(&config_map), json_of(&pdb), json_of(&role)] {
+        assert_eq!(
+            child["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+            "portcullis"
+        );
+        assert_eq!(
+            child["metadata"]["labels"]["portcullis.dev/gateway"],
+            "edge"
+        );
+        assert_eq!(
+            child["metadata"]["ownerReferences"][0]["uid"],
+            json!(gateway.uid())
+        );
+    }
+
+    let route: Route = ctx.api().get("users").await.expect("the Route");
+    let parent = &route.status.expect("a Route status").parents[0];
+    assert_eq!(
+        condition(&parent.conditions, "Accepted").map(|c| c.status.as_str()),
+        Some("True")
+    );
+    assert_eq!(
+        condition(&parent.conditions, "ResolvedRefs").map(|c| c.status.as_str()),
+        Some("True")
+    );
+
+    // The Services behind the backends do not exist here.
+    let backends: Api<ServiceBackend> = ctx.api();
+    let users = eventually("the users ServiceBackend's status", TIMEOUT, || async {
+        let backend = backends.get("users").await.ok()?;
+        backend.status.as_ref()?.endpoints.as_ref()?;
+        Some(backend)
+    })
+    .await;
+    let status = users.status.expect("a status");
+    assert_eq!(status.endpoints.map(|e| (e.ready, e.total)), Some((0, 0)));
+    assert_eq!(
+        condition(&status.conditions, "ResolvedRefs").map(|c| c.reason.as_str()),
+        Some("ServiceNotFound")
+    );
+    operator.stop().await;
+}
+
+#[tokio::test]
+async fn editing_a_route_changes_the_config_but_never_restarts_pods() {
+    let ctx = TestContext::new("route-edit").await;
+    let operator = Operator::start_default(&ctx).await;
+    let mut documents = examples(&ctx.namespace);
+    apply_all(&ctx.client, &documents).await;
+    let gateway = await_gateway(&ctx, "edge", "all Routes attached", |g| {
+        has_condition(g, "Programmed", "True", None)
+            && g.status.as_ref().is_some_and(|s| s.attached_routes == 4)
+    })
+    .await;
+    let before = deployment(&ctx, "edge").await;
+
+    let orders = find(&mut documents, "Route", "orders");
+    orders["spec"]["rules"][0]["matches"][0]["path"]["value"] = json!("/v2/orders");
+    apply(&ctx.client, orders).await;
+    let (revision, config_map) = await_new_revision(&ctx, &revision_of(&gateway)).await;
+    assert!(config_map.data.expect("data")["config.yaml"].contains("/v2/orders"));
+    await_gateway(&ctx, "edge", "the status to report the new revision", |g| {
+        g.status
+            .as_ref()
+            .and_then(|s| s.config.as_ref())
+            .is_some_and(|c| c.revision == revision)
+    })
+    .await;
+
+    let after = deployment(&ctx, "edge").await;
+    assert_eq!(
+        json_of(&before.spec.as_ref().map(|s| &s.template)),
+        json_of(&after.spec.as_ref().map(|s| &s.template)),
+        "a Route edit must not touch the pod template"
+    );
+    assert_eq!(before.metadata.generation, after.metadata.generation);
+    operator.stop().await;
+}
+
+#[tokio::test]
+async fn a_broken_reference_is_reported_while_the_other_routes_stay_served() {
+    let ctx = TestContext::new("broken-ref").await;
+    let operator = Operator::start_default(&ctx).await;
+    let mut documents = examples(&ctx.namespace);
+    apply_all(&ctx.client, &documents).await;
+    let gateway = await_programmed(&ctx, "edge").await;
+
+    let catalog = find(&mut documents, "Route", "catalog");
+    catalog["spec"]["rules"][0]["backendRefs"][0]["name"] = json!("no-such-backend");
+    apply(&ctx.client, catalog).await;
+
+    let routes: Api<Route> = ctx.api();
+    let parent = eventually("catalog's ResolvedRefs=False", TIMEOUT, || async {
+        let route = routes.get("catalog").await.ok()?;
+        let parent = route.status?.parents.into_iter().next()?;
+        let resolved = condition(&parent.conditions, "ResolvedRefs")?;
+        (resolved.status == "False").then_some(parent)
+    })
+    .await;
+    let resolved = condition(&parent.conditions, "ResolvedRefs").expect("the condition");
+    assert_eq!(resolved.reason, "BackendNotFound");
+    assert!(
+        resolved.message.contains("no-such-backend"),
+        "{}",
+        resolved.message
+    );
+
+    let events: Api<Event> = ctx.api();
+    eventually("a BackendNotFound Event on the Route", TIMEOUT, || async {
+        let list = events
+            .list(&ListParams::default().fields("involvedObject.name=catalog"))
+            .await
+            .ok()?;
+        list.items
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("BackendNotFound"))
+            .then_some(())
+    })
+    .await;
+
+    let (_, config_map) = await_new_revision(&ctx, &revision_of(&gateway)).await;
+    let config = &config_map.data.expect("data")["config.yaml"];
+    for served in ["users", "orders", "profile"] {
+        assert!(
+            config.contains(&format!("name: {served}")),
+            "{served} still served"
+        );
+    }
+    operator.stop().await;
+}
+
+#[tokio::test]
+async fn scaling_the_deployment_by_hand_is_put_back() {
+    let ctx = TestContext::new("drift").await;
+    let operator = Operator::start_default(&ctx).await;
+    apply_all(&ctx.client, &examples(&ctx.namespace)).await;
+    await_programmed(&ctx, "edge").await;
+    deployment(&ctx, "edge").await;
+
+    let deployments: Api<Deployment> = ctx.api();
+    deployments
+        .patch_scale(
+            "edge",
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "spec": { "replicas": 7 } })),
+        )
+        .await
+        .expect("scaled by hand");
+    eventually("the operator to put 3 replicas back", TIMEOUT, || async {
+        let d = deployments.get("edge").await.ok()?;
+        (d.spec?.replicas == Some(3)).then_some(())
+    })
+    .await;
+    operator.stop().await;
+}
+
+#[tokio::test]
+async fn with_autoscaling_the_replica_count_belongs_to_the_hpa() {
+    let ctx = TestContext::new("autoscaling").await;
+    let operator = Operator::start_default(&ctx).await;
+    let mut documents = examples(&ctx.namespace);
+    apply_all(&ctx.client, &documents).await;
+    await_programmed(&ctx, "edge").await;
+    let deployments: Api<Deployment> = ctx.api();
+    eventually("3 replicas", TIMEOUT, || async {
+        (deployments.get("edge").await.ok()?.spec?.replicas == Some(3)).then_some(())
+    })
+    .await;
+
+    // Autoscaling on: the HPA appears and the operator stops setting replicas, without the
+    // count dropping on the way.
+    let gateway = find(&mut documents, "Gateway", "edge");
+    gateway["spec"]["autoscaling"] = json!({ "minReplicas": 2, "maxReplicas": 6 });
+    apply(&ctx.client, gateway).await;
+    let hpas: Api<HorizontalPodAutoscaler> = ctx.api();
+    eventually("the HPA", TIMEOUT, || async {
+        hpas.get_opt("edge").await.ok()?
+    })
+    .await;
+    eventually("the operator to hand replicas over", TIMEOUT, || async {
+        let d = deployments.get("edge").await.ok()?;
+        let ours = d.managed_fields().iter().any(|f| {
+            f.manager.as_deref() == Some("portcullis")
+                && f.fields_v1
+                    .as_ref()
+                    .is_some_and(|v| v.0["f:spec"]["f:replicas"].is_object())
+        });
+        (!ours).then_some(d)
+    })
+    .await;
+    assert_eq!(
+        deployments
+            .get("edge")
+            .await
+            .expect("read")
+            .spec
+            .and_then(|s| s.replicas),
+        Some(3)
+    );
+
+    // What the HPA does (no HPA controller runs here): scale through the scale subresource.
+    deployments
+        .patch_scale(
+            "edge",
+            &PatchParams {
+                field_manager: Some("kube-controller-manager".to_owned()),
+                ..PatchParams::default()
+            },
+            &Patch::Merge(json!({ "spec": { "replicas": 5 } })),
+        )
+        .await
+        .expect("scaled like the HPA does");
+    await_reconciles(&operator.metrics, 3).await;
+    let replicas = deployments
+        .get("edge")
+        .await
+        .expect("read")
+        .spec
+        .and_then(|s| s.replicas);
+    assert_eq!(
+        replicas,
+        Some(5),
+        "the operator must leave the HPA's count alone"
+    );
+
+    // Autoscaling off again: the HPA goes, the operator owns the count again.
+    let gateway = find(&mut documents, "Gateway", "edge");
+    gateway["spec"]
+        .as_object_mut()
+        .expect("a spec")
+        .remove("autoscaling");
+    apply(&ctx.client, gateway).await;
+    eventually("the HPA to be deleted", TIMEOUT, || async {
+        hpas.get_opt("edge").await.ok()?.is_none().then_some(())
+    })
+    .await;
+    eventually("3 replicas again", TIMEOUT, || async {
+        (deployments.get("edge").await.ok()?.spec?.replicas == Some(3)).then_some(())
+    })
+    .await;
+    operator.stop().await;
+}
+
+#[tokio::test]
+async fn deleting_the_gateway_garbage_collects_its_children() {
+    let ctx = TestContext::new("gc").await;
+    let operator = Operator::start_default(&ctx).await;
+    apply_all(&ctx.client, &examples(&ctx.namespace)).await;
+    await_programmed(&ctx, "edge").await;
+    deployment(&ctx, "edge").await;
+
+    ctx.api::<Gateway>()
+        .delete("edge", &DeleteParams::default())
+        .await
+        .expect("the Gateway is deleted");
+    eventually("the children to be collected", TIMEOUT, || async {
+        let gone = ctx
+            .api::<Deployment>()
+            .get_opt("edge")
+            .await
+            .ok()?
+            .is_none()
+            && ctx
+                .api::<ConfigMap>()
+                .get_opt("edge-config")
+                .await
+                .ok()?
+                .is_none()
+            && ctx.api::<Service>().get_opt("edge").await.ok()?.is_none()
+            && ctx
+                .api::<PodDisruptionBudget>()
+                .get_opt("edge")
+                .await
+                .ok()?
+                .is_none()
+            && ctx
+                .api::<Role>()
+                .get_opt("edge-proxy")
+                .await
+                .ok()?
+                .is_none();
+        gone.then_some(())
+    })
+    .await;
+    operator.stop().await;
+}
+
+#[tokio::test]
+async fn readiness_and_degradation_follow_the_ready_replicas() {
+    let ctx = TestContext::new("readiness").await;
+    let operator = Operator::start_default(&ctx).await;
+    let mut documents = examples(&ctx.namespace);
+    find(&mut documents, "Gateway", "edge")["spec"]["replicas"] = json!(2);
+    apply_all(&ctx.client, &documents).await;
+    // kwok runs the pods on the fake nodes and marks them Ready.
+    let ready = await_gateway(&ctx, "edge", "2/2 ready", |g| {
+        has_condition(g, "Degraded", "False", Some("AllReplicasReady"))
+            && g.status
+                .as_ref()
+                .is_some_and(|s| s.ready.as_deref() == Some("2/2"))
+    })
+    .await;
+    assert!(has_condition(
+        &ready,
+        "Ready",
+        "True",
+        Some("ReplicasReady")
+    ));
+    let ready_since = condition(&ready.status.as_ref().expect("status").conditions, "Ready")
+        .map(|c| c.last_transition_time.clone());
+    let pods = await_pods(&ctx, "edge", 2).await;
+
+    // One replica stops being ready, as its kubelet would report.
+    set_pod_ready(&ctx, &pods[0], false).await;
+    let degraded = await_gateway(&ctx, "edge", "Degraded with 1 of 2 ready", |g| {
+        has_condition(g, "Degraded", "True", Some("ReplicasUnavailable"))
+    })
+    .await;
+    assert!(has_condition(&degraded, "Ready", "True", None));
+    let status = degraded.status.as_ref().expect("a status");
+    assert_eq!(
+        (status.ready_replicas, status.ready.as_deref()),
+        (1, Some("1/2"))
+    );
+    assert_eq!(
+        condition(&status.conditions, "Ready").map(|c| c.last_transition_time.clone()),
+        ready_since,
+        "Ready stayed True from 2/2 to 1/2: its transition time must not move"
+    );
+
+    set_pod_ready(&ctx, &pods[0], true).await;
+    await_gateway(&ctx, "edge", "recovered with 2 of 2", |g| {
+        has_condition(g, "Degraded", "False", Some("AllReplicasReady"))
+            && has_condition(g, "Ready", "True", Some("ReplicasReady"))
+    })
+    .await;
+
+    for pod in &pods {
+        set_pod_ready(&ctx, pod, false).await;
+    }
+    let down = await_gateway(&ctx, "edge", "Ready=False with 0 of 2", |g| {
+        has_condition(g, "Ready", "False", Some("NoReadyReplicas"))
+    })
+    .await;
+    assert_eq!(down.status.and_then(|s| s.ready), Some("0/2".to_owned()));
+
+    let events: Api<Event> = ctx.api();
+    eventually(
+        "Degraded, Recovered and NoReadyReplicas Events",
+        TIMEOUT,
+        || async {
+            let reasons: Vec<String> = events
+                .list(
+                    &ListParams::default()
+                        .fields("involvedObject.name=edge,involvedObject.kind=Gateway"),
+                )
+                .await
+                .ok()?
+                .items
+                .into_iter()
+                .filter_map(|e| e.reason)
+                .collect();
+            ["Degraded", "Recovered", "NoReadyReplicas"]
+                .iter()
+                .all(|expected| reasons.iter().any(|r| r == expected))
+                .then_some(())
+        },
+    )
+    .await;
+    operator.stop().await;
+}
+
+#[tokio::test]
+async fn a_converged_resync_makes_no_api_write() {
+    let ctx = TestContext::new("zero-writes").await;
+    let operator = Operator::start_default(&ctx).await;
+    apply_all(&ctx.client, &examples(&ctx.namespace)).await;
+    await_gateway(&ctx, "edge", "all Routes attached", |g| {
+        has_condition(g, "Programmed", "True", None)
+            && g.status.as_ref().is_some_and(|s| s.attached_routes == 4)
+    })
+    .await;
+
+    // Settled: a window of resyncs without a write (the first windows may still see the last
+    // status updates land).
+    let metrics = &operator.metrics;
+    eventually("a quiet window of resyncs", TIMEOUT, || async {
+        let before = metrics.api_writes();
+        await_reconciles(metrics, 3).await;
+        (metrics.api_writes() == before).then_some(())
+    })
+    .await;
+    let before = metrics.api_writes();
+    await_reconciles(metrics, 5).await;
+    assert_eq!(
+        metrics.api_writes(),
+        before,
+        "a converged resync must not write to the API"
+    );
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    operator.stop().await;
+}
