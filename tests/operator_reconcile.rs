@@ -322,6 +322,38 @@ async fn a_broken_reference_is_reported_while_the_other_routes_stay_served() {
 }
 
 #[tokio::test]
+async fn a_missing_secret_is_reported_on_its_route_until_it_appears() {
+    let ctx = TestContext::new("missing-secret").await;
+    let operator = Operator::start_default(&ctx).await;
+    let documents = examples(&ctx.namespace);
+    let (secrets, others): (Vec<_>, Vec<_>) =
+        documents.into_iter().partition(|d| d["kind"] == "Secret");
+    apply_all(&ctx.client, &others).await;
+
+    let routes: Api<Route> = ctx.api();
+    let resolved_refs = |want: &'static str| {
+        let routes = routes.clone();
+        move || {
+            let routes = routes.clone();
+            async move {
+                let route = routes.get("users").await.ok()?;
+                let parent = route.status?.parents.into_iter().next()?;
+                let condition = condition(&parent.conditions, "ResolvedRefs")?.clone();
+                (condition.status == want).then_some(condition)
+            }
+        }
+    };
+    let missing = eventually("users' ResolvedRefs=False", TIMEOUT, resolved_refs("False")).await;
+    assert_eq!(missing.reason, "SecretNotFound");
+    assert!(missing.message.contains("api-keys"), "{}", missing.message);
+
+    // Creating the Secret requeues the Gateway through the Secret watch.
+    apply_all(&ctx.client, &secrets).await;
+    eventually("users' ResolvedRefs=True", TIMEOUT, resolved_refs("True")).await;
+    operator.stop().await;
+}
+
+#[tokio::test]
 async fn scaling_the_deployment_by_hand_is_put_back() {
     let ctx = TestContext::new("drift").await;
     let operator = Operator::start_default(&ctx).await;

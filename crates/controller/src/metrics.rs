@@ -136,6 +136,11 @@ impl Metrics {
         self.writes_total.load(Ordering::Relaxed)
     }
 
+    /// Whether this instance leads (runs the controllers) now.
+    pub fn is_leader(&self) -> bool {
+        self.leader.get() == 1
+    }
+
     /// Marks whether this instance leads.
     pub fn set_leader(&self, leader: bool) {
         self.leader.set(i64::from(leader));

@@ -24,6 +24,9 @@ pub struct Used {
     pub backends: BTreeSet<ObjectKey>,
     /// Secrets the snapshot reads.
     pub secrets: BTreeSet<ObjectKey>,
+    /// Of those, the ones that did not exist (so an Event is published once, when one goes
+    /// missing, not at every reconcile).
+    pub missing_secrets: BTreeSet<ObjectKey>,
 }
 
 /// The relations of every Gateway, updated by reconciles, read by the watch mappers.
@@ -33,11 +36,13 @@ pub struct Relations {
 }
 
 impl Relations {
-    /// Records what `gateway` uses now.
-    pub fn record(&self, gateway: ObjectKey, used: Used) {
-        if let Ok(mut map) = self.used.write() {
-            map.insert(gateway, used);
-        }
+    /// Records what `gateway` uses now; returns what it used before.
+    pub fn record(&self, gateway: ObjectKey, used: Used) -> Used {
+        self.used
+            .write()
+            .ok()
+            .and_then(|mut map| map.insert(gateway, used))
+            .unwrap_or_default()
     }
 
     /// Forgets a deleted Gateway.

@@ -117,7 +117,14 @@ pub async fn reconcile(gateway: Arc<Gateway>, ctx: Arc<Context>) -> Result<Actio
             return Err(error.into());
         }
     };
-    ctx.relations.record(
+    let secrets = fetch::secrets(
+        &ctx.client,
+        &ctx.stores.secrets,
+        &namespace,
+        &compilation.secret_refs,
+    )
+    .await?;
+    let before = ctx.relations.record(
         key.clone(),
         Used {
             routes: inputs
@@ -127,22 +134,19 @@ pub async fn reconcile(gateway: Arc<Gateway>, ctx: Arc<Context>) -> Result<Actio
                 .collect(),
             backends: mentioned_backends(&inputs.routes, &inputs.backends),
             secrets: compilation.secret_refs.all().cloned().collect(),
+            missing_secrets: secrets.missing.clone(),
         },
     );
-    let secrets = fetch::secrets(
-        &ctx.client,
-        &ctx.stores.secrets,
-        &namespace,
-        &compilation.secret_refs,
-    )
-    .await?;
-    for missing in &secrets.missing {
+    for missing in secrets.missing.difference(&before.missing_secrets) {
         publish(
             &ctx.recorder,
             &gateway.object_ref(&()),
             EventType::Warning,
             reason::SECRET_NOT_FOUND,
-            format!("Secret {missing} is referenced but does not exist"),
+            format!(
+                "Secret {missing} is referenced but does not exist: the replicas refuse this \
+                 config and keep serving the previous one until it does"
+            ),
         )
         .await;
     }
@@ -204,7 +208,11 @@ pub async fn reconcile(gateway: Arc<Gateway>, ctx: Arc<Context>) -> Result<Actio
         &ctx.recorder,
         ctx.stores.routes.state(),
         &gateway,
-        &compilation.compiled.diagnostics.parents,
+        &route_status::with_missing_secrets(
+            &compilation.compiled.diagnostics.parents,
+            snapshot,
+            &secrets.missing,
+        ),
         status::now(),
     )
     .await?;

@@ -5,7 +5,7 @@
 //! own entries and keeps the others', guarded by the Route's resourceVersion; on a conflict the
 //! Route is read again and the entries recomputed.
 
-use std::sync::Arc;
+use std::{collections::BTreeSet, sync::Arc};
 
 use futures::{StreamExt, stream};
 use k8s_openapi::jiff::Timestamp;
@@ -18,11 +18,14 @@ use portcullis_api::{
     Gateway, Route,
     route::{ParentRef, RouteParentStatus},
 };
-use portcullis_config::{diagnostics::RouteParentResult, snapshot::ObjectKey};
+use portcullis_config::{
+    diagnostics::{ConditionResult, RouteParentResult},
+    snapshot::{AuthConfig, ObjectKey, Snapshot},
+};
 use serde_json::json;
 
 use super::{fetch::names_gateway, status::StatusError};
-use crate::conditions::{self, Observed};
+use crate::conditions::{self, Observed, reason};
 
 /// Status writes in flight at once (1,000 Routes attach in a few seconds, not minutes).
 const CONCURRENT_WRITES: usize = 16;
@@ -80,6 +83,46 @@ pub fn parents(
         });
     }
     parents
+}
+
+/// `results`, with ResolvedRefs turned False for Routes whose rules read a Secret that does not
+/// exist (the compiler does not see Secrets; the operator does).
+pub fn with_missing_secrets(
+    results: &[RouteParentResult],
+    snapshot: &Snapshot,
+    missing: &BTreeSet<ObjectKey>,
+) -> Vec<RouteParentResult> {
+    let mut results = results.to_vec();
+    if missing.is_empty() {
+        return results;
+    }
+    for rule in &snapshot.rules {
+        let file = match &rule.policies.auth {
+            Some(AuthConfig::ApiKey { keys, .. }) => keys,
+            Some(AuthConfig::Jwt { jwks, .. }) => jwks,
+            Some(AuthConfig::Basic { users }) => users,
+            None => continue,
+        };
+        let secret = ObjectKey::new(&file.namespace, &file.name);
+        if !missing.contains(&secret) {
+            continue;
+        }
+        for result in results
+            .iter_mut()
+            .filter(|r| r.route == rule.route && r.resolved_refs.status)
+        {
+            result.resolved_refs = ConditionResult {
+                status: false,
+                reason: reason::SECRET_NOT_FOUND,
+                message: format!(
+                    "Secret {secret} (auth of spec.rules[{}]) not found: the replicas refuse \
+                     this config and keep serving the previous one until it exists",
+                    rule.rule_index
+                ),
+            };
+        }
+    }
+    results
 }
 
 /// Writes the status of every Route that names `gateway` or carries an entry for it; returns
