@@ -7,3 +7,4 @@ mod lifecycle;
 mod routing;
 mod safety;
 mod support;
+mod tls;
