@@ -64,11 +64,7 @@ struct Context {
 }
 
 /// Runs the ServiceBackend status controller until `stop` resolves.
-pub async fn controller(
-    client: Client,
-    config: &ControllerConfig,
-    stop: future::Shared<future::BoxFuture<'static, ()>>,
-) {
+pub async fn controller(client: Client, config: &ControllerConfig, stop: crate::leader::Stop) {
     let everything = watcher::Config::default();
     let controller = Controller::new(
         Api::<ServiceBackend>::all(client.clone()),

@@ -11,6 +11,7 @@ pub mod backends;
 pub mod children;
 pub mod conditions;
 pub mod health;
+pub mod leader;
 pub mod meta;
 pub mod metrics;
 pub mod reconcile;
@@ -19,5 +20,6 @@ pub mod runtime;
 pub mod stores;
 
 pub use children::{BuildError, BuildOptions, Children, build_children};
+pub use leader::LeaderElection;
 pub use metrics::Metrics;
-pub use runtime::{ControllerConfig, LeaderElection, RunError, run, shutdown_trigger};
+pub use runtime::{ControllerConfig, RunError, run, shutdown_trigger};

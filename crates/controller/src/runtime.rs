@@ -22,7 +22,6 @@ use kube::{
         watcher::{self, watcher},
     },
 };
-use kube_lease_manager::LeaseManagerBuilder;
 use portcullis_api::{Gateway, Route, ServiceBackend, gateway::FromNamespaces};
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
@@ -32,6 +31,7 @@ use crate::{
     backends,
     children::BuildOptions,
     health::{self, Health},
+    leader::{self, LeaderElection, Stop},
     meta,
     metrics::Metrics,
     reconcile::{self, Context},
@@ -68,7 +68,7 @@ impl Default for ControllerConfig {
             leader_election: None,
             metrics_addr: None,
             resync: Duration::from_secs(300),
-            debounce: Duration::from_millis(100),
+            debounce: Duration::ZERO,
             identity: "portcullis-controller".to_owned(),
             metrics: Arc::default(),
             namespace: None,
@@ -85,31 +85,6 @@ impl ControllerConfig {
         match &self.namespace {
             Some(namespace) => Api::namespaced(client.clone(), namespace),
             None => Api::all(client.clone()),
-        }
-    }
-}
-
-/// Lease-based leader election: only the holder of the Lease runs the controllers (and so
-/// writes); a standby takes over when the holder stops renewing.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LeaderElection {
-    /// Name of the Lease.
-    pub lease_name: String,
-    /// Namespace of the Lease (the operator's own).
-    pub lease_namespace: String,
-    /// How long a Lease holds without renewal: a dead leader is replaced after at most this.
-    pub lease_duration: Duration,
-    /// How long before expiry the holder renews.
-    pub renew_before: Duration,
-}
-
-impl Default for LeaderElection {
-    fn default() -> Self {
-        Self {
-            lease_name: "portcullis-controller".to_owned(),
-            lease_namespace: "portcullis-system".to_owned(),
-            lease_duration: Duration::from_secs(15),
-            renew_before: Duration::from_secs(5),
         }
     }
 }
@@ -193,7 +168,7 @@ pub async fn run(
             run_controllers(client, &config, shutdown.clone()).await;
             Ok(())
         }
-        Some(election) => lead(client, &config, election, shutdown.clone()).await,
+        Some(election) => leader::lead(client, &config, election, shutdown.clone()).await,
     };
     config.metrics.set_leader(false);
     if let Some(server) = server {
@@ -231,62 +206,6 @@ async fn preflight(client: &Client, config: &ControllerConfig) -> Result<(), Run
     check::<k8s_openapi::api::core::v1::Secret>(client, config).await?;
     check::<k8s_openapi::api::apps::v1::Deployment>(client, config).await?;
     Ok(())
-}
-
-/// Waits for the Lease, runs the controllers while holding it, and stands by again when it is
-/// lost, until shutdown.
-async fn lead(
-    client: Client,
-    config: &ControllerConfig,
-    election: &LeaderElection,
-    shutdown: future::Shared<future::BoxFuture<'static, ()>>,
-) -> Result<(), RunError> {
-    let lease_error = |message: String| RunError::Lease {
-        namespace: election.lease_namespace.clone(),
-        name: election.lease_name.clone(),
-        message,
-    };
-    let manager = LeaseManagerBuilder::new(client.clone(), &election.lease_name)
-        .with_namespace(&election.lease_namespace)
-        .with_identity(&config.identity)
-        .with_duration(election.lease_duration.as_secs().max(2))
-        .with_grace(election.renew_before.as_secs().max(1))
-        .build()
-        .await
-        .map_err(|e| lease_error(e.to_string()))?;
-    let (mut leading, lease_task) = manager.watch().await;
-    loop {
-        info!(identity = %config.identity, "standing by for the leader lease");
-        tokio::select! {
-            () = shutdown.clone() => break,
-            changed = leading.wait_for(|leader| *leader) => {
-                if changed.is_err() {
-                    break;
-                }
-            }
-        }
-        info!(identity = %config.identity, "leading: starting the controllers");
-        config.metrics.set_leader(true);
-        let mut lost = leading.clone();
-        let stop = async move {
-            let _ = lost.wait_for(|leader| !*leader).await;
-        };
-        let stop = future::select(stop.boxed(), shutdown.clone()).map(|_| ());
-        run_controllers(client.clone(), config, stop.boxed().shared()).await;
-        config.metrics.set_leader(false);
-        if shutdown.clone().now_or_never().is_some() {
-            break;
-        }
-        warn!(identity = %config.identity, "lost the leader lease: controllers stopped");
-    }
-    // Dropping the receiver makes the lease task release the Lease, so a standby takes over
-    // at once rather than after the Lease expires.
-    drop(leading);
-    match lease_task.await {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) => Err(lease_error(e.to_string())),
-        Err(e) => Err(lease_error(e.to_string())),
-    }
 }
 
 /// A watched kind's store and the stream that feeds it (and triggers reconciles).
@@ -332,11 +251,7 @@ fn owner_of<K: Resource>(child: &K) -> Option<ObjectRef<Gateway>> {
 }
 
 /// Runs the Gateway and ServiceBackend controllers until `stop` resolves.
-async fn run_controllers(
-    client: Client,
-    config: &ControllerConfig,
-    stop: future::Shared<future::BoxFuture<'static, ()>>,
-) {
+pub(crate) async fn run_controllers(client: Client, config: &ControllerConfig, stop: Stop) {
     let managed = watcher::Config::default().labels(&meta::managed_selector());
     macro_rules! child {
         ($kind:ty) => {

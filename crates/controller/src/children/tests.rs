@@ -402,3 +402,48 @@ fn a_snapshot_too_large_for_a_config_map_is_refused_with_the_gateway_named() {
     );
     assert!(error.to_string().contains("shop/edge"), "{error}");
 }
+
+#[test]
+fn a_certificate_of_another_namespace_named_by_the_gateway_is_refused_not_copied() {
+    use portcullis_config::snapshot::{CertificateConfig, ListenerConfig, Protocol, TlsConfig};
+
+    let mut snapshot = snapshot("r1");
+    snapshot.listeners = vec![ListenerConfig {
+        port: 443,
+        protocol: Protocol::Https,
+        tls: Some(TlsConfig {
+            certificates: vec![CertificateConfig {
+                hostname: None,
+                cert: SecretFile::new("other", "wildcard", "tls.crt"),
+                key: SecretFile::new("other", "wildcard", "tls.key"),
+            }],
+        }),
+        virtual_hosts: vec![],
+    }];
+    let refs = secrets::secret_refs(&snapshot, "shop");
+    assert!(refs.refused.contains(&ObjectKey::new("other", "wildcard")));
+    assert!(
+        !refs
+            .mounted
+            .contains_key(&ObjectKey::new("other", "wildcard"))
+    );
+    // A Route's own Secret in its own namespace is copied.
+    assert!(
+        refs.mounted
+            .contains_key(&ObjectKey::new("team-a", "api-keys"))
+    );
+
+    let mut sources = team_a_keys();
+    sources.insert(ObjectKey::new("other", "wildcard"), Secret::default());
+    let children = build_children(
+        &gateway(json!({})),
+        &snapshot,
+        &sources,
+        &BuildOptions::default(),
+    )
+    .expect("children build");
+    assert!(children.secrets.iter().all(
+        |s| s.metadata.annotations.as_ref().expect("annotated")["portcullis.dev/copied-from"]
+            != "other/wildcard"
+    ));
+}

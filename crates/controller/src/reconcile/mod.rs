@@ -8,6 +8,8 @@ pub mod converged;
 pub mod fetch;
 pub mod route_status;
 pub mod status;
+#[cfg(test)]
+mod status_tests;
 
 use std::{sync::Arc, time::Duration};
 

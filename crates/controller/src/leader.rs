@@ -1,0 +1,96 @@
+//! Lease-based leader election: only the holder of the Lease runs the controllers, and so
+//! only it writes; a standby takes over when the holder stops renewing (it died) or releases
+//! the Lease (it shut down).
+
+use std::time::Duration;
+
+use futures::{FutureExt, future};
+use kube::Client;
+use kube_lease_manager::LeaseManagerBuilder;
+use tracing::{info, warn};
+
+use crate::runtime::{ControllerConfig, RunError, run_controllers};
+
+/// A future that resolves when the controllers must stop, cloneable.
+pub type Stop = future::Shared<future::BoxFuture<'static, ()>>;
+
+/// Lease-based leader election: only the holder of the Lease runs the controllers (and so
+/// writes); a standby takes over when the holder stops renewing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LeaderElection {
+    /// Name of the Lease.
+    pub lease_name: String,
+    /// Namespace of the Lease (the operator's own).
+    pub lease_namespace: String,
+    /// How long a Lease holds without renewal: a dead leader is replaced after at most this.
+    pub lease_duration: Duration,
+    /// How long before expiry the holder renews.
+    pub renew_before: Duration,
+}
+
+impl Default for LeaderElection {
+    fn default() -> Self {
+        Self {
+            lease_name: "portcullis-controller".to_owned(),
+            lease_namespace: "portcullis-system".to_owned(),
+            lease_duration: Duration::from_secs(15),
+            renew_before: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Waits for the Lease, runs the controllers while holding it, and stands by again when it is
+/// lost, until shutdown.
+pub(crate) async fn lead(
+    client: Client,
+    config: &ControllerConfig,
+    election: &LeaderElection,
+    shutdown: Stop,
+) -> Result<(), RunError> {
+    let lease_error = |message: String| RunError::Lease {
+        namespace: election.lease_namespace.clone(),
+        name: election.lease_name.clone(),
+        message,
+    };
+    let manager = LeaseManagerBuilder::new(client.clone(), &election.lease_name)
+        .with_namespace(&election.lease_namespace)
+        .with_identity(&config.identity)
+        .with_duration(election.lease_duration.as_secs().max(2))
+        .with_grace(election.renew_before.as_secs().max(1))
+        .build()
+        .await
+        .map_err(|e| lease_error(e.to_string()))?;
+    let (mut leading, lease_task) = manager.watch().await;
+    loop {
+        info!(identity = %config.identity, "standing by for the leader lease");
+        tokio::select! {
+            () = shutdown.clone() => break,
+            changed = leading.wait_for(|leader| *leader) => {
+                if changed.is_err() {
+                    break;
+                }
+            }
+        }
+        info!(identity = %config.identity, "leading: starting the controllers");
+        config.metrics.set_leader(true);
+        let mut lost = leading.clone();
+        let stop = async move {
+            let _ = lost.wait_for(|leader| !*leader).await;
+        };
+        let stop = future::select(stop.boxed(), shutdown.clone()).map(|_| ());
+        run_controllers(client.clone(), config, stop.boxed().shared()).await;
+        config.metrics.set_leader(false);
+        if shutdown.clone().now_or_never().is_some() {
+            break;
+        }
+        warn!(identity = %config.identity, "lost the leader lease: controllers stopped");
+    }
+    // Dropping the receiver makes the lease task release the Lease, so a standby takes over
+    // at once rather than after the Lease expires.
+    drop(leading);
+    match lease_task.await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(lease_error(e.to_string())),
+        Err(e) => Err(lease_error(e.to_string())),
+    }
+}

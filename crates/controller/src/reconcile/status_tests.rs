@@ -1,0 +1,204 @@
+//! What the Gateway and Route statuses say for what the stages saw.
+
+use std::collections::BTreeSet;
+
+use k8s_openapi::{
+    api::{
+        apps::v1::{Deployment, DeploymentSpec, DeploymentStatus},
+        core::v1::{LoadBalancerIngress, LoadBalancerStatus, Service, ServiceSpec, ServiceStatus},
+    },
+    jiff::Timestamp,
+};
+use portcullis_api::{Gateway, Route};
+use portcullis_config::{
+    diagnostics::{ConditionResult, RouteParentResult},
+    snapshot::ObjectKey,
+};
+use serde_json::json;
+
+use super::{
+    route_status::parents,
+    status::{Facts, Programmed, gateway_status},
+};
+use crate::conditions::status_of;
+
+fn gateway() -> Gateway {
+    serde_json::from_value(json!({
+        "apiVersion": "portcullis.dev/v1alpha1",
+        "kind": "Gateway",
+        "metadata": { "name": "edge", "namespace": "shop", "generation": 4 },
+        "spec": { "listeners": [{ "name": "http", "port": 80, "protocol": "HTTP" }] },
+    }))
+    .expect("a valid Gateway")
+}
+
+fn deployment(desired: i32, ready: i32) -> Deployment {
+    Deployment {
+        spec: Some(DeploymentSpec {
+            replicas: Some(desired),
+            ..DeploymentSpec::default()
+        }),
+        status: Some(DeploymentStatus {
+            replicas: Some(desired),
+            ready_replicas: Some(ready),
+            updated_replicas: Some(desired),
+            ..DeploymentStatus::default()
+        }),
+        ..Deployment::default()
+    }
+}
+
+fn at(second: i64) -> Timestamp {
+    Timestamp::from_second(second).expect("a valid time")
+}
+
+fn status_for(
+    gateway: &Gateway,
+    deployment: &Deployment,
+    service: Option<&Service>,
+) -> portcullis_api::gateway::GatewayStatus {
+    let missing = BTreeSet::new();
+    let facts = Facts {
+        compilation: None,
+        programmed: Programmed::Yes,
+        deployment: Some(deployment),
+        service,
+        missing_secrets: &missing,
+        config_bytes: None,
+    };
+    gateway_status(gateway, &facts, at(1_000))
+}
+
+#[test]
+fn ready_and_degraded_follow_the_ready_replicas() {
+    let gateway = gateway();
+    let cases = [
+        (0, Some(false), Some(false), "0/2"),
+        (1, Some(true), Some(true), "1/2"),
+        (2, Some(true), Some(false), "2/2"),
+    ];
+    for (ready, is_ready, is_degraded, shown) in cases {
+        let status = status_for(&gateway, &deployment(2, ready), None);
+        assert_eq!(
+            status_of(&status.conditions, "Ready"),
+            is_ready,
+            "{ready} ready"
+        );
+        assert_eq!(
+            status_of(&status.conditions, "Degraded"),
+            is_degraded,
+            "{ready} ready"
+        );
+        assert_eq!(status.ready.as_deref(), Some(shown));
+        assert_eq!(status.ready_replicas, ready);
+        assert_eq!(status.observed_generation, Some(4));
+    }
+}
+
+#[test]
+fn a_condition_keeps_its_transition_time_until_it_flips() {
+    let mut gateway = gateway();
+    gateway.status = Some(status_for(&gateway, &deployment(2, 2), None));
+    let later = {
+        let missing = BTreeSet::new();
+        let facts = Facts {
+            compilation: None,
+            programmed: Programmed::Yes,
+            deployment: Some(&deployment(2, 1)),
+            service: None,
+            missing_secrets: &missing,
+            config_bytes: None,
+        };
+        gateway_status(&gateway, &facts, at(2_000))
+    };
+    let time = |status: &portcullis_api::gateway::GatewayStatus, type_: &str| {
+        status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == type_)
+            .map(|c| c.last_transition_time.0)
+    };
+    // Ready stayed True; Degraded flipped.
+    assert_eq!(time(&later, "Ready"), Some(at(1_000)));
+    assert_eq!(time(&later, "Degraded"), Some(at(2_000)));
+}
+
+#[test]
+fn the_address_is_the_load_balancer_ingress_else_the_cluster_ip() {
+    let gateway = gateway();
+    let mut service = Service {
+        spec: Some(ServiceSpec {
+            cluster_ip: Some("10.0.0.7".to_owned()),
+            ..ServiceSpec::default()
+        }),
+        ..Service::default()
+    };
+    let status = status_for(&gateway, &deployment(2, 2), Some(&service));
+    assert_eq!(status.addresses[0].value, "10.0.0.7");
+    service.status = Some(ServiceStatus {
+        load_balancer: Some(LoadBalancerStatus {
+            ingress: Some(vec![LoadBalancerIngress {
+                hostname: Some("lb.example.com".to_owned()),
+                ..LoadBalancerIngress::default()
+            }]),
+        }),
+        ..ServiceStatus::default()
+    });
+    let status = status_for(&gateway, &deployment(2, 2), Some(&service));
+    assert_eq!(status.addresses.len(), 1);
+    assert_eq!(
+        (
+            status.addresses[0].kind.as_str(),
+            status.addresses[0].value.as_str()
+        ),
+        ("Hostname", "lb.example.com")
+    );
+}
+
+#[test]
+fn a_route_keeps_the_entries_other_gateways_wrote() {
+    let route: Route = serde_json::from_value(json!({
+        "apiVersion": "portcullis.dev/v1alpha1",
+        "kind": "Route",
+        "metadata": { "name": "orders", "namespace": "shop", "generation": 2 },
+        "spec": {
+            "parentRefs": [{ "name": "edge" }, { "name": "internal" }],
+            "rules": [{ "backendRefs": [{ "name": "orders" }] }],
+        },
+        "status": { "parents": [
+            { "parentRef": { "name": "internal" }, "conditions": [] },
+            { "parentRef": { "name": "edge" }, "conditions": [] },
+        ]},
+    }))
+    .expect("a valid Route");
+    let result = RouteParentResult {
+        route: ObjectKey::new("shop", "orders"),
+        parent_ref_index: 0,
+        parent_ref: route.spec.parent_refs[0].clone(),
+        accepted: ConditionResult {
+            status: true,
+            reason: "Accepted",
+            message: "Accepted".to_owned(),
+        },
+        resolved_refs: ConditionResult {
+            status: false,
+            reason: "BackendNotFound",
+            message: "ServiceBackend \"orders\" not found".to_owned(),
+        },
+        listeners: vec!["http".to_owned()],
+    };
+    let written = parents(&route, &ObjectKey::new("shop", "edge"), &[&result], at(5));
+    assert_eq!(written.len(), 2);
+    assert_eq!(
+        written[0].parent_ref.name, "internal",
+        "left as the other Gateway wrote it"
+    );
+    assert_eq!(written[1].parent_ref.name, "edge");
+    assert_eq!(status_of(&written[1].conditions, "Accepted"), Some(true));
+    assert_eq!(
+        status_of(&written[1].conditions, "ResolvedRefs"),
+        Some(false)
+    );
+    assert_eq!(written[1].conditions[1].reason, "BackendNotFound");
+    assert_eq!(written[1].conditions[1].observed_generation, Some(2));
+}
