@@ -45,8 +45,13 @@ impl Operator {
     /// Starts the operator on the test's namespace, with `config` (its `namespace` and
     /// `metrics` are set here).
     pub async fn start(ctx: &TestContext, config: ControllerConfig) -> Self {
+        Self::start_as(ctx, None, config).await
+    }
+
+    /// Starts the operator acting as `user` (see [`client_as`]).
+    pub async fn start_as(ctx: &TestContext, user: Option<&str>, config: ControllerConfig) -> Self {
         let metrics = Arc::new(Metrics::default());
-        let client = counted_client(ctx, &metrics).await;
+        let client = client_as(ctx, user, &metrics).await;
         let config = ControllerConfig {
             namespace: Some(ctx.namespace.clone()),
             metrics: metrics.clone(),
@@ -73,6 +78,14 @@ impl Operator {
         .await
     }
 
+    /// Waits for the operator to end by itself (a start-up failure) and returns how.
+    pub async fn outcome(self) -> Result<(), RunError> {
+        tokio::time::timeout(TIMEOUT, self.task)
+            .await
+            .expect("the operator ends")
+            .expect("the operator task does not panic")
+    }
+
     /// Stops the operator gracefully and waits for it.
     pub async fn stop(self) {
         let _ = self.stop.send(true);
@@ -85,11 +98,20 @@ impl Operator {
 
 /// A client for the test control plane whose writes `metrics` counts.
 pub async fn counted_client(ctx: &TestContext, metrics: &Arc<Metrics>) -> Client {
+    client_as(ctx, None, metrics).await
+}
+
+/// A client acting as `user` (impersonated by the admin), or as the admin; `metrics` counts its
+/// writes.
+pub async fn client_as(ctx: &TestContext, user: Option<&str>, metrics: &Arc<Metrics>) -> Client {
     let kubeconfig =
         Kubeconfig::read_from(ctx.control_plane.kubeconfig()).expect("the kubeconfig reads");
-    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+    let mut config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
         .await
         .expect("a client config from the kubeconfig");
+    if let Some(user) = user {
+        config.auth_info.impersonate = Some(user.to_owned());
+    }
     ClientBuilder::try_from(config)
         .expect("a client builder")
         .with_layer(&metrics.api_writes_layer())

@@ -14,6 +14,7 @@ pub mod health;
 pub mod leader;
 pub mod meta;
 pub mod metrics;
+pub mod permissions;
 pub mod reconcile;
 pub mod relations;
 pub mod runtime;

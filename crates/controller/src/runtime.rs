@@ -320,6 +320,7 @@ pub(crate) async fn run_controllers(client: Client, config: &ControllerConfig, s
         ),
         metrics: config.metrics.clone(),
         options: config.options.clone(),
+        alerted: std::sync::Mutex::default(),
         resync: config.resync,
     });
 

@@ -57,6 +57,9 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// How children are built.
     pub options: BuildOptions,
+    /// Gateways that got a warning Event (degraded, no ready replica) not yet followed by
+    /// `Recovered`.
+    pub alerted: std::sync::Mutex<std::collections::HashSet<ObjectKey>>,
     /// How often a converged Gateway is checked again (drift of fields nobody watches, such as
     /// a LoadBalancer address appearing late, is caught at least this often).
     pub resync: Duration,
@@ -235,9 +238,36 @@ fn failed_facts(programmed: Programmed) -> Facts<'static> {
     }
 }
 
+/// Writes the Gateway's status and publishes the Event its change deserves.
 async fn write_status(ctx: &Context, gateway: &Gateway, facts: &Facts<'_>) -> Result<(), Error> {
     let status = status::gateway_status(gateway, facts, status::now());
-    status::write(&ctx.client, &ctx.recorder, gateway, status).await?;
+    if !status::write(&ctx.client, gateway, &status).await? {
+        return Ok(());
+    }
+    let previous = gateway.status.clone().unwrap_or_default();
+    let key = ObjectKey::new(gateway.namespace().unwrap_or_default(), gateway.name_any());
+    let alerted = ctx
+        .alerted
+        .lock()
+        .map(|set| set.contains(&key))
+        .unwrap_or(false);
+    if let Some(transition) = status::transition(&previous, &status, alerted) {
+        if let Ok(mut set) = ctx.alerted.lock() {
+            if transition.type_ == EventType::Warning {
+                set.insert(key);
+            } else {
+                set.remove(&key);
+            }
+        }
+        publish(
+            &ctx.recorder,
+            &gateway.object_ref(&()),
+            transition.type_,
+            transition.reason,
+            transition.note,
+        )
+        .await;
+    }
     Ok(())
 }
 

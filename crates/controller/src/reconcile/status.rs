@@ -10,7 +10,7 @@ use k8s_openapi::{
 use kube::{
     Api, Client, Resource, ResourceExt,
     api::{Patch, PatchParams},
-    runtime::events::{Event, EventType, Recorder},
+    runtime::events::{Event, EventType},
 };
 use portcullis_api::{
     Gateway,
@@ -310,16 +310,13 @@ pub fn now() -> Timestamp {
     Timestamp::from_second(now.as_second()).unwrap_or(now)
 }
 
-/// Writes `status` unless the Gateway already has it, and publishes an Event when the gateway
-/// becomes degraded, loses its last ready replica, or recovers.
+/// Writes `status` unless the Gateway already has it; returns whether it wrote.
 pub async fn write(
     client: &Client,
-    recorder: &Recorder,
     gateway: &Gateway,
-    status: GatewayStatus,
+    status: &GatewayStatus,
 ) -> Result<bool, StatusError> {
-    let previous = gateway.status.clone().unwrap_or_default();
-    if gateway.status.as_ref() == Some(&status) {
+    if gateway.status.as_ref() == Some(status) {
         return Ok(false);
     }
     let namespace = gateway.namespace().unwrap_or_default();
@@ -341,46 +338,56 @@ pub async fn write(
         object: format!("{namespace}/{name}"),
         source: Box::new(source),
     })?;
-    publish_transitions(recorder, gateway, &previous, &status).await;
     Ok(true)
 }
 
-async fn publish_transitions(
-    recorder: &Recorder,
-    gateway: &Gateway,
+/// An Event worth publishing about a Gateway's replicas.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transition {
+    /// Warning or Normal.
+    pub type_: EventType,
+    /// `NoReadyReplicas`, `Degraded` or `Recovered`.
+    pub reason: &'static str,
+    /// For the user.
+    pub note: String,
+}
+
+/// The Event a status change deserves, if any (pure). Warnings go out when a serving gateway
+/// loses replicas (not while a new one comes up); `Recovered` only follows a warning
+/// (`alerted`), so a first rollout publishes nothing.
+pub fn transition(
     previous: &GatewayStatus,
     status: &GatewayStatus,
-) {
+    alerted: bool,
+) -> Option<Transition> {
     let was = |t| conditions::status_of(&previous.conditions, t);
     let is = |t| conditions::status_of(&status.conditions, t);
     let counts = status.ready.clone().unwrap_or_default();
-    let event = if is(conditions::READY) == Some(false) && was(conditions::READY) == Some(true) {
-        Some((
-            EventType::Warning,
-            reason::NO_READY_REPLICAS,
-            format!("no gateway replica is ready ({counts})"),
-        ))
-    } else if is(conditions::DEGRADED) == Some(true) && was(conditions::DEGRADED) != Some(true) {
-        Some((
-            EventType::Warning,
-            "Degraded",
-            format!("only {counts} gateway replicas are ready"),
-        ))
-    } else if is(conditions::READY) == Some(true)
-        && is(conditions::DEGRADED) == Some(false)
-        && (was(conditions::DEGRADED) == Some(true) || was(conditions::READY) == Some(false))
-    {
-        Some((
-            EventType::Normal,
-            "Recovered",
-            format!("all {counts} gateway replicas are ready"),
-        ))
-    } else {
-        None
-    };
-    if let Some((type_, why, note)) = event {
-        super::publish(recorder, &gateway.object_ref(&()), type_, why, note).await;
+    if is(conditions::READY) == Some(false) && was(conditions::READY) == Some(true) {
+        return Some(Transition {
+            type_: EventType::Warning,
+            reason: reason::NO_READY_REPLICAS,
+            note: format!("no gateway replica is ready ({counts}): the gateway serves nothing"),
+        });
     }
+    if is(conditions::DEGRADED) == Some(true)
+        && was(conditions::DEGRADED) == Some(false)
+        && was(conditions::READY) == Some(true)
+    {
+        return Some(Transition {
+            type_: EventType::Warning,
+            reason: "Degraded",
+            note: format!(
+                "only {counts} gateway replicas are ready: losing another may drop traffic"
+            ),
+        });
+    }
+    let recovered = is(conditions::READY) == Some(true) && is(conditions::DEGRADED) == Some(false);
+    (recovered && alerted).then(|| Transition {
+        type_: EventType::Normal,
+        reason: "Recovered",
+        note: format!("all {counts} gateway replicas are ready again"),
+    })
 }
 
 /// An Event about one object.

@@ -18,7 +18,7 @@ use serde_json::json;
 
 use super::{
     route_status::parents,
-    status::{Facts, Programmed, gateway_status},
+    status::{Facts, Programmed, gateway_status, transition},
 };
 use crate::conditions::status_of;
 
@@ -201,4 +201,23 @@ fn a_route_keeps_the_entries_other_gateways_wrote() {
     );
     assert_eq!(written[1].conditions[1].reason, "BackendNotFound");
     assert_eq!(written[1].conditions[1].observed_generation, Some(2));
+}
+
+#[test]
+fn events_go_out_when_a_serving_gateway_loses_replicas_and_when_it_recovers() {
+    let gateway = gateway();
+    let status = |ready| status_for(&gateway, &deployment(2, ready), None);
+    let (none, one, two) = (status(0), status(1), status(2));
+    let reason = |t: Option<super::status::Transition>| t.map(|t| t.reason);
+    // A first rollout (0 → 1 → 2) publishes nothing.
+    assert_eq!(reason(transition(&Default::default(), &none, false)), None);
+    assert_eq!(reason(transition(&none, &one, false)), None);
+    assert_eq!(reason(transition(&one, &two, false)), None);
+    // A serving gateway losing a replica, then all of them, then coming back.
+    assert_eq!(reason(transition(&two, &one, false)), Some("Degraded"));
+    assert_eq!(
+        reason(transition(&one, &none, true)),
+        Some("NoReadyReplicas")
+    );
+    assert_eq!(reason(transition(&one, &two, true)), Some("Recovered"));
 }
