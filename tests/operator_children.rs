@@ -203,8 +203,18 @@ async fn the_examples_become_every_child_with_the_redundancy_defaults() {
         );
     }
 
-    let route: Route = ctx.api().get("users").await.expect("the Route");
-    let parent = &route.status.expect("a Route status").parents[0];
+    let routes: Api<Route> = ctx.api();
+    let parent = eventually("the users Route's status", TIMEOUT, || async {
+        routes
+            .get("users")
+            .await
+            .ok()?
+            .status?
+            .parents
+            .into_iter()
+            .next()
+    })
+    .await;
     assert_eq!(
         condition(&parent.conditions, "Accepted").map(|c| c.status.as_str()),
         Some("True")
@@ -392,5 +402,68 @@ async fn deleting_the_gateway_garbage_collects_its_children() {
         gone.then_some(())
     })
     .await;
+    operator.stop().await;
+}
+
+#[tokio::test]
+async fn a_service_backend_counts_the_ready_endpoints_of_its_service() {
+    use k8s_openapi::api::discovery::v1::EndpointSlice;
+    use kube::api::PostParams;
+
+    let ctx = TestContext::new("endpoints").await;
+    let operator = Operator::start_default(&ctx).await;
+    apply_all(&ctx.client, &examples(&ctx.namespace)).await;
+    let service: Service = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": { "name": "users" },
+        "spec": { "ports": [{ "name": "http", "port": 8080 }] },
+    }))
+    .expect("a Service");
+    ctx.api::<Service>()
+        .create(&PostParams::default(), &service)
+        .await
+        .expect("the Service is created");
+    let slice: EndpointSlice = serde_json::from_value(json!({
+        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": { "name": "users-1", "labels": { "kubernetes.io/service-name": "users" } },
+        "addressType": "IPv4",
+        "endpoints": [
+            { "addresses": ["10.1.0.1"], "conditions": { "ready": true } },
+            { "addresses": ["10.1.0.2"], "conditions": { "ready": false } },
+            { "addresses": ["10.1.0.3"] },
+        ],
+        "ports": [{ "name": "http", "port": 8080, "protocol": "TCP" }],
+    }))
+    .expect("an EndpointSlice");
+    ctx.api::<EndpointSlice>()
+        .create(&PostParams::default(), &slice)
+        .await
+        .expect("the EndpointSlice is created");
+
+    let backends: Api<ServiceBackend> = ctx.api();
+    let status = eventually(
+        "users: resolved, 2 of 3 endpoints ready",
+        TIMEOUT,
+        || async {
+            let status = backends.get("users").await.ok()?.status?;
+            let endpoints = status.endpoints.clone()?;
+            let resolved = condition(&status.conditions, "ResolvedRefs")?.status == "True";
+            (resolved && (endpoints.ready, endpoints.total) == (2, 3)).then_some(status)
+        },
+    )
+    .await;
+    assert_eq!(
+        condition(&status.conditions, "Accepted").map(|c| c.status.as_str()),
+        Some("True")
+    );
+    // orders fails over to orders-standby, which exists.
+    let orders = backends.get("orders").await.expect("orders");
+    let resolved = orders
+        .status
+        .and_then(|s| condition(&s.conditions, "ResolvedRefs").cloned());
+    assert_eq!(
+        resolved.map(|c| c.reason),
+        Some("ServiceNotFound".to_owned())
+    );
     operator.stop().await;
 }
