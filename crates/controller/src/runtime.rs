@@ -50,7 +50,10 @@ pub struct ControllerConfig {
     pub metrics_addr: Option<SocketAddr>,
     /// How often a converged Gateway is reconciled again.
     pub resync: Duration,
-    /// How long a burst of changes to one Gateway is gathered into one reconcile.
+    /// How long a burst of changes to one Gateway is gathered into one reconcile. Zero by
+    /// default: kube's debounce restarts with every change, so under steady Route churn a
+    /// non-zero value could postpone a Gateway indefinitely; without it, changes arriving
+    /// during a reconcile are still merged into the next one.
     pub debounce: Duration,
     /// This instance's name, in the Lease and in Events (the pod name in a cluster).
     pub identity: String,
