@@ -25,6 +25,9 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// The whole picture on localhost, no cluster needed: three demo services and a gateway in
+    /// front of them. Prints the URLs and curl lines to try; runs until Ctrl-C.
+    Demo(commands::demo::Args),
     /// Print the CustomResourceDefinitions (multi-document YAML) to apply to a cluster.
     Crds,
     /// Validate manifests offline, with the same checks the API server and the operator make.
@@ -47,6 +50,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
     let result = match cli.command {
+        Command::Demo(args) => commands::demo::run(&args),
         Command::Crds => commands::crds::run(),
         Command::Check(args) => commands::check::run(&args),
         Command::Render(args) => commands::render::run(&args),

@@ -4,6 +4,7 @@
 pub mod check;
 pub mod controller;
 pub mod crds;
+pub mod demo;
 pub mod proxy;
 pub mod render;
 pub mod run;
