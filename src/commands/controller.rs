@@ -36,9 +36,10 @@ pub struct Args {
     /// Seconds between checks of a converged Gateway.
     #[arg(long, default_value_t = 300)]
     pub resync: u64,
-    /// This instance's name in the Lease and in Events (`POD_NAME` in a cluster).
-    #[arg(long, env = "POD_NAME", default_value = "portcullis-controller")]
-    pub identity: String,
+    /// This instance's name in the Lease and in Events, unique among the operator's replicas
+    /// (`POD_NAME` in a cluster; the host name and process id otherwise).
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
 }
 
 /// Runs the operator until SIGTERM or Ctrl-C.
@@ -64,7 +65,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             }),
             metrics_addr: Some(args.metrics_addr),
             resync: Duration::from_secs(args.resync),
-            identity: args.identity.clone(),
+            identity: args.identity.clone().unwrap_or_else(default_identity),
             metrics,
             namespace: args.namespace.clone(),
             ..ControllerConfig::default()
@@ -72,6 +73,18 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         portcullis_controller::run(client, config, shutdown_signal()).await?;
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// `<host name>-<process id>`: two instances never share it, so two never both believe they
+/// hold the Lease.
+fn default_identity() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "portcullis-controller".to_owned());
+    format!("{host}-{}", std::process::id())
 }
 
 /// Resolves on SIGTERM (what Kubernetes sends) or Ctrl-C.
