@@ -130,6 +130,34 @@ async fn with_autoscaling_the_replica_count_belongs_to_the_hpa() {
 }
 
 #[tokio::test]
+async fn a_gateway_created_with_autoscaling_starts_at_the_minimum_and_leaves_the_rest_to_the_hpa() {
+    let ctx = TestContext::new("autoscaling-new").await;
+    let operator = Operator::start_default(&ctx).await;
+    let mut documents = examples(&ctx.namespace);
+    find(&mut documents, "Gateway", "edge")["spec"]["autoscaling"] =
+        json!({ "minReplicas": 4, "maxReplicas": 8 });
+    apply_all(&ctx.client, &documents).await;
+    await_programmed(&ctx, "edge").await;
+    let deployments: Api<Deployment> = ctx.api();
+    let deployment = eventually("4 replicas, not set by the operator", TIMEOUT, || async {
+        let d = deployments.get("edge").await.ok()?;
+        let ours = d.managed_fields().iter().any(|f| {
+            f.manager.as_deref() == Some("portcullis")
+                && f.fields_v1
+                    .as_ref()
+                    .is_some_and(|v| v.0["f:spec"]["f:replicas"].is_object())
+        });
+        (!ours && d.spec.as_ref()?.replicas == Some(4)).then_some(d)
+    })
+    .await;
+    assert!(
+        deployment.metadata.generation <= Some(2),
+        "no back and forth on the count"
+    );
+    operator.stop().await;
+}
+
+#[tokio::test]
 async fn readiness_and_degradation_follow_the_ready_replicas() {
     let ctx = TestContext::new("readiness").await;
     let operator = Operator::start_default(&ctx).await;
