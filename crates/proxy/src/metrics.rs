@@ -1,5 +1,7 @@
 //! Prometheus metrics of the data plane, served on the admin listener's `/metrics`.
 
+use std::sync::Arc;
+
 use prometheus_client::{
     encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder},
     metrics::{
@@ -29,13 +31,25 @@ impl StatusClass {
     }
 }
 
+/// A label value shared by reference: counting a request clones a pointer, never a string.
+/// `None` encodes as the empty string.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct Label(pub Option<Arc<str>>);
+
+impl EncodeLabelValue for Label {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
+        use std::fmt::Write as _;
+        encoder.write_str(self.0.as_deref().unwrap_or(""))
+    }
+}
+
 /// Labels of a served request.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub struct RequestLabels {
     /// `namespace/name` of the Route, or empty when none matched.
-    pub route: String,
+    pub route: Label,
     /// `namespace/name` of the backend, or empty.
-    pub backend: String,
+    pub backend: Label,
     /// The status class.
     pub code: StatusClass,
 }
@@ -44,7 +58,7 @@ pub struct RequestLabels {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub struct RouteLabels {
     /// `namespace/name` of the Route, or empty.
-    pub route: String,
+    pub route: Label,
 }
 
 /// Labels of an upstream failure.

@@ -1,7 +1,7 @@
 //! Rules and matches: snapshot → [`Rule`] and [`RequestMatch`], refusing what this proxy cannot
 //! provide.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use http::{HeaderName, HeaderValue, Method, StatusCode};
 use portcullis_config::snapshot::{
@@ -126,7 +126,7 @@ pub fn compile(config: &RuleConfig, snapshot: &Snapshot, errors: &mut Vec<String
         }),
     };
     (errors.len() == before).then(|| Rule {
-        route: config.route.to_string(),
+        route: Arc::from(config.route.to_string()),
         index,
         filters,
         action,

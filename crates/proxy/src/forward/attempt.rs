@@ -128,7 +128,7 @@ pub async fn send(
     gateway: &Gateway,
     backend: &Arc<Backend>,
     policy: &Policy,
-    template: &RequestTemplate,
+    mut template: RequestTemplate,
     mut body: UpstreamBody,
     hash: Option<u64>,
     exchange: &mut Exchange,
@@ -142,11 +142,13 @@ pub async fn send(
                 .upstream_error(backend.name(), "no_endpoint");
             return Err(Failure::Connect);
         };
-        exchange.endpoint = Some(endpoint.address.clone());
+        exchange.endpoint = Some(endpoint.clone());
         let Some(request_body) = body.take() else {
             return Err(Failure::Reset);
         };
-        let request = build(backend, &endpoint, template, request_body)?;
+        // Without any chance of a retry the headers move into the request instead of a copy.
+        let last = policy.retry.is_none() || !body.replayable();
+        let request = build(backend, &endpoint, &mut template, request_body, last)?;
         let in_flight = endpoint.start_request();
         let call = backend.client().request(request);
         let result = match policy.backend_timeout {
@@ -160,7 +162,7 @@ pub async fn send(
             Ok(response) if response.status().is_server_error() => {
                 let failure = Failure::Status(response.status());
                 backend.record(&endpoint, failure.outcome());
-                if !can_retry(policy, failure, template, &body, retries) {
+                if !can_retry(policy, failure, &template, &body, retries) {
                     exchange.in_flight = Some(in_flight);
                     return Ok(response);
                 }
@@ -176,7 +178,7 @@ pub async fn send(
                 gateway
                     .metrics
                     .upstream_error(backend.name(), failure.metric_kind());
-                if !can_retry(policy, failure, template, &body, retries) {
+                if !can_retry(policy, failure, &template, &body, retries) {
                     return Err(failure);
                 }
                 failure
@@ -227,8 +229,9 @@ fn classify(error: hyper_util::client::legacy::Error) -> Failure {
 fn build(
     backend: &Backend,
     endpoint: &Endpoint,
-    template: &RequestTemplate,
+    template: &mut RequestTemplate,
     body: Body,
+    last: bool,
 ) -> Result<Request<Body>, Failure> {
     let uri = Uri::builder()
         .scheme("http")
@@ -243,7 +246,11 @@ fn build(
         Protocol::Http1 => Version::HTTP_11,
         Protocol::Http2 => Version::HTTP_2,
     };
-    *request.headers_mut() = template.headers.clone();
+    *request.headers_mut() = if last {
+        std::mem::take(&mut template.headers)
+    } else {
+        template.headers.clone()
+    };
     Ok(request)
 }
 

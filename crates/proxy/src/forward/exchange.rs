@@ -17,8 +17,8 @@ use crate::{
     access_log::{self, AccessRecord},
     body::{Body, BoxError},
     gateway::Gateway,
-    metrics::{RequestLabels, RouteLabels, StatusClass},
-    upstream::{Admission, InFlight},
+    metrics::{Label, RequestLabels, RouteLabels, StatusClass},
+    upstream::{Admission, Endpoint, InFlight},
 };
 
 /// What is known about a request as it goes through the gateway.
@@ -35,11 +35,11 @@ pub struct Exchange {
     /// The normalized path.
     pub path: String,
     /// The Route, once matched.
-    pub route: Option<String>,
+    pub route: Option<Arc<str>>,
     /// The backend, once chosen.
-    pub backend: Option<String>,
+    pub backend: Option<Arc<str>>,
     /// The endpoint of the last attempt.
-    pub endpoint: Option<String>,
+    pub endpoint: Option<Arc<Endpoint>>,
     /// The circuit-breaker slot, released with the response body.
     pub admission: Option<Admission>,
     /// The endpoint's in-flight count, released with the response body.
@@ -92,19 +92,18 @@ impl ObservedBody {
         };
         let elapsed = exchange.start.elapsed();
         let metrics = &self.gateway.metrics;
-        let route = exchange.route.as_deref().unwrap_or("");
         metrics
             .requests
             .get_or_create(&RequestLabels {
-                route: route.to_owned(),
-                backend: exchange.backend.clone().unwrap_or_default(),
+                route: Label(exchange.route.clone()),
+                backend: Label(exchange.backend.clone()),
                 code: StatusClass::of(self.status),
             })
             .inc();
         metrics
             .latency
             .get_or_create(&RouteLabels {
-                route: route.to_owned(),
+                route: Label(exchange.route.clone()),
             })
             .observe(elapsed.as_secs_f64());
         if self.gateway.settings.access_log {
@@ -116,7 +115,7 @@ impl ObservedBody {
                 path: &exchange.path,
                 route: exchange.route.as_deref(),
                 backend: exchange.backend.as_deref(),
-                endpoint: exchange.endpoint.as_deref(),
+                endpoint: exchange.endpoint.as_ref().map(|e| e.address.as_str()),
                 status: self.status.as_u16(),
                 duration_ms: elapsed.as_secs_f64() * 1000.0,
                 bytes: self.bytes,

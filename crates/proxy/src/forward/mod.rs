@@ -9,7 +9,7 @@ mod headers;
 mod mirror;
 mod upgrade;
 
-use std::{borrow::Cow, net::SocketAddr, sync::Arc};
+use std::{net::SocketAddr, sync::Arc};
 
 pub use attempt::{Failure, RequestTemplate, UpstreamBody, backoff, retryable};
 use bytes::Bytes;
@@ -103,22 +103,24 @@ impl Gateway {
                 .insert(CONNECTION, HeaderValue::from_static("close"));
             return response;
         }
-        let raw_path = req.uri().path();
-        let path: Cow<'_, str> = if path::is_normal(raw_path) {
-            Cow::Borrowed(raw_path)
+        // The normalized path, when normalizing changed anything (the common case costs nothing).
+        let normalized = if path::is_normal(req.uri().path()) {
+            None
         } else {
-            match path::normalize(raw_path) {
-                Ok(normalized) => Cow::Owned(normalized),
+            match path::normalize(req.uri().path()) {
+                Ok(normalized) => Some(normalized),
                 Err(_) => return local(StatusCode::BAD_REQUEST),
             }
         };
-        let path = path.into_owned();
-        exchange.path.clone_from(&path);
+        let path = normalized.as_deref().unwrap_or(req.uri().path());
+        if self.settings.access_log {
+            exchange.path = path.to_owned();
+        }
         exchange.host = request_host(&req).unwrap_or_default();
         let Some(listener) = table.listener(conn.port) else {
             return local(StatusCode::NOT_FOUND);
         };
-        let Some(entry) = listener.route(&req, &exchange.host, &path) else {
+        let Some(entry) = listener.route(&req, &exchange.host, path) else {
             return local(StatusCode::NOT_FOUND);
         };
         let rule = &entry.rule;
@@ -129,7 +131,7 @@ impl Gateway {
                 let location = redirect.location(RedirectRequest {
                     scheme: conn.scheme,
                     host: &exchange.host,
-                    path: &path,
+                    path,
                     query: req.uri().query(),
                     listener_port: conn.port,
                     matched_prefix: entry.matched_prefix(),
@@ -147,7 +149,7 @@ impl Gateway {
                 let Some(primary) = table.backends.get(name) else {
                     return local(StatusCode::INTERNAL_SERVER_ERROR);
                 };
-                self.forward(table, conn, entry, primary, req, path, exchange)
+                self.forward(table, conn, entry, primary, req, normalized, exchange)
                     .await
             }
         }
@@ -161,7 +163,7 @@ impl Gateway {
         entry: &RouteEntry,
         primary: &Arc<Backend>,
         mut req: Request<B>,
-        path: String,
+        normalized: Option<String>,
         exchange: &mut Exchange,
     ) -> Response<Body>
     where
@@ -180,11 +182,11 @@ impl Gateway {
             )
             .find(|b| b.has_available_endpoint());
         let Some(backend) = backend else {
-            exchange.backend = Some(primary.name().to_owned());
+            exchange.backend = Some(primary.label.clone());
             self.metrics.upstream_error(primary.name(), "no_endpoint");
             return local(StatusCode::SERVICE_UNAVAILABLE);
         };
-        exchange.backend = Some(backend.name().to_owned());
+        exchange.backend = Some(backend.label.clone());
         let Some(admission) = backend.admit() else {
             self.metrics.upstream_error(backend.name(), "overloaded");
             return local(StatusCode::SERVICE_UNAVAILABLE);
@@ -218,24 +220,34 @@ impl Gateway {
             conn.scheme,
             original_host,
         );
-        let mut upstream_path = path;
+        let mut path_rewrite = None;
         if let Some(rewrite) = &rule.filters.url_rewrite {
             if let Some(host) = &rewrite.hostname {
                 headers.insert(HOST, host.clone());
             }
-            if let Some(path_rewrite) = &rewrite.path {
-                upstream_path = path_rewrite.apply(&upstream_path, entry.matched_prefix());
-            }
+            path_rewrite = rewrite.path.as_ref();
         }
         if let Some(modifier) = &rule.filters.request_headers {
             modifier.apply(&mut headers);
         }
-        let path_and_query = match parts.uri.query() {
-            Some(query) => format!("{upstream_path}?{query}"),
-            None => upstream_path,
-        };
-        let Ok(path_and_query) = PathAndQuery::try_from(path_and_query) else {
-            return local(StatusCode::BAD_REQUEST);
+        let path_and_query = match (path_rewrite, normalized, parts.uri.path_and_query()) {
+            // Unchanged: forward the client's bytes as they are (no copy).
+            (None, None, Some(original)) => original.clone(),
+            (rewrite, normalized, _) => {
+                let path = normalized.unwrap_or_else(|| parts.uri.path().to_owned());
+                let path = match rewrite {
+                    Some(rewrite) => rewrite.apply(&path, entry.matched_prefix()),
+                    None => path,
+                };
+                let full = match parts.uri.query() {
+                    Some(query) => format!("{path}?{query}"),
+                    None => path,
+                };
+                match PathAndQuery::try_from(full) {
+                    Ok(path_and_query) => path_and_query,
+                    Err(_) => return local(StatusCode::BAD_REQUEST),
+                }
+            }
         };
         let template = RequestTemplate {
             method: parts.method,
@@ -252,7 +264,7 @@ impl Gateway {
             mirror::spawn(table, &rule.filters.mirrors, &template, bytes);
         }
 
-        let sent = attempt::send(self, backend, &rule.policy, &template, body, hash, exchange);
+        let sent = attempt::send(self, backend, &rule.policy, template, body, hash, exchange);
         let result = match rule.policy.request_timeout {
             Some(limit) => match tokio::time::timeout(limit, sent).await {
                 Ok(result) => result,

@@ -170,7 +170,7 @@ impl RouteEntry {
 #[derive(Debug)]
 pub struct Rule {
     /// `namespace/name` of the Route: the `route` label of metrics and access logs.
-    pub route: String,
+    pub route: Arc<str>,
     /// The rule's index in the Route.
     pub index: usize,
     /// Request and response filters.

@@ -1,4 +1,7 @@
-//! An I/O wrapper that remembers when bytes last moved, for the idle timeout.
+//! An I/O wrapper that counts the reads and writes that moved bytes, for the idle timeout.
+//!
+//! A counter instead of a timestamp keeps the clock out of the hot path: the idle check compares
+//! the count between two ticks of its own timer.
 
 use std::{
     io,
@@ -12,24 +15,21 @@ use std::{
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use crate::clock::now_ms;
-
-/// Wraps a stream and stamps the time of every read or write that moved bytes.
+/// Wraps a stream and counts every read or write that moved bytes.
 #[derive(Debug)]
 pub struct ActivityIo<T> {
     inner: T,
-    last: Arc<AtomicU64>,
+    activity: Arc<AtomicU64>,
 }
 
 impl<T> ActivityIo<T> {
-    /// Wraps `inner`; `last` receives the millisecond clock of the latest activity.
-    pub fn new(inner: T, last: Arc<AtomicU64>) -> Self {
-        last.store(now_ms(), Ordering::Relaxed);
-        Self { inner, last }
+    /// Wraps `inner`; `activity` is incremented on every read or write that moved bytes.
+    pub fn new(inner: T, activity: Arc<AtomicU64>) -> Self {
+        Self { inner, activity }
     }
 
     fn touch(&self) {
-        self.last.store(now_ms(), Ordering::Relaxed);
+        self.activity.fetch_add(1, Ordering::Relaxed);
     }
 }
 

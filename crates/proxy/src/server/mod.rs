@@ -2,6 +2,7 @@
 //! SNI), connection limits and timeouts, and graceful shutdown of every connection.
 
 mod activity;
+pub mod workers;
 
 use std::{
     collections::HashMap,
@@ -26,6 +27,7 @@ use tokio::{
     sync::{Notify, watch},
     task::JoinHandle,
 };
+use workers::{WORKER_COUNT, Worker};
 
 use crate::{clock::now_ms, filters::Scheme, forward::Connection, gateway::Gateway};
 
@@ -43,6 +45,8 @@ pub struct ServerLimits {
     pub idle_timeout: Duration,
     /// Concurrent streams per HTTP/2 connection.
     pub max_concurrent_streams: u32,
+    /// Connection worker threads; 0 means one per core.
+    pub workers: usize,
 }
 
 impl Default for ServerLimits {
@@ -53,6 +57,7 @@ impl Default for ServerLimits {
             header_read_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
             max_concurrent_streams: 1024,
+            workers: 0,
         }
     }
 }
@@ -72,18 +77,36 @@ pub struct Server {
     accepting: Mutex<HashMap<u16, JoinHandle<()>>>,
     shutdown: watch::Sender<bool>,
     connections: Arc<Connections>,
+    workers: Vec<Worker>,
+    next_worker: AtomicUsize,
 }
 
 impl Server {
-    /// A server for `gateway`; no port is open yet.
+    /// A server for `gateway` with its worker threads started; no port is open yet. Without
+    /// workers (when their threads cannot start) connections are served on the caller's
+    /// runtime.
     pub fn new(gateway: Arc<Gateway>, limits: ServerLimits) -> Arc<Self> {
         let (shutdown, _) = watch::channel(false);
+        let count = match limits.workers {
+            0 => std::thread::available_parallelism().map_or(1, usize::from),
+            n => n,
+        };
+        let workers: Vec<Worker> = (1..=count)
+            .map_while(|index| {
+                Worker::start(index)
+                    .inspect_err(|error| tracing::warn!(%error, "worker not started"))
+                    .ok()
+            })
+            .collect();
+        WORKER_COUNT.fetch_max(workers.len(), Ordering::Relaxed);
         Arc::new(Self {
             gateway,
             limits,
             accepting: Mutex::new(HashMap::new()),
             shutdown,
             connections: Arc::new(Connections::default()),
+            workers,
+            next_worker: AtomicUsize::new(0),
         })
     }
 
@@ -182,7 +205,21 @@ impl Server {
             };
             let _ = stream.set_nodelay(true);
             let server = self.clone();
-            tokio::spawn(async move { server.connection(stream, peer, port).await });
+            if self.workers.is_empty() {
+                tokio::spawn(async move { server.connection(stream, peer, port).await });
+                continue;
+            }
+            // Hand the socket to a worker: it is registered with that worker's reactor.
+            let Ok(stream) = stream.into_std() else {
+                continue;
+            };
+            let index = self.next_worker.fetch_add(1, Ordering::Relaxed) % self.workers.len();
+            self.workers[index].spawn(async move {
+                match tokio::net::TcpStream::from_std(stream) {
+                    Ok(stream) => server.connection(stream, peer, port).await,
+                    Err(error) => tracing::warn!(%error, "connection lost moving to a worker"),
+                }
+            });
         }
     }
 
@@ -220,8 +257,8 @@ impl Server {
     where
         T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let last_activity = Arc::new(AtomicU64::new(0));
-        let io = TokioIo::new(ActivityIo::new(stream, last_activity.clone()));
+        let activity = Arc::new(AtomicU64::new(0));
+        let io = TokioIo::new(ActivityIo::new(stream, activity.clone()));
         let conn_info = Arc::new(Connection { peer, port, scheme });
         let gateway = self.gateway.clone();
         let service = service_fn(move |req: Request<Incoming>| {
@@ -248,6 +285,7 @@ impl Server {
         let idle = self.limits.idle_timeout;
         let idle_ms = u64::try_from(idle.as_millis()).unwrap_or(u64::MAX);
         let mut ticker = tokio::time::interval((idle / 4).max(Duration::from_millis(10)));
+        let (mut last_count, mut quiet_since) = (0u64, now_ms());
         let mut closing = *shutdown.borrow();
         if closing {
             conn.as_mut().graceful_shutdown();
@@ -267,8 +305,12 @@ impl Server {
                     }
                 }
                 _ = ticker.tick(), if !closing => {
-                    let quiet = now_ms().saturating_sub(last_activity.load(Ordering::Relaxed));
-                    if quiet >= idle_ms {
+                    let count = activity.load(Ordering::Relaxed);
+                    let now = now_ms();
+                    if count != last_count {
+                        (last_count, quiet_since) = (count, now);
+                    }
+                    if now.saturating_sub(quiet_since) >= idle_ms {
                         closing = true;
                         conn.as_mut().graceful_shutdown();
                     }

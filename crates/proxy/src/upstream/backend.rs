@@ -113,9 +113,13 @@ pub struct BackendSpec {
 pub struct Backend {
     /// What it was built from.
     pub spec: BackendSpec,
+    /// The name, shared with metrics labels and access logs.
+    pub label: Arc<str>,
     endpoints: ArcSwap<EndpointSet>,
     balancer: Balancer,
-    client: Client<HttpConnector, Body>,
+    /// One pool per connection worker (index 0 for other threads), so that a request and the
+    /// upstream connection it uses live on the same thread.
+    clients: Vec<Client<HttpConnector, Body>>,
     in_flight: AtomicU32,
     retries_in_flight: AtomicU32,
     checks_started: AtomicBool,
@@ -177,12 +181,16 @@ impl Backend {
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(Duration::from_secs(60))
             .http2_only(spec.protocol == Protocol::Http2);
-        let client = builder.build(connector);
+        let pools = 1 + crate::server::workers::WORKER_COUNT.load(Ordering::Relaxed);
+        let clients = (0..pools)
+            .map(|_| builder.build(connector.clone()))
+            .collect();
         Ok(Self {
+            label: Arc::from(spec.name.as_str()),
             spec,
             endpoints: ArcSwap::from_pointee(set),
             balancer,
-            client,
+            clients,
             in_flight: AtomicU32::new(0),
             retries_in_flight: AtomicU32::new(0),
             checks_started: AtomicBool::new(false),
@@ -199,9 +207,10 @@ impl Backend {
         &self.spec.name
     }
 
-    /// The pooled client.
+    /// The pooled client of the calling thread's worker.
     pub fn client(&self) -> &Client<HttpConnector, Body> {
-        &self.client
+        let index = crate::server::workers::current() % self.clients.len();
+        &self.clients[index]
     }
 
     /// The current endpoints.
