@@ -4,7 +4,13 @@
 # - Upstream: an nginx instance (1 worker) answering a small static body on 127.0.0.1.
 # - Peers: nginx (Debian package, worker_processes auto, keep-alive upstream pool, no access
 #   log) and portcullis (release build, no access log), both proxying that same upstream.
-# - Load: wrk, 50 keep-alive connections, GET /, for $DURATION each.
+# - Load: wrk, 50 keep-alive connections, GET /, $ROUNDS alternating rounds of $DURATION each;
+#   the median round is reported, with the CPU time each proxy spent per request (utime+stime
+#   from /proc), which stays meaningful when the machine is noisy or the load generator limits.
+# - Placement: with 2+ CPUs the proxy under test gets CPU 1 to itself (nginx with one worker,
+#   portcullis with one connection worker: a per-core comparison) and wrk and the upstream share
+#   CPU 0. PIN=0 runs everything unpinned (nginx worker_processes auto, portcullis one worker per
+#   core).
 # - Memory: portcullis RSS idle, then with 1,000 routes loaded.
 # - Reload: time to compile and swap in 5,000 routes while wrk keeps sending (non-2xx counted).
 #
@@ -14,8 +20,15 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 DURATION="${DURATION:-10s}"
+ROUNDS="${ROUNDS:-3}"
 CONNECTIONS="${CONNECTIONS:-50}"
-THREADS="${THREADS:-2}"
+PIN="${PIN:-1}"
+[ "$(nproc)" -ge 2 ] || PIN=0
+if [ "$PIN" = 1 ]; then
+  LOAD_CPU=(taskset -c 0); PROXY_CPU=(taskset -c 1); NGINX_WORKERS=1; THREADS="${THREADS:-1}"
+else
+  LOAD_CPU=(); PROXY_CPU=(); NGINX_WORKERS=auto; THREADS="${THREADS:-2}"
+fi
 UPSTREAM_PORT="${UPSTREAM_PORT:-18081}"
 NGINX_PORT="${NGINX_PORT:-18082}"
 PORTCULLIS_PORT="${PORTCULLIS_PORT:-18083}"
@@ -55,19 +68,21 @@ http {
   $3
 }
 CONF
-  nginx -c "$WORK/$1.conf" -p "$WORK"
+  if [ -n "${4:-}" ]; then taskset -c "$4" nginx -c "$WORK/$1.conf" -p "$WORK"; else nginx -c "$WORK/$1.conf" -p "$WORK"; fi
 }
 
 nginx_conf upstream 1 "server { listen 127.0.0.1:$UPSTREAM_PORT; keepalive_requests 1000000;
-    location / { default_type text/plain; return 200 'hello from the upstream\n'; } }"
-nginx_conf nginx auto "upstream backend { server 127.0.0.1:$UPSTREAM_PORT; keepalive 128; }
+    location / { default_type text/plain; return 200 'hello from the upstream\n'; } }" \
+  "$([ "$PIN" = 1 ] && echo 0)"
+nginx_conf nginx "$NGINX_WORKERS" "upstream backend { server 127.0.0.1:$UPSTREAM_PORT; keepalive 128; }
   server { listen 127.0.0.1:$NGINX_PORT; keepalive_requests 1000000;
-    location / { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection ''; } }"
+    location / { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection ''; } }" \
+  "$([ "$PIN" = 1 ] && echo 1)"
 
 "$BIN" generate 1 "$PORTCULLIS_PORT" "127.0.0.1:$UPSTREAM_PORT" > "$WORK/snapshot.yaml"
 "$BIN" generate 1000 "$PORTCULLIS_PORT" "127.0.0.1:$UPSTREAM_PORT" > "$WORK/routes-1000.yaml"
 "$BIN" generate 5000 "$PORTCULLIS_PORT" "127.0.0.1:$UPSTREAM_PORT" > "$WORK/routes-5000.yaml"
-"$BIN" serve "$WORK/snapshot.yaml" "$ADMIN" > "$WORK/portcullis.log" 2>&1 &
+"${PROXY_CPU[@]}" "$BIN" serve "$WORK/snapshot.yaml" "$ADMIN" > "$WORK/portcullis.log" 2>&1 &
 PORTCULLIS_PID=$!
 PIDS+=("$PORTCULLIS_PID")
 
@@ -88,19 +103,37 @@ yaml_revision() { awk '/^revision:/ {print $2}' "$1" | tr -d "'\""; }
 
 IDLE_RSS=$(rss_kb)
 
-measure() { # name port
-  wrk -t"$THREADS" -c"$CONNECTIONS" -d2s "http://127.0.0.1:$2/" >/dev/null # warm-up
-  wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "http://127.0.0.1:$2/" > "$WORK/$1.wrk"
-  local rps p99 errors
-  rps=$(awk '/Requests\/sec/ {print $2}' "$WORK/$1.wrk")
-  p99=$(awk '$1 == "99%" {print $2}' "$WORK/$1.wrk")
-  errors=$(awk '/Non-2xx|Socket errors/' "$WORK/$1.wrk" | tr '\n' ' ')
-  echo "$1 $rps $p99 ${errors:-none}"
+ticks() { local t=0 p; for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo "$t"; }
+NGINX_PIDS=($(pgrep -P "$(cat "$WORK/nginx.pid")"))
+HZ=$(getconf CLK_TCK)
+
+run_round() { # name port pids...
+  local name=$1 port=$2; shift 2
+  local before after
+  before=$(ticks "$@")
+  "${LOAD_CPU[@]}" wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "http://127.0.0.1:$port/" > "$WORK/$name.wrk"
+  after=$(ticks "$@")
+  local rps p99 requests errors
+  rps=$(awk '/Requests\/sec/ {print $2}' "$WORK/$name.wrk")
+  p99=$(awk '$1 == "99%" {print $2}' "$WORK/$name.wrk")
+  requests=$(awk '/requests in/ {print $1}' "$WORK/$name.wrk")
+  errors=$(awk '/Non-2xx|Socket errors/' "$WORK/$name.wrk" | tr -d '\n' | tr ' ' '_')
+  local us=$(awk -v t=$((after - before)) -v hz="$HZ" -v n="$requests" 'BEGIN { printf "%.1f", t / hz * 1e6 / n }')
+  echo "$rps $p99 $us ${errors:-none}" >> "$WORK/$name.rounds"
+  echo "   $name: $rps req/s, p99 $p99, $us us CPU/request, errors: ${errors:-none}"
 }
 
-echo "== load: wrk -t$THREADS -c$CONNECTIONS -d$DURATION --latency, GET / through each proxy"
-read -r _ P_RPS P_P99 P_ERR <<<"$(measure portcullis "$PORTCULLIS_PORT")"
-read -r _ N_RPS N_P99 N_ERR <<<"$(measure nginx "$NGINX_PORT")"
+median() { sort -n -k1 "$WORK/$1.rounds" | awk -v n="$ROUNDS" 'NR == int((n + 1) / 2)'; }
+
+echo "== load: wrk -t$THREADS -c$CONNECTIONS -d$DURATION --latency, GET /, $ROUNDS alternating rounds (pinned: $PIN)"
+"${LOAD_CPU[@]}" wrk -t"$THREADS" -c"$CONNECTIONS" -d2s "http://127.0.0.1:$PORTCULLIS_PORT/" >/dev/null
+"${LOAD_CPU[@]}" wrk -t"$THREADS" -c"$CONNECTIONS" -d2s "http://127.0.0.1:$NGINX_PORT/" >/dev/null
+for round in $(seq "$ROUNDS"); do
+  run_round portcullis "$PORTCULLIS_PORT" "$PORTCULLIS_PID"
+  run_round nginx "$NGINX_PORT" "${NGINX_PIDS[@]}"
+done
+read -r P_RPS P_P99 P_US P_ERR <<<"$(median portcullis)"
+read -r N_RPS N_P99 N_US N_ERR <<<"$(median nginx)"
 
 echo "== memory: 1,000 routes"
 cp "$WORK/routes-1000.yaml" "$WORK/snapshot.yaml"
@@ -109,7 +142,7 @@ sleep 1
 RSS_1000=$(rss_kb)
 
 echo "== reload: 5,000 routes swapped in under load"
-wrk -t"$THREADS" -c"$CONNECTIONS" -d5s "http://127.0.0.1:$PORTCULLIS_PORT/r4999x/" > "$WORK/swap.wrk" &
+"${LOAD_CPU[@]}" wrk -t"$THREADS" -c"$CONNECTIONS" -d5s "http://127.0.0.1:$PORTCULLIS_PORT/r4999x/" > "$WORK/swap.wrk" &
 WRK_PID=$!
 sleep 1
 cp "$WORK/routes-5000.yaml" "$WORK/snapshot.yaml"
@@ -123,16 +156,18 @@ RSS_5000=$(rss_kb)
 
 CPU="$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo) x $(nproc)"
 RATIO=$(awk -v p="$P_RPS" -v n="$N_RPS" 'BEGIN { printf "%.2f", p / n }')
+CPU_RATIO=$(awk -v p="$P_US" -v n="$N_US" 'BEGIN { printf "%.2f", p / n }')
 cat <<REPORT
 
 Portcullis data-plane benchmark ($(date -u +%Y-%m-%dT%H:%MZ))
 machine: $CPU, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo) RAM; $(nginx -v 2>&1); $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2)
-load: wrk -t$THREADS -c$CONNECTIONS -d$DURATION --latency, GET /, static upstream (nginx, 1 worker)
+load: wrk -t$THREADS -c$CONNECTIONS -d$DURATION --latency, GET /, static upstream (nginx, 1 worker);
+      median of $ROUNDS alternating rounds; pinned: $PIN (1 = proxy alone on CPU 1, wrk + upstream on CPU 0)
 
-                 requests/s     p99        errors
-  portcullis     $P_RPS      $P_P99    $P_ERR
-  nginx          $N_RPS      $N_P99    $N_ERR
-  ratio (portcullis / nginx requests/s): $RATIO
+                 requests/s     p99        CPU/request    errors
+  portcullis     $P_RPS      $P_P99    ${P_US} us       $P_ERR
+  nginx          $N_RPS      $N_P99    ${N_US} us       $N_ERR
+  ratio portcullis / nginx: requests/s $RATIO, CPU per request $CPU_RATIO
 
 memory (RSS): idle $((IDLE_RSS / 1024)) MB; 1,000 routes $((RSS_1000 / 1024)) MB; 5,000 routes $((RSS_5000 / 1024)) MB
 reload of 5,000 routes: compile + swap ${SWAP_MS} ms; read + parse + compile + swap ${RELOAD_MS} ms

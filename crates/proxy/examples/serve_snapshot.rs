@@ -11,9 +11,6 @@ use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf};
 use portcullis_config::snapshot::*;
 use portcullis_proxy::{DataPlaneOptions, proxy};
 
-/// The allocator the benchmark runs with (see the closing note of the benchmark).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> Result<(), String> {
     let args: Vec<String> = std::env::args().skip(1).collect();

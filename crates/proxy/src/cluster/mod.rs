@@ -29,12 +29,22 @@ pub struct ClusterSource {
     pub name: String,
 }
 
+/// The mounted snapshot: `config.yaml`, or `config.yaml.gz` beside it when the operator stored
+/// a large snapshot compressed.
+fn read_start_up_copy(file: &std::path::Path) -> std::io::Result<Vec<u8>> {
+    std::fs::read(file).or_else(|error| {
+        let mut compressed = file.as_os_str().to_owned();
+        compressed.push(".gz");
+        std::fs::read(compressed).map_err(|_| error)
+    })
+}
+
 /// `portcullis proxy --configmap NS/NAME`: serves the mounted snapshot, then follows the
 /// ConfigMap and the EndpointSlices of its backends through the API until SIGTERM, then drains.
 pub async fn serve(options: DataPlaneOptions, source: ClusterSource) -> Result<(), String> {
     let plane = Arc::new(DataPlane::start(options).await?);
     let secrets = Secrets::new(source.secrets_root.clone());
-    match std::fs::read(&source.config_file) {
+    match read_start_up_copy(&source.config_file) {
         Ok(bytes) => match snapshot_from_bytes(&bytes) {
             Ok(snapshot) => plane.apply(&snapshot, &secrets).await?,
             Err(error) => tracing::warn!(
