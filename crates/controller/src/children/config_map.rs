@@ -1,9 +1,10 @@
 //! `<gateway>-config`: the compiled snapshot, as the replicas read it.
 
-use std::collections::BTreeMap;
-
 use k8s_openapi::api::core::v1::ConfigMap;
-use portcullis_config::snapshot::Snapshot;
+use portcullis_config::{
+    configmap::{render_configmap, stored_size},
+    snapshot::Snapshot,
+};
 
 use super::{BuildError, Owner};
 use crate::meta;
@@ -12,26 +13,22 @@ use crate::meta;
 /// the metadata needs some room too.
 pub const MAX_CONFIG_BYTES: usize = 1_000_000;
 
-/// The ConfigMap holding `snapshot` under [`meta::CONFIG_KEY`], its revision as an annotation.
+/// The ConfigMap holding `snapshot` (gzip-compressed when it is large, as the config crate
+/// stores it), owned by the Gateway and labelled like every other child.
 pub(super) fn build(owner: &Owner<'_>, snapshot: &Snapshot) -> Result<ConfigMap, BuildError> {
-    let yaml = snapshot.to_yaml().map_err(|e| BuildError::Serialize {
+    let mut config_map = render_configmap(snapshot).map_err(|e| BuildError::Serialize {
         kind: "config snapshot".to_owned(),
         message: e.to_string(),
     })?;
-    if yaml.len() > MAX_CONFIG_BYTES {
+    let size = stored_size(&config_map);
+    if size > MAX_CONFIG_BYTES {
         return Err(BuildError::ConfigTooLarge {
             gateway: format!("{}/{}", owner.namespace, owner.name),
-            size: yaml.len(),
+            size,
         });
     }
-    let mut metadata = owner.metadata(meta::config_map_name(owner.name));
-    metadata.annotations = Some(BTreeMap::from([(
-        meta::REVISION_ANNOTATION.to_owned(),
-        snapshot.revision.clone(),
-    )]));
-    Ok(ConfigMap {
-        metadata,
-        data: Some(BTreeMap::from([(meta::CONFIG_KEY.to_owned(), yaml)])),
-        ..ConfigMap::default()
-    })
+    let annotations = config_map.metadata.annotations.take();
+    config_map.metadata = owner.metadata(meta::config_map_name(owner.name));
+    config_map.metadata.annotations = annotations;
+    Ok(config_map)
 }

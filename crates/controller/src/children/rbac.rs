@@ -48,7 +48,7 @@ pub(super) fn roles(owner: &Owner<'_>, snapshot: &Snapshot) -> (Vec<Role>, Vec<R
         ..PolicyRule::default()
     }];
     if namespaces.contains(owner.namespace) {
-        local_rules.push(endpoint_slices_rule());
+        local_rules.extend(discovery_rules());
     }
     let local_name = meta::local_role_name(owner.name);
     let mut roles = vec![Role {
@@ -75,7 +75,7 @@ pub(super) fn roles(owner: &Owner<'_>, snapshot: &Snapshot) -> (Vec<Role>, Vec<R
         )]));
         roles.push(Role {
             metadata: metadata.clone(),
-            rules: Some(vec![endpoint_slices_rule()]),
+            rules: Some(discovery_rules().to_vec()),
         });
         bindings.push(RoleBinding {
             metadata,
@@ -90,13 +90,23 @@ fn read_verbs() -> Vec<String> {
     ["get", "list", "watch"].map(str::to_owned).to_vec()
 }
 
-fn endpoint_slices_rule() -> PolicyRule {
-    PolicyRule {
-        api_groups: Some(vec!["discovery.k8s.io".to_owned()]),
-        resources: Some(vec!["endpointslices".to_owned()]),
-        verbs: read_verbs(),
-        ..PolicyRule::default()
-    }
+/// What the proxy reads to find a `service` backend's endpoints: the EndpointSlices, and the
+/// Service itself to map its port number to the slices' port name.
+fn discovery_rules() -> [PolicyRule; 2] {
+    [
+        PolicyRule {
+            api_groups: Some(vec!["discovery.k8s.io".to_owned()]),
+            resources: Some(vec!["endpointslices".to_owned()]),
+            verbs: read_verbs(),
+            ..PolicyRule::default()
+        },
+        PolicyRule {
+            api_groups: Some(vec![String::new()]),
+            resources: Some(vec!["services".to_owned()]),
+            verbs: vec!["get".to_owned()],
+            ..PolicyRule::default()
+        },
+    ]
 }
 
 fn role_ref(name: String) -> RoleRef {

@@ -359,15 +359,23 @@ fn the_proxy_may_read_its_config_map_and_the_endpoint_slices_of_its_backends_onl
         json!(["edge-config"])
     );
     assert_eq!(roles[0]["rules"][1]["resources"], json!(["endpointslices"]));
+    assert_eq!(roles[0]["rules"][2]["resources"], json!(["services"]));
     assert_eq!(roles[1]["metadata"]["namespace"], "team-a");
     assert_eq!(roles[1]["rules"][0]["resources"], json!(["endpointslices"]));
+    assert_eq!(roles[1]["rules"][1]["resources"], json!(["services"]));
     for rule in roles
         .as_array()
         .expect("roles")
         .iter()
         .flat_map(|r| r["rules"].as_array().expect("rules"))
     {
-        assert_eq!(rule["verbs"], json!(["get", "list", "watch"]));
+        // Read only; Services only by name, to map a port number to the slices' port name.
+        let verbs = if rule["resources"] == json!(["services"]) {
+            json!(["get"])
+        } else {
+            json!(["get", "list", "watch"])
+        };
+        assert_eq!(rule["verbs"], verbs, "{rule}");
     }
     let bindings = json_of(&children.role_bindings);
     assert_eq!(bindings[1]["metadata"]["namespace"], "team-a");
@@ -387,8 +395,25 @@ fn a_gateway_read_from_a_file_renders_without_owner_references() {
 
 #[test]
 fn a_snapshot_too_large_for_a_config_map_is_refused_with_the_gateway_named() {
+    // Large ConfigMaps are gzip-compressed, so the content must not compress well: every rule
+    // gets a long pseudo-random name.
     let mut big = snapshot("r1");
-    big.rules = (0..20_000).map(|_| rule_with_api_keys("shop")).collect();
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    big.rules = (0..20_000)
+        .map(|_| {
+            let mut rule = rule_with_api_keys("shop");
+            let name: String = (0..16)
+                .map(|_| {
+                    state = state
+                        .wrapping_mul(6_364_136_223_846_793_005)
+                        .wrapping_add(1_442_695_040_888_963_407);
+                    format!("{:016x}", state)
+                })
+                .collect();
+            rule.name = Some(name);
+            rule
+        })
+        .collect();
     let error = build_children(
         &gateway(json!({})),
         &big,
