@@ -25,8 +25,10 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// The whole picture on localhost, no cluster needed: three demo services and a gateway in
-    /// front of them. Prints the URLs and curl lines to try; runs until Ctrl-C.
+    /// Run the whole picture on localhost, no cluster needed.
+    ///
+    /// Three demo services and a gateway in front of them. Prints the URLs and curl lines to
+    /// try; runs until Ctrl-C.
     Demo(commands::demo::Args),
     /// Print the CustomResourceDefinitions (multi-document YAML) to apply to a cluster.
     Crds,
@@ -41,8 +43,9 @@ enum Command {
     Run(commands::run::Args),
     /// Serve a compiled config snapshot: the data plane inside a gateway pod.
     Proxy(commands::proxy::Args),
-    /// The operator: reconcile Gateways into redundant gateway deployments, with leader
-    /// election, /healthz, /readyz and /metrics.
+    /// Run the operator: reconcile Gateways into redundant gateway deployments.
+    ///
+    /// Leader election through a Lease (only the leader writes), /healthz, /readyz and /metrics.
     Controller(commands::controller::Args),
 }
 
