@@ -11,7 +11,6 @@ use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf};
 use portcullis_config::snapshot::*;
 use portcullis_proxy::{DataPlaneOptions, proxy};
 
-
 fn main() -> Result<(), String> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
@@ -46,7 +45,29 @@ fn main() -> Result<(), String> {
             print!("{yaml}");
             Ok(())
         }
-        _ => Err("usage: serve FILE [ADMIN] [--access-log] | generate ROUTES PORT UPSTREAM".into()),
+        Some("parse") => {
+            // How long reading a snapshot takes, as YAML and as JSON.
+            let file = args.get(1).ok_or("parse FILE")?;
+            let text = std::fs::read_to_string(file).map_err(|e| e.to_string())?;
+            let started = std::time::Instant::now();
+            let snapshot = Snapshot::from_yaml(&text).map_err(|e| e.to_string())?;
+            let yaml = started.elapsed();
+            let json = serde_json::to_string(&snapshot).map_err(|e| e.to_string())?;
+            let started = std::time::Instant::now();
+            let _: Snapshot = serde_json::from_str(&json).map_err(|e| e.to_string())?;
+            println!(
+                "yaml {} bytes {:.1} ms; json {} bytes {:.1} ms",
+                text.len(),
+                yaml.as_secs_f64() * 1000.0,
+                json.len(),
+                started.elapsed().as_secs_f64() * 1000.0
+            );
+            Ok(())
+        }
+        _ => Err(
+            "usage: serve FILE [ADMIN] [--access-log] | generate ROUTES PORT UPSTREAM | parse FILE"
+                .into(),
+        ),
     }
 }
 
