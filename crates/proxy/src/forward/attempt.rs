@@ -119,7 +119,8 @@ pub fn retryable(policy: &RetryPolicy, failure: Failure, method: &Method) -> boo
 /// jitter so that clients retrying together spread out.
 pub fn backoff(base: Duration, retry: u32) -> Duration {
     let exp = base.saturating_mul(1u32 << retry.saturating_sub(1).min(10));
-    exp.mul_f64(0.5 + fastrand::f64())
+    // Checked: a huge configured backoff must not overflow into a panic.
+    Duration::try_from_secs_f64(exp.as_secs_f64() * (0.5 + fastrand::f64())).unwrap_or(exp)
 }
 
 /// Sends the request to `backend`, retrying as the policy allows. On success returns the

@@ -134,8 +134,10 @@ impl Endpoint {
     /// Ejects the endpoint for the base time multiplied by how often it was ejected before.
     pub fn eject(&self, base_ms: u64) {
         let times = u64::from(self.ejections.fetch_add(1, Ordering::Relaxed) + 1).min(10);
-        self.ejected_until_ms
-            .store(now_ms() + base_ms.saturating_mul(times), Ordering::Relaxed);
+        self.ejected_until_ms.store(
+            now_ms().saturating_add(base_ms.saturating_mul(times)),
+            Ordering::Relaxed,
+        );
         self.consecutive_5xx.store(0, Ordering::Relaxed);
         self.consecutive_gateway_errors.store(0, Ordering::Relaxed);
     }

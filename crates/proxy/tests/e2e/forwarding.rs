@@ -289,3 +289,30 @@ async fn http2_clients_and_http2_backends_are_served() {
     assert_eq!(reply.seen_path().as_deref(), Some("/h2"));
     assert!(reply.seen_header("host").is_some() || reply.json()["headers"].is_object());
 }
+
+#[tokio::test]
+async fn requests_over_the_circuit_breaker_limit_get_503_at_once() {
+    let a = Upstream::start("a").await;
+    let snapshot = Snap::new()
+        .backend_with("a", &[a.addr], |b| {
+            b.circuit_breaker = Some(CircuitBreakerConfig {
+                max_connections: 1,
+                max_pending_requests: 0,
+                max_requests: 1,
+            });
+        })
+        .route("*", prefix("/"), to("r", &[(Some("a"), 1)]))
+        .build();
+    let gw = std::sync::Arc::new(Gateway::start(&snapshot).await);
+    let slow = {
+        let gw = gw.clone();
+        tokio::spawn(async move { get(&gw, "h", "/delay/1000").await })
+    };
+    assert!(eventually(|| async { a.hits() == 1 }).await);
+    assert_eq!(
+        get(&gw, "h", "/").await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    assert_eq!(slow.await.expect("task").status, StatusCode::OK);
+    assert_eq!(get(&gw, "h", "/").await.status, StatusCode::OK);
+}

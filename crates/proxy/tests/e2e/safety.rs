@@ -72,10 +72,10 @@ async fn garbage_and_odd_requests_get_errors_and_the_gateway_keeps_serving() {
     for input in [
         &b"\x00\x01\x02\xff\r\n\r\n"[..],
         b"GET\r\n\r\n",
-        b"GET /%%% HTTP/1.1\r\nHost: h\r\n\r\n",
-        b"GET * HTTP/1.1\r\nHost: h\r\n\r\n",
-        b"GET http://other/x HTTP/1.1\r\nHost: h\r\n\r\n",
-        b"GET /a/../../../../etc/passwd HTTP/1.1\r\nHost: \r\n\r\n",
+        b"GET /%%% HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+        b"GET * HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+        b"GET http://other/x HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+        b"GET /a/../../../../etc/passwd HTTP/1.1\r\nHost: \r\nConnection: close\r\n\r\n",
     ] {
         let _ = raw(&gw, input).await;
     }
