@@ -115,7 +115,7 @@ pub fn config_summary(gateway: &Gateway) -> Value {
                 "virtualHosts": l.virtual_hosts.iter().map(|v| json!({
                     "hostname": format!("{:?}", v.hostname),
                     "listener": v.listener,
-                    "entries": v.entries.len(),
+                    "entries": v.entries().len(),
                 })).collect::<Vec<_>>(),
             })
         })

@@ -128,11 +128,11 @@ fn compile_listener(
                 rule: rule.clone(),
             });
         }
-        virtual_hosts.push(VirtualHost {
-            hostname: HostPattern::parse(&vhost.hostname),
-            listener: vhost.listener.clone(),
+        virtual_hosts.push(VirtualHost::new(
+            HostPattern::parse(&vhost.hostname),
+            vhost.listener.clone(),
             entries,
-        });
+        ));
     }
     let scheme = match listener.protocol {
         ListenerProtocol::Http => Scheme::Http,
