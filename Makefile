@@ -4,13 +4,15 @@
 #   make test    every test, building the test control plane first if it is not cached
 #   make lint    formatting and clippy, warnings are errors
 #   make crds    regenerate crds/ from the API types
+#   make generate  every generated file: crds/, the chart's CRDs and RBAC rules, deploy/install.yaml
 #   make bench   the data plane side by side with nginx
 #   make image   the container image (needs a Docker engine)
 
 CARGO ?= cargo
 BIN := target/debug/portcullis
 
-.PHONY: build release test demo lint crds check-generated bench control-plane image
+.PHONY: build release test demo lint crds chart-rbac install-yaml generate check-generated bench \
+	control-plane helm image
 
 build:
 	$(CARGO) build
@@ -24,8 +26,14 @@ release:
 control-plane:
 	@hack/build-test-control-plane.sh >/dev/null
 
-test: control-plane
-	PORTCULLIS_K8S_BIN="$$(hack/build-test-control-plane.sh | tail -n1)" $(CARGO) test --workspace --all-targets
+# helm (for the chart tests and deploy/install.yaml), built the same way into ~/.cache/portcullis/helm.
+helm:
+	@hack/build-helm.sh >/dev/null
+
+test: control-plane helm
+	PORTCULLIS_K8S_BIN="$$(hack/build-test-control-plane.sh | tail -n1)" \
+	PORTCULLIS_HELM="$$(hack/build-helm.sh | tail -n1)" \
+		$(CARGO) test --workspace --all-targets
 	$(MAKE) check-generated
 
 demo:
@@ -36,13 +44,31 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
+generate: install-yaml
+
 crds: build
 	$(BIN) crds > crds/portcullis.yaml
+	cp crds/portcullis.yaml charts/portcullis/crds/portcullis.yaml
+
+# The chart's ClusterRole rules, from crates/controller/src/permissions.rs.
+chart-rbac:
+	$(CARGO) run -q -p portcullis-controller --example cluster_role_rules > charts/portcullis/files/cluster-role-rules.yaml
+
+# deploy/install.yaml: a Namespace plus the chart rendered with its CRDs.
+install-yaml: crds chart-rbac helm
+	hack/render-install-yaml.sh > deploy/install.yaml
 
 # Fails when a generated file no longer matches what the code generates.
-check-generated: build
+check-generated: build helm
 	@$(BIN) crds | diff -u crds/portcullis.yaml - >/dev/null || \
 		{ echo "crds/portcullis.yaml is out of date: run 'make crds'"; exit 1; }
+	@diff -u crds/portcullis.yaml charts/portcullis/crds/portcullis.yaml >/dev/null || \
+		{ echo "charts/portcullis/crds/ is out of date: run 'make crds'"; exit 1; }
+	@$(CARGO) run -q -p portcullis-controller --example cluster_role_rules | \
+		diff -u charts/portcullis/files/cluster-role-rules.yaml - >/dev/null || \
+		{ echo "the chart's ClusterRole rules are out of date: run 'make chart-rbac'"; exit 1; }
+	@hack/render-install-yaml.sh | diff -u deploy/install.yaml - >/dev/null || \
+		{ echo "deploy/install.yaml is out of date: run 'make install-yaml'"; exit 1; }
 	@echo "generated files are up to date"
 
 bench:
