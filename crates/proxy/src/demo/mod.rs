@@ -153,10 +153,10 @@ pub fn banner(demo: &Demo) -> String {
     let mut out = String::new();
     out.push_str("Portcullis demo\n\n");
     out.push_str(&format!(
-        "  gateway   http://{gw}\n  admin     http://{admin}  (/ready /metrics /config)\n"
+        "  gateway         http://{gw}\n  admin           http://{admin}  (/ready /metrics /config)\n"
     ));
     for (name, addr) in &demo.services {
-        out.push_str(&format!("  {name:<14}http://{addr}\n"));
+        out.push_str(&format!("  {name:<16}http://{addr}\n"));
     }
     out.push_str("\nTry:\n");
     for line in [

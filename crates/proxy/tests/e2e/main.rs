@@ -4,6 +4,7 @@
 mod demo;
 mod forwarding;
 mod lifecycle;
+mod process;
 mod routing;
 mod safety;
 mod support;

@@ -1,0 +1,114 @@
+//! The data plane as a process: SIGTERM drains and the process exits 0.
+
+use std::process::Stdio;
+
+use bytes::Bytes;
+use http::{Request, StatusCode};
+use http_body_util::Full;
+use portcullis_config::snapshot::DrainConfig;
+
+use crate::support::*;
+
+async fn free_port() -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    listener.local_addr().expect("addr").port()
+}
+
+/// The `serve_snapshot` example, built by `cargo test` next to the test binaries.
+fn serve_snapshot() -> Option<std::path::PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let path = exe
+        .parent()?
+        .parent()?
+        .join("examples")
+        .join("serve_snapshot");
+    path.exists().then_some(path)
+}
+
+#[tokio::test]
+async fn sigterm_drains_requests_in_flight_and_the_process_exits_0() {
+    let Some(binary) = serve_snapshot() else {
+        eprintln!("serve_snapshot example not built; skipping");
+        return;
+    };
+    let a = Upstream::start("a").await;
+    let (port, admin) = (free_port().await, free_port().await);
+    let mut snapshot = Snap::new()
+        .backend("a", &[a.addr])
+        .route("*", prefix("/"), to("r", &[(Some("a"), 1)]))
+        .edit(|s| {
+            s.drain = DrainConfig {
+                delay_ms: 300,
+                timeout_ms: 10_000,
+            }
+        })
+        .build();
+    snapshot.listeners[0].port = port;
+    snapshot.seal();
+    let file =
+        std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("sigterm-{port}.yaml"));
+    std::fs::write(&file, snapshot.to_yaml().expect("yaml")).expect("write");
+    let mut child = std::process::Command::new(binary)
+        .arg("serve")
+        .arg(&file)
+        .arg(format!("127.0.0.1:{admin}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let guard = KillOnDrop(child.id());
+    let ready = |status: StatusCode| async move {
+        let req = Request::get(format!("http://127.0.0.1:{admin}/ready"))
+            .body(Full::new(Bytes::new()))
+            .expect("req");
+        matches!(client().request(req).await, Ok(r) if r.status() == status)
+    };
+    assert!(
+        eventually(|| ready(StatusCode::OK)).await,
+        "the process became ready"
+    );
+
+    let in_flight = tokio::spawn(async move {
+        let req = Request::get(format!("http://127.0.0.1:{port}/delay/1000"))
+            .body(Full::new(Bytes::new()))
+            .expect("req");
+        read(client().request(req).await.expect("in-flight request")).await
+    });
+    assert!(eventually(|| async { a.hits() == 1 }).await);
+    let pid = child.id().to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    assert!(
+        eventually(|| ready(StatusCode::SERVICE_UNAVAILABLE)).await,
+        "/ready turned 503"
+    );
+    assert_eq!(in_flight.await.expect("task").status, StatusCode::OK);
+    let mut status = None;
+    assert!(
+        eventually(|| {
+            status = child.try_wait().expect("wait");
+            std::future::ready(status.is_some())
+        })
+        .await,
+        "the process exited"
+    );
+    std::mem::forget(guard); // exited: nothing to kill
+    assert!(status.is_some_and(|s| s.success()), "{status:?}");
+}
+
+/// Kills the child if the test fails before it exits.
+struct KillOnDrop(u32);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", &self.0.to_string()])
+            .stderr(Stdio::null())
+            .status();
+    }
+}
