@@ -43,10 +43,12 @@ pub async fn follow(
                 continue;
             }
         };
+        // Before the revision check: the first event usually carries the revision the mounted
+        // start-up copy already serves, and its `service` backends still need their watches.
+        watches.sync(&client, &plane, &snapshot);
         if plane.gateway().table().revision == snapshot.revision {
             continue;
         }
-        watches.sync(&client, &plane, &snapshot);
         // A refused snapshot is logged and shown in /config by apply; the old one keeps serving.
         let _ = plane.apply(&snapshot, &secrets).await;
     }

@@ -1,0 +1,367 @@
+//! What the in-cluster proxy tests share: real HTTP upstreams on loopback, the manifests of a
+//! Gateway on a free loopback port, and the real `portcullis proxy --configmap` process.
+//!
+//! A test binary pulls it in next to the harness and the operator support:
+//! `mod support; #[path = "operator_support/mod.rs"] mod operator_support;
+//! #[path = "proxy_support/mod.rs"] mod proxy_support;`
+#![allow(
+    dead_code,
+    reason = "each proxy test binary uses a different part of these helpers"
+)]
+
+use std::{
+    convert::Infallible,
+    fs,
+    net::{SocketAddr, TcpListener as StdListener},
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::{BodyExt as _, Full};
+use hyper::{body::Incoming, service::service_fn};
+use hyper_util::{
+    client::legacy::{Client, connect::HttpConnector},
+    rt::{TokioExecutor, TokioIo},
+};
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::{Api, ResourceExt as _};
+use portcullis_config::{Snapshot, configmap::snapshot_from_configmap};
+use serde_json::{Value, json};
+use tokio::{net::TcpListener, task::JoinHandle};
+
+use crate::{
+    operator_support::TIMEOUT,
+    support::control_plane::{TestContext, eventually},
+};
+
+/// The Gateway every proxy test serves.
+pub const GATEWAY: &str = "edge";
+
+/// A free loopback address (the port is free now; tests bind it at once).
+pub fn free_addr() -> SocketAddr {
+    StdListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback port")
+}
+
+/// An IPv4 address of this machine that is not loopback: the API server refuses loopback
+/// addresses in EndpointSlices, so upstreams behind a `service` backend listen here. Found the
+/// way the kernel picks a source address for a UDP "connection" (no packet is sent).
+///
+/// # Panics
+/// When the machine has no route to anything but loopback.
+pub fn host_ip() -> std::net::IpAddr {
+    [
+        "192.0.2.1:9",
+        "10.0.0.1:9",
+        "172.16.0.1:9",
+        "192.168.0.1:9",
+        "8.8.8.8:53",
+    ]
+    .iter()
+    .find_map(|destination| {
+        let socket = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+        socket.connect(destination).ok()?;
+        let ip = socket.local_addr().ok()?.ip();
+        (!ip.is_loopback() && !ip.is_unspecified()).then_some(ip)
+    })
+    .expect(
+        "a non-loopback IPv4 address on this machine (EndpointSlices may not hold loopback \
+             addresses, so the test's upstreams need one)",
+    )
+}
+
+/// The `portcullis` binary: `$PORTCULLIS_BIN` (e.g. a release build), else this build's.
+pub fn proxy_binary() -> String {
+    std::env::var("PORTCULLIS_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_portcullis").to_owned())
+}
+
+/// A real HTTP/1.1 server on loopback that answers every request `200` with
+/// `<name> <path>`.
+pub struct Upstream {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    hits: Arc<AtomicUsize>,
+    task: JoinHandle<()>,
+}
+
+impl Upstream {
+    /// Starts the upstream `name` on `addr`.
+    pub async fn start(name: &'static str, addr: SocketAddr) -> Self {
+        let listener = TcpListener::bind(addr)
+            .await
+            .unwrap_or_else(|e| panic!("upstream {name} binds {addr}: {e}"));
+        let addr = listener.local_addr().expect("a bound address");
+        let hits = Arc::new(AtomicUsize::new(0));
+        let counter = hits.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let counter = counter.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |request: Request<Incoming>| {
+                        counter.fetch_add(1, Ordering::Relaxed);
+                        let body = format!("{name} {}", request.uri().path());
+                        async move { Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(body)))) }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Self { addr, hits, task }
+    }
+
+    /// Requests answered so far.
+    pub fn hits(&self) -> usize {
+        self.hits.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The Gateway [`GATEWAY`]: one HTTP listener on `port` (the proxy binds it on 127.0.0.1).
+pub fn gateway(namespace: &str, port: u16) -> Value {
+    json!({
+        "apiVersion": "portcullis.dev/v1alpha1",
+        "kind": "Gateway",
+        "metadata": { "name": GATEWAY, "namespace": namespace },
+        "spec": {
+            "listeners": [{ "name": "http", "port": port, "protocol": "HTTP" }],
+            "replicas": 1,
+        },
+    })
+}
+
+/// A ServiceBackend with the one static endpoint `addr`.
+pub fn static_backend(namespace: &str, name: &str, addr: SocketAddr) -> Value {
+    json!({
+        "apiVersion": "portcullis.dev/v1alpha1",
+        "kind": "ServiceBackend",
+        "metadata": { "name": name, "namespace": namespace },
+        "spec": { "endpoints": [{ "address": addr.ip().to_string(), "port": addr.port() }] },
+    })
+}
+
+/// A ServiceBackend taking its endpoints from the Kubernetes Service `service`, port `port`.
+pub fn service_backend(namespace: &str, name: &str, service: &str, port: u16) -> Value {
+    json!({
+        "apiVersion": "portcullis.dev/v1alpha1",
+        "kind": "ServiceBackend",
+        "metadata": { "name": name, "namespace": namespace },
+        "spec": { "service": { "name": service, "port": port } },
+    })
+}
+
+/// The Gateway's ConfigMap and the snapshot it holds.
+pub struct Config {
+    /// The ConfigMap as read.
+    pub config_map: ConfigMap,
+    /// Its snapshot.
+    pub snapshot: Snapshot,
+    /// The snapshot's revision.
+    pub revision: String,
+}
+
+/// Waits until the Gateway's ConfigMap holds a snapshot satisfying `check`.
+pub async fn await_config(ctx: &TestContext, check: impl Fn(&Snapshot) -> bool) -> Config {
+    let config_maps: Api<ConfigMap> = ctx.api();
+    eventually("the Gateway's ConfigMap", TIMEOUT, || async {
+        let config_map = config_maps
+            .get_opt(&format!("{GATEWAY}-config"))
+            .await
+            .ok()??;
+        let snapshot = snapshot_from_configmap(&config_map).ok()?;
+        check(&snapshot).then(|| Config {
+            revision: snapshot.revision.clone(),
+            config_map,
+            snapshot,
+        })
+    })
+    .await
+}
+
+/// A status and body.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    /// The status code.
+    pub status: u16,
+    /// The body, as text.
+    pub body: String,
+}
+
+/// The real `portcullis proxy --configmap` process, killed (and waited for) when dropped, on
+/// every exit path of a test.
+pub struct Proxy {
+    child: Child,
+    /// The client listener (the Gateway listener's port on 127.0.0.1).
+    pub addr: SocketAddr,
+    /// The admin listener.
+    pub admin: SocketAddr,
+    dir: tempfile::TempDir,
+    client: Client<HttpConnector, Full<Bytes>>,
+}
+
+impl Proxy {
+    /// Writes the ConfigMap's `config.yaml` to a file and starts `binary` on it, following the
+    /// ConfigMap through the test control plane; returns once the start-up copy is served.
+    pub async fn spawn(ctx: &TestContext, config: &Config, binary: &str) -> Self {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let file = dir.path().join("config.yaml");
+        fs::write(
+            &file,
+            config.snapshot.to_yaml().expect("the snapshot serializes"),
+        )
+        .expect("the start-up copy is written");
+        let secrets = dir.path().join("secrets");
+        fs::create_dir(&secrets).expect("the secrets directory");
+        let log = fs::File::create(dir.path().join("proxy.log")).expect("the proxy log");
+        let admin = free_addr();
+        let port = config
+            .snapshot
+            .listeners
+            .first()
+            .expect("the snapshot has a listener")
+            .port;
+        let configmap = format!(
+            "{}/{}",
+            config.config_map.namespace().expect("a namespace"),
+            config.config_map.name_any()
+        );
+        let child = Command::new(binary)
+            .arg("proxy")
+            .arg("--config")
+            .arg(&file)
+            .args(["--configmap", &configmap])
+            .arg("--secrets")
+            .arg(&secrets)
+            .args(["--admin", &admin.to_string(), "--listen", "127.0.0.1"])
+            .arg("--no-access-log")
+            .env("KUBECONFIG", ctx.control_plane.kubeconfig())
+            .env(
+                "RUST_LOG",
+                std::env::var("PORTCULLIS_PROXY_LOG").unwrap_or_else(|_| "info".to_owned()),
+            )
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("{binary} proxy starts: {e}"));
+        let mut proxy = Self {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            admin,
+            dir,
+            client: Client::builder(TokioExecutor::new()).build_http(),
+        };
+        let revision = config.revision.clone();
+        eventually("the proxy to serve its start-up copy", TIMEOUT, || async {
+            (proxy.revision_opt().await.as_deref() == Some(revision.as_str())).then_some(())
+        })
+        .await;
+        assert!(proxy.is_running(), "the proxy is still running");
+        proxy
+    }
+
+    /// GET `path` on the client listener (keep-alive connections; 5 s at most).
+    pub async fn get(&self, path: &str) -> Result<Answer, String> {
+        self.get_url(&format!("http://{}{path}", self.addr)).await
+    }
+
+    async fn get_url(&self, url: &str) -> Result<Answer, String> {
+        let request = Request::get(url)
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| e.to_string())?;
+        let exchange = async {
+            let response = self
+                .client
+                .request(request)
+                .await
+                .map_err(|e| e.to_string())?;
+            let status = response.status().as_u16();
+            let body = response
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| e.to_string())?
+                .to_bytes();
+            Ok(Answer {
+                status,
+                body: String::from_utf8_lossy(&body).into_owned(),
+            })
+        };
+        tokio::time::timeout(Duration::from_secs(5), exchange)
+            .await
+            .map_err(|_| format!("GET {url} timed out"))?
+    }
+
+    /// The admin `/config` document, if the proxy answers.
+    pub async fn config(&self) -> Option<Value> {
+        let answer = self
+            .get_url(&format!("http://{}/config", self.admin))
+            .await
+            .ok()?;
+        serde_json::from_str(&answer.body).ok()
+    }
+
+    async fn revision_opt(&self) -> Option<String> {
+        Some(self.config().await?["revision"].as_str()?.to_owned())
+    }
+
+    /// The revision the proxy serves.
+    pub async fn revision(&self) -> String {
+        self.revision_opt()
+            .await
+            .expect("the proxy reports a revision at /config")
+    }
+
+    /// `lastReloadError` of `/config`.
+    pub async fn last_reload_error(&self) -> Option<String> {
+        self.config().await.expect("the proxy answers /config")["lastReloadError"]
+            .as_str()
+            .map(str::to_owned)
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// The proxy's log (standard error).
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join("proxy.log")
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            let log = self.log();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            eprintln!("--- the proxy's log, last lines ---");
+            for line in tail.into_iter().rev() {
+                eprintln!("{line}");
+            }
+        }
+    }
+}
