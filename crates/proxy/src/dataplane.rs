@@ -5,7 +5,7 @@ use std::{
     collections::HashMap,
     net::{IpAddr, Ipv4Addr, SocketAddr},
     path::PathBuf,
-    sync::{Arc, Mutex},
+    sync::{Arc, Mutex, PoisonError},
     time::{Duration, Instant},
 };
 
@@ -110,7 +110,15 @@ impl DataPlane {
         let previous = self.gateway.table();
         let compiled = compile(snapshot, &previous, secrets)
             .inspect_err(|error| self.gateway.reload_failed(error.clone()))?;
-        if let Ok(discovered) = self.discovered.lock() {
+        let revision = compiled.revision.clone();
+        let entries = compiled.entry_count();
+        {
+            // Held until the new table is installed, so endpoints discovered meanwhile reach
+            // it (set_endpoints waits) instead of only the table being replaced.
+            let discovered = self
+                .discovered
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
             for (name, addresses) in discovered.iter() {
                 if let Some(backend) = compiled.backends.get(name)
                     && backend.spec.static_endpoints.is_none()
@@ -119,10 +127,8 @@ impl DataPlane {
                     tracing::warn!(backend = %name, error = %e, "discovered endpoints refused");
                 }
             }
+            self.gateway.install(compiled, started);
         }
-        let revision = compiled.revision.clone();
-        let entries = compiled.entry_count();
-        self.gateway.install(compiled, started);
         tracing::info!(
             %revision,
             entries,
@@ -138,12 +144,14 @@ impl DataPlane {
     /// Sets the endpoints of a backend discovered from a Kubernetes Service (EndpointSlices);
     /// they are kept across reloads.
     pub fn set_endpoints(&self, backend: &str, addresses: Vec<String>) -> Result<(), String> {
+        let mut discovered = self
+            .discovered
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         if let Some(running) = self.gateway.table().backends.get(backend) {
             running.set_endpoints(&addresses)?;
         }
-        if let Ok(mut discovered) = self.discovered.lock() {
-            discovered.insert(backend.to_owned(), addresses);
-        }
+        discovered.insert(backend.to_owned(), addresses);
         Ok(())
     }
 
