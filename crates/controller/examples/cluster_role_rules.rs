@@ -7,7 +7,9 @@ use std::{io::Write as _, process::ExitCode};
 use portcullis_controller::permissions;
 
 fn main() -> ExitCode {
-    let rules = permissions::cluster_role("portcullis").rules.unwrap_or_default();
+    let rules = permissions::cluster_role("portcullis")
+        .rules
+        .unwrap_or_default();
     let yaml = match serde_saphyr::to_string(&rules) {
         Ok(yaml) => yaml,
         Err(error) => {
