@@ -7,6 +7,7 @@ mod attempt;
 mod exchange;
 mod headers;
 mod mirror;
+mod request;
 mod upgrade;
 
 use std::{net::SocketAddr, sync::Arc};
@@ -17,10 +18,7 @@ pub use exchange::{Exchange, ObservedBody};
 pub use headers::{set_forwarded, strip_hop_by_hop, upgrade_request};
 use http::{
     HeaderValue, Request, Response, StatusCode, Version,
-    header::{
-        CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, HOST, LOCATION, TRANSFER_ENCODING, UPGRADE,
-    },
-    uri::PathAndQuery,
+    header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, LOCATION, TRANSFER_ENCODING},
 };
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Body as HttpBody;
@@ -197,62 +195,10 @@ impl Gateway {
         let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
         let hash = hash_key(backend, &req, exchange);
         let (parts, body) = req.into_parts();
-        let mut headers = parts.headers;
-        strip_hop_by_hop(&mut headers);
-        if let Some(protocol) = &upgrade {
-            headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
-            headers.insert(UPGRADE, protocol.clone());
-        }
-        let original_host = headers.get(HOST).cloned().or_else(|| {
-            parts
-                .uri
-                .authority()
-                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-        });
-        if let Some(host) = &original_host {
-            headers.insert(HOST, host.clone());
-        }
         let trusted = self.settings.trusted_proxies.contains(conn.peer.ip());
-        set_forwarded(
-            &mut headers,
-            conn.peer.ip(),
-            trusted,
-            conn.scheme,
-            original_host,
-        );
-        let mut path_rewrite = None;
-        if let Some(rewrite) = &rule.filters.url_rewrite {
-            if let Some(host) = &rewrite.hostname {
-                headers.insert(HOST, host.clone());
-            }
-            path_rewrite = rewrite.path.as_ref();
-        }
-        if let Some(modifier) = &rule.filters.request_headers {
-            modifier.apply(&mut headers);
-        }
-        let path_and_query = match (path_rewrite, normalized, parts.uri.path_and_query()) {
-            // Unchanged: forward the client's bytes as they are (no copy).
-            (None, None, Some(original)) => original.clone(),
-            (rewrite, normalized, _) => {
-                let path = normalized.unwrap_or_else(|| parts.uri.path().to_owned());
-                let path = match rewrite {
-                    Some(rewrite) => rewrite.apply(&path, entry.matched_prefix()),
-                    None => path,
-                };
-                let full = match parts.uri.query() {
-                    Some(query) => format!("{path}?{query}"),
-                    None => path,
-                };
-                match PathAndQuery::try_from(full) {
-                    Ok(path_and_query) => path_and_query,
-                    Err(_) => return local(StatusCode::BAD_REQUEST),
-                }
-            }
-        };
-        let template = RequestTemplate {
-            method: parts.method,
-            path_and_query,
-            headers,
+        let template = match request::template(parts, conn, trusted, entry, normalized, upgrade) {
+            Ok(template) => template,
+            Err(status) => return local(status),
         };
 
         let wants_replay = rule.policy.retry.is_some() || !rule.filters.mirrors.is_empty();

@@ -1,0 +1,80 @@
+//! The request sent upstream: hop-by-hop headers removed, Host kept (or rewritten),
+//! `X-Forwarded-*` set, request header filter applied, path rewritten or forwarded as is.
+
+use http::{
+    HeaderValue, StatusCode,
+    header::{CONNECTION, HOST, UPGRADE},
+    request::Parts,
+    uri::PathAndQuery,
+};
+
+use super::{Connection, RequestTemplate, set_forwarded, strip_hop_by_hop};
+use crate::route::RouteEntry;
+
+/// Builds the upstream request (without body) from the client's request head. `normalized` is
+/// the normalized path when normalizing changed it; `upgrade` the `Upgrade` header of a
+/// WebSocket handshake, kept through the hop-by-hop cleanup.
+pub fn template(
+    parts: Parts,
+    conn: &Connection,
+    trusted: bool,
+    entry: &RouteEntry,
+    normalized: Option<String>,
+    upgrade: Option<HeaderValue>,
+) -> Result<RequestTemplate, StatusCode> {
+    let filters = &entry.rule.filters;
+    let mut headers = parts.headers;
+    strip_hop_by_hop(&mut headers);
+    if let Some(protocol) = upgrade {
+        headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+        headers.insert(UPGRADE, protocol);
+    }
+    // HTTP/2 clients send `:authority` instead of Host; HTTP/1 upstreams need a Host.
+    let original_host = headers.get(HOST).cloned().or_else(|| {
+        parts
+            .uri
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    });
+    if let Some(host) = &original_host {
+        headers.insert(HOST, host.clone());
+    }
+    set_forwarded(
+        &mut headers,
+        conn.peer.ip(),
+        trusted,
+        conn.scheme,
+        original_host,
+    );
+    let mut path_rewrite = None;
+    if let Some(rewrite) = &filters.url_rewrite {
+        if let Some(host) = &rewrite.hostname {
+            headers.insert(HOST, host.clone());
+        }
+        path_rewrite = rewrite.path.as_ref();
+    }
+    if let Some(modifier) = &filters.request_headers {
+        modifier.apply(&mut headers);
+    }
+    let path_and_query = match (path_rewrite, normalized, parts.uri.path_and_query()) {
+        // Unchanged: forward the client's bytes as they are (no copy).
+        (None, None, Some(original)) => original.clone(),
+        (rewrite, normalized, _) => {
+            let path = normalized.unwrap_or_else(|| parts.uri.path().to_owned());
+            let path = match rewrite {
+                Some(rewrite) => rewrite.apply(&path, entry.matched_prefix()),
+                None => path,
+            };
+            let full = match parts.uri.query() {
+                Some(query) => format!("{path}?{query}"),
+                None => path,
+            };
+            PathAndQuery::try_from(full).map_err(|_| StatusCode::BAD_REQUEST)?
+        }
+    };
+    Ok(RequestTemplate {
+        method: parts.method,
+        path_and_query,
+        headers,
+    })
+}
