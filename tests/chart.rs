@@ -39,7 +39,7 @@ use kube::{
 };
 use portcullis_controller::permissions;
 use serde_json::Value;
-use support::control_plane::{ControlPlane, eventually};
+use support::control_plane::{ControlPlane, TestContext, eventually};
 use tokio::{
     io::{AsyncReadExt as _, AsyncWriteExt as _},
     sync::OnceCell,
@@ -98,11 +98,16 @@ fn helm() -> PathBuf {
     }
 }
 
-/// Runs helm with `args` in the repository and returns its standard output.
+/// Runs helm with `args` in the repository and returns its standard output. Helm's own
+/// configuration, cache and data stay in the target directory, away from the user's.
 fn run_helm(args: &[&str]) -> String {
+    let home = Path::new(env!("CARGO_TARGET_TMPDIR")).join("helm-home");
     let output = Command::new(helm())
         .args(args)
         .current_dir(REPO_ROOT)
+        .env("HELM_CONFIG_HOME", home.join("config"))
+        .env("HELM_CACHE_HOME", home.join("cache"))
+        .env("HELM_DATA_HOME", home.join("data"))
         .stdin(Stdio::null())
         .output()
         .expect("helm runs");
@@ -586,5 +591,63 @@ async fn the_binary_starts_with_the_deployments_flags_as_its_service_account_and
     assert!(
         replicas.iter().any(|(name, ..)| *name == holder),
         "the Lease is held by {holder}"
+    );
+}
+
+#[tokio::test]
+async fn helm_installs_the_chart_waits_for_the_operator_and_uninstalls_it() {
+    let ctx = TestContext::new("helm-install").await;
+    if !(ctx.control_plane.has_controller_manager() && ctx.control_plane.has_fake_nodes()) {
+        eprintln!("no kube-controller-manager or fake nodes: helm install --wait cannot finish");
+        return;
+    }
+    let kubeconfig = ctx.control_plane.kubeconfig().display().to_string();
+    let namespace = ctx.namespace.clone();
+    // A release name of its own: its cluster-wide objects (ClusterRole, binding) are
+    // `edge-portcullis`, apart from install.yaml's. The CRDs are there already (Helm skips them).
+    let helm_in_cluster = move |args: &[&str]| {
+        let mut all = vec!["--kubeconfig", &kubeconfig, "--namespace", &namespace];
+        all.extend_from_slice(args);
+        run_helm(&all)
+    };
+    let install = helm_in_cluster.clone();
+    let notes = tokio::task::spawn_blocking(move || {
+        install(&[
+            "install",
+            "edge",
+            "charts/portcullis",
+            "--wait",
+            "--timeout",
+            "90s",
+        ])
+    })
+    .await
+    .expect("helm install runs");
+    assert!(
+        notes.contains(&format!(
+            "Portcullis {} is installed in namespace {}",
+            env!("CARGO_PKG_VERSION"),
+            ctx.namespace
+        )),
+        "{notes}"
+    );
+    let deployment: Deployment = ctx
+        .api()
+        .get("edge-portcullis-controller")
+        .await
+        .expect("the operator's Deployment");
+    assert_eq!(deployment.status.and_then(|s| s.ready_replicas), Some(2));
+
+    tokio::task::spawn_blocking(move || helm_in_cluster(&["uninstall", "edge", "--wait"]))
+        .await
+        .expect("helm uninstall runs");
+    let roles: Api<ClusterRole> = Api::all(ctx.client.clone());
+    assert!(
+        roles
+            .get_opt("edge-portcullis")
+            .await
+            .expect("a ClusterRole lookup")
+            .is_none(),
+        "helm uninstall removes the ClusterRole"
     );
 }
