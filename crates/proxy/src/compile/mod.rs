@@ -1,7 +1,7 @@
 //! Compiles a config snapshot into a [`RouteTable`].
 //!
 //! This is where the proxy fails closed: a snapshot whose rules ask for something this build
-//! cannot provide (authentication, rate limits, caching, aggregation, CORS, TLS to upstreams) is
+//! cannot provide (authentication, rate limits, caching, aggregation, TLS to upstreams) is
 //! refused with an error naming the rule, and the previous table keeps serving. Backends whose
 //! definition did not change are carried over from the previous table, with their connection
 //! pools and endpoint health.

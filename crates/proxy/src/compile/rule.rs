@@ -11,7 +11,7 @@ use portcullis_config::snapshot::{
 };
 
 use crate::{
-    filters::{Filters, HeaderModifier, Mirror, PathRewrite, Redirect, Scheme, UrlRewrite},
+    filters::{Cors, Filters, HeaderModifier, Mirror, PathRewrite, Redirect, Scheme, UrlRewrite},
     route::{
         Action, HeaderCondition, PathMatch, Policy, QueryCondition, RequestMatch, RetryPolicy,
         Rule, ValueMatch, WeightedBackend, WeightedBackends,
@@ -29,13 +29,22 @@ pub fn compile(config: &RuleConfig, snapshot: &Snapshot, errors: &mut Vec<String
         (policies.auth.is_some(), "auth"),
         (policies.rate_limit.is_some(), "rateLimit"),
         (policies.cache.is_some(), "cache"),
-        (policies.cors.is_some(), "cors"),
     ] {
         if present {
             fail(format!("{name} is not supported by this proxy yet"));
         }
     }
-    let mut filters = Filters::default();
+    let mut filters = Filters {
+        cors: policies.cors.as_ref().map(|c| Cors {
+            allow_origins: c.allow_origins.clone(),
+            allow_methods: c.allow_methods.clone(),
+            allow_headers: c.allow_headers.clone(),
+            expose_headers: c.expose_headers.clone(),
+            allow_credentials: c.allow_credentials,
+            max_age: c.max_age,
+        }),
+        ..Filters::default()
+    };
     for filter in &config.filters {
         match filter {
             FilterConfig::RequestHeaderModifier(m) => match header_modifier(m) {

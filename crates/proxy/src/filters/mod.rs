@@ -1,10 +1,12 @@
 //! Route filters (Gateway API `HTTPRouteFilter`): header edits, redirects, URL rewrites and
 //! mirrors. Pure functions over `http` types; the forwarding path decides when each runs.
 
+mod cors;
 mod headers;
 mod redirect;
 mod rewrite;
 
+pub use cors::Cors;
 pub use headers::HeaderModifier;
 pub use redirect::{Redirect, RedirectRequest, Scheme};
 pub use rewrite::{PathRewrite, UrlRewrite};
@@ -30,4 +32,6 @@ pub struct Filters {
     pub url_rewrite: Option<UrlRewrite>,
     /// Mirrors, each fire-and-forget.
     pub mirrors: Vec<Mirror>,
+    /// CORS: preflights answered by the gateway, cross-origin answers decorated.
+    pub cors: Option<Cors>,
 }

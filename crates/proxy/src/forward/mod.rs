@@ -18,7 +18,7 @@ pub use exchange::{Exchange, ObservedBody};
 pub use headers::{set_forwarded, strip_hop_by_hop, upgrade_request};
 use http::{
     HeaderValue, Request, Response, StatusCode, Version,
-    header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, LOCATION, TRANSFER_ENCODING},
+    header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, LOCATION, ORIGIN, TRANSFER_ENCODING},
 };
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Body as HttpBody;
@@ -26,7 +26,7 @@ use hyper::body::Body as HttpBody;
 use crate::{
     balance::hash_bytes,
     body::{self, Body, BoxError},
-    filters::{RedirectRequest, Scheme},
+    filters::{Cors, RedirectRequest, Scheme},
     gateway::Gateway,
     host::request_host,
     path,
@@ -123,7 +123,15 @@ impl Gateway {
         };
         let rule = &entry.rule;
         exchange.route = Some(rule.route.clone());
-        match &rule.action {
+        // CORS preflights are answered by the gateway, before anything else of the rule.
+        let cors = rule.filters.cors.as_ref();
+        if let Some(cors) = cors
+            && Cors::is_preflight(req.method(), req.headers())
+        {
+            return cors.preflight(req.headers());
+        }
+        let origin = cors.and_then(|_| req.headers().get(ORIGIN).cloned());
+        let mut response = match &rule.action {
             Action::Status(status) => local(*status),
             Action::Redirect(redirect) => {
                 let location = redirect.location(RedirectRequest {
@@ -150,7 +158,11 @@ impl Gateway {
                 self.forward(table, conn, entry, primary, req, normalized, exchange)
                     .await
             }
+        };
+        if let Some(cors) = cors {
+            cors.decorate(origin.as_ref(), response.headers_mut());
         }
+        response
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -405,3 +405,58 @@ async fn normalized_path_is_matched_and_forwarded() {
         StatusCode::BAD_REQUEST
     );
 }
+
+#[tokio::test]
+async fn cors_preflight_is_answered_by_the_gateway_and_answers_are_decorated() {
+    let a = Upstream::start("a").await;
+    let mut rule = to("cors", &[(Some("a"), 1)]);
+    rule.policies.cors = Some(CorsConfig {
+        allow_origins: vec!["https://*.bar.com".into()],
+        allow_methods: vec!["GET".into(), "PUT".into()],
+        allow_headers: vec!["x-token".into()],
+        expose_headers: vec!["x-upstream".into()],
+        allow_credentials: true,
+        max_age: 5,
+    });
+    let snapshot = Snap::new()
+        .backend("a", &[a.addr])
+        .route("*", prefix("/"), rule)
+        .build();
+    let gw = Gateway::start(&snapshot).await;
+
+    let mut preflight = request(&gw, "OPTIONS", "h", "/things");
+    preflight
+        .headers_mut()
+        .insert("origin", "https://www.bar.com".parse().expect("v"));
+    preflight
+        .headers_mut()
+        .insert("access-control-request-method", "PUT".parse().expect("v"));
+    let reply = send(preflight).await;
+    assert_eq!(reply.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        reply.headers["access-control-allow-origin"],
+        "https://www.bar.com"
+    );
+    assert_eq!(reply.headers["access-control-allow-credentials"], "true");
+    assert_eq!(reply.headers["access-control-allow-methods"], "GET, PUT");
+    assert_eq!(a.hits(), 0, "the preflight never reaches the backend");
+
+    let mut cross = request(&gw, "GET", "h", "/things");
+    cross
+        .headers_mut()
+        .insert("origin", "https://www.bar.com".parse().expect("v"));
+    let reply = send(cross).await;
+    assert_eq!(reply.upstream().as_deref(), Some("a"));
+    assert_eq!(
+        reply.headers["access-control-allow-origin"],
+        "https://www.bar.com"
+    );
+    assert_eq!(reply.headers["access-control-expose-headers"], "x-upstream");
+
+    let mut foreign = request(&gw, "GET", "h", "/things");
+    foreign
+        .headers_mut()
+        .insert("origin", "https://evil.example".parse().expect("v"));
+    let reply = send(foreign).await;
+    assert!(reply.headers.get("access-control-allow-origin").is_none());
+}
