@@ -151,6 +151,9 @@ pub async fn send(
         let last = policy.retry.is_none() || !body.replayable();
         let request = build(backend, &endpoint, &mut template, request_body, last)?;
         let in_flight = endpoint.start_request();
+        exchange.attempt_deadline = policy
+            .backend_timeout
+            .and_then(|limit| tokio::time::Instant::now().checked_add(limit));
         let call = backend.client().request(request);
         let result = match policy.backend_timeout {
             Some(limit) => match tokio::time::timeout(limit, call).await {

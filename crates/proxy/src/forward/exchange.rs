@@ -44,6 +44,8 @@ pub struct Exchange {
     pub admission: Option<Admission>,
     /// The endpoint's in-flight count, released with the response body.
     pub in_flight: Option<InFlight>,
+    /// When the attempt that produced the response runs out of its `backendRequest` time.
+    pub attempt_deadline: Option<tokio::time::Instant>,
 }
 
 impl Exchange {
@@ -60,6 +62,7 @@ impl Exchange {
             endpoint: None,
             admission: None,
             in_flight: None,
+            attempt_deadline: None,
         }
     }
 }

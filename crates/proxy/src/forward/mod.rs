@@ -4,6 +4,7 @@
 //! the response filters and report the exchange.
 
 mod attempt;
+mod deadline;
 mod exchange;
 mod headers;
 mod mirror;
@@ -250,7 +251,20 @@ impl Gateway {
         if let Some(modifier) = &rule.filters.response_headers {
             modifier.apply(&mut parts.headers);
         }
-        Response::from_parts(parts, body::incoming(incoming))
+        let request_deadline = rule
+            .policy
+            .request_timeout
+            .and_then(|limit| tokio::time::Instant::from_std(exchange.start).checked_add(limit));
+        let deadline = match (request_deadline, exchange.attempt_deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let body = body::incoming(incoming);
+        let body = match deadline {
+            Some(deadline) => BodyExt::boxed(deadline::DeadlineBody::new(body, deadline)),
+            None => body,
+        };
+        Response::from_parts(parts, body)
     }
 
     /// Buffers the body when it is empty, or when it should be replayable and is known to be

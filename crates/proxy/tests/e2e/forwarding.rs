@@ -316,3 +316,35 @@ async fn requests_over_the_circuit_breaker_limit_get_503_at_once() {
     assert_eq!(slow.await.expect("task").status, StatusCode::OK);
     assert_eq!(get(&gw, "h", "/").await.status, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn a_backend_that_stalls_its_body_past_the_timeout_is_cut_off() {
+    let a = Upstream::start("a").await;
+    let mut rule = to("r", &[(Some("a"), 1)]);
+    rule.policies.timeouts.backend_request_ms = Some(300);
+    let snapshot = Snap::new()
+        .backend("a", &[a.addr])
+        .route("*", prefix("/"), rule)
+        .build();
+    let gw = Gateway::start(&snapshot).await;
+    let response = client()
+        .request(request(&gw, "GET", "h", "/stall/5000"))
+        .await
+        .expect("the head arrives in time");
+    assert_eq!(response.status(), StatusCode::OK);
+    let body = tokio::time::timeout(
+        std::time::Duration::from_secs(4),
+        http_body_util::BodyExt::collect(response.into_body()),
+    )
+    .await
+    .expect("cut off well before the backend's 5 s");
+    assert!(
+        body.is_err(),
+        "the body ends in an error, not a complete response"
+    );
+    // A body that ends in time is untouched.
+    assert_eq!(
+        get(&gw, "h", "/stall/10").await.body,
+        "head arrives in time; "
+    );
+}

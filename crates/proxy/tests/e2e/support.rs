@@ -118,7 +118,51 @@ impl Drop for Upstream {
     }
 }
 
-async fn answer(
+/// A body that sends one chunk, then stalls for a while before ending.
+struct StallBody {
+    first: Option<Bytes>,
+    stall: std::pin::Pin<Box<tokio::time::Sleep>>,
+}
+
+impl hyper::body::Body for StallBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Infallible>>> {
+        if let Some(first) = self.first.take() {
+            return std::task::Poll::Ready(Some(Ok(hyper::body::Frame::data(first))));
+        }
+        match self.stall.as_mut().poll(cx) {
+            std::task::Poll::Ready(()) => std::task::Poll::Ready(None),
+            std::task::Poll::Pending => std::task::Poll::Pending,
+        }
+    }
+}
+
+type TestBody = http_body_util::combinators::BoxBody<Bytes, Infallible>;
+
+/// `/stall/<ms>`: the head and a first chunk at once, the end of the body after `ms`.
+async fn answer(name: &str, hits: &AtomicUsize, req: Request<Incoming>) -> Response<TestBody> {
+    if let Some(ms) = req
+        .uri()
+        .path()
+        .strip_prefix("/stall/")
+        .and_then(|ms| ms.parse::<u64>().ok())
+    {
+        hits.fetch_add(1, Ordering::SeqCst);
+        let body = StallBody {
+            first: Some(Bytes::from_static(b"head arrives in time; ")),
+            stall: Box::pin(tokio::time::sleep(Duration::from_millis(ms))),
+        };
+        return Response::new(BodyExt::boxed(body));
+    }
+    answer_full(name, hits, req).await.map(BodyExt::boxed)
+}
+
+async fn answer_full(
     name: &str,
     hits: &AtomicUsize,
     mut req: Request<Incoming>,
