@@ -112,3 +112,68 @@ impl Drop for KillOnDrop {
             .status();
     }
 }
+
+#[tokio::test]
+async fn a_changed_file_is_reloaded_and_a_broken_one_is_refused_while_the_last_good_config_serves()
+{
+    let (a, b) = (Upstream::start("a").await, Upstream::start("b").await);
+    let (port, admin) = (free_port().await, free_port().await);
+    let snapshot = |backend: &str| {
+        let mut s = Snap::new()
+            .backend("a", &[a.addr])
+            .backend("b", &[b.addr])
+            .route("*", prefix("/"), to("r", &[(Some(backend), 1)]))
+            .build();
+        s.listeners[0].port = port;
+        s.seal();
+        s.to_yaml().expect("yaml")
+    };
+    let file =
+        std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("reload-{port}.yaml"));
+    std::fs::write(&file, snapshot("a")).expect("write");
+    let options = portcullis_proxy::DataPlaneOptions {
+        admin: format!("127.0.0.1:{admin}").parse().expect("addr"),
+        listen_host: "127.0.0.1".parse().expect("ip"),
+        access_log: false,
+        ..Default::default()
+    };
+    let served = tokio::spawn(portcullis_proxy::proxy(
+        options,
+        file.clone(),
+        std::path::PathBuf::from("."),
+    ));
+    let upstream_of = move || async move {
+        let req = Request::get(format!("http://127.0.0.1:{port}/"))
+            .body(Full::new(Bytes::new()))
+            .expect("req");
+        match client().request(req).await {
+            Ok(response) => read(response).await.upstream(),
+            Err(_) => None,
+        }
+    };
+    assert!(eventually(|| async { upstream_of().await.as_deref() == Some("a") }).await);
+
+    std::fs::write(&file, snapshot("b")).expect("write");
+    assert!(eventually(|| async { upstream_of().await.as_deref() == Some("b") }).await);
+
+    std::fs::write(
+        &file,
+        "apiVersion: portcullis.dev/config/v1\nnot: [a snapshot",
+    )
+    .expect("write");
+    let config = move || async move {
+        let req = Request::get(format!("http://127.0.0.1:{admin}/config"))
+            .body(Full::new(Bytes::new()))
+            .expect("req");
+        read(client().request(req).await.expect("admin"))
+            .await
+            .json()
+    };
+    assert!(eventually(|| async { !config().await["lastReloadError"].is_null() }).await);
+    assert_eq!(
+        upstream_of().await.as_deref(),
+        Some("b"),
+        "the last good config serves"
+    );
+    served.abort();
+}
