@@ -9,7 +9,9 @@
 #   --cached-only: never build; exit 3 if the binary is not there yet.
 #
 # Environment:
-#   PORTCULLIS_HELM_VERSION   helm.sh/helm version, v3.x or v4.x (default v3.22.0).
+#   PORTCULLIS_HELM_VERSION   helm.sh/helm version, v3.x or v4.x (default v3.22.0). deploy/install.yaml
+#                             is rendered with the default: helm v4 lays the same objects out with
+#                             extra blank lines, which the drift check counts as a difference.
 #   PORTCULLIS_HELM_CACHE     cache root (default ${XDG_CACHE_HOME:-~/.cache}/portcullis/helm).
 #
 # The binary is cached under <cache root>/<version>/helm and stamped with .complete, so a
@@ -77,7 +79,8 @@ GO=(nice -n 10 go)
 
 log "building helm $HELM_VERSION into $OUT with $(go env GOVERSION)"
 
-# The version stamps helm's own Makefile sets. Helm v3 also needs the Kubernetes version it
+# The version stamps helm's own Makefile sets (not the git commit: the module proxy does not
+# carry it, so `helm version` shows GitCommit ""). Helm v3 also needs the Kubernetes version it
 # was built against (its client-go minor): without it, client-only `helm template` and
 # `helm lint` assume Kubernetes v1.20 (.Capabilities.KubeVersion, deprecation checks). Helm v4
 # reads it from the build info and needs nothing.
