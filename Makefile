@@ -1,7 +1,7 @@
 # Portcullis — the everyday loop.
 #
 #   make demo    the whole picture on localhost, no cluster needed
-#   make test    every test, building the test control plane first if it is not cached
+#   make test    every test, building the test control plane and helm first if not cached
 #   make lint    formatting and clippy, warnings are errors
 #   make crds    regenerate crds/ from the API types
 #   make generate  every generated file: crds/, the chart's CRDs and RBAC rules, deploy/install.yaml
