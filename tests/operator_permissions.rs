@@ -94,7 +94,8 @@ async fn the_generated_cluster_role_is_all_the_operator_needs() {
     )
     .await;
     let role: Role = ctx.api().get("edge-proxy").await.expect("the Role");
-    assert_eq!(role.rules.map(|r| r.len()), Some(2));
+    // Its own ConfigMap, and the EndpointSlices and Services of its backends' namespace.
+    assert_eq!(role.rules.map(|r| r.len()), Some(3));
     eventually("a clean run: no reconcile error", TIMEOUT, || async {
         let errors = operator.metrics.encode();
         (!errors.contains("portcullis_controller_reconcile_errors_total{")).then_some(())
