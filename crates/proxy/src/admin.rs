@@ -113,7 +113,7 @@ pub fn config_summary(gateway: &Gateway) -> Value {
                 "port": l.port,
                 "tls": l.tls.is_some(),
                 "virtualHosts": l.virtual_hosts.iter().map(|v| json!({
-                    "hostname": format!("{:?}", v.hostname),
+                    "hostname": v.hostname.as_pattern(),
                     "listener": v.listener,
                     "entries": v.entries().len(),
                 })).collect::<Vec<_>>(),

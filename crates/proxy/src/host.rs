@@ -27,6 +27,15 @@ impl HostPattern {
         }
     }
 
+    /// The pattern as configured: `example.com`, `*.example.com` or `*`.
+    pub fn as_pattern(&self) -> String {
+        match self {
+            HostPattern::Exact(name) => name.clone(),
+            HostPattern::Wildcard(suffix) => format!("*{suffix}"),
+            HostPattern::Any => "*".to_owned(),
+        }
+    }
+
     /// Whether `host` (lower case, without port) matches.
     pub fn matches(&self, host: &str) -> bool {
         match self {
@@ -72,6 +81,13 @@ mod tests {
         assert!(p.matches("a.b.example.com"));
         assert!(!p.matches("example.com"));
         assert!(!p.matches("aexample.com"));
+    }
+
+    #[test]
+    fn patterns_print_as_configured() {
+        for p in ["foo.com", "*.example.com", "*"] {
+            assert_eq!(HostPattern::parse(p).as_pattern(), p);
+        }
     }
 
     #[test]
