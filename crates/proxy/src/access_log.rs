@@ -1,6 +1,18 @@
 //! One JSON line per request on stdout.
+//!
+//! Lines go through a bounded queue to a writer thread, so a slow or blocked stdout never stalls
+//! a connection worker; when the queue is full, lines are dropped and counted
+//! (`portcullis_access_log_dropped_lines`).
 
-use std::{io::Write, time::SystemTime};
+use std::{
+    io::{BufWriter, Write},
+    sync::{
+        OnceLock,
+        atomic::{AtomicU64, Ordering},
+        mpsc::{Receiver, Sender, SyncSender, TrySendError, channel, sync_channel},
+    },
+    time::{Duration, SystemTime},
+};
 
 use serde::Serialize;
 
@@ -31,14 +43,84 @@ pub struct AccessRecord<'a> {
     pub bytes: u64,
 }
 
-/// Writes the record as one line. Errors (a closed stdout) are ignored: logging never fails a
-/// request.
+/// Lines waiting for the writer thread at most.
+const QUEUE: usize = 16 * 1024;
+
+static DROPPED: AtomicU64 = AtomicU64::new(0);
+
+enum Message {
+    Line(Vec<u8>),
+    Flush(Sender<()>),
+}
+
+fn writer() -> Option<&'static SyncSender<Message>> {
+    static WRITER: OnceLock<Option<SyncSender<Message>>> = OnceLock::new();
+    WRITER
+        .get_or_init(|| {
+            let (sender, receiver) = sync_channel(QUEUE);
+            std::thread::Builder::new()
+                .name("access-log".to_owned())
+                .spawn(move || drain_queue(&receiver))
+                .ok()
+                .map(|_| sender)
+        })
+        .as_ref()
+}
+
+fn drain_queue(receiver: &Receiver<Message>) {
+    let mut out = BufWriter::new(std::io::stdout());
+    let handle = |message: Message, out: &mut BufWriter<std::io::Stdout>| match message {
+        Message::Line(line) => {
+            let _ = out.write_all(&line);
+        }
+        Message::Flush(done) => {
+            let _ = out.flush();
+            let _ = done.send(());
+        }
+    };
+    while let Ok(message) = receiver.recv() {
+        handle(message, &mut out);
+        // Write whatever else is queued, then flush once: one syscall for a burst of lines.
+        while let Ok(message) = receiver.try_recv() {
+            handle(message, &mut out);
+        }
+        let _ = out.flush();
+    }
+}
+
+/// Queues the record as one line. Logging never fails or slows a request: errors (a closed
+/// stdout) are ignored and lines beyond the queue are dropped and counted.
 pub fn write(record: &AccessRecord<'_>) {
     let Ok(mut line) = serde_json::to_vec(record) else {
         return;
     };
     line.push(b'\n');
-    let _ = std::io::stdout().lock().write_all(&line);
+    match writer() {
+        Some(sender) => {
+            if let Err(TrySendError::Full(_)) = sender.try_send(Message::Line(line)) {
+                DROPPED.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        None => {
+            let _ = std::io::stdout().lock().write_all(&line);
+        }
+    }
+}
+
+/// Lines dropped because the queue was full.
+pub fn dropped() -> u64 {
+    DROPPED.load(Ordering::Relaxed)
+}
+
+/// Waits (up to a second) until every queued line is written: called before the process exits.
+pub fn flush() {
+    let Some(sender) = writer() else {
+        return;
+    };
+    let (done, flushed) = channel();
+    if sender.send(Message::Flush(done)).is_ok() {
+        let _ = flushed.recv_timeout(Duration::from_secs(1));
+    }
 }
 
 /// `SystemTime` as RFC 3339 with milliseconds, UTC (`2026-11-26T21:40:46.123Z`).

@@ -55,6 +55,10 @@ pub fn respond<B>(gateway: &Gateway, req: &Request<B>) -> Response<Body> {
         }
         "/metrics" => {
             refresh_endpoint_health(gateway);
+            gateway
+                .metrics
+                .access_log_dropped
+                .set(i64::try_from(crate::access_log::dropped()).unwrap_or(i64::MAX));
             let mut response = text(StatusCode::OK, gateway.metrics.encode());
             response.headers_mut().insert(
                 CONTENT_TYPE,

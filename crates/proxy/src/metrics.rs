@@ -128,6 +128,8 @@ pub struct Metrics {
     pub revision: Family<RevisionLabels, Gauge>,
     /// Routes entries being served.
     pub route_entries: Gauge,
+    /// Access-log lines dropped because stdout could not keep up (set at scrape time).
+    pub access_log_dropped: Gauge,
 }
 
 impl Metrics {
@@ -145,6 +147,7 @@ impl Metrics {
         let reloads = Family::<ReloadLabels, Counter>::default();
         let revision = Family::<RevisionLabels, Gauge>::default();
         let route_entries = Gauge::default();
+        let access_log_dropped = Gauge::default();
         registry.register(
             "requests",
             "Requests served, by route, backend and status class",
@@ -186,6 +189,11 @@ impl Metrics {
             "Route entries in the table being served",
             route_entries.clone(),
         );
+        registry.register(
+            "access_log_dropped_lines",
+            "Access-log lines dropped because standard output could not keep up",
+            access_log_dropped.clone(),
+        );
         Self {
             registry,
             requests,
@@ -197,6 +205,7 @@ impl Metrics {
             reloads,
             revision,
             route_entries,
+            access_log_dropped,
         }
     }
 
