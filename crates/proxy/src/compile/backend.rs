@@ -8,11 +8,12 @@ use portcullis_config::snapshot::{
     UpstreamProtocol,
 };
 
+use super::Secrets;
 use crate::{
     route::RouteTable,
     upstream::{
         Backend, BackendSpec, BalancerKind, HashOn, HealthCheckSettings, Limits, OutlierSettings,
-        Protocol,
+        Protocol, TlsSpec,
     },
 };
 
@@ -20,11 +21,12 @@ use crate::{
 pub fn compile_all(
     snapshot: &Snapshot,
     previous: &RouteTable,
+    secrets: &Secrets,
     errors: &mut Vec<String>,
 ) -> HashMap<String, Arc<Backend>> {
     let mut backends = HashMap::with_capacity(snapshot.backends.len());
     for (name, config) in &snapshot.backends {
-        let spec = match spec(name, config) {
+        let spec = match spec(name, config, secrets) {
             Ok(spec) => spec,
             Err(e) => {
                 errors.push(format!("ServiceBackend {name}: {e}"));
@@ -47,11 +49,15 @@ pub fn compile_all(
     backends
 }
 
-/// The run-time definition of a backend.
-pub fn spec(name: &str, config: &BackendConfig) -> Result<BackendSpec, String> {
-    if config.tls.is_some() {
-        return Err("TLS to the endpoints is not supported by this proxy yet".to_owned());
-    }
+/// The run-time definition of a backend (reading its CA bundle, if it names one).
+pub fn spec(name: &str, config: &BackendConfig, secrets: &Secrets) -> Result<BackendSpec, String> {
+    let tls = match &config.tls {
+        Some(tls) => Some(TlsSpec {
+            sni: tls.sni.clone(),
+            ca_pem: tls.ca.as_ref().map(|ca| secrets.read(ca)).transpose()?,
+        }),
+        None => None,
+    };
     let static_endpoints = match &config.discovery {
         Discovery::Static { endpoints } => Some(
             endpoints
@@ -119,5 +125,6 @@ pub fn spec(name: &str, config: &BackendConfig) -> Result<BackendSpec, String> {
             .cloned()
             .collect(),
         static_endpoints,
+        tls,
     })
 }

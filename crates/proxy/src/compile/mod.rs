@@ -1,7 +1,7 @@
 //! Compiles a config snapshot into a [`RouteTable`].
 //!
 //! This is where the proxy fails closed: a snapshot whose rules ask for something this build
-//! cannot provide (authentication, rate limits, caching, aggregation, TLS to upstreams) is
+//! cannot provide (authentication, rate limits, caching, aggregation) is
 //! refused with an error naming the rule, and the previous table keeps serving. Backends whose
 //! definition did not change are carried over from the previous table, with their connection
 //! pools and endpoint health.
@@ -44,7 +44,7 @@ impl Secrets {
         &self.root
     }
 
-    fn read(&self, file: &SecretFile) -> Result<Vec<u8>, String> {
+    pub(crate) fn read(&self, file: &SecretFile) -> Result<Vec<u8>, String> {
         let path = self.root.join(&file.path);
         std::fs::read(&path).map_err(|e| {
             format!(
@@ -66,7 +66,7 @@ pub fn compile(
     secrets: &Secrets,
 ) -> Result<RouteTable, String> {
     let mut errors = Vec::new();
-    let backends = backend::compile_all(snapshot, previous, &mut errors);
+    let backends = backend::compile_all(snapshot, previous, secrets, &mut errors);
     let rules: Vec<Option<Arc<Rule>>> = snapshot
         .rules
         .iter()

@@ -15,7 +15,10 @@ use hyper_util::{
     rt::{TokioExecutor, TokioTimer},
 };
 
-use super::endpoint::{Endpoint, Outcome, OutlierSettings};
+use super::{
+    connector::{UpstreamConnector, UpstreamTls},
+    endpoint::{Endpoint, Outcome, OutlierSettings},
+};
 use crate::{
     balance::{Balancer, EndpointSet, Ring},
     body::Body,
@@ -106,6 +109,18 @@ pub struct BackendSpec {
     /// Static `host:port` endpoints; `None` when they are discovered (see
     /// [`Backend::set_endpoints`]).
     pub static_endpoints: Option<Vec<String>>,
+    /// TLS towards the endpoints.
+    pub tls: Option<TlsSpec>,
+}
+
+/// TLS towards a backend's endpoints.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsSpec {
+    /// The server name sent and verified; the endpoint's host when `None`.
+    pub sni: Option<String>,
+    /// The CA bundle (PEM) that signs the endpoints' certificates; the system bundle when
+    /// `None`.
+    pub ca_pem: Option<Vec<u8>>,
 }
 
 /// A backend at run time.
@@ -119,7 +134,7 @@ pub struct Backend {
     balancer: Balancer,
     /// One pool per connection worker (index 0 for other threads), so that a request and the
     /// upstream connection it uses live on the same thread.
-    clients: Vec<Client<HttpConnector, Body>>,
+    clients: Vec<Client<UpstreamConnector, Body>>,
     in_flight: AtomicU32,
     retries_in_flight: AtomicU32,
     checks_started: AtomicBool,
@@ -181,6 +196,13 @@ impl Backend {
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(Duration::from_secs(60))
             .http2_only(spec.protocol == Protocol::Http2);
+        let tls = spec
+            .tls
+            .as_ref()
+            .map(|t| UpstreamTls::new(t.sni.as_deref(), t.ca_pem.as_deref(), spec.protocol))
+            .transpose()
+            .map_err(|e| format!("backend {}: TLS: {e}", spec.name))?;
+        let connector = UpstreamConnector::new(connector, tls);
         let pools = 1 + crate::server::workers::WORKER_COUNT.load(Ordering::Relaxed);
         let clients = (0..pools)
             .map(|_| builder.build(connector.clone()))
@@ -208,7 +230,7 @@ impl Backend {
     }
 
     /// The pooled client of the calling thread's worker.
-    pub fn client(&self) -> &Client<HttpConnector, Body> {
+    pub fn client(&self) -> &Client<UpstreamConnector, Body> {
         let index = crate::server::workers::current() % self.clients.len();
         &self.clients[index]
     }
@@ -331,6 +353,7 @@ mod tests {
             }),
             failover: Vec::new(),
             static_endpoints: Some(endpoints.iter().map(|s| (*s).to_owned()).collect()),
+            tls: None,
         }
     }
 

@@ -2,11 +2,13 @@
 //! detection.
 
 mod backend;
+mod connector;
 mod endpoint;
 mod health;
 
 pub use backend::{
     Admission, Backend, BackendSpec, BalancerKind, HashOn, HealthCheckSettings, Limits, Protocol,
-    RetryToken,
+    RetryToken, TlsSpec,
 };
+pub use connector::{UpstreamConnector, UpstreamIo, UpstreamTls};
 pub use endpoint::{Endpoint, InFlight, Outcome, OutlierSettings};

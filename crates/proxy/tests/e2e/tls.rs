@@ -142,3 +142,83 @@ async fn https_listener_picks_the_certificate_by_sni() {
     assert_eq!(call(&gw, "x.b.example.com").await.0, wildcard);
     assert_eq!(call(&gw, "other.example").await.0, fallback);
 }
+
+/// An HTTPS upstream with a self-signed certificate for `upstream.test`; answers `secure`.
+async fn tls_upstream(root: &Path) -> std::net::SocketAddr {
+    let generated =
+        rcgen::generate_simple_self_signed(vec!["upstream.test".to_owned()]).expect("certificate");
+    let dir = root.join("test").join("upstream-ca");
+    std::fs::create_dir_all(&dir).expect("dir");
+    std::fs::write(dir.join("ca.crt"), generated.cert.pem()).expect("write");
+    let key = rustls::pki_types::PrivateKeyDer::try_from(generated.signing_key.serialize_der())
+        .expect("key");
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(default_provider()))
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_no_client_auth()
+        .with_single_cert(vec![generated.cert.der().clone()], key)
+        .expect("server config");
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let service = hyper::service::service_fn(|_req| async {
+                    Ok::<_, std::convert::Infallible>(http::Response::new(
+                        http_body_util::Full::new(bytes::Bytes::from_static(b"secure")),
+                    ))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn backends_can_be_reached_over_tls_verified_with_their_ca() {
+    let root = secrets().root().to_path_buf();
+    let upstream = tls_upstream(&root).await;
+    let snapshot = Snap::new()
+        .backend_with("secure", &[upstream], |b| {
+            b.tls = Some(UpstreamTlsConfig {
+                sni: Some("upstream.test".into()),
+                ca: Some(SecretFile::new("test", "upstream-ca", "ca.crt")),
+            });
+        })
+        .backend_with("wrong-name", &[upstream], |b| {
+            b.tls = Some(UpstreamTlsConfig {
+                sni: Some("other.test".into()),
+                ca: Some(SecretFile::new("test", "upstream-ca", "ca.crt")),
+            });
+        })
+        .route(
+            "good.example",
+            prefix("/"),
+            to("good", &[(Some("secure"), 1)]),
+        )
+        .route(
+            "bad.example",
+            prefix("/"),
+            to("bad", &[(Some("wrong-name"), 1)]),
+        )
+        .build();
+    let gw = Gateway::start(&snapshot).await;
+    let reply = get(&gw, "good.example", "/").await;
+    assert_eq!(reply.status, http::StatusCode::OK);
+    assert_eq!(reply.body, "secure");
+    // A certificate that does not match the name is a failed connection, never a success.
+    assert_ne!(
+        get(&gw, "bad.example", "/").await.status,
+        http::StatusCode::OK
+    );
+}
