@@ -20,7 +20,9 @@
 //! ```
 //!
 //! `PORTCULLIS_BIN` picks the proxy binary (default: this build's), `PORTCULLIS_LATENCY_EDITS`
-//! the number of edits per series (default 50). Prints the figures; asserts only that every
+//! the number of edits per series (default 50), `PORTCULLIS_LATENCY_PAUSE_MS` a pause before
+//! each edit (default 0: each edit follows the previous one as soon as it is served, while the
+//! operator may still be writing the previous edit's status). Prints the figures; asserts only that every
 //! edit is served, never a timing.
 
 #[path = "operator_support/mod.rs"]
@@ -112,6 +114,12 @@ async fn route_edit_to_served_latency() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(50);
+    let pause = Duration::from_millis(
+        std::env::var("PORTCULLIS_LATENCY_PAUSE_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0),
+    );
     let ctx = TestContext::new("proxy-latency").await;
     let operator = Operator::start(&ctx, ControllerConfig::default()).await;
     let upstream = Upstream::start("a", free_addr()).await;
@@ -137,6 +145,7 @@ async fn route_edit_to_served_latency() {
     for i in 0..edits + 3 {
         let path = format!("/probe-{i}");
         let route = web_route(&ctx.namespace, &path);
+        tokio::time::sleep(pause).await;
         let write = Instant::now();
         apply(&ctx.client, &route).await;
         let written = Instant::now();
@@ -181,6 +190,7 @@ async fn route_edit_to_served_latency() {
             } },
             "data": rendered.data,
         });
+        tokio::time::sleep(pause).await;
         let write = Instant::now();
         config_maps
             .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
@@ -196,7 +206,10 @@ async fn route_edit_to_served_latency() {
 
     assert!(proxy.is_running(), "the proxy served every edit");
     assert_eq!(proxy.last_reload_error().await, None);
-    println!("Route edit to first 200 on the new path ({edits} edits per series, proxy {binary}):");
+    println!(
+        "Route edit to first 200 on the new path ({edits} edits per series, {pause:?} before \
+         each, proxy {binary}):"
+    );
     report("Route edit", &route_series.0, &route_series.1);
     report("ConfigMap write", &served, &writes);
     println!(
