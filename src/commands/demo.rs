@@ -4,6 +4,8 @@ use std::{net::SocketAddr, process::ExitCode};
 
 use portcullis_proxy::DemoOptions;
 
+use super::serve::block_on;
+
 /// Arguments of `portcullis demo`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -26,9 +28,5 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         admin: args.admin,
         access_log: !args.no_access_log,
     };
-    let runtime = tokio::runtime::Runtime::new()?;
-    runtime
-        .block_on(portcullis_proxy::demo(options))
-        .map_err(anyhow::Error::msg)?;
-    Ok(ExitCode::SUCCESS)
+    block_on(portcullis_proxy::demo(options))
 }

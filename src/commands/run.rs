@@ -2,7 +2,7 @@
 //! they change.
 
 use std::{
-    net::{IpAddr, SocketAddr},
+    net::SocketAddr,
     path::{Path, PathBuf},
     process::ExitCode,
     sync::Arc,
@@ -10,8 +10,9 @@ use std::{
 
 use kube::ResourceExt;
 use portcullis_config::{Severity, Snapshot};
-use portcullis_proxy::{DataPlaneOptions, Loader};
+use portcullis_proxy::Loader;
 
+use super::serve::{ServeArgs, block_on};
 use crate::{compiled, manifests};
 
 /// Arguments of `portcullis run`.
@@ -24,18 +25,11 @@ pub struct Args {
     /// The admin listener (`/healthz`, `/ready`, `/metrics`, `/config`).
     #[arg(long, default_value = "127.0.0.1:9901")]
     pub admin: SocketAddr,
-    /// The address the Gateway's listener ports are bound on.
-    #[arg(long, default_value = "0.0.0.0")]
-    pub listen: IpAddr,
     /// Which Gateway to serve (`namespace/name`) when the manifests hold several.
     #[arg(long)]
     pub gateway: Option<String>,
-    /// Peers (IP or CIDR) whose X-Forwarded-* headers are trusted; repeat for several.
-    #[arg(long = "trusted-proxy")]
-    pub trusted_proxies: Vec<String>,
-    /// Do not write one JSON access-log line per request.
-    #[arg(long)]
-    pub no_access_log: bool,
+    #[command(flatten)]
+    pub serve: ServeArgs,
 }
 
 /// Serves until SIGTERM or Ctrl-C, then drains; exit 0 after a clean drain.
@@ -45,18 +39,11 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let wanted = args.gateway.clone();
     let root = secrets_root.clone();
     let loader: Loader = Arc::new(move || load(&paths, wanted.as_deref(), &root));
-    let options = DataPlaneOptions {
-        admin: args.admin,
-        listen_host: args.listen,
-        access_log: !args.no_access_log,
-        trusted_proxies: args.trusted_proxies.clone(),
-        ..DataPlaneOptions::default()
-    };
-    let runtime = tokio::runtime::Runtime::new()?;
-    let result = runtime.block_on(portcullis_proxy::run(options, args.paths.clone(), loader));
+    let options = args.serve.options(args.admin);
+    let result = block_on(portcullis_proxy::run(options, args.paths.clone(), loader));
+    // Secret material written for this process goes with it.
     let _ = std::fs::remove_dir_all(&secrets_root);
-    result.map_err(anyhow::Error::msg)?;
-    Ok(ExitCode::SUCCESS)
+    result
 }
 
 /// Loads, validates and compiles the manifests; writes the Secrets under `root`.

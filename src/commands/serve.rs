@@ -1,4 +1,4 @@
-//! Options shared by the commands that serve traffic (`run` and `proxy`), and the runtime they
+//! Options shared by the commands that serve traffic (`run`, `proxy`, `demo`), and the runtime they
 //! serve on.
 
 use std::{
