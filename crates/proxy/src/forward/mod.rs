@@ -89,9 +89,10 @@ impl Gateway {
         B::Error: Into<BoxError>,
     {
         // Request smuggling: a message with both framings is refused, and the connection closed.
-        // hyper's HTTP/1 parser already drops Content-Length when Transfer-Encoding is present
-        // and closes the connection after the response (RFC 9112 §6.1), so this check is the
-        // second line, for bodies that reach `handle` another way.
+        // Requests from client connections never show both here (hyper's parser drops
+        // Content-Length when Transfer-Encoding is present); the server refuses those from the
+        // raw bytes before `handle` (`server::framing`). This check covers requests that reach
+        // `handle` another way.
         if req.version() <= Version::HTTP_11
             && req.headers().contains_key(TRANSFER_ENCODING)
             && req.headers().contains_key(CONTENT_LENGTH)

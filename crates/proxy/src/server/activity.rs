@@ -1,4 +1,6 @@
-//! An I/O wrapper that counts the reads and writes that moved bytes, for the idle timeout.
+//! An I/O wrapper around every client connection: it counts the reads and writes that moved
+//! bytes, for the idle timeout, and shows the bytes read to the request-framing scanner, for the
+//! smuggling defence (see [`super::framing`]).
 //!
 //! A counter instead of a timestamp keeps the clock out of the hot path: the idle check compares
 //! the count between two ticks of its own timer.
@@ -15,21 +17,48 @@ use std::{
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-/// Wraps a stream and counts every read or write that moved bytes.
+use super::framing::{ConflictingFraming, FramingScanner};
+
+/// Wraps a stream, counts every read or write that moved bytes, and follows the request framing
+/// of what the client sends.
 #[derive(Debug)]
 pub struct ActivityIo<T> {
     inner: T,
     activity: Arc<AtomicU64>,
+    /// Dropped once it switches off (HTTP/2, upgrades, framing it cannot follow, or after the
+    /// first conflict): from then on reads cost nothing extra.
+    framing: Option<Box<FramingScanner>>,
+    conflicts: Arc<ConflictingFraming>,
 }
 
 impl<T> ActivityIo<T> {
-    /// Wraps `inner`; `activity` is incremented on every read or write that moved bytes.
-    pub fn new(inner: T, activity: Arc<AtomicU64>) -> Self {
-        Self { inner, activity }
+    /// Wraps `inner`; `activity` is incremented on every read or write that moved bytes, and the
+    /// first request head carrying both `Content-Length` and `Transfer-Encoding` is recorded in
+    /// `conflicts`.
+    pub fn new(inner: T, activity: Arc<AtomicU64>, conflicts: Arc<ConflictingFraming>) -> Self {
+        Self {
+            inner,
+            activity,
+            framing: Some(Box::default()),
+            conflicts,
+        }
     }
 
     fn touch(&self) {
         self.activity.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn scan(&mut self, read: &[u8]) {
+        let Some(scanner) = self.framing.as_mut() else {
+            return;
+        };
+        scanner.feed(read);
+        if scanner.is_off() {
+            if let Some(head) = scanner.conflicting_head() {
+                self.conflicts.record(head);
+            }
+            self.framing = None;
+        }
     }
 }
 
@@ -44,6 +73,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for ActivityIo<T> {
         let poll = Pin::new(&mut this.inner).poll_read(cx, buf);
         if buf.filled().len() > before {
             this.touch();
+            this.scan(buf.filled().get(before..).unwrap_or_default());
         }
         poll
     }

@@ -1,7 +1,9 @@
 //! The client-facing server: one accept loop per port, HTTP/1.1 and HTTP/2 (TLS by rustls with
-//! SNI), connection limits and timeouts, and graceful shutdown of every connection.
+//! SNI), connection limits and timeouts, graceful shutdown of every connection, and the refusal
+//! of HTTP/1 requests that carry both `Content-Length` and `Transfer-Encoding`.
 
 mod activity;
+mod framing;
 pub mod workers;
 
 use std::{
@@ -16,6 +18,9 @@ use std::{
 };
 
 use activity::ActivityIo;
+use framing::ConflictingFraming;
+use http::{HeaderValue, Response, StatusCode, Version, header::CONNECTION};
+use http_body_util::BodyExt;
 use hyper::{Request, body::Incoming, service::service_fn};
 use hyper_util::{
     rt::{TokioExecutor, TokioIo, TokioTimer},
@@ -29,7 +34,14 @@ use tokio::{
 };
 use workers::{WORKER_COUNT, Worker};
 
-use crate::{clock::now_ms, filters::Scheme, forward::Connection, gateway::Gateway};
+use crate::{
+    body::{self, Body},
+    clock::now_ms,
+    filters::Scheme,
+    forward::{Connection, Exchange, ObservedBody, local},
+    gateway::Gateway,
+    host::request_host,
+};
 
 /// Limits that protect the gateway from slow or abusive clients.
 #[derive(Debug, Clone)]
@@ -258,13 +270,23 @@ impl Server {
         T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let activity = Arc::new(AtomicU64::new(0));
-        let io = TokioIo::new(ActivityIo::new(stream, activity.clone()));
+        let conflicts = Arc::new(ConflictingFraming::default());
+        let io = TokioIo::new(ActivityIo::new(stream, activity.clone(), conflicts.clone()));
         let conn_info = Arc::new(Connection { peer, port, scheme });
         let gateway = self.gateway.clone();
         let service = service_fn(move |req: Request<Incoming>| {
             let gateway = gateway.clone();
             let conn_info = conn_info.clone();
-            async move { Ok::<_, Infallible>(gateway.handle(conn_info, req).await) }
+            // Counted here, as hyper hands over each request in order; HTTP/2 requests are not
+            // counted (the scanner is off on HTTP/2 connections).
+            let conflicting =
+                req.version() <= Version::HTTP_11 && conflicts.next_request_conflicts();
+            async move {
+                if conflicting {
+                    return Ok(refuse_conflicting_framing(&gateway, &conn_info, &req));
+                }
+                Ok::<_, Infallible>(gateway.handle(conn_info, req).await)
+            }
         });
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
@@ -318,4 +340,35 @@ impl Server {
             }
         }
     }
+}
+
+/// What the client reads when Portcullis refuses a request with both framing headers.
+const CONFLICTING_FRAMING: &str =
+    "Bad Request: the request carried both Content-Length and Transfer-Encoding\n";
+
+/// The answer to an HTTP/1 request whose head carried both `Content-Length` and
+/// `Transfer-Encoding` (RFC 9112 §6.1): `400 Bad Request` without reaching any route or backend,
+/// and the connection closed, so that nothing sent after it is read as another request. It is
+/// counted in the metrics and the access log like the gateway's other local answers.
+fn refuse_conflicting_framing(
+    gateway: &Arc<Gateway>,
+    conn: &Connection,
+    req: &Request<Incoming>,
+) -> Response<Body> {
+    let client = gateway
+        .settings
+        .trusted_proxies
+        .client_ip(conn.peer.ip(), req.headers());
+    let mut exchange = Exchange::new(client, req.method().clone());
+    exchange.host = request_host(req).unwrap_or_default();
+    if gateway.settings.access_log {
+        exchange.path = req.uri().path().to_owned();
+    }
+    let status = StatusCode::BAD_REQUEST;
+    let mut response = local(status).map(|_| body::full(CONFLICTING_FRAMING));
+    response
+        .headers_mut()
+        .insert(CONNECTION, HeaderValue::from_static("close"));
+    response
+        .map(|inner| BodyExt::boxed(ObservedBody::new(inner, status, exchange, gateway.clone())))
 }

@@ -28,23 +28,78 @@ async fn gateway() -> (Upstream, Gateway) {
 }
 
 #[tokio::test]
-async fn content_length_with_transfer_encoding_cannot_smuggle_a_second_request() {
+async fn content_length_with_transfer_encoding_is_refused_and_cannot_smuggle_a_second_request() {
+    let (a, gw) = gateway().await;
+    for framing in [
+        "Content-Length: 4\r\nTransfer-Encoding: chunked\r\n",
+        "transfer-encoding: chunked\r\ncontent-length: 4\r\n",
+    ] {
+        let request = format!(
+            "POST / HTTP/1.1\r\nHost: h\r\n{framing}\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: h\r\n\r\n"
+        );
+        let reply = raw(&gw, request.as_bytes()).await;
+        assert!(reply.starts_with("HTTP/1.1 400 "), "{reply}");
+        assert!(
+            reply.contains("both Content-Length and Transfer-Encoding"),
+            "{reply}"
+        );
+        // One answer, then the connection is closed: the bytes after the body are never read as
+        // a request.
+        assert_eq!(reply.matches("HTTP/1.1 ").count(), 1, "{reply}");
+        assert!(
+            reply.to_lowercase().contains("connection: close"),
+            "{reply}"
+        );
+        assert!(!reply.contains("/smuggled"), "{reply}");
+    }
+    assert_eq!(a.hits(), 0, "a refused request reached the backend");
+}
+
+#[tokio::test]
+async fn a_conflicting_request_pipelined_after_a_good_one_is_the_one_refused() {
     let (a, gw) = gateway().await;
     let reply = raw(
         &gw,
-        b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: h\r\n\r\n",
+        b"GET /first HTTP/1.1\r\nHost: h\r\n\r\n\
+          POST /second HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n0\r\n\r\n\
+          GET /smuggled HTTP/1.1\r\nHost: h\r\n\r\n",
     )
     .await;
-    // Transfer-Encoding wins, Content-Length never reaches the backend, and the connection is
-    // closed after the answer, so the bytes after the body are never read as a request.
-    assert_eq!(reply.matches("HTTP/1.1 ").count(), 1, "{reply}");
-    assert!(
-        reply.to_lowercase().contains("connection: close"),
-        "{reply}"
-    );
+    let statuses: Vec<&str> = reply
+        .match_indices("HTTP/1.1 ")
+        .filter_map(|(at, _)| reply.get(at + 9..at + 12))
+        .collect();
+    assert_eq!(statuses, ["200", "400"], "{reply}");
+    assert!(reply.contains("\"/first\""), "{reply}");
+    assert!(!reply.contains("/second"), "{reply}");
     assert!(!reply.contains("/smuggled"), "{reply}");
     assert_eq!(a.hits(), 1);
-    assert!(!reply.contains("\"content-length\""), "{reply}");
+}
+
+#[tokio::test]
+async fn a_chunked_post_and_a_pipelined_get_on_one_connection_both_get_answers() {
+    let (a, gw) = gateway().await;
+    // The chunked body spells out a head with both framings: it is body, not a request.
+    let body = "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n";
+    let request = format!(
+        "POST /upload HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n\
+         5;name=value\r\nhello\r\n{:x}\r\n{body}\r\n0\r\n\r\n\
+         GET /after HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let reply = raw(&gw, request.as_bytes()).await;
+    assert!(reply.starts_with("HTTP/1.1 200 "), "{reply}");
+    assert_eq!(reply.matches("HTTP/1.1 200 ").count(), 2, "{reply}");
+    assert!(!reply.contains("HTTP/1.1 400"), "{reply}");
+    let upload = reply.find("\"/upload\"").expect("the POST was answered");
+    let after = reply.find("\"/after\"").expect("the GET was answered");
+    assert!(upload < after, "{reply}");
+    // The backend got the whole body, framing text included.
+    assert!(
+        reply.contains(r#""body":"helloContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n""#),
+        "{reply}"
+    );
+    assert_eq!(a.hits(), 2);
 }
 
 #[tokio::test]
