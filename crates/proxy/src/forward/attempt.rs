@@ -4,15 +4,17 @@
 use std::{sync::Arc, time::Duration};
 
 use bytes::Bytes;
-use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version, uri::PathAndQuery};
-use hyper::body::Incoming;
+use http::{
+    HeaderMap, Method, Request, Response, StatusCode, Uri, Version, header::UPGRADE,
+    uri::PathAndQuery,
+};
 
 use super::exchange::Exchange;
 use crate::{
     body::{self, Body},
     gateway::Gateway,
     route::{Policy, RetryPolicy},
-    upstream::{Backend, Endpoint, Outcome, Protocol},
+    upstream::{Backend, Endpoint, Outcome, Protocol, SendFailure},
 };
 
 /// The parts of the upstream request that every attempt repeats.
@@ -133,7 +135,8 @@ pub async fn send(
     mut body: UpstreamBody,
     hash: Option<u64>,
     exchange: &mut Exchange,
-) -> Result<Response<Incoming>, Failure> {
+) -> Result<Response<Body>, Failure> {
+    let upgrade = template.headers.contains_key(UPGRADE);
     let mut retries = 0u32;
     let mut last_endpoint: Option<Arc<Endpoint>> = None;
     loop {
@@ -149,12 +152,12 @@ pub async fn send(
         };
         // Without any chance of a retry the headers move into the request instead of a copy.
         let last = policy.retry.is_none() || !body.replayable();
-        let request = build(backend, &endpoint, &mut template, request_body, last)?;
+        let request = build(backend, &mut template, request_body, last);
         let in_flight = endpoint.start_request();
         exchange.attempt_deadline = policy
             .backend_timeout
             .and_then(|limit| tokio::time::Instant::now().checked_add(limit));
-        let call = backend.client().request(request);
+        let call = backend.send(&endpoint, request, upgrade);
         let result = match policy.backend_timeout {
             Some(limit) => match tokio::time::timeout(limit, call).await {
                 Ok(result) => result.map_err(classify),
@@ -222,30 +225,24 @@ fn can_retry(
     retries < retry.attempts && body.replayable() && retryable(retry, failure, &template.method)
 }
 
-fn classify(error: hyper_util::client::legacy::Error) -> Failure {
-    if error.is_connect() {
-        Failure::Connect
-    } else {
-        Failure::Reset
+fn classify(failure: SendFailure) -> Failure {
+    match failure {
+        SendFailure::Connect => Failure::Connect,
+        SendFailure::Reset => Failure::Reset,
     }
 }
 
+/// The request of one attempt, with an origin-form URI (the backend adds the endpoint's
+/// authority where its client needs one).
 fn build(
     backend: &Backend,
-    endpoint: &Endpoint,
     template: &mut RequestTemplate,
     body: Body,
     last: bool,
-) -> Result<Request<Body>, Failure> {
-    let uri = Uri::builder()
-        .scheme("http")
-        .authority(endpoint.authority.clone())
-        .path_and_query(template.path_and_query.clone())
-        .build()
-        .map_err(|_| Failure::Reset)?;
+) -> Request<Body> {
     let mut request = Request::new(body);
     *request.method_mut() = template.method.clone();
-    *request.uri_mut() = uri;
+    *request.uri_mut() = Uri::from(template.path_and_query.clone());
     *request.version_mut() = match backend.spec.protocol {
         Protocol::Http1 => Version::HTTP_11,
         Protocol::Http2 => Version::HTTP_2,
@@ -255,7 +252,7 @@ fn build(
     } else {
         template.headers.clone()
     };
-    Ok(request)
+    request
 }
 
 #[cfg(test)]

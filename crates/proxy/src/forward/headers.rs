@@ -3,22 +3,42 @@
 use std::net::IpAddr;
 
 use http::{
-    HeaderMap, HeaderValue, Version,
-    header::{CONNECTION, TE, TRAILER, TRANSFER_ENCODING, UPGRADE},
+    HeaderMap, HeaderName, HeaderValue, Version,
+    header::{
+        CONNECTION, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE, TRAILER, TRANSFER_ENCODING,
+        UPGRADE,
+    },
 };
 
 use crate::filters::Scheme;
 
-/// Headers that describe one connection and never travel through a proxy (RFC 9110 §7.6.1).
-const HOP_BY_HOP: [&str; 4] = [
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
+/// `X-Forwarded-For`.
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+/// `X-Forwarded-Proto`.
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+/// `X-Forwarded-Host`.
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+/// Headers that describe one connection and never travel through a proxy (RFC 9110 §7.6.1),
+/// besides those the `Connection` header names.
+static HOP_BY_HOP: [HeaderName; 9] = [
+    CONNECTION,
+    TE,
+    TRAILER,
+    TRANSFER_ENCODING,
+    UPGRADE,
+    PROXY_AUTHENTICATE,
+    PROXY_AUTHORIZATION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
 ];
 
 /// Removes hop-by-hop headers, including every header the `Connection` header names.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Most messages carry none: one pass over the names instead of a lookup per name.
+    if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
+        return;
+    }
     let named: Vec<String> = headers
         .get_all(CONNECTION)
         .iter()
@@ -30,12 +50,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     for name in named {
         headers.remove(name.as_str());
     }
-    headers.remove(CONNECTION);
-    headers.remove(TE);
-    headers.remove(TRAILER);
-    headers.remove(TRANSFER_ENCODING);
-    headers.remove(UPGRADE);
-    for name in HOP_BY_HOP {
+    for name in &HOP_BY_HOP {
         headers.remove(name);
     }
 }
@@ -71,7 +86,7 @@ pub fn set_forwarded(
     let peer_text = peer.to_string();
     let xff = if trusted {
         let previous: Vec<&str> = headers
-            .get_all("x-forwarded-for")
+            .get_all(&X_FORWARDED_FOR)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .collect();
@@ -84,21 +99,21 @@ pub fn set_forwarded(
         peer_text
     };
     if let Ok(value) = HeaderValue::from_str(&xff) {
-        headers.insert("x-forwarded-for", value);
+        headers.insert(&X_FORWARDED_FOR, value);
     }
-    if !(trusted && headers.contains_key("x-forwarded-proto")) {
+    if !(trusted && headers.contains_key(&X_FORWARDED_PROTO)) {
         headers.insert(
-            "x-forwarded-proto",
+            &X_FORWARDED_PROTO,
             HeaderValue::from_static(scheme.as_str()),
         );
     }
-    if !(trusted && headers.contains_key("x-forwarded-host")) {
+    if !(trusted && headers.contains_key(&X_FORWARDED_HOST)) {
         match original_host {
             Some(host) => {
-                headers.insert("x-forwarded-host", host);
+                headers.insert(&X_FORWARDED_HOST, host);
             }
             None => {
-                headers.remove("x-forwarded-host");
+                headers.remove(&X_FORWARDED_HOST);
             }
         }
     }

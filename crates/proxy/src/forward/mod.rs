@@ -157,8 +157,9 @@ impl Gateway {
                 let Some(primary) = table.backends.get(name) else {
                     return local(StatusCode::INTERNAL_SERVER_ERROR);
                 };
-                self.forward(table, conn, entry, primary, req, normalized, exchange)
-                    .await
+                // Boxed: the forwarding state is large, and every future that holds it inline is
+                // copied whole each time it moves (into its parent, into hyper's dispatcher).
+                Box::pin(self.forward(table, conn, entry, primary, req, normalized, exchange)).await
             }
         };
         if let Some(cors) = cors {
@@ -247,7 +248,7 @@ impl Gateway {
             let (parts, _) = response.into_parts();
             return Response::from_parts(parts, body::empty());
         }
-        let (mut parts, incoming) = response.into_parts();
+        let (mut parts, body) = response.into_parts();
         strip_hop_by_hop(&mut parts.headers);
         if let Some(modifier) = &rule.filters.response_headers {
             modifier.apply(&mut parts.headers);
@@ -260,7 +261,6 @@ impl Gateway {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        let body = body::incoming(incoming);
         let body = match deadline {
             Some(deadline) => BodyExt::boxed(deadline::DeadlineBody::new(body, deadline)),
             None => body,

@@ -134,7 +134,9 @@ pub struct Backend {
     balancer: Balancer,
     /// One pool per connection worker (index 0 for other threads), so that a request and the
     /// upstream connection it uses live on the same thread.
-    clients: Vec<Client<UpstreamConnector, Body>>,
+    pub(super) clients: Vec<Client<UpstreamConnector, Body>>,
+    /// Opens connections to endpoints (the HTTP/1.1 pools of [`super::h1`]).
+    pub(super) connector: UpstreamConnector,
     in_flight: AtomicU32,
     retries_in_flight: AtomicU32,
     checks_started: AtomicBool,
@@ -213,6 +215,7 @@ impl Backend {
             endpoints: ArcSwap::from_pointee(set),
             balancer,
             clients,
+            connector,
             in_flight: AtomicU32::new(0),
             retries_in_flight: AtomicU32::new(0),
             checks_started: AtomicBool::new(false),

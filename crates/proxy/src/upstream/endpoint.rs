@@ -8,7 +8,8 @@ use std::sync::{
 
 use http::uri::Authority;
 
-use crate::clock::now_ms;
+use super::h1::IdlePool;
+use crate::{clock::now_ms, server::workers::WORKER_COUNT};
 
 /// An address requests can be sent to, with its health state. The state survives config reloads
 /// that keep the endpoint.
@@ -28,6 +29,8 @@ pub struct Endpoint {
     consecutive_5xx: AtomicU32,
     consecutive_gateway_errors: AtomicU32,
     in_flight: AtomicU32,
+    /// Idle HTTP/1.1 connections to it, per connection worker.
+    pub(crate) idle: IdlePool,
 }
 
 /// What an attempt against an endpoint produced, for outlier detection.
@@ -70,6 +73,7 @@ impl Endpoint {
             consecutive_5xx: AtomicU32::new(0),
             consecutive_gateway_errors: AtomicU32::new(0),
             in_flight: AtomicU32::new(0),
+            idle: IdlePool::new(1 + WORKER_COUNT.load(Ordering::Relaxed)),
         })
     }
 
@@ -85,7 +89,9 @@ impl Endpoint {
 
     /// Whether outlier detection has it ejected right now.
     pub fn is_ejected(&self) -> bool {
-        self.ejected_until_ms.load(Ordering::Relaxed) > now_ms()
+        // Never ejected (the common case) needs no clock read.
+        let until = self.ejected_until_ms.load(Ordering::Relaxed);
+        until != 0 && until > now_ms()
     }
 
     /// Records an active health check result; flips the state after enough results in a row.

@@ -4,6 +4,8 @@
 mod backend;
 mod connector;
 mod endpoint;
+mod exchange;
+mod h1;
 mod health;
 
 pub use backend::{
@@ -12,3 +14,4 @@ pub use backend::{
 };
 pub use connector::{UpstreamConnector, UpstreamIo, UpstreamTls};
 pub use endpoint::{Endpoint, InFlight, Outcome, OutlierSettings};
+pub use exchange::SendFailure;

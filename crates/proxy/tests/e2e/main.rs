@@ -4,6 +4,7 @@
 mod demo;
 mod forwarding;
 mod lifecycle;
+mod pooling;
 mod process;
 mod routing;
 mod safety;

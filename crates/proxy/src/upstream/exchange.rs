@@ -1,0 +1,112 @@
+//! Sending one request to one endpoint of a backend.
+//!
+//! HTTP/1.1 requests go over the endpoint's pooled connections, driven by the request's own task
+//! ([`super::h1`]). HTTP/2 backends, whose connections many requests share at once, and protocol
+//! upgrades, whose connection outlives the response, go through hyper's pooled client, which
+//! runs each connection in a task of its own.
+
+use std::sync::Arc;
+
+use http::{Request, Response, Uri, header::HOST, uri::Scheme};
+use http_body_util::BodyExt;
+use tower::Service;
+
+use super::{
+    Backend, Endpoint, Protocol,
+    h1::{H1Body, H1Conn, SendError},
+};
+use crate::body::{self, Body, BoxError};
+
+/// Why a request got no response from an endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendFailure {
+    /// No connection could be made: the request was not sent.
+    Connect,
+    /// The connection failed after the request may have been sent.
+    Reset,
+}
+
+impl Backend {
+    /// Sends `request` (origin-form URI) to `endpoint` and returns the response head, with a
+    /// body that streams from the endpoint. `upgrade` marks a protocol-upgrade handshake.
+    pub async fn send(
+        &self,
+        endpoint: &Arc<Endpoint>,
+        mut request: Request<Body>,
+        upgrade: bool,
+    ) -> Result<Response<Body>, SendFailure> {
+        if upgrade || self.spec.protocol == Protocol::Http2 {
+            return Box::pin(self.send_pooled(endpoint, request)).await;
+        }
+        if !request.headers().contains_key(HOST)
+            && let Ok(host) = endpoint.authority.as_str().parse()
+        {
+            request.headers_mut().insert(HOST, host);
+        }
+        let mut conn = match endpoint.idle.take() {
+            Some(conn) => conn,
+            None => Box::pin(self.connect(endpoint)).await?,
+        };
+        loop {
+            match conn.send(request).await {
+                Ok((response, conn)) => {
+                    let endpoint = endpoint.clone();
+                    return Ok(response.map(|incoming| {
+                        H1Body::new(incoming, conn, endpoint)
+                            .map_err(|e| Box::new(e) as BoxError)
+                            .boxed()
+                    }));
+                }
+                // The backend closed an idle connection as it was taken: nothing was sent.
+                Err(SendError::Unsent(unsent)) => {
+                    request = *unsent;
+                    conn = match endpoint.idle.take() {
+                        Some(conn) => conn,
+                        None => Box::pin(self.connect(endpoint)).await?,
+                    };
+                }
+                Err(SendError::Failed(error)) => {
+                    tracing::debug!(%error, endpoint = %endpoint.address, "upstream exchange failed");
+                    return Err(SendFailure::Reset);
+                }
+            }
+        }
+    }
+
+    async fn connect(&self, endpoint: &Endpoint) -> Result<H1Conn, SendFailure> {
+        let uri = Uri::builder()
+            .scheme(Scheme::HTTP)
+            .authority(endpoint.authority.clone())
+            .path_and_query("/")
+            .build()
+            .map_err(|_| SendFailure::Connect)?;
+        let io = self.connector.clone().call(uri).await.map_err(|error| {
+            tracing::debug!(%error, endpoint = %endpoint.address, "upstream connect failed");
+            SendFailure::Connect
+        })?;
+        H1Conn::handshake(io).await.map_err(|error| {
+            tracing::debug!(%error, endpoint = %endpoint.address, "upstream handshake failed");
+            SendFailure::Connect
+        })
+    }
+
+    /// Through hyper's pooled client, which needs the absolute URI.
+    async fn send_pooled(
+        &self,
+        endpoint: &Endpoint,
+        mut request: Request<Body>,
+    ) -> Result<Response<Body>, SendFailure> {
+        let mut parts = request.uri().clone().into_parts();
+        parts.scheme = Some(Scheme::HTTP);
+        parts.authority = Some(endpoint.authority.clone());
+        *request.uri_mut() = Uri::from_parts(parts).map_err(|_| SendFailure::Reset)?;
+        match self.client().request(request).await {
+            Ok(response) => Ok(response.map(body::incoming)),
+            Err(error) if error.is_connect() => Err(SendFailure::Connect),
+            Err(error) => {
+                tracing::debug!(%error, endpoint = %endpoint.address, "upstream exchange failed");
+                Err(SendFailure::Reset)
+            }
+        }
+    }
+}
