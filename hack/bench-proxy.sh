@@ -79,10 +79,11 @@ nginx_conf nginx "$NGINX_WORKERS" "upstream backend { server 127.0.0.1:$UPSTREAM
     location / { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection ''; } }" \
   "$([ "$PIN" = 1 ] && echo 1)"
 
-"$BIN" generate 1 "$PORTCULLIS_PORT" "127.0.0.1:$UPSTREAM_PORT" > "$WORK/snapshot.yaml"
+# Snapshots as the operator stores them in a Gateway's ConfigMap (JSON, which is YAML too).
+"$BIN" generate 1 "$PORTCULLIS_PORT" "127.0.0.1:$UPSTREAM_PORT" > "$WORK/config.yaml"
 "$BIN" generate 1000 "$PORTCULLIS_PORT" "127.0.0.1:$UPSTREAM_PORT" > "$WORK/routes-1000.yaml"
 "$BIN" generate 5000 "$PORTCULLIS_PORT" "127.0.0.1:$UPSTREAM_PORT" > "$WORK/routes-5000.yaml"
-"${PROXY_CPU[@]}" "$BIN" serve "$WORK/snapshot.yaml" "$ADMIN" > "$WORK/portcullis.log" 2>&1 &
+"${PROXY_CPU[@]}" "$BIN" serve "$WORK/config.yaml" "$ADMIN" > "$WORK/portcullis.log" 2>&1 &
 PORTCULLIS_PID=$!
 PIDS+=("$PORTCULLIS_PID")
 
@@ -99,7 +100,7 @@ wait_revision() { # expected
   for _ in $(seq 1000); do [ "$(revision)" = "$1" ] && return 0; sleep 0.01; done
   echo "bench: revision $1 never loaded" >&2; curl -s "http://$ADMIN/config" | jq .lastReloadError >&2; exit 1
 }
-yaml_revision() { awk '/^revision:/ {print $2}' "$1" | tr -d "'\""; }
+file_revision() { jq -r .revision "$1"; }
 
 IDLE_RSS=$(rss_kb)
 
@@ -136,8 +137,8 @@ read -r P_RPS P_P99 P_US P_ERR <<<"$(median portcullis)"
 read -r N_RPS N_P99 N_US N_ERR <<<"$(median nginx)"
 
 echo "== memory: 1,000 routes"
-cp "$WORK/routes-1000.yaml" "$WORK/snapshot.yaml"
-wait_revision "$(yaml_revision "$WORK/routes-1000.yaml")"
+cp "$WORK/routes-1000.yaml" "$WORK/config.yaml"
+wait_revision "$(file_revision "$WORK/routes-1000.yaml")"
 sleep 1
 RSS_1000=$(rss_kb)
 
@@ -145,8 +146,8 @@ echo "== reload: 5,000 routes swapped in under load"
 "${LOAD_CPU[@]}" wrk -t"$THREADS" -c"$CONNECTIONS" -d5s "http://127.0.0.1:$PORTCULLIS_PORT/r4999x/" > "$WORK/swap.wrk" &
 WRK_PID=$!
 sleep 1
-cp "$WORK/routes-5000.yaml" "$WORK/snapshot.yaml"
-wait_revision "$(yaml_revision "$WORK/routes-5000.yaml")"
+cp "$WORK/routes-5000.yaml" "$WORK/config.yaml"
+wait_revision "$(file_revision "$WORK/routes-5000.yaml")"
 wait "$WRK_PID"
 SWAP_MS=$(curl -sf "http://$ADMIN/config" | jq .lastSwapMillis)
 RELOAD_MS=$(curl -sf "http://$ADMIN/config" | jq .lastReloadMillis)

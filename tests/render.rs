@@ -53,10 +53,12 @@ fn the_snapshot_lists_routes_in_precedence_order() {
         .split("config.yaml: |")
         .nth(1)
         .expect("the ConfigMap holds config.yaml");
+    // Stored as indented JSON: one `"value": "/path"` line per path match.
     let order: Vec<&str> = snapshot
         .lines()
         .map(str::trim)
-        .filter_map(|line| line.strip_prefix("value: /"))
+        .filter_map(|line| line.strip_prefix("\"value\": \"/"))
+        .map(|rest| rest.trim_end_matches([',', '"']))
         .collect();
     // Longest prefix first; /catalog's GET-only rule before its catch-all rule (method match);
     // /catalog before /profile (same length: the older Route, then by name).

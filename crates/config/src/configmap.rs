@@ -1,6 +1,8 @@
 //! The Gateway's ConfigMap: how a snapshot is stored for the replicas, and read back.
 //!
-//! `<gateway>-config` in the Gateway's namespace holds the snapshot YAML under `config.yaml`.
+//! `<gateway>-config` in the Gateway's namespace holds the snapshot under `config.yaml`, written
+//! as indented JSON (YAML that the replicas read with the fast JSON parser; YAML written by hand
+//! is read too).
 //! A snapshot larger than [`COMPRESS_ABOVE`] is stored gzip-compressed under `config.yaml.gz`
 //! in `binaryData` instead, so large route sets stay far below the 1 MiB object limit. Readers
 //! ([`snapshot_from_configmap`], [`snapshot_from_bytes`] for the mounted file) accept both.
@@ -38,9 +40,9 @@ pub fn configmap_name(gateway: &str) -> String {
 /// The ConfigMap storing `snapshot` in its Gateway's namespace (without owner reference: the
 /// operator adds its own).
 pub fn render_configmap(snapshot: &Snapshot) -> Result<ConfigMap, SnapshotError> {
-    let yaml = snapshot.to_yaml()?;
-    let (data, binary_data) = if yaml.len() > COMPRESS_ABOVE {
-        let compressed = gzip(yaml.as_bytes())?;
+    let text = snapshot.to_json()?;
+    let (data, binary_data) = if text.len() > COMPRESS_ABOVE {
+        let compressed = gzip(text.as_bytes())?;
         (
             None,
             Some(BTreeMap::from([(
@@ -49,7 +51,7 @@ pub fn render_configmap(snapshot: &Snapshot) -> Result<ConfigMap, SnapshotError>
             )])),
         )
     } else {
-        (Some(BTreeMap::from([(CONFIG_KEY.to_owned(), yaml)])), None)
+        (Some(BTreeMap::from([(CONFIG_KEY.to_owned(), text)])), None)
     };
     Ok(ConfigMap {
         metadata: ObjectMeta {
@@ -161,7 +163,7 @@ mod tests {
     }
 
     #[test]
-    fn small_snapshot_is_stored_as_plain_yaml_with_labels_and_revision() {
+    fn small_snapshot_is_stored_as_plain_json_with_labels_and_revision() {
         let s = snapshot(1);
         let cm = render_configmap(&s).expect("renders");
         assert_eq!(cm.metadata.name.as_deref(), Some("edge-config"));
@@ -172,13 +174,36 @@ mod tests {
         let annotations = cm.metadata.annotations.clone().unwrap_or_default();
         assert_eq!(annotations[REVISION_ANNOTATION], s.revision);
         assert!(cm.binary_data.is_none());
+        assert!(cm.data.as_ref().expect("data")[CONFIG_KEY].starts_with("{\n"));
         assert_eq!(snapshot_from_configmap(&cm).expect("reads back"), s);
+    }
+
+    #[test]
+    fn snapshots_read_the_same_from_json_and_yaml() {
+        let s = snapshot(3);
+        let from_json = Snapshot::from_yaml(&s.to_json().expect("json")).expect("json parses");
+        let from_yaml = Snapshot::from_yaml(&s.to_yaml().expect("yaml")).expect("yaml parses");
+        assert_eq!(from_json, s);
+        assert_eq!(from_yaml, s);
+        let other = s.to_json().expect("json").replace("config/v1", "config/v9");
+        assert!(matches!(
+            Snapshot::from_yaml(&other),
+            Err(SnapshotError::UnsupportedVersion { .. })
+        ));
+        let unknown = s
+            .to_json()
+            .expect("json")
+            .replacen('{', "{\"extra\": 1,", 1);
+        assert!(matches!(
+            Snapshot::from_yaml(&unknown),
+            Err(SnapshotError::Parse(_))
+        ));
     }
 
     #[test]
     fn large_snapshot_is_stored_gzip_compressed_and_reads_back() {
         let s = snapshot(5_000);
-        assert!(s.to_yaml().expect("yaml").len() > COMPRESS_ABOVE);
+        assert!(s.to_json().expect("json").len() > COMPRESS_ABOVE);
         let cm = render_configmap(&s).expect("renders");
         assert!(cm.data.is_none());
         let stored = &cm.binary_data.as_ref().expect("binaryData")[COMPRESSED_CONFIG_KEY];

@@ -39,27 +39,28 @@ fn main() -> Result<(), String> {
                 .ok_or("LISTEN_PORT")?;
             let upstream: SocketAddr =
                 args.get(3).and_then(|a| a.parse().ok()).ok_or("UPSTREAM")?;
-            let yaml = generate(routes, port, upstream)
-                .to_yaml()
+            // As the operator stores it in the Gateway's ConfigMap.
+            let text = generate(routes, port, upstream)
+                .to_json()
                 .map_err(|e| e.to_string())?;
-            print!("{yaml}");
+            println!("{text}");
             Ok(())
         }
         Some("parse") => {
-            // How long reading a snapshot takes, as YAML and as JSON.
+            // How long reading a snapshot takes as stored (JSON), and written as YAML instead.
             let file = args.get(1).ok_or("parse FILE")?;
             let text = std::fs::read_to_string(file).map_err(|e| e.to_string())?;
             let started = std::time::Instant::now();
             let snapshot = Snapshot::from_yaml(&text).map_err(|e| e.to_string())?;
-            let yaml = started.elapsed();
-            let json = serde_json::to_string(&snapshot).map_err(|e| e.to_string())?;
+            let stored = started.elapsed();
+            let yaml = snapshot.to_yaml().map_err(|e| e.to_string())?;
             let started = std::time::Instant::now();
-            let _: Snapshot = serde_json::from_str(&json).map_err(|e| e.to_string())?;
+            Snapshot::from_yaml(&yaml).map_err(|e| e.to_string())?;
             println!(
-                "yaml {} bytes {:.1} ms; json {} bytes {:.1} ms",
+                "as stored (JSON) {} bytes {:.1} ms; as YAML {} bytes {:.1} ms",
                 text.len(),
-                yaml.as_secs_f64() * 1000.0,
-                json.len(),
+                stored.as_secs_f64() * 1000.0,
+                yaml.len(),
                 started.elapsed().as_secs_f64() * 1000.0
             );
             Ok(())

@@ -43,7 +43,7 @@ pub fn compile(gateway: &Gateway, inputs: &Inputs) -> Result<Compilation, Compil
     })
 }
 
-/// The proxy reads the snapshot back from YAML and checks its revision: do the same here, so a
+/// The proxy reads the stored snapshot back and checks its revision: do the same here, so a
 /// snapshot it would refuse is never published.
 fn check_loadable(snapshot: &Snapshot) -> Result<(), CompileError> {
     if !snapshot.revision_matches() {
@@ -51,10 +51,10 @@ fn check_loadable(snapshot: &Snapshot) -> Result<(), CompileError> {
             "its revision is not its content hash".to_owned(),
         ));
     }
-    let yaml = snapshot
-        .to_yaml()
+    let text = snapshot
+        .to_json()
         .map_err(|e| CompileError::Unloadable(e.to_string()))?;
-    let back = Snapshot::from_yaml(&yaml).map_err(|e| CompileError::Unloadable(e.to_string()))?;
+    let back = Snapshot::from_yaml(&text).map_err(|e| CompileError::Unloadable(e.to_string()))?;
     if &back != snapshot {
         return Err(CompileError::Unloadable(
             "it does not read back as written".to_owned(),
