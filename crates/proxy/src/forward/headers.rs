@@ -39,18 +39,20 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
         return;
     }
-    let named: Vec<String> = headers
+    // `HeaderName::from_bytes` lowercases; a name that is not a valid header name names nothing.
+    let named: Vec<HeaderName> = headers
         .get_all(CONNECTION)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|name| name.trim().to_ascii_lowercase())
-        .filter(|name| !name.is_empty())
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim_ascii()).ok())
         .collect();
-    for name in named {
-        headers.remove(name.as_str());
-    }
-    for name in &HOP_BY_HOP {
+    // Only the names present are removed: one lookup each, none for the absent ones.
+    let present: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| HOP_BY_HOP.contains(name) || named.contains(name))
+        .cloned()
+        .collect();
+    for name in &present {
         headers.remove(name);
     }
 }
@@ -144,6 +146,21 @@ mod tests {
         strip_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1);
         assert_eq!(h["x-kept"], "yes");
+    }
+
+    #[test]
+    fn connection_names_are_matched_whatever_their_case_and_spacing() {
+        let mut h = map(&[
+            ("connection", " X-Secret ,,Close"),
+            ("x-secret", "1"),
+            ("x-kept", "yes"),
+        ]);
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
+        assert_eq!(h["x-kept"], "yes");
+        let mut untouched = map(&[("x-kept", "yes"), ("content-length", "2")]);
+        strip_hop_by_hop(&mut untouched);
+        assert_eq!(untouched.len(), 2);
     }
 
     #[test]
