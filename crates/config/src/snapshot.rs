@@ -338,7 +338,7 @@ impl Snapshot {
         self.revision == self.compute_revision()
     }
 
-    /// The snapshot as YAML, for people to read (`portcullis render` shows what is stored).
+    /// The snapshot as YAML, for people to read (golden files, fixtures written by hand).
     pub fn to_yaml(&self) -> Result<String, SnapshotError> {
         serde_saphyr::to_string(self).map_err(|e| SnapshotError::Serialize(e.to_string()))
     }

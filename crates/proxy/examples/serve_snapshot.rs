@@ -1,9 +1,10 @@
-//! Serves a config snapshot file with the data plane, for benchmarks and manual testing
-//! (`portcullis proxy --config FILE` does the same once the CLI wires it).
+//! Serves a config snapshot file with the data plane, as `portcullis proxy --config FILE` does,
+//! and generates the snapshots `hack/bench-proxy.sh` loads.
 //!
 //! ```text
 //! serve_snapshot serve FILE [ADMIN_ADDR] [--access-log]
-//! serve_snapshot generate ROUTES LISTEN_PORT UPSTREAM_ADDR   # prints a snapshot YAML
+//! serve_snapshot generate ROUTES LISTEN_PORT UPSTREAM_ADDR   # prints a snapshot, as stored
+//! serve_snapshot parse FILE                                   # times reading it (JSON vs YAML)
 //! ```
 
 use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf};
