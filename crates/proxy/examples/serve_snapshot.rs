@@ -30,7 +30,9 @@ fn main() -> Result<(), String> {
                 ..DataPlaneOptions::default()
             };
             let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
-            runtime.block_on(proxy(options, file, PathBuf::from(".")))
+            // The benchmark's snapshots name no Secret: a folder that does not exist.
+            let secrets = file.with_extension("secrets");
+            runtime.block_on(proxy(options, file, secrets))
         }
         Some("generate") => {
             let routes: usize = args.get(1).and_then(|a| a.parse().ok()).ok_or("ROUTES")?;

@@ -9,7 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use portcullis_config::Snapshot;
+use portcullis_config::{Snapshot, configmap::snapshot_from_bytes};
 use tokio::net::TcpListener;
 
 use crate::{
@@ -57,6 +57,9 @@ pub struct DataPlane {
     listen_host: IpAddr,
     admin_addr: SocketAddr,
     discovered: Mutex<HashMap<String, Vec<String>>>,
+    /// The snapshot last applied successfully. Held while a snapshot is applied, so that two
+    /// applies (a new ConfigMap revision, a rotated Secret) never interleave.
+    applied: tokio::sync::Mutex<Option<Snapshot>>,
     _admin: tokio::task::JoinHandle<()>,
 }
 
@@ -84,6 +87,7 @@ impl DataPlane {
             listen_host: options.listen_host,
             admin_addr,
             discovered: Mutex::new(HashMap::new()),
+            applied: tokio::sync::Mutex::new(None),
             _admin: admin,
         })
     }
@@ -106,6 +110,43 @@ impl DataPlane {
     /// Compiles `snapshot` and swaps it in, then opens the ports it adds and closes those it
     /// drops. On error the previous config keeps serving and the error shows in `/config`.
     pub async fn apply(&self, snapshot: &Snapshot, secrets: &Secrets) -> Result<(), String> {
+        let mut applied = self.applied.lock().await;
+        self.compile_and_swap(snapshot, secrets).await?;
+        *applied = Some(snapshot.clone());
+        Ok(())
+    }
+
+    /// Compiles the snapshot applied last again, reading its Secret files anew (a rotated
+    /// certificate or key). Nothing happens before a first snapshot is applied.
+    pub async fn reapply(&self, secrets: &Secrets) -> Result<(), String> {
+        let applied = self.applied.lock().await;
+        match applied.as_ref() {
+            Some(snapshot) => self.compile_and_swap(snapshot, secrets).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Calls [`Self::reapply`] whenever a file under `secrets`' root changes (checked every
+    /// second; the kubelet updates mounted Secrets about once a minute), until the returned task
+    /// is aborted.
+    pub fn watch_secrets(self: &Arc<Self>, secrets: Secrets) -> tokio::task::JoinHandle<()> {
+        let plane = self.clone();
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(1);
+        let root = secrets.root().to_path_buf();
+        tokio::spawn(async move {
+            let poll = tokio::spawn(watch::poll(vec![root], Duration::from_secs(1), move || {
+                let _ = tx.try_send(());
+            }));
+            while rx.recv().await.is_some() {
+                tracing::info!(root = %secrets.root().display(), "Secret files changed; reloading");
+                // A refused reload is logged and shown in /config; the old config keeps serving.
+                let _ = plane.reapply(&secrets).await;
+            }
+            poll.abort();
+        })
+    }
+
+    async fn compile_and_swap(&self, snapshot: &Snapshot, secrets: &Secrets) -> Result<(), String> {
         let started = Instant::now();
         let previous = self.gateway.table();
         let compiled = compile(snapshot, &previous, secrets)
@@ -219,22 +260,24 @@ async fn load(loader: &Loader) -> Result<(Snapshot, PathBuf), String> {
         .map_err(|e| format!("config loader panicked: {e}"))?
 }
 
-/// The file-based part of `portcullis proxy`: serves the snapshot in `config` (YAML, as the
-/// operator writes it to the ConfigMap), reloads when the file changes, drains on SIGTERM.
-/// Following the ConfigMap through the API and EndpointSlice discovery are the CLI's: it uses
-/// [`DataPlane::apply`] and [`DataPlane::set_endpoints`] on a plane from [`DataPlane::start`].
+/// `portcullis proxy --config FILE`: serves the snapshot in `config` (as the operator stores it
+/// in the ConfigMap: JSON or YAML, gzip-compressed or not), reloads when it or a Secret file
+/// under `secrets_root` changes, drains on SIGTERM. [`crate::cluster::serve`] follows the
+/// ConfigMap through the API instead.
 pub async fn proxy(
     options: DataPlaneOptions,
     config: PathBuf,
     secrets_root: PathBuf,
 ) -> Result<(), String> {
     let file = config.clone();
+    let root = secrets_root.clone();
     let loader: Loader = Arc::new(move || {
-        let text = std::fs::read_to_string(&file)
-            .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+        let bytes =
+            std::fs::read(&file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
         let snapshot =
-            Snapshot::from_yaml(&text).map_err(|e| format!("{}: {e}", file.display()))?;
-        Ok((snapshot, secrets_root.clone()))
+            snapshot_from_bytes(&bytes).map_err(|e| format!("{}: {e}", file.display()))?;
+        Ok((snapshot, root.clone()))
     });
-    run(options, vec![config], loader).await
+    // The Secret files too: a rotated certificate is served without a restart.
+    run(options, vec![config, secrets_root], loader).await
 }

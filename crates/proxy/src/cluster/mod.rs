@@ -3,7 +3,8 @@
 //! endpoints of `service` backends from EndpointSlices.
 //!
 //! The mounted ConfigMap file is only the start-up copy: the pod serves it at once, before the
-//! API answers, and the API takes over from there.
+//! API answers, and the API takes over from there. The mounted Secrets are watched: a rotated
+//! certificate or key is served without a restart.
 
 mod configmap;
 mod endpoints;
@@ -60,9 +61,13 @@ pub async fn serve(options: DataPlaneOptions, source: ClusterSource) -> Result<(
     let client = kube::Client::try_default()
         .await
         .map_err(|e| format!("cannot reach the Kubernetes API: {e}"))?;
+    // Mounted Secrets change in place (the kubelet swaps them): rotated certificates and keys
+    // are served without a restart.
+    let secrets_watch = plane.watch_secrets(secrets.clone());
     let follower = tokio::spawn(configmap::follow(client, plane.clone(), source, secrets));
     lifecycle::shutdown_signal().await;
     follower.abort();
+    secrets_watch.abort();
     plane.drain().await;
     Ok(())
 }

@@ -7,13 +7,6 @@ use portcullis_proxy::demo::{DemoOptions, start};
 
 use crate::support::*;
 
-async fn free_port() -> u16 {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    listener.local_addr().expect("addr").port()
-}
-
 #[tokio::test]
 async fn demo_services_answer_through_the_gateway() {
     let options = DemoOptions {

@@ -9,13 +9,6 @@ use portcullis_config::snapshot::DrainConfig;
 
 use crate::support::*;
 
-async fn free_port() -> u16 {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    listener.local_addr().expect("addr").port()
-}
-
 /// The `serve_snapshot` example, built by `cargo test` next to the test binaries.
 fn serve_snapshot() -> Option<std::path::PathBuf> {
     let exe = std::env::current_exe().ok()?;
@@ -140,7 +133,8 @@ async fn a_changed_file_is_reloaded_and_a_broken_one_is_refused_while_the_last_g
     let served = tokio::spawn(portcullis_proxy::proxy(
         options,
         file.clone(),
-        std::path::PathBuf::from("."),
+        // No Secrets: a folder that does not exist.
+        file.with_extension("secrets"),
     ));
     let upstream_of = move || async move {
         let req = Request::get(format!("http://127.0.0.1:{port}/"))

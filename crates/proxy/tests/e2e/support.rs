@@ -353,6 +353,12 @@ pub fn request(gw: &Gateway, method: &str, host: &str, path: &str) -> Request<Fu
         .expect("request")
 }
 
+/// A port nothing listens on right now, for snapshots whose ports the data plane binds itself.
+pub async fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    listener.local_addr().expect("addr").port()
+}
+
 /// Polls `check` until it holds, for at most 10 s (no timing assertion: only a bound).
 pub async fn eventually<F, Fut>(mut check: F) -> bool
 where

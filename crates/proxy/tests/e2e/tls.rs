@@ -1,6 +1,6 @@
 //! HTTPS listeners: certificates from Secret files, chosen by SNI.
 
-use std::{path::Path, sync::Arc};
+use std::{net::SocketAddr, path::Path, sync::Arc};
 
 use portcullis_config::snapshot::*;
 use rustls::{
@@ -83,7 +83,7 @@ fn certificate(hostname: Option<&str>, secret: &str) -> CertificateConfig {
 
 /// Connects with `sni`, sends a GET, returns the certificate the gateway presented and the
 /// response head.
-async fn call(gw: &Gateway, sni: &str) -> (Vec<u8>, String) {
+async fn call(addr: SocketAddr, sni: &str) -> (Vec<u8>, String) {
     let mut config = ClientConfig::builder_with_provider(Arc::new(default_provider()))
         .with_safe_default_protocol_versions()
         .expect("versions")
@@ -92,9 +92,7 @@ async fn call(gw: &Gateway, sni: &str) -> (Vec<u8>, String) {
         .with_no_client_auth();
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    let tcp = tokio::net::TcpStream::connect(gw.addr)
-        .await
-        .expect("connect");
+    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
     let name = ServerName::try_from(sni.to_owned()).expect("server name");
     let mut tls = connector.connect(name, tcp).await.expect("handshake");
     let presented = tls
@@ -135,12 +133,65 @@ async fn https_listener_picks_the_certificate_by_sni() {
         .build();
     let gw = Gateway::start(&snapshot).await;
 
-    let (cert, reply) = call(&gw, "a.example.com").await;
+    let (cert, reply) = call(gw.addr, "a.example.com").await;
     assert_eq!(cert, exact);
     assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
     assert!(reply.contains("\"x-forwarded-proto\":\"https\""), "{reply}");
-    assert_eq!(call(&gw, "x.b.example.com").await.0, wildcard);
-    assert_eq!(call(&gw, "other.example").await.0, fallback);
+    assert_eq!(call(gw.addr, "x.b.example.com").await.0, wildcard);
+    assert_eq!(call(gw.addr, "other.example").await.0, fallback);
+}
+
+#[tokio::test]
+async fn a_rotated_certificate_is_served_without_a_restart() {
+    let port = free_port().await;
+    let root =
+        std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("rotation-{port}"));
+    let first = write_certificate(&root, "rotating-tls", &["shop.example"]);
+    let a = Upstream::start("a").await;
+    let mut snapshot = Snap::new()
+        .backend("a", &[a.addr])
+        .route("*", prefix("/"), to("r", &[(Some("a"), 1)]))
+        .edit(|s| {
+            s.listeners[0].protocol = Protocol::Https;
+            s.listeners[0].tls = Some(TlsConfig {
+                certificates: vec![certificate(None, "rotating-tls")],
+            });
+        })
+        .build();
+    snapshot.listeners[0].port = port;
+    snapshot.seal();
+    let plane = Arc::new(
+        portcullis_proxy::DataPlane::start(portcullis_proxy::DataPlaneOptions {
+            admin: "127.0.0.1:0".parse().expect("addr"),
+            listen_host: "127.0.0.1".parse().expect("ip"),
+            access_log: false,
+            ..Default::default()
+        })
+        .await
+        .expect("start"),
+    );
+    let secrets = portcullis_proxy::compile::Secrets::new(&root);
+    plane.apply(&snapshot, &secrets).await.expect("applies");
+    let watch = plane.watch_secrets(secrets);
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let (cert, reply) = call(addr, "shop.example").await;
+    assert_eq!(cert, first);
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+
+    // The Secret is updated (cert-manager renewed it; the kubelet rewrote the mounted files).
+    let second = write_certificate(&root, "rotating-tls", &["shop.example"]);
+    assert_ne!(first, second);
+    assert!(
+        eventually(|| async { call(addr, "shop.example").await.0 == second }).await,
+        "the renewed certificate is served"
+    );
+    assert!(
+        call(addr, "shop.example")
+            .await
+            .1
+            .starts_with("HTTP/1.1 200")
+    );
+    watch.abort();
 }
 
 /// An HTTPS upstream with a self-signed certificate for `upstream.test`; answers `secure`.
