@@ -9,10 +9,10 @@
 //! list of the calling worker (most recently used first).
 //!
 //! An idle connection is polled by nobody, so a backend closing it is noticed when it is next
-//! taken: [`IdlePool::take`] polls it once and skips closed ones. A request that a reused
-//! connection refused before writing a byte is sent again on a new connection
-//! ([`SendError::Unsent`]); one that may have been written is not (retries are the route's
-//! policy).
+//! used: polling it for the next request reads the end of stream before writing anything, and
+//! a request that a reused connection refused before writing a byte is sent again on a new
+//! connection ([`SendError::Unsent`]); one that may have been written is not (retries are the
+//! route's policy).
 
 use std::{
     collections::VecDeque,
@@ -158,8 +158,10 @@ impl IdlePool {
                 list.clear();
                 return None;
             }
-            // A closed connection reads its end of stream here and finishes.
-            conn.drive(&mut cx);
+            if !conn.is_ready() {
+                // It has not taken in the end of its last exchange yet, or it was closed.
+                conn.drive(&mut cx);
+            }
             if conn.is_ready() {
                 return Some(conn);
             }
@@ -167,11 +169,10 @@ impl IdlePool {
         None
     }
 
-    /// Puts a connection whose exchange is complete back, if it can take another request.
+    /// Puts a connection whose exchange is complete back, unless it has closed. One that still
+    /// has to take in the end of the exchange does so when it is next taken.
     fn put(&self, mut conn: H1Conn) {
-        // The connection notices the end of the exchange and asks for the next request.
-        conn.drive(&mut Context::from_waker(Waker::noop()));
-        if !conn.is_ready() {
+        if conn.conn.is_none() {
             return;
         }
         let Ok(mut list) = self.list().lock() else {
