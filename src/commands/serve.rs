@@ -21,6 +21,10 @@ pub struct ServeArgs {
     /// Do not write one JSON access-log line per request to standard output.
     #[arg(long)]
     pub no_access_log: bool,
+    /// Most client connections open at once (0: no cap). At the cap new connections wait in
+    /// the kernel's accept queue until one closes; keep it below the open-files limit.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub max_connections: usize,
 }
 
 impl ServeArgs {
@@ -31,7 +35,10 @@ impl ServeArgs {
             listen_host: self.listen,
             access_log: !self.no_access_log,
             trusted_proxies: self.trusted_proxies.clone(),
-            ..DataPlaneOptions::default()
+            limits: portcullis_proxy::server::ServerLimits {
+                max_connections: self.max_connections,
+                ..Default::default()
+            },
         }
     }
 }

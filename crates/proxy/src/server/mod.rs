@@ -59,6 +59,10 @@ pub struct ServerLimits {
     pub max_concurrent_streams: u32,
     /// Connection worker threads; 0 means one per core.
     pub workers: usize,
+    /// Most client connections open at once, over every listener; 0 means no cap. At the cap
+    /// the gateway stops accepting (new clients wait in the kernel's accept queue) until a
+    /// connection closes, so a flood of connections cannot exhaust file descriptors.
+    pub max_connections: usize,
 }
 
 impl Default for ServerLimits {
@@ -70,6 +74,7 @@ impl Default for ServerLimits {
             idle_timeout: Duration::from_secs(60),
             max_concurrent_streams: 1024,
             workers: 0,
+            max_connections: 0,
         }
     }
 }
@@ -79,6 +84,33 @@ impl Default for ServerLimits {
 struct Connections {
     open: AtomicUsize,
     closed: Notify,
+}
+
+/// One accepted client connection, counted from the accept until it is dropped (whatever path
+/// the connection takes), so the connection cap sees it at once.
+struct Counted {
+    connections: Arc<Connections>,
+    gauge: prometheus_client::metrics::gauge::Gauge,
+}
+
+impl Counted {
+    fn new(server: &Server) -> Self {
+        server.connections.open.fetch_add(1, Ordering::SeqCst);
+        let gauge = server.gateway.metrics.open_connections.clone();
+        gauge.inc();
+        Self {
+            connections: server.connections.clone(),
+            gauge,
+        }
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.gauge.dec();
+        self.connections.open.fetch_sub(1, Ordering::SeqCst);
+        self.connections.closed.notify_waiters();
+    }
 }
 
 /// The running server: accept loops per port and every open connection.
@@ -204,8 +236,29 @@ impl Server {
         self.connections.open.load(Ordering::SeqCst)
     }
 
+    /// Waits while the connection cap is reached.
+    async fn below_connection_cap(&self) {
+        let cap = self.limits.max_connections;
+        if cap == 0 {
+            return;
+        }
+        let mut warned = false;
+        loop {
+            let closed = self.connections.closed.notified();
+            if self.connections.open.load(Ordering::SeqCst) < cap {
+                return;
+            }
+            if !warned {
+                tracing::warn!(cap, "connection cap reached; new connections wait");
+                warned = true;
+            }
+            closed.await;
+        }
+    }
+
     async fn accept_loop(self: Arc<Self>, listener: TcpListener, port: u16) {
         loop {
+            self.below_connection_cap().await;
             let (stream, peer) = match listener.accept().await {
                 Ok(accepted) => accepted,
                 Err(error) => {
@@ -215,10 +268,11 @@ impl Server {
                     continue;
                 }
             };
+            let counted = Counted::new(&self);
             let _ = stream.set_nodelay(true);
             let server = self.clone();
             if self.workers.is_empty() {
-                tokio::spawn(async move { server.connection(stream, peer, port).await });
+                tokio::spawn(async move { server.connection(stream, peer, port, counted).await });
                 continue;
             }
             // Hand the socket to a worker: it is registered with that worker's reactor.
@@ -228,7 +282,7 @@ impl Server {
             let index = self.next_worker.fetch_add(1, Ordering::Relaxed) % self.workers.len();
             self.workers[index].spawn(async move {
                 match tokio::net::TcpStream::from_std(stream) {
-                    Ok(stream) => server.connection(stream, peer, port).await,
+                    Ok(stream) => server.connection(stream, peer, port, counted).await,
                     Err(error) => tracing::warn!(%error, "connection lost moving to a worker"),
                 }
             });
@@ -240,9 +294,8 @@ impl Server {
         stream: tokio::net::TcpStream,
         peer: SocketAddr,
         port: u16,
+        _counted: Counted,
     ) {
-        self.connections.open.fetch_add(1, Ordering::SeqCst);
-        self.gateway.metrics.open_connections.inc();
         let tls = self
             .gateway
             .table()
@@ -260,9 +313,6 @@ impl Server {
             }
             None => self.serve_http(stream, peer, port, Scheme::Http).await,
         }
-        self.gateway.metrics.open_connections.dec();
-        self.connections.open.fetch_sub(1, Ordering::SeqCst);
-        self.connections.closed.notify_waiters();
     }
 
     async fn serve_http<T>(&self, stream: T, peer: SocketAddr, port: u16, scheme: Scheme)

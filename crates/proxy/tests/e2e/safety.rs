@@ -174,3 +174,77 @@ async fn a_slow_client_is_cut_off_by_the_header_read_timeout() {
     assert!(read.is_ok(), "the gateway closed the connection");
     assert_eq!(a.hits(), 0);
 }
+
+/// Sends a GET on `stream` and reads its whole response (keeping the connection open).
+async fn get_on(stream: &mut tokio::net::TcpStream) -> String {
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+        .await
+        .expect("write");
+    let mut buf = Vec::new();
+    loop {
+        let mut chunk = [0u8; 4096];
+        let n = stream.read(&mut chunk).await.expect("read");
+        assert!(n > 0, "the gateway closed the connection");
+        buf.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&buf).into_owned();
+        let Some((head, body)) = text.split_once("\r\n\r\n") else {
+            continue;
+        };
+        let length = head
+            .lines()
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("content-length: ")
+                    .map(str::to_owned)
+            })
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .expect("content-length");
+        if body.len() >= length {
+            return text;
+        }
+    }
+}
+
+#[tokio::test]
+async fn at_the_connection_cap_a_new_client_waits_until_a_connection_closes() {
+    let a = Upstream::start("a").await;
+    let snapshot = Snap::new()
+        .backend("a", &[a.addr])
+        .route("*", prefix("/"), to("r", &[(Some("a"), 1)]))
+        .build();
+    let limits = portcullis_proxy::server::ServerLimits {
+        max_connections: 2,
+        ..Default::default()
+    };
+    let gw = Gateway::start_with(&snapshot, limits).await;
+    let mut first = tokio::net::TcpStream::connect(gw.addr)
+        .await
+        .expect("connect");
+    let mut second = tokio::net::TcpStream::connect(gw.addr)
+        .await
+        .expect("connect");
+    assert!(get_on(&mut first).await.starts_with("HTTP/1.1 200"));
+    assert!(get_on(&mut second).await.starts_with("HTTP/1.1 200"));
+
+    // The kernel queues the third client; the gateway does not take it while two are open.
+    let third = tokio::spawn(async move {
+        let mut stream = tokio::net::TcpStream::connect(gw.addr)
+            .await
+            .expect("connect");
+        let reply = get_on(&mut stream).await;
+        (gw, reply, stream)
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!third.is_finished(), "served beyond the cap");
+    assert_eq!(a.hits(), 2);
+
+    drop(first);
+    let (gw, reply, _third) = tokio::time::timeout(Duration::from_secs(10), third)
+        .await
+        .expect("served once a connection closed")
+        .expect("task");
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    assert_eq!(gw.plane.server().open_connections(), 2);
+    drop(second);
+}
