@@ -81,6 +81,7 @@ impl DataPlane {
             .map_err(|e| format!("admin listener: {e}"))?;
         tracing::info!(%admin_addr, "admin listening");
         let admin = admin::serve(gateway.clone(), admin_listener);
+        tokio::spawn(prune_idle_connections(Arc::downgrade(&gateway)));
         Ok(Self {
             gateway,
             server,
@@ -207,6 +208,21 @@ impl DataPlane {
     pub async fn run_until_signal(&self) {
         lifecycle::shutdown_signal().await;
         self.drain().await;
+    }
+}
+
+/// Every few seconds, closes the idle upstream connections that expired or that their backend
+/// closed, until the gateway is gone.
+async fn prune_idle_connections(gateway: std::sync::Weak<Gateway>) {
+    let mut ticker = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        ticker.tick().await;
+        let Some(gateway) = gateway.upgrade() else {
+            return;
+        };
+        for backend in gateway.table().backends.values() {
+            backend.prune_idle_connections();
+        }
     }
 }
 

@@ -263,6 +263,13 @@ impl Backend {
         Ok(())
     }
 
+    /// Closes idle HTTP/1.1 connections that expired or that their endpoint closed.
+    pub fn prune_idle_connections(&self) {
+        for endpoint in &self.endpoints.load().endpoints {
+            endpoint.idle.prune();
+        }
+    }
+
     /// Whether any endpoint may get traffic now.
     pub fn has_available_endpoint(&self) -> bool {
         self.endpoints

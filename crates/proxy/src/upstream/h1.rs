@@ -169,6 +169,35 @@ impl IdlePool {
         None
     }
 
+    /// Closes the idle connections past the idle limit and those the backend has closed (they
+    /// would otherwise hold a socket until the endpoint is used again).
+    pub fn prune(&self) {
+        let now = now_ms();
+        let mut cx = Context::from_waker(Waker::noop());
+        for list in &self.lists {
+            let Ok(mut list) = list.lock() else {
+                continue;
+            };
+            list.retain_mut(|conn| {
+                if now.saturating_sub(conn.idle_since_ms) > IDLE_TIMEOUT_MS {
+                    return false;
+                }
+                // A closed connection reads its end of stream here and finishes.
+                conn.drive(&mut cx);
+                conn.conn.is_some()
+            });
+        }
+    }
+
+    /// Idle connections kept, over every worker.
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.lists
+            .iter()
+            .filter_map(|list| list.lock().ok().map(|l| l.len()))
+            .sum()
+    }
+
     /// Puts a connection whose exchange is complete back, unless it has closed. One that still
     /// has to take in the end of the exchange does so when it is next taken.
     fn put(&self, mut conn: H1Conn) {
@@ -269,5 +298,40 @@ impl Drop for H1Body {
         if self.incoming.is_end_stream() {
             self.release();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use hyper_util::rt::TokioIo;
+    use tokio::net::{TcpListener, TcpStream};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn pruning_closes_the_idle_connections_the_backend_closed() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let tcp = TcpStream::connect(listener.local_addr().expect("addr"))
+            .await
+            .expect("connect");
+        let (backend_side, _) = listener.accept().await.expect("accept");
+        let conn = H1Conn::handshake(UpstreamIo::Plain(TokioIo::new(tcp)))
+            .await
+            .expect("handshake");
+        let pool = IdlePool::new(1);
+        pool.put(conn);
+        pool.prune();
+        assert_eq!(pool.len(), 1, "an open idle connection is kept");
+
+        drop(backend_side);
+        let mut tries = 0;
+        while pool.len() > 0 && tries < 500 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            pool.prune();
+            tries += 1;
+        }
+        assert_eq!(pool.len(), 0, "the closed connection is dropped");
     }
 }
