@@ -39,6 +39,8 @@ pub enum UpstreamBody {
 impl UpstreamBody {
     fn take(&mut self) -> Option<Body> {
         match self {
+            // An empty body needs no allocation (most requests have none).
+            UpstreamBody::Replayable(bytes) if bytes.is_empty() => Some(body::empty()),
             UpstreamBody::Replayable(bytes) => Some(body::full(bytes.clone())),
             UpstreamBody::Stream(body) => body.take(),
         }

@@ -39,21 +39,29 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
         return;
     }
-    // `HeaderName::from_bytes` lowercases; a name that is not a valid header name names nothing.
+    // Names the `Connection` header lists besides the usual `keep-alive` and `close` (rare:
+    // the common case allocates nothing). `HeaderName::from_bytes` lowercases; a token that is
+    // not a valid header name names nothing.
     let named: Vec<HeaderName> = headers
         .get_all(CONNECTION)
         .iter()
         .flat_map(|v| v.as_bytes().split(|b| *b == b','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim_ascii()).ok())
+        .map(<[u8]>::trim_ascii)
+        .filter(|token| {
+            !token.eq_ignore_ascii_case(b"keep-alive") && !token.eq_ignore_ascii_case(b"close")
+        })
+        .filter_map(|token| HeaderName::from_bytes(token).ok())
         .collect();
-    // Only the names present are removed: one lookup each, none for the absent ones.
-    let present: Vec<HeaderName> = headers
-        .keys()
-        .filter(|name| HOP_BY_HOP.contains(name) || named.contains(name))
-        .cloned()
-        .collect();
-    for name in &present {
+    for name in &named {
         headers.remove(name);
+    }
+    // Only the names present are removed: one lookup each, none for the absent ones.
+    while let Some(name) = headers
+        .keys()
+        .find(|name| HOP_BY_HOP.contains(name))
+        .cloned()
+    {
+        headers.remove(&name);
     }
 }
 
@@ -100,7 +108,8 @@ pub fn set_forwarded(
     } else {
         peer_text
     };
-    if let Ok(value) = HeaderValue::from_str(&xff) {
+    // The string's buffer becomes the value: no copy.
+    if let Ok(value) = HeaderValue::from_maybe_shared(bytes::Bytes::from(xff)) {
         headers.insert(&X_FORWARDED_FOR, value);
     }
     if !(trusted && headers.contains_key(&X_FORWARDED_PROTO)) {
