@@ -7,6 +7,7 @@
 # - Load: wrk, 50 keep-alive connections, GET /, $ROUNDS alternating rounds of $DURATION each;
 #   the median round is reported, with the CPU time each proxy spent per request (utime+stime
 #   from /proc), which stays meaningful when the machine is noisy or the load generator limits.
+#   It is also shown split: user time is the proxy's own code, kernel time mostly the sockets.
 # - Placement: with 2+ CPUs the proxy under test gets CPU 1 to itself (nginx with one worker,
 #   portcullis with one connection worker: a per-core comparison) and wrk and the upstream share
 #   CPU 0. PIN=0 runs everything unpinned (nginx worker_processes auto, portcullis one worker per
@@ -104,24 +105,29 @@ file_revision() { jq -r .revision "$1"; }
 
 IDLE_RSS=$(rss_kb)
 
-ticks() { local t=0 p; for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo "$t"; }
+# CPU ticks of the processes: "user kernel".
+ticks() { local u=0 k=0 p; for p in "$@"; do read -r pu pk < <(awk '{print $14, $15}' "/proc/$p/stat"); u=$((u + pu)); k=$((k + pk)); done; echo "$u $k"; }
 NGINX_PIDS=($(pgrep -P "$(cat "$WORK/nginx.pid")"))
 HZ=$(getconf CLK_TCK)
 
 run_round() { # name port pids...
   local name=$1 port=$2; shift 2
-  local before after
-  before=$(ticks "$@")
+  local user0 kernel0 user1 kernel1
+  read -r user0 kernel0 <<<"$(ticks "$@")"
   "${LOAD_CPU[@]}" wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "http://127.0.0.1:$port/" > "$WORK/$name.wrk"
-  after=$(ticks "$@")
+  read -r user1 kernel1 <<<"$(ticks "$@")"
   local rps p99 requests errors
   rps=$(awk '/Requests\/sec/ {print $2}' "$WORK/$name.wrk")
   p99=$(awk '$1 == "99%" {print $2}' "$WORK/$name.wrk")
   requests=$(awk '/requests in/ {print $1}' "$WORK/$name.wrk")
   errors=$(awk '/Non-2xx|Socket errors/' "$WORK/$name.wrk" | tr -d '\n' | tr ' ' '_')
-  local us=$(awk -v t=$((after - before)) -v hz="$HZ" -v n="$requests" 'BEGIN { printf "%.1f", t / hz * 1e6 / n }')
-  echo "$rps $p99 $us ${errors:-none}" >> "$WORK/$name.rounds"
-  echo "   $name: $rps req/s, p99 $p99, $us us CPU/request, errors: ${errors:-none}"
+  per_request() { awk -v t="$1" -v hz="$HZ" -v n="$requests" 'BEGIN { printf "%.1f", t / hz * 1e6 / n }'; }
+  local us user kernel
+  us=$(per_request $((user1 - user0 + kernel1 - kernel0)))
+  user=$(per_request $((user1 - user0)))
+  kernel=$(per_request $((kernel1 - kernel0)))
+  echo "$rps $p99 $us ${errors:-none} $user $kernel" >> "$WORK/$name.rounds"
+  echo "   $name: $rps req/s, p99 $p99, $us us CPU/request ($user user + $kernel kernel), errors: ${errors:-none}"
 }
 
 median() { sort -n -k1 "$WORK/$1.rounds" | awk -v n="$ROUNDS" 'NR == int((n + 1) / 2)'; }
@@ -133,8 +139,8 @@ for round in $(seq "$ROUNDS"); do
   run_round portcullis "$PORTCULLIS_PORT" "$PORTCULLIS_PID"
   run_round nginx "$NGINX_PORT" "${NGINX_PIDS[@]}"
 done
-read -r P_RPS P_P99 P_US P_ERR <<<"$(median portcullis)"
-read -r N_RPS N_P99 N_US N_ERR <<<"$(median nginx)"
+read -r P_RPS P_P99 P_US P_ERR P_USER P_KERNEL <<<"$(median portcullis)"
+read -r N_RPS N_P99 N_US N_ERR N_USER N_KERNEL <<<"$(median nginx)"
 
 echo "== memory: 1,000 routes"
 cp "$WORK/routes-1000.yaml" "$WORK/config.yaml"
@@ -166,9 +172,9 @@ machine: $CPU, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo)
 load: wrk -t$THREADS -c$CONNECTIONS -d$DURATION --latency, GET /, static upstream (nginx, 1 worker);
       median of $ROUNDS alternating rounds; pinned: $PIN (1 = proxy alone on CPU 1, wrk + upstream on CPU 0)
 
-                 requests/s     p99        CPU/request    errors
-  portcullis     $P_RPS      $P_P99    ${P_US} us       $P_ERR
-  nginx          $N_RPS      $N_P99    ${N_US} us       $N_ERR
+                 requests/s     p99        CPU/request (user + kernel)   errors
+  portcullis     $P_RPS      $P_P99    ${P_US} us (${P_USER} + ${P_KERNEL})          $P_ERR
+  nginx          $N_RPS      $N_P99    ${N_US} us (${N_USER} + ${N_KERNEL})          $N_ERR
   ratio portcullis / nginx: requests/s $RATIO, CPU per request $CPU_RATIO
 
 memory (RSS): idle $((IDLE_RSS / 1024)) MB; 1,000 routes $((RSS_1000 / 1024)) MB; 5,000 routes $((RSS_5000 / 1024)) MB
