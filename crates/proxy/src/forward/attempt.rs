@@ -160,12 +160,9 @@ pub async fn send(
             .backend_timeout
             .and_then(|limit| tokio::time::Instant::now().checked_add(limit));
         let call = backend.send(&endpoint, request, upgrade);
-        let result = match policy.backend_timeout {
-            Some(limit) => match tokio::time::timeout(limit, call).await {
-                Ok(result) => result.map_err(classify),
-                Err(_) => Err(Failure::Timeout),
-            },
-            None => call.await.map_err(classify),
+        let result = match super::deadline::within(policy.backend_timeout, call).await {
+            Some(result) => result.map_err(classify),
+            None => Err(Failure::Timeout),
         };
         let failure = match result {
             Ok(response) if response.status().is_server_error() => {

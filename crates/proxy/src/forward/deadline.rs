@@ -1,9 +1,12 @@
-//! Timeouts that outlive the response head: `request` and `backendRequest` cover the whole
-//! response, so a backend that sends its head in time and then stalls the body is cut off too.
+//! Timeouts: [`within`] for the wait for a response head, and [`DeadlineBody`] for the body
+//! after it, since `request` and `backendRequest` cover the whole response (a backend that sends
+//! its head in time and then stalls the body is cut off too).
 
 use std::{
+    future::Future,
     pin::Pin,
     task::{Context, Poll},
+    time::Duration,
 };
 
 use bytes::Bytes;
@@ -11,6 +14,44 @@ use hyper::body::{Body as HttpBody, Frame, SizeHint};
 use tokio::time::{Instant, Sleep};
 
 use crate::body::{Body, BoxError};
+
+pin_project_lite::pin_project! {
+    /// A future given at most a time limit, when there is one; see [`within`].
+    pub struct Within<F> {
+        #[pin]
+        inner: F,
+        sleep: Option<Pin<Box<Sleep>>>,
+    }
+}
+
+/// Runs `inner` for at most `limit` (for ever without one): `None` when the time ran out.
+///
+/// The same as choosing between `tokio::time::timeout(limit, inner)` and `inner` itself, except
+/// that the caller's future stores `inner` once: an `async fn` lays out the future of each
+/// `.await` separately, and the forwarding futures are kilobytes, copied whole when they move.
+pub fn within<F: Future>(limit: Option<Duration>, inner: F) -> Within<F> {
+    Within {
+        inner,
+        sleep: limit.map(|limit| Box::pin(tokio::time::sleep(limit))),
+    }
+}
+
+impl<F: Future> Future for Within<F> {
+    type Output = Option<F::Output>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        if let Poll::Ready(output) = this.inner.poll(cx) {
+            return Poll::Ready(Some(output));
+        }
+        if let Some(sleep) = this.sleep
+            && sleep.as_mut().poll(cx).is_ready()
+        {
+            return Poll::Ready(None);
+        }
+        Poll::Pending
+    }
+}
 
 /// A response body that fails when `deadline` passes before it ends (the client sees the
 /// response cut off: the connection or stream is reset).

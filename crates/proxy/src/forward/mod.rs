@@ -226,16 +226,13 @@ impl Gateway {
         }
 
         let sent = attempt::send(self, backend, &rule.policy, template, body, hash, exchange);
-        let result = match rule.policy.request_timeout {
-            Some(limit) => match tokio::time::timeout(limit, sent).await {
-                Ok(result) => result,
-                Err(_) => {
-                    self.metrics
-                        .upstream_error(backend.name(), "request_timeout");
-                    Err(Failure::Timeout)
-                }
-            },
-            None => sent.await,
+        let result = match deadline::within(rule.policy.request_timeout, sent).await {
+            Some(result) => result,
+            None => {
+                self.metrics
+                    .upstream_error(backend.name(), "request_timeout");
+                Err(Failure::Timeout)
+            }
         };
         let mut response = match result {
             Ok(response) => response,
