@@ -42,11 +42,6 @@ impl TrustedProxies {
         self.0.iter().any(|(net, bits)| in_range(ip, *net, *bits))
     }
 
-    /// Whether no proxy is trusted.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
     /// The client's address: walking `X-Forwarded-For` from the right past trusted proxies, the
     /// first untrusted address; the peer itself when it is not trusted.
     pub fn client_ip(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {

@@ -1,5 +1,6 @@
-//! Watching config files for `portcullis run`: poll modification times (no inotify needed, works
-//! on every filesystem and with editors that replace files).
+//! Watching files for changes: the config files of `portcullis run` and `portcullis proxy
+//! --config`, and the mounted Secret files (`DataPlane::watch_secrets`). Polls modification
+//! times (no inotify needed, works on every filesystem and with editors that replace files).
 
 use std::{
     path::{Path, PathBuf},

@@ -7,7 +7,10 @@ use futures::StreamExt;
 use k8s_openapi::api::{core::v1::Service, discovery::v1::EndpointSlice};
 use kube::{
     Api, Client, ResourceExt,
-    runtime::watcher::{self, Event},
+    runtime::{
+        WatchStreamExt,
+        watcher::{self, Event},
+    },
 };
 
 use crate::DataPlane;
@@ -24,6 +27,8 @@ pub struct ServicePort {
 }
 
 /// Follows the EndpointSlices of `service` and gives the backend `key` their ready addresses.
+/// The Service is read for its port name until that is known (it may not exist yet), not on
+/// every slice event.
 pub async fn follow(client: Client, plane: Arc<DataPlane>, key: String, service: ServicePort) {
     let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), &service.namespace);
     let services: Api<Service> = Api::namespaced(client, &service.namespace);
@@ -31,7 +36,8 @@ pub async fn follow(client: Client, plane: Arc<DataPlane>, key: String, service:
         watcher::Config::default().labels(&format!("kubernetes.io/service-name={}", service.name));
     let mut known: BTreeMap<String, EndpointSlice> = BTreeMap::new();
     let mut listing: BTreeMap<String, EndpointSlice> = BTreeMap::new();
-    let mut stream = std::pin::pin!(watcher::watcher(slices, config));
+    let mut port_name: Option<String> = None;
+    let mut stream = std::pin::pin!(watcher::watcher(slices, config).default_backoff());
     while let Some(event) = stream.next().await {
         match event {
             Ok(Event::Init) => listing.clear(),
@@ -48,11 +54,12 @@ pub async fn follow(client: Client, plane: Arc<DataPlane>, key: String, service:
             }
             Err(error) => {
                 tracing::warn!(%error, backend = %key, "watching EndpointSlices");
-                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
                 continue;
             }
         }
-        let port_name = port_name(&services, &service).await;
+        if port_name.is_none() {
+            port_name = service_port_name(&services, &service).await;
+        }
         let slices: Vec<&EndpointSlice> = known.values().collect();
         let addresses = ready_addresses(&slices, port_name.as_deref());
         if let Err(error) = plane.set_endpoints(&key, addresses) {
@@ -63,7 +70,7 @@ pub async fn follow(client: Client, plane: Arc<DataPlane>, key: String, service:
 
 /// The name of the Service port numbered `service.port`; EndpointSlices name their ports after
 /// it. `None` when the Service cannot be read (then a slice with a single port is used as is).
-async fn port_name(services: &Api<Service>, service: &ServicePort) -> Option<String> {
+async fn service_port_name(services: &Api<Service>, service: &ServicePort) -> Option<String> {
     let found = services.get_opt(&service.name).await.ok().flatten()?;
     found
         .spec?

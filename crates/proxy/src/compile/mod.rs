@@ -21,7 +21,6 @@ use portcullis_config::snapshot::{
 };
 
 use crate::{
-    filters::Scheme,
     host::HostPattern,
     route::{DrainTiming, ListenerRoutes, RouteEntry, RouteTable, Rule, VirtualHost},
     tls::{SniCertificate, SniResolver, certified_key, server_config},
@@ -134,11 +133,7 @@ fn compile_listener(
             entries,
         ));
     }
-    let scheme = match listener.protocol {
-        ListenerProtocol::Http => Scheme::Http,
-        ListenerProtocol::Https => Scheme::Https,
-    };
-    let mut routes = ListenerRoutes::new(port, scheme, virtual_hosts);
+    let mut routes = ListenerRoutes::new(port, virtual_hosts);
     if listener.protocol == ListenerProtocol::Https {
         let tls = listener
             .tls

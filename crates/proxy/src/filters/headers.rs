@@ -29,11 +29,6 @@ impl HeaderModifier {
             headers.remove(name);
         }
     }
-
-    /// Whether there is nothing to do.
-    pub fn is_empty(&self) -> bool {
-        self.set.is_empty() && self.add.is_empty() && self.remove.is_empty()
-    }
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
-//! Route filters (Gateway API `HTTPRouteFilter`): header edits, redirects, URL rewrites and
-//! mirrors. Pure functions over `http` types; the forwarding path decides when each runs.
+//! Route filters (Gateway API `HTTPRouteFilter`): header edits, redirects, URL rewrites, mirrors
+//! and CORS. Pure functions over `http` types; the forwarding path decides when each runs.
 
 mod cors;
 mod headers;
@@ -20,8 +20,8 @@ pub struct Mirror {
     pub percent: u32,
 }
 
-/// Every filter of one route entry, already validated by the compiler (at most one of each
-/// kind, mirrors excepted).
+/// Every filter of one route rule (shared by all of the rule's entries), already validated by the
+/// compiler (at most one of each kind, mirrors excepted).
 #[derive(Debug, Clone, Default)]
 pub struct Filters {
     /// Edits to the request sent upstream.

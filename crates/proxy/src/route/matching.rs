@@ -3,6 +3,8 @@
 use http::{HeaderName, Method, Request};
 use regex::Regex;
 
+use crate::path::hex_value;
+
 /// How the path is compared.
 #[derive(Debug, Clone)]
 pub enum PathMatch {
@@ -37,7 +39,7 @@ impl PathMatch {
 }
 
 /// Segment-wise prefix test: `/abc` matches `/abc`, `/abc/` and `/abc/def`, never `/abcd`.
-pub fn prefix_matches(prefix: &str, path: &str) -> bool {
+fn prefix_matches(prefix: &str, path: &str) -> bool {
     match path.strip_prefix(prefix) {
         Some(rest) => rest.is_empty() || rest.starts_with('/'),
         None => false,
@@ -157,7 +159,7 @@ impl RequestMatch {
 }
 
 /// The first value of query parameter `name`, percent-decoded (`+` is a space).
-pub fn query_value(query: &str, name: &str) -> Option<String> {
+fn query_value(query: &str, name: &str) -> Option<String> {
     query.split('&').find_map(|pair| {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
         (decode_component(key) == name).then(|| decode_component(value))
@@ -174,7 +176,8 @@ fn decode_component(raw: &str) -> String {
                 out.push(b' ');
                 i += 1;
             }
-            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+            b'%' if i + 2 < bytes.len() => match (hex_value(bytes[i + 1]), hex_value(bytes[i + 2]))
+            {
                 (Some(hi), Some(lo)) => {
                     out.push(hi * 16 + lo);
                     i += 3;
@@ -191,12 +194,6 @@ fn decode_component(raw: &str) -> String {
         }
     }
     String::from_utf8_lossy(&out).into_owned()
-}
-
-fn hex(c: u8) -> Option<u8> {
-    char::from(c)
-        .to_digit(16)
-        .and_then(|d| u8::try_from(d).ok())
 }
 
 #[cfg(test)]

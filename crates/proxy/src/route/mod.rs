@@ -4,10 +4,7 @@
 mod matching;
 mod table;
 
-pub use matching::{
-    HeaderCondition, PathMatch, QueryCondition, RequestMatch, ValueMatch, prefix_matches,
-    query_value,
-};
+pub use matching::{HeaderCondition, PathMatch, QueryCondition, RequestMatch, ValueMatch};
 pub use table::{
     Action, DrainTiming, ListenerRoutes, Policy, RetryPolicy, RouteEntry, RouteTable, Rule,
     VirtualHost, WeightedBackend, WeightedBackends,

@@ -6,7 +6,7 @@ use http::{Request, StatusCode};
 
 use super::matching::{PathMatch, RequestMatch};
 use crate::{
-    filters::{Filters, Redirect, Scheme},
+    filters::{Filters, Redirect},
     host::HostPattern,
     upstream::Backend,
 };
@@ -64,8 +64,6 @@ impl RouteTable {
 pub struct ListenerRoutes {
     /// The port.
     pub port: u16,
-    /// `http` or `https`, for redirects and `X-Forwarded-Proto`.
-    pub scheme: Option<Scheme>,
     /// The TLS config of an HTTPS port (certificates chosen by SNI).
     pub tls: Option<Arc<rustls::ServerConfig>>,
     /// The virtual hosts, most specific first.
@@ -77,7 +75,7 @@ pub struct ListenerRoutes {
 
 impl ListenerRoutes {
     /// Builds the hostname index. When two virtual hosts have the same hostname, the first wins.
-    pub fn new(port: u16, scheme: Scheme, virtual_hosts: Vec<VirtualHost>) -> Self {
+    pub fn new(port: u16, virtual_hosts: Vec<VirtualHost>) -> Self {
         let mut exact = HashMap::new();
         let mut wildcard = HashMap::new();
         let mut any = None;
@@ -96,7 +94,6 @@ impl ListenerRoutes {
         }
         Self {
             port,
-            scheme: Some(scheme),
             tls: None,
             virtual_hosts,
             exact,
@@ -308,11 +305,6 @@ impl WeightedBackends {
         }
         None
     }
-
-    /// The shares, in configuration order.
-    pub fn choices(&self) -> &[WeightedBackend] {
-        &self.choices
-    }
 }
 
 /// Timeouts and retries of a rule.
@@ -408,7 +400,6 @@ mod tests {
     fn listener() -> ListenerRoutes {
         ListenerRoutes::new(
             80,
-            Scheme::Http,
             vec![
                 vhost("foo.example.com", "exact"),
                 vhost("*.b.example.com", "long-wildcard"),
@@ -433,7 +424,7 @@ mod tests {
 
     #[test]
     fn without_catch_all_unknown_hosts_have_no_virtual_host() {
-        let l = ListenerRoutes::new(80, Scheme::Http, vec![vhost("*.example.com", "w")]);
+        let l = ListenerRoutes::new(80, vec![vhost("*.example.com", "w")]);
         assert!(l.virtual_host("example.com").is_none());
         assert!(l.virtual_host("other.org").is_none());
     }
