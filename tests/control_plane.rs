@@ -54,14 +54,6 @@ fn assert_crds_installed(ctx: &TestContext) {
     );
 }
 
-fn assert_controller_manager(ctx: &TestContext) {
-    assert!(
-        ctx.control_plane.has_controller_manager(),
-        "this test needs kube-controller-manager, which envtest's KUBEBUILDER_ASSETS lacks: \
-         unset KUBEBUILDER_ASSETS and run `make test` to build it"
-    );
-}
-
 #[tokio::test]
 async fn gateway_round_trips_with_defaults_from_the_api_server() {
     let ctx = TestContext::new("gateway-defaults").await;
@@ -161,7 +153,7 @@ async fn await_collected(config_maps: &Api<ConfigMap>, name: &str) {
 #[tokio::test]
 async fn the_dependent_of_a_deleted_config_map_is_garbage_collected() {
     let ctx = TestContext::new("gc-config-map").await;
-    assert_controller_manager(&ctx);
+    ctx.control_plane.require_controller_manager();
     let config_maps: Api<ConfigMap> = ctx.api();
 
     let owner = ConfigMap {
@@ -197,7 +189,7 @@ async fn the_dependent_of_a_deleted_config_map_is_garbage_collected() {
 async fn the_children_of_a_deleted_gateway_are_garbage_collected() {
     let ctx = TestContext::new("gc-gateway").await;
     assert_crds_installed(&ctx);
-    assert_controller_manager(&ctx);
+    ctx.control_plane.require_controller_manager();
 
     let gateway: Gateway = serde_json::from_value(json!({
         "apiVersion": API_VERSION,
@@ -235,12 +227,7 @@ async fn the_children_of_a_deleted_gateway_are_garbage_collected() {
 #[tokio::test]
 async fn a_deployment_rolls_out_to_ready_pods_on_the_fake_nodes() {
     let ctx = TestContext::new("rollout").await;
-    assert_controller_manager(&ctx);
-    assert!(
-        ctx.control_plane.has_fake_nodes(),
-        "this test needs kube-scheduler and kwok, which envtest's KUBEBUILDER_ASSETS lacks: \
-         unset KUBEBUILDER_ASSETS and run `make test` to build them"
-    );
+    ctx.control_plane.require_workloads();
 
     let deployment: Deployment = serde_json::from_value(json!({
         "apiVersion": "apps/v1",

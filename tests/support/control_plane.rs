@@ -185,6 +185,29 @@ impl ControlPlane {
         self.fake_nodes
     }
 
+    /// Fails the test unless kube-controller-manager runs: a test that needs it must not pass
+    /// without checking anything.
+    #[track_caller]
+    pub fn require_controller_manager(&self) {
+        assert!(
+            self.has_controller_manager(),
+            "this test needs kube-controller-manager, which envtest's KUBEBUILDER_ASSETS lacks: \
+             unset KUBEBUILDER_ASSETS and run `make test` to build it"
+        );
+    }
+
+    /// Fails the test unless Deployments roll out to Running, Ready pods: kube-controller-manager,
+    /// and kube-scheduler with kwok's [`FAKE_NODES`].
+    #[track_caller]
+    pub fn require_workloads(&self) {
+        self.require_controller_manager();
+        assert!(
+            self.has_fake_nodes(),
+            "this test needs kube-scheduler and kwok, which envtest's KUBEBUILDER_ASSETS lacks: \
+             unset KUBEBUILDER_ASSETS and run `make test` to build them"
+        );
+    }
+
     /// The names of the CRDs installed from `crds/`.
     pub fn crds(&self) -> &[String] {
         &self.crds

@@ -10,22 +10,27 @@ use portcullis_config::snapshot::DrainConfig;
 use crate::support::*;
 
 /// The `serve_snapshot` example, built by `cargo test` next to the test binaries.
-fn serve_snapshot() -> Option<std::path::PathBuf> {
-    let exe = std::env::current_exe().ok()?;
+/// A missing binary fails the test: passing without running it would hide the gap.
+fn serve_snapshot() -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("the test binary's path");
     let path = exe
-        .parent()?
-        .parent()?
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("the test binary sits in <target>/<profile>/deps")
         .join("examples")
         .join("serve_snapshot");
-    path.exists().then_some(path)
+    assert!(
+        path.exists(),
+        "the serve_snapshot example is missing at {}; build it first: \
+         cargo build -p portcullis-proxy --example serve_snapshot; make test builds it",
+        path.display()
+    );
+    path
 }
 
 #[tokio::test]
 async fn sigterm_drains_requests_in_flight_and_the_process_exits_0() {
-    let Some(binary) = serve_snapshot() else {
-        eprintln!("serve_snapshot example not built; skipping");
-        return;
-    };
+    let binary = serve_snapshot();
     let a = Upstream::start("a").await;
     let (port, admin) = (free_port().await, free_port().await);
     let mut snapshot = Snap::new()
