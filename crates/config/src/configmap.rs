@@ -23,7 +23,7 @@ use crate::snapshot::{Snapshot, SnapshotError};
 pub const CONFIG_KEY: &str = "config.yaml";
 /// The `binaryData` key of a gzip-compressed snapshot.
 pub const COMPRESSED_CONFIG_KEY: &str = "config.yaml.gz";
-/// Snapshots whose YAML is larger than this many bytes are stored compressed.
+/// Snapshots whose stored JSON is larger than this many bytes are stored compressed.
 pub const COMPRESS_ABOVE: usize = 256 * 1024;
 /// Annotation carrying the snapshot's revision, so it is visible without parsing the snapshot.
 pub const REVISION_ANNOTATION: &str = "portcullis.dev/revision";
@@ -87,8 +87,8 @@ pub fn stored_size(configmap: &ConfigMap) -> usize {
 
 /// Reads the snapshot stored in a ConfigMap written by [`render_configmap`].
 pub fn snapshot_from_configmap(configmap: &ConfigMap) -> Result<Snapshot, SnapshotError> {
-    if let Some(yaml) = configmap.data.as_ref().and_then(|d| d.get(CONFIG_KEY)) {
-        return Snapshot::from_yaml(yaml);
+    if let Some(text) = configmap.data.as_ref().and_then(|d| d.get(CONFIG_KEY)) {
+        return Snapshot::from_yaml(text);
     }
     if let Some(bytes) = configmap
         .binary_data
@@ -102,8 +102,9 @@ pub fn snapshot_from_configmap(configmap: &ConfigMap) -> Result<Snapshot, Snapsh
     )))
 }
 
-/// Reads a snapshot file: YAML, or gzip-compressed YAML (recognised by its magic bytes), as
-/// mounted from either ConfigMap key.
+/// Reads a snapshot file as mounted from either ConfigMap key: JSON as written by
+/// [`render_configmap`] (YAML is read too), gzip-compressed or not (recognised by its magic
+/// bytes).
 pub fn snapshot_from_bytes(bytes: &[u8]) -> Result<Snapshot, SnapshotError> {
     let text = if bytes.starts_with(&[0x1f, 0x8b]) {
         let mut text = String::new();
@@ -118,7 +119,7 @@ pub fn snapshot_from_bytes(bytes: &[u8]) -> Result<Snapshot, SnapshotError> {
     Snapshot::from_yaml(&text)
 }
 
-/// Gzip with a fixed header (no name, mtime 0), so the same YAML always gives the same bytes.
+/// Gzip with a fixed header (no name, mtime 0), so the same snapshot always gives the same bytes.
 fn gzip(bytes: &[u8]) -> Result<Vec<u8>, SnapshotError> {
     let mut encoder = GzEncoder::new(Vec::new(), Compression::best());
     encoder

@@ -298,7 +298,7 @@ pub struct RedisConfig {
 /// Why a snapshot could not be written or read.
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotError {
-    /// The YAML could not be parsed into a snapshot.
+    /// The stored snapshot (JSON or YAML, maybe gzip-compressed) could not be read.
     #[error("invalid config snapshot: {0}")]
     Parse(String),
     /// The snapshot could not be serialized.

@@ -66,10 +66,7 @@ struct Context {
 /// Runs the ServiceBackend status controller until `stop` resolves.
 pub async fn controller(client: Client, config: &ControllerConfig, stop: crate::leader::Stop) {
     let everything = watcher::Config::default();
-    let controller = Controller::new(
-        Api::<ServiceBackend>::all(client.clone()),
-        everything.clone(),
-    );
+    let controller = Controller::new(config.api::<ServiceBackend>(&client), everything.clone());
     let backends = controller.store();
     let context = Arc::new(Context {
         client: client.clone(),

@@ -274,10 +274,8 @@ pub(crate) async fn run_controllers(client: Client, config: &ControllerConfig, s
 
     let everything = watcher::Config::default();
     let (routes, route_events) = reflect(config.api::<Route>(&client), everything.clone());
-    let (backends, backend_events) = reflect(
-        Api::<ServiceBackend>::all(client.clone()),
-        everything.clone(),
-    );
+    let (backends, backend_events) =
+        reflect(config.api::<ServiceBackend>(&client), everything.clone());
     let (namespaces, namespace_events) =
         reflect(Api::<Namespace>::all(client.clone()), everything.clone());
     let (secrets, secret_writer) = reflector::store();

@@ -156,6 +156,11 @@ pub enum BuildError {
         /// Size of the serialized snapshot.
         size: usize,
     },
+    /// The stored snapshot would not load in the proxy (it does not read back from the
+    /// ConfigMap as written): it is not applied, the replicas keep serving the previous one. A
+    /// bug in the compiler or the snapshot format; the message says which.
+    #[error("the compiled snapshot would not load in the proxy: {0}")]
+    Unloadable(String),
     /// An object could not be serialized (a bug).
     #[error("cannot serialize the {kind}: {message}")]
     Serialize {

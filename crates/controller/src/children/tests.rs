@@ -429,6 +429,48 @@ fn a_snapshot_too_large_for_a_config_map_is_refused_with_the_gateway_named() {
 }
 
 #[test]
+fn a_large_snapshot_is_stored_compressed_and_reads_back() {
+    let mut big = snapshot("r1");
+    big.rules = (0..5_000)
+        .map(|i| RuleConfig {
+            rule_index: i,
+            ..rule_with_api_keys("shop")
+        })
+        .collect();
+    let children = build(&gateway(json!({})), &big);
+    let config_map = &children.config_map;
+    assert!(config_map.data.is_none());
+    assert!(
+        config_map
+            .binary_data
+            .as_ref()
+            .is_some_and(|d| d.contains_key(portcullis_config::configmap::COMPRESSED_CONFIG_KEY))
+    );
+    assert_eq!(
+        portcullis_config::configmap::snapshot_from_configmap(config_map).expect("reads back"),
+        big
+    );
+}
+
+#[test]
+fn a_snapshot_the_replicas_would_not_read_back_is_refused() {
+    let mut unreadable = snapshot("r1");
+    unreadable.api_version = "portcullis.dev/config/v0".to_owned();
+    let error = build_children(
+        &gateway(json!({})),
+        &unreadable,
+        &BTreeMap::new(),
+        &BuildOptions::default(),
+    )
+    .expect_err("unloadable");
+    assert!(matches!(error, BuildError::Unloadable(_)), "{error}");
+    assert!(
+        error.to_string().contains("would not load in the proxy"),
+        "{error}"
+    );
+}
+
+#[test]
 fn a_certificate_of_another_namespace_named_by_the_gateway_is_refused_not_copied() {
     use portcullis_config::snapshot::{CertificateConfig, ListenerConfig, Protocol, TlsConfig};
 

@@ -167,12 +167,9 @@ pub async fn reconcile(gateway: Arc<Gateway>, ctx: Arc<Context>) -> Result<Actio
             return Err(error.into());
         }
     };
-    let config_bytes = children
-        .config_map
-        .data
-        .as_ref()
-        .and_then(|d| d.get(crate::meta::CONFIG_KEY))
-        .map(String::len);
+    let config_bytes = Some(portcullis_config::configmap::stored_size(
+        &children.config_map,
+    ));
 
     // 4. apply
     let needs_finalizer = children
