@@ -29,13 +29,14 @@ pub fn template(
         headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
         headers.insert(UPGRADE, protocol);
     }
-    // HTTP/2 clients send `:authority` instead of Host; HTTP/1 upstreams need a Host.
-    let original_host = headers.get(HOST).cloned().or_else(|| {
-        parts
-            .uri
-            .authority()
-            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-    });
+    // The host the request was routed by (`request_host`): the URI's authority when it has one
+    // (HTTP/2 `:authority`, or an HTTP/1.1 absolute-form target, which replaces Host per RFC
+    // 9112 §3.2.2), else Host. HTTP/1 upstreams need it as Host.
+    let original_host = parts
+        .uri
+        .authority()
+        .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        .or_else(|| headers.get(HOST).cloned());
     if let Some(host) = &original_host {
         headers.insert(HOST, host.clone());
     }

@@ -171,6 +171,28 @@ async fn garbage_and_odd_requests_get_errors_and_the_gateway_keeps_serving() {
 }
 
 #[tokio::test]
+async fn an_absolute_form_target_is_forwarded_with_the_host_it_was_routed_by() {
+    let (_a, gw) = gateway().await;
+    let reply = raw(
+        &gw,
+        b"GET http://other.example/x HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(reply.starts_with("HTTP/1.1 200 "), "{reply:?}");
+    let body = reply
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body)
+        .unwrap_or_default();
+    let seen: serde_json::Value = serde_json::from_str(body).expect("the upstream's JSON");
+    // RFC 9112 §3.2.2: the target's authority replaces Host; routing used it too.
+    assert_eq!(seen["headers"]["host"], "other.example", "{seen}");
+    assert_eq!(
+        seen["headers"]["x-forwarded-host"], "other.example",
+        "{seen}"
+    );
+}
+
+#[tokio::test]
 async fn spoofed_forwarded_for_from_an_untrusted_client_is_replaced() {
     let (_a, gw) = gateway().await;
     let mut req = request(&gw, "GET", "h", "/");
