@@ -132,19 +132,16 @@ impl DataPlane {
     /// is aborted.
     pub fn watch_secrets(self: &Arc<Self>, secrets: Secrets) -> tokio::task::JoinHandle<()> {
         let plane = self.clone();
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(1);
         let root = secrets.root().to_path_buf();
-        tokio::spawn(async move {
-            let poll = tokio::spawn(watch::poll(vec![root], Duration::from_secs(1), move || {
-                let _ = tx.try_send(());
-            }));
-            while rx.recv().await.is_some() {
+        tokio::spawn(on_change(vec![root], Duration::from_secs(1), move || {
+            let plane = plane.clone();
+            let secrets = secrets.clone();
+            async move {
                 tracing::info!(root = %secrets.root().display(), "Secret files changed; reloading");
                 // A refused reload is logged and shown in /config; the old config keeps serving.
                 let _ = plane.reapply(&secrets).await;
             }
-            poll.abort();
-        })
+        }))
     }
 
     async fn compile_and_swap(&self, snapshot: &Snapshot, secrets: &Secrets) -> Result<(), String> {
@@ -241,32 +238,54 @@ pub async fn run(
     let plane = Arc::new(DataPlane::start(options).await?);
     let (snapshot, root) = load(&loader).await?;
     plane.apply(&snapshot, &Secrets::new(root)).await?;
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(1);
-    tokio::spawn(watch::poll(
+    let reloader = plane.clone();
+    let watcher = tokio::spawn(on_change(
         watch_paths,
         Duration::from_millis(500),
         move || {
-            let _ = tx.try_send(());
+            let reloader = reloader.clone();
+            let loader = loader.clone();
+            async move {
+                let started = Instant::now();
+                match load(&loader).await {
+                    Ok((snapshot, root)) => {
+                        if reloader.apply(&snapshot, &Secrets::new(root)).await.is_ok() {
+                            reloader
+                                .gateway()
+                                .record_reload_time(started.elapsed().as_micros());
+                        }
+                    }
+                    Err(error) => reloader.gateway().reload_failed(error),
+                }
+            }
         },
     ));
-    let reloader = plane.clone();
-    tokio::spawn(async move {
-        while rx.recv().await.is_some() {
-            let started = Instant::now();
-            match load(&loader).await {
-                Ok((snapshot, root)) => {
-                    if reloader.apply(&snapshot, &Secrets::new(root)).await.is_ok() {
-                        reloader
-                            .gateway()
-                            .record_reload_time(started.elapsed().as_micros());
-                    }
-                }
-                Err(error) => reloader.gateway().reload_failed(error),
-            }
-        }
-    });
     plane.run_until_signal().await;
+    watcher.abort();
     Ok(())
+}
+
+/// Runs `reload` after every change to the files under `paths` (checked every `interval`),
+/// one reload at a time: changes seen during a reload make one more reload after it.
+async fn on_change<F, Fut>(paths: Vec<PathBuf>, interval: Duration, mut reload: F)
+where
+    F: FnMut() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(1);
+    let poll = watch::poll(paths, interval, move || {
+        let _ = tx.try_send(());
+    });
+    let reloads = async move {
+        while rx.recv().await.is_some() {
+            reload().await;
+        }
+    };
+    // One task: aborting it stops the polling too.
+    tokio::select! {
+        () = poll => {}
+        () = reloads => {}
+    }
 }
 
 async fn load(loader: &Loader) -> Result<(Snapshot, PathBuf), String> {

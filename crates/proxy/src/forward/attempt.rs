@@ -141,6 +141,8 @@ pub async fn send(
     let upgrade = template.headers.contains_key(UPGRADE);
     let mut retries = 0u32;
     let mut last_endpoint: Option<Arc<Endpoint>> = None;
+    // The retry budget's slot of the retry in flight: held until that retry has its answer.
+    let mut _retry_slot = None;
     loop {
         let Some(endpoint) = backend.pick(hash, last_endpoint.as_deref()) else {
             gateway
@@ -160,7 +162,7 @@ pub async fn send(
             .backend_timeout
             .and_then(|limit| tokio::time::Instant::now().checked_add(limit));
         let call = backend.send(&endpoint, request, upgrade);
-        let result = match super::deadline::within(policy.backend_timeout, call).await {
+        let result = match super::deadline::within(exchange.attempt_deadline, call).await {
             Some(result) => result.map_err(classify),
             None => Err(Failure::Timeout),
         };
@@ -194,9 +196,12 @@ pub async fn send(
         let Some(retry) = &policy.retry else {
             return Err(failure);
         };
-        let Some(_token) = backend.admit_retry(retry.budget_percent) else {
+        // The previous retry (if any) has its answer: its slot goes back first.
+        _retry_slot = None;
+        let Some(slot) = backend.admit_retry(retry.budget_percent) else {
             return Err(failure);
         };
+        _retry_slot = Some(slot);
         retries += 1;
         gateway
             .metrics

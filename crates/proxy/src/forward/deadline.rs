@@ -6,7 +6,6 @@ use std::{
     future::Future,
     pin::Pin,
     task::{Context, Poll},
-    time::Duration,
 };
 
 use bytes::Bytes;
@@ -24,15 +23,15 @@ pin_project_lite::pin_project! {
     }
 }
 
-/// Runs `inner` for at most `limit` (for ever without one): `None` when the time ran out.
+/// Runs `inner` until `deadline` (for ever without one): `None` when the time ran out.
 ///
-/// The same as choosing between `tokio::time::timeout(limit, inner)` and `inner` itself, except
-/// that the caller's future stores `inner` once: an `async fn` lays out the future of each
+/// The same as choosing between `tokio::time::timeout_at(deadline, inner)` and `inner` itself,
+/// except that the caller's future stores `inner` once: an `async fn` lays out the future of each
 /// `.await` separately, and the forwarding futures are kilobytes, copied whole when they move.
-pub fn within<F: Future>(limit: Option<Duration>, inner: F) -> Within<F> {
+pub fn within<F: Future>(deadline: Option<Instant>, inner: F) -> Within<F> {
     Within {
         inner,
-        sleep: limit.map(|limit| Box::pin(tokio::time::sleep(limit))),
+        sleep: deadline.map(|deadline| Box::pin(tokio::time::sleep_until(deadline))),
     }
 }
 

@@ -19,7 +19,7 @@ pub use exchange::{Exchange, ObservedBody};
 pub use headers::{set_forwarded, strip_hop_by_hop, upgrade_request};
 use http::{
     HeaderValue, Request, Response, StatusCode, Version,
-    header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, LOCATION, ORIGIN, TRANSFER_ENCODING},
+    header::{CONNECTION, CONTENT_TYPE, LOCATION, ORIGIN},
 };
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Body as HttpBody;
@@ -34,6 +34,15 @@ use crate::{
     route::{Action, RouteEntry, RouteTable},
     upstream::{Backend, HashOn},
 };
+
+/// Marks a request whose head carried both `Content-Length` and `Transfer-Encoding`, seen by the
+/// server in the raw bytes (`server::framing`); the gateway refuses it.
+#[derive(Debug, Clone, Copy)]
+pub struct FramingConflict;
+
+/// What the client reads when Portcullis refuses a request with both framing headers.
+const CONFLICTING_FRAMING: &str =
+    "Bad Request: the request carried both Content-Length and Transfer-Encoding\n";
 
 /// What the server knows about the connection a request came on.
 #[derive(Debug, Clone)]
@@ -88,19 +97,23 @@ impl Gateway {
         B: HttpBody<Data = Bytes> + Send + Sync + 'static,
         B::Error: Into<BoxError>,
     {
-        // Request smuggling: a message with both framings is refused, and the connection closed.
-        // Requests from client connections never show both here (hyper's parser drops
-        // Content-Length when Transfer-Encoding is present); the server refuses those from the
-        // raw bytes before `handle` (`server::framing`). This check covers requests that reach
-        // `handle` another way.
-        if req.version() <= Version::HTTP_11
-            && req.headers().contains_key(TRANSFER_ENCODING)
-            && req.headers().contains_key(CONTENT_LENGTH)
-        {
-            let mut response = local(StatusCode::BAD_REQUEST);
-            response
-                .headers_mut()
-                .insert(CONNECTION, HeaderValue::from_static("close"));
+        // Request smuggling (RFC 9112 §6.1): a head with both Content-Length and
+        // Transfer-Encoding is refused without reaching any route or backend, and the connection
+        // closed, so that nothing sent after it is read as another request. hyper's parser hides
+        // the conflict; the server sees it in the raw bytes and marks the request.
+        if req.extensions().get::<FramingConflict>().is_some() {
+            exchange.host = request_host(&req).unwrap_or_default();
+            if self.settings.access_log {
+                exchange.path = req.uri().path().to_owned();
+            }
+            let mut response = Response::new(body::full(CONFLICTING_FRAMING));
+            *response.status_mut() = StatusCode::BAD_REQUEST;
+            let headers = response.headers_mut();
+            headers.insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; charset=utf-8"),
+            );
+            headers.insert(CONNECTION, HeaderValue::from_static("close"));
             return response;
         }
         // The normalized path, when normalizing changed anything (the common case costs nothing).
@@ -225,8 +238,13 @@ impl Gateway {
             mirror::spawn(table, &rule.filters.mirrors, &template, bytes);
         }
 
+        // `request` counts from the request's arrival, for the head as for the body.
+        let request_deadline = rule
+            .policy
+            .request_timeout
+            .and_then(|limit| tokio::time::Instant::from_std(exchange.start).checked_add(limit));
         let sent = attempt::send(self, backend, &rule.policy, template, body, hash, exchange);
-        let result = match deadline::within(rule.policy.request_timeout, sent).await {
+        let result = match deadline::within(request_deadline, sent).await {
             Some(result) => result,
             None => {
                 self.metrics
@@ -250,10 +268,6 @@ impl Gateway {
         if let Some(modifier) = &rule.filters.response_headers {
             modifier.apply(&mut parts.headers);
         }
-        let request_deadline = rule
-            .policy
-            .request_timeout
-            .and_then(|limit| tokio::time::Instant::from_std(exchange.start).checked_add(limit));
         let deadline = match (request_deadline, exchange.attempt_deadline) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -297,7 +311,10 @@ fn hash_key<B>(backend: &Backend, req: &Request<B>, exchange: &Exchange) -> Opti
             .get(name)
             .map(|value| hash_bytes(value.as_bytes())),
         HashOn::Cookie(name) => cookie(req, name).map(|value| hash_bytes(value.as_bytes())),
-        HashOn::ClientIp => Some(hash_bytes(exchange.client.to_string().as_bytes())),
+        HashOn::ClientIp => Some(match exchange.client {
+            std::net::IpAddr::V4(ip) => hash_bytes(&ip.octets()),
+            std::net::IpAddr::V6(ip) => hash_bytes(&ip.octets()),
+        }),
     }
 }
 

@@ -19,8 +19,7 @@ use std::{
 
 use activity::ActivityIo;
 use framing::ConflictingFraming;
-use http::{HeaderValue, Response, StatusCode, Version, header::CONNECTION};
-use http_body_util::BodyExt;
+use http::Version;
 use hyper::{Request, body::Incoming, service::service_fn};
 use hyper_util::{
     rt::{TokioExecutor, TokioIo, TokioTimer},
@@ -35,12 +34,10 @@ use tokio::{
 use workers::{WORKER_COUNT, Worker};
 
 use crate::{
-    body::{self, Body},
     clock::now_ms,
     filters::Scheme,
-    forward::{Connection, Exchange, ObservedBody, local},
+    forward::{Connection, FramingConflict},
     gateway::Gateway,
-    host::request_host,
 };
 
 /// Limits that protect the gateway from slow or abusive clients.
@@ -77,6 +74,24 @@ impl Default for ServerLimits {
             max_connections: 0,
         }
     }
+}
+
+/// The HTTP/1.1 and HTTP/2 settings of client connections, from `limits`.
+fn http_builder(limits: &ServerLimits) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_headers(limits.max_headers)
+        .max_buf_size(limits.max_header_bytes.max(8192));
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+        .max_concurrent_streams(limits.max_concurrent_streams)
+        .keep_alive_interval(Duration::from_secs(30));
+    builder
 }
 
 /// Counts open connections and wakes the drain when the last one closes.
@@ -123,6 +138,8 @@ pub struct Server {
     connections: Arc<Connections>,
     workers: Vec<Worker>,
     next_worker: AtomicUsize,
+    /// The HTTP/1.1 and HTTP/2 settings every connection is served with.
+    http: auto::Builder<TokioExecutor>,
 }
 
 impl Server {
@@ -145,12 +162,13 @@ impl Server {
         WORKER_COUNT.fetch_max(workers.len(), Ordering::Relaxed);
         Arc::new(Self {
             gateway,
-            limits,
             accepting: Mutex::new(HashMap::new()),
             shutdown,
             connections: Arc::new(Connections::default()),
             workers,
             next_worker: AtomicUsize::new(0),
+            http: http_builder(&limits),
+            limits,
         })
     }
 
@@ -324,34 +342,17 @@ impl Server {
         let io = TokioIo::new(ActivityIo::new(stream, activity.clone(), conflicts.clone()));
         let conn_info = Arc::new(Connection { peer, port, scheme });
         let gateway = self.gateway.clone();
-        let service = service_fn(move |req: Request<Incoming>| {
+        let service = service_fn(move |mut req: Request<Incoming>| {
             let gateway = gateway.clone();
             let conn_info = conn_info.clone();
             // Counted here, as hyper hands over each request in order; HTTP/2 requests are not
             // counted (the scanner is off on HTTP/2 connections).
-            let conflicting =
-                req.version() <= Version::HTTP_11 && conflicts.next_request_conflicts();
-            async move {
-                if conflicting {
-                    return Ok(refuse_conflicting_framing(&gateway, &conn_info, &req));
-                }
-                Ok::<_, Infallible>(gateway.handle(conn_info, req).await)
+            if req.version() <= Version::HTTP_11 && conflicts.next_request_conflicts() {
+                req.extensions_mut().insert(FramingConflict);
             }
+            async move { Ok::<_, Infallible>(gateway.handle(conn_info, req).await) }
         });
-        let mut builder = auto::Builder::new(TokioExecutor::new());
-        builder
-            .http1()
-            .timer(TokioTimer::new())
-            .header_read_timeout(self.limits.header_read_timeout)
-            .max_headers(self.limits.max_headers)
-            .max_buf_size(self.limits.max_header_bytes.max(8192));
-        builder
-            .http2()
-            .timer(TokioTimer::new())
-            .max_header_list_size(u32::try_from(self.limits.max_header_bytes).unwrap_or(u32::MAX))
-            .max_concurrent_streams(self.limits.max_concurrent_streams)
-            .keep_alive_interval(Duration::from_secs(30));
-        let conn = builder.serve_connection_with_upgrades(io, service);
+        let conn = self.http.serve_connection_with_upgrades(io, service);
         tokio::pin!(conn);
         let mut shutdown = self.shutdown.subscribe();
         let idle = self.limits.idle_timeout;
@@ -390,35 +391,4 @@ impl Server {
             }
         }
     }
-}
-
-/// What the client reads when Portcullis refuses a request with both framing headers.
-const CONFLICTING_FRAMING: &str =
-    "Bad Request: the request carried both Content-Length and Transfer-Encoding\n";
-
-/// The answer to an HTTP/1 request whose head carried both `Content-Length` and
-/// `Transfer-Encoding` (RFC 9112 §6.1): `400 Bad Request` without reaching any route or backend,
-/// and the connection closed, so that nothing sent after it is read as another request. It is
-/// counted in the metrics and the access log like the gateway's other local answers.
-fn refuse_conflicting_framing(
-    gateway: &Arc<Gateway>,
-    conn: &Connection,
-    req: &Request<Incoming>,
-) -> Response<Body> {
-    let client = gateway
-        .settings
-        .trusted_proxies
-        .client_ip(conn.peer.ip(), req.headers());
-    let mut exchange = Exchange::new(client, req.method().clone());
-    exchange.host = request_host(req).unwrap_or_default();
-    if gateway.settings.access_log {
-        exchange.path = req.uri().path().to_owned();
-    }
-    let status = StatusCode::BAD_REQUEST;
-    let mut response = local(status).map(|_| body::full(CONFLICTING_FRAMING));
-    response
-        .headers_mut()
-        .insert(CONNECTION, HeaderValue::from_static("close"));
-    response
-        .map(|inner| BodyExt::boxed(ObservedBody::new(inner, status, exchange, gateway.clone())))
 }

@@ -196,7 +196,7 @@ impl Backend {
         builder
             .timer(TokioTimer::new())
             .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_idle_timeout(super::h1::IDLE_TIMEOUT)
             .http2_only(spec.protocol == Protocol::Http2);
         let tls = spec
             .tls

@@ -29,6 +29,20 @@ use crate::body::BoxError;
 /// Where the system's CA bundle is on Debian-like systems (and in the distroless image).
 const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 
+/// The system's CA bundle, read once for every backend that trusts it (reloads happen on the
+/// async runtime, where a file read blocks).
+fn system_bundle() -> Result<&'static [u8], String> {
+    static BUNDLE: std::sync::OnceLock<Result<Vec<u8>, String>> = std::sync::OnceLock::new();
+    BUNDLE
+        .get_or_init(|| {
+            std::fs::read(SYSTEM_CA_BUNDLE).map_err(|e| {
+                format!("no CA given and the system bundle {SYSTEM_CA_BUNDLE} cannot be read: {e}")
+            })
+        })
+        .as_deref()
+        .map_err(Clone::clone)
+}
+
 /// TLS towards a backend's endpoints.
 #[derive(Clone)]
 pub struct UpstreamTls {
@@ -52,17 +66,9 @@ impl UpstreamTls {
         ca_pem: Option<&[u8]>,
         protocol: Protocol,
     ) -> Result<Self, String> {
-        let system;
         let pem = match ca_pem {
             Some(pem) => pem,
-            None => {
-                system = std::fs::read(SYSTEM_CA_BUNDLE).map_err(|e| {
-                    format!(
-                        "no CA given and the system bundle {SYSTEM_CA_BUNDLE} cannot be read: {e}"
-                    )
-                })?;
-                &system
-            }
+            None => system_bundle()?,
         };
         let mut roots = RootCertStore::empty();
         for cert in CertificateDer::pem_slice_iter(pem) {

@@ -43,10 +43,7 @@ impl Backend {
         {
             request.headers_mut().insert(HOST, host);
         }
-        let mut conn = match endpoint.idle.take() {
-            Some(conn) => conn,
-            None => Box::pin(self.connect(endpoint)).await?,
-        };
+        let mut conn = self.idle_or_connect(endpoint).await?;
         loop {
             match conn.send(request).await {
                 Ok((response, conn)) => {
@@ -60,16 +57,22 @@ impl Backend {
                 // The backend closed an idle connection as it was taken: nothing was sent.
                 Err(SendError::Unsent(unsent)) => {
                     request = *unsent;
-                    conn = match endpoint.idle.take() {
-                        Some(conn) => conn,
-                        None => Box::pin(self.connect(endpoint)).await?,
-                    };
+                    conn = self.idle_or_connect(endpoint).await?;
                 }
                 Err(SendError::Failed(error)) => {
                     tracing::debug!(%error, endpoint = %endpoint.address, "upstream exchange failed");
                     return Err(SendFailure::Reset);
                 }
             }
+        }
+    }
+
+    /// The endpoint's most recently used idle connection, or a new one.
+    async fn idle_or_connect(&self, endpoint: &Endpoint) -> Result<H1Conn, SendFailure> {
+        match endpoint.idle.take() {
+            Some(conn) => Ok(conn),
+            // Boxed: connecting is rare, and its future would enlarge every request's.
+            None => Box::pin(self.connect(endpoint)).await,
         }
     }
 

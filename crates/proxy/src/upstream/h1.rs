@@ -20,6 +20,7 @@ use std::{
     pin::{Pin, pin},
     sync::{Arc, Mutex},
     task::{Context, Poll, Waker},
+    time::Duration,
 };
 
 use bytes::Bytes;
@@ -35,7 +36,8 @@ use crate::{body::Body, clock::now_ms};
 /// Idle connections kept per endpoint and worker; more are closed when they come back.
 const MAX_IDLE: usize = 512;
 /// An idle connection older than this is closed instead of reused.
-const IDLE_TIMEOUT_MS: u64 = 60_000;
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+const IDLE_TIMEOUT_MS: u64 = IDLE_TIMEOUT.as_millis() as u64;
 
 /// A connection that has not failed yet: the request sender and the connection state machine.
 pub struct H1Conn {
