@@ -31,6 +31,8 @@ helm:
 	@hack/build-helm.sh >/dev/null
 
 test: control-plane helm
+	# The process tests run the serve_snapshot example, which `cargo test` does not link.
+	$(CARGO) build -p portcullis-proxy --example serve_snapshot
 	PORTCULLIS_K8S_BIN="$$(hack/build-test-control-plane.sh | tail -n1)" \
 	PORTCULLIS_HELM="$$(hack/build-helm.sh | tail -n1)" \
 		$(CARGO) test --workspace --all-targets
