@@ -4,10 +4,7 @@ use std::net::IpAddr;
 
 use http::{
     HeaderMap, HeaderName, HeaderValue, Version,
-    header::{
-        CONNECTION, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE, TRAILER, TRANSFER_ENCODING,
-        UPGRADE,
-    },
+    header::{CONNECTION, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE, TRANSFER_ENCODING, UPGRADE},
 };
 
 use crate::filters::Scheme;
@@ -20,11 +17,12 @@ static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-prot
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
 /// Headers that describe one connection and never travel through a proxy (RFC 9110 §7.6.1),
-/// besides those the `Connection` header names.
-static HOP_BY_HOP: [HeaderName; 9] = [
+/// besides those the `Connection` header names. `Trailer` is not one of them: it announces the
+/// trailer fields end to end (RFC 9110 §6.6.2), and an HTTP/1.1 client only gets trailer fields
+/// that the response announced.
+static HOP_BY_HOP: [HeaderName; 8] = [
     CONNECTION,
     TE,
-    TRAILER,
     TRANSFER_ENCODING,
     UPGRADE,
     PROXY_AUTHENTICATE,

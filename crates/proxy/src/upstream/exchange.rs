@@ -13,9 +13,9 @@ use tower::Service;
 
 use super::{
     Backend, Endpoint, Protocol,
-    h1::{H1Body, H1Conn, SendError},
+    h1::{H1Conn, SendError},
 };
-use crate::body::{self, Body, BoxError};
+use crate::body::{self, Body};
 
 /// Why a request got no response from an endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,15 +45,8 @@ impl Backend {
         }
         let mut conn = self.idle_or_connect(endpoint).await?;
         loop {
-            match conn.send(request).await {
-                Ok((response, conn)) => {
-                    let endpoint = endpoint.clone();
-                    return Ok(response.map(|incoming| {
-                        H1Body::new(incoming, conn, endpoint)
-                            .map_err(|e| Box::new(e) as BoxError)
-                            .boxed()
-                    }));
-                }
+            match conn.send(request, endpoint).await {
+                Ok(response) => return Ok(response.map(BodyExt::boxed)),
                 // The backend closed an idle connection as it was taken: nothing was sent.
                 Err(SendError::Unsent(unsent)) => {
                     request = *unsent;
@@ -87,10 +80,7 @@ impl Backend {
             tracing::debug!(%error, endpoint = %endpoint.address, "upstream connect failed");
             SendFailure::Connect
         })?;
-        H1Conn::handshake(io).await.map_err(|error| {
-            tracing::debug!(%error, endpoint = %endpoint.address, "upstream handshake failed");
-            SendFailure::Connect
-        })
+        Ok(H1Conn::new(io))
     }
 
     /// Through hyper's pooled client, which needs the absolute URI.

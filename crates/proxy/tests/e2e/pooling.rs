@@ -33,7 +33,10 @@ enum AfterAnswer {
 }
 
 /// A hand-written HTTP/1.1 backend that counts the connections it accepted. `GET /big`
-/// answers a large body slowly; `HEAD` and `/empty` answer without a body.
+/// answers a large body slowly; `HEAD` and `/empty` answer without a body; `GET /chunked`
+/// answers a chunked body with trailers, written in pieces; `GET /legacy` answers as an
+/// HTTP/1.0 server (no length, the end of the body is the end of the connection); `POST /echo`
+/// reads the request body (sized or chunked) and answers how it came and what it was.
 struct RawBackend {
     addr: SocketAddr,
     accepted: Arc<AtomicUsize>,
@@ -74,6 +77,45 @@ async fn serve(mut stream: TcpStream, mode: AfterAnswer) {
         let Some(head) = head else { return };
         let close = matches!(mode, AfterAnswer::Close);
         let connection = if close { "close" } else { "keep-alive" };
+        if head.starts_with("GET /legacy ") {
+            let _ = stream.write_all(b"HTTP/1.0 200 OK\r\n\r\nold ").await;
+            let _ = stream.write_all(b"school").await;
+            return;
+        }
+        if head.starts_with("GET /chunked ") {
+            let pieces: [&[u8]; 5] = [
+                b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ntrailer: x-checksum\r\n\r\n6;note=x\r\nhel",
+                b"lo \r\n",
+                b"5\r\nworld\r",
+                b"\n0\r\nx-checksum: 42\r\n",
+                b"\r\n",
+            ];
+            for piece in pieces {
+                if stream.write_all(piece).await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            continue;
+        }
+        if head.starts_with("POST /echo ") {
+            let Some((framing, body)) = read_body(&mut stream, &mut buf, &head).await else {
+                return;
+            };
+            let text = format!(
+                "{framing} {}: {}",
+                body.len(),
+                String::from_utf8_lossy(&body)
+            );
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{text}",
+                text.len()
+            );
+            if stream.write_all(answer.as_bytes()).await.is_err() {
+                return;
+            }
+            continue;
+        }
         if head.starts_with("GET /big ") {
             let chunk = vec![b'x'; 64 * 1024];
             let start = format!(
@@ -113,7 +155,7 @@ async fn serve(mut stream: TcpStream, mode: AfterAnswer) {
     }
 }
 
-/// Reads one request head (these tests send no request bodies); `None` at end of stream.
+/// Reads one request head; `None` at end of stream.
 async fn read_head(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<String> {
     loop {
         if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
@@ -125,6 +167,61 @@ async fn read_head(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<String> 
         match stream.read(&mut chunk).await {
             Ok(0) | Err(_) => return None,
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+/// Reads a request body framed as `head` says: ("sized" or "chunked", the bytes).
+async fn read_body(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    head: &str,
+) -> Option<(&'static str, Vec<u8>)> {
+    let lower = head.to_ascii_lowercase();
+    if lower.contains("transfer-encoding: chunked") {
+        let mut body = Vec::new();
+        loop {
+            let line = read_line(stream, buf).await?;
+            let size = usize::from_str_radix(line.split(';').next()?.trim(), 16).ok()?;
+            if size == 0 {
+                read_line(stream, buf).await?;
+                return Some(("chunked", body));
+            }
+            while buf.len() < size + 2 {
+                fill(stream, buf).await?;
+            }
+            body.extend_from_slice(&buf[..size]);
+            buf.drain(..size + 2);
+        }
+    }
+    let length: usize = lower
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length: "))
+        .and_then(|v| v.trim().parse().ok())?;
+    while buf.len() < length {
+        fill(stream, buf).await?;
+    }
+    Some(("sized", buf.drain(..length).collect()))
+}
+
+async fn read_line(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<String> {
+    loop {
+        if let Some(end) = buf.windows(2).position(|w| w == b"\r\n") {
+            let line = String::from_utf8_lossy(&buf[..end]).into_owned();
+            buf.drain(..end + 2);
+            return Some(line);
+        }
+        fill(stream, buf).await?;
+    }
+}
+
+async fn fill(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<()> {
+    let mut chunk = [0u8; 4096];
+    match stream.read(&mut chunk).await {
+        Ok(0) | Err(_) => None,
+        Ok(n) => {
+            buf.extend_from_slice(&chunk[..n]);
+            Some(())
         }
     }
 }
@@ -222,5 +319,80 @@ async fn a_large_body_arrives_whole() {
     assert_eq!(reply.status, StatusCode::OK);
     assert_eq!(reply.body.len(), 64 * 64 * 1024);
     assert_eq!(get(&gw, "h", "/").await.body, "pong");
+    assert_eq!(backend.accepted(), 1);
+}
+
+#[tokio::test]
+async fn chunked_answers_arrive_whole_with_their_trailers_and_keep_the_connection() {
+    let backend = RawBackend::start(AfterAnswer::KeepAlive).await;
+    let gw = gateway_to(&backend).await;
+    // Raw, so that the chunked framing and trailers the client gets are visible.
+    let mut client = TcpStream::connect(gw.addr).await.expect("connect");
+    client
+        .write_all(b"GET /chunked HTTP/1.1\r\nHost: h\r\nTE: trailers\r\n\r\n")
+        .await
+        .expect("write");
+    let mut reply = Vec::new();
+    while !reply.ends_with(b"\r\n\r\n") || !reply.windows(12).any(|w| w == b"x-checksum: ") {
+        let mut chunk = [0u8; 1024];
+        let n = client.read(&mut chunk).await.expect("read");
+        assert!(
+            n > 0,
+            "reply cut short: {}",
+            String::from_utf8_lossy(&reply)
+        );
+        reply.extend_from_slice(&chunk[..n]);
+    }
+    let text = String::from_utf8_lossy(&reply).to_ascii_lowercase();
+    assert!(text.starts_with("http/1.1 200"), "{text}");
+    assert!(text.contains("transfer-encoding: chunked"), "{text}");
+    assert!(text.contains("x-checksum: 42"), "{text}");
+    let reply = get(&gw, "h", "/chunked").await;
+    assert_eq!(reply.body, "hello world");
+    assert_eq!(get(&gw, "h", "/").await.body, "pong");
+    assert_eq!(backend.accepted(), 1, "one connection served all three");
+}
+
+#[tokio::test]
+async fn answers_delimited_by_the_connection_end_arrive_whole() {
+    let backend = RawBackend::start(AfterAnswer::KeepAlive).await;
+    let gw = gateway_to(&backend).await;
+    for _ in 0..3 {
+        let reply = get(&gw, "h", "/legacy").await;
+        assert_eq!(reply.status, StatusCode::OK);
+        assert_eq!(reply.body, "old school");
+    }
+    assert_eq!(backend.accepted(), 3, "such a connection is never reused");
+}
+
+#[tokio::test]
+async fn request_bodies_reach_the_backend_in_their_framing() {
+    let backend = RawBackend::start(AfterAnswer::KeepAlive).await;
+    let gw = gateway_to(&backend).await;
+    let mut post = request(&gw, "POST", "h", "/echo");
+    *post.body_mut() = http_body_util::Full::new(bytes::Bytes::from_static(b"sized body"));
+    let reply = send(post).await;
+    assert_eq!(reply.body, "sized 10: sized body");
+    // A chunked upload is streamed upstream chunked, chunk extensions and all.
+    let mut client = TcpStream::connect(gw.addr).await.expect("connect");
+    client
+        .write_all(
+            b"POST /echo HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n\
+              4;x=y\r\nabcd\r\n3\r\nefg\r\n0\r\n\r\n",
+        )
+        .await
+        .expect("write");
+    let mut reply = Vec::new();
+    while !reply.ends_with(b"abcdefg") {
+        let mut chunk = [0u8; 1024];
+        let n = client.read(&mut chunk).await.expect("read");
+        assert!(
+            n > 0,
+            "reply cut short: {}",
+            String::from_utf8_lossy(&reply)
+        );
+        reply.extend_from_slice(&chunk[..n]);
+    }
+    assert!(String::from_utf8_lossy(&reply).ends_with("chunked 7: abcdefg"));
     assert_eq!(backend.accepted(), 1);
 }

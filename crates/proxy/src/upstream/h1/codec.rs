@@ -1,0 +1,402 @@
+//! HTTP/1.1 message framing towards endpoints (RFC 9112): the request head Portcullis writes,
+//! the response head it parses, and how long the response body is.
+
+use bytes::{Bytes, BytesMut};
+use http::{
+    HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, Version,
+    header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING},
+    request::Parts,
+};
+
+/// Most header fields in a response head (or a chunked body's trailer section).
+pub const MAX_HEADERS: usize = 100;
+/// Most bytes of a response head; a larger one fails the exchange.
+pub const MAX_HEAD_BYTES: usize = 64 * 1024;
+
+/// How the request body is framed on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestFraming {
+    /// No body.
+    Empty,
+    /// Exactly this many bytes follow the head.
+    Length(u64),
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+}
+
+/// Writes the request head into `out` (cleared first). `body_end` is whether the body is known
+/// to be empty, `body_len` its exact length when known. The head carries the headers as given
+/// (hop-by-hop ones already removed by the gateway) plus the framing header the body needs.
+pub fn encode_request(
+    out: &mut Vec<u8>,
+    parts: &Parts,
+    body_end: bool,
+    body_len: Option<u64>,
+) -> RequestFraming {
+    out.clear();
+    out.extend_from_slice(parts.method.as_str().as_bytes());
+    out.push(b' ');
+    match parts.uri.path_and_query() {
+        Some(target) => out.extend_from_slice(target.as_str().as_bytes()),
+        None => out.push(b'/'),
+    }
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    let declared = parts
+        .headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    for (name, value) in &parts.headers {
+        // The gateway frames the body itself.
+        if name == TRANSFER_ENCODING {
+            continue;
+        }
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    let framing = match (declared, body_end, body_len) {
+        (Some(0), _, _) | (None, true, _) => RequestFraming::Empty,
+        (Some(n), _, _) => RequestFraming::Length(n),
+        (None, false, Some(n)) => {
+            out.extend_from_slice(b"content-length: ");
+            out.extend_from_slice(n.to_string().as_bytes());
+            out.extend_from_slice(b"\r\n");
+            RequestFraming::Length(n)
+        }
+        (None, false, None) => {
+            out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+            RequestFraming::Chunked
+        }
+    };
+    // A body-less request whose method defines a body says so (RFC 9110 §8.6).
+    if declared.is_none()
+        && framing == RequestFraming::Empty
+        && matches!(parts.method, Method::POST | Method::PUT | Method::PATCH)
+    {
+        out.extend_from_slice(b"content-length: 0\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    framing
+}
+
+/// How the response body is delimited (RFC 9112 §6.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResponseFraming {
+    /// Exactly this many bytes (0: no body).
+    Length(u64),
+    /// Chunked transfer coding.
+    Chunked,
+    /// Until the endpoint closes the connection.
+    Close,
+}
+
+/// A parsed response head.
+#[derive(Debug)]
+pub struct ResponseHead {
+    /// The response without its body.
+    pub response: Response<()>,
+    /// How its body is delimited.
+    pub framing: ResponseFraming,
+    /// Whether the connection can carry another request after this exchange.
+    pub keep_alive: bool,
+}
+
+/// Why a response head could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum HeadError {
+    /// Not HTTP/1.x, or a malformed field.
+    #[error("malformed response head: {0}")]
+    Malformed(String),
+    /// Larger than [`MAX_HEAD_BYTES`] or with more than [`MAX_HEADERS`] fields.
+    #[error("response head too large")]
+    TooLarge,
+}
+
+/// Parses a response head at the start of `buf`. `Ok(None)`: incomplete, read more. On success
+/// the head's bytes are taken out of `buf` (header values share them, no copy); an interim
+/// (1xx) response other than 101 is consumed and skipped.
+pub fn parse_response(
+    buf: &mut BytesMut,
+    method: &Method,
+) -> Result<Option<ResponseHead>, HeadError> {
+    loop {
+        let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut parsed = httparse::Response::new(&mut fields);
+        let len = match parsed.parse(buf) {
+            Ok(httparse::Status::Complete(len)) => len,
+            Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD_BYTES => {
+                return Err(HeadError::TooLarge);
+            }
+            Ok(httparse::Status::Partial) => return Ok(None),
+            Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooLarge),
+            Err(error) => return Err(HeadError::Malformed(error.to_string())),
+        };
+        let code = parsed.code.unwrap_or_default();
+        let status = StatusCode::from_u16(code)
+            .map_err(|_| HeadError::Malformed(format!("status {code}")))?;
+        if status.is_informational() && status != StatusCode::SWITCHING_PROTOCOLS {
+            let _ = buf.split_to(len);
+            continue;
+        }
+        let version = match parsed.version {
+            Some(0) => Version::HTTP_10,
+            _ => Version::HTTP_11,
+        };
+        // Where each field sits in the head, so that values can share the head's bytes.
+        let base = buf.as_ptr() as usize;
+        let mut spans = [Span::default(); MAX_HEADERS];
+        let count = parsed.headers.len();
+        for (span, field) in spans.iter_mut().zip(parsed.headers.iter()) {
+            let name = field.name.as_ptr() as usize - base;
+            let value = field.value.as_ptr() as usize - base;
+            *span = Span {
+                name: (name, field.name.len()),
+                value: (value, field.value.len()),
+            };
+        }
+        let head = buf.split_to(len).freeze();
+        let headers = header_map(&head, &spans[..count])?;
+        return finish(status, version, headers, method).map(Some);
+    }
+}
+
+/// Where a header field's name and value sit in the head.
+#[derive(Debug, Clone, Copy, Default)]
+struct Span {
+    /// Offset and length.
+    name: (usize, usize),
+    /// Offset and length.
+    value: (usize, usize),
+}
+
+fn header_map(head: &Bytes, spans: &[Span]) -> Result<HeaderMap, HeadError> {
+    let mut headers = HeaderMap::with_capacity(spans.len());
+    for span in spans {
+        let name = HeaderName::from_bytes(
+            head.get(span.name.0..span.name.0 + span.name.1)
+                .unwrap_or_default(),
+        )
+        .map_err(|_| HeadError::Malformed("header name".to_owned()))?;
+        let value =
+            HeaderValue::from_maybe_shared(head.slice(span.value.0..span.value.0 + span.value.1))
+                .map_err(|_| HeadError::Malformed(format!("value of {name}")))?;
+        headers.append(name, value);
+    }
+    Ok(headers)
+}
+
+fn finish(
+    status: StatusCode,
+    version: Version,
+    headers: HeaderMap,
+    method: &Method,
+) -> Result<ResponseHead, HeadError> {
+    let close = has_token(&headers, CONNECTION, "close");
+    let keep_alive = if version == Version::HTTP_10 {
+        has_token(&headers, CONNECTION, "keep-alive") && !close
+    } else {
+        !close
+    };
+    let chunked = headers
+        .get_all(TRANSFER_ENCODING)
+        .iter()
+        .next_back()
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.rsplit(',').next())
+        .map(|last| last.trim().eq_ignore_ascii_case("chunked"));
+    // Content-Length: absent (`None`), or every value the same (`Some(Some(n))`).
+    let mut length: Option<Option<u64>> = None;
+    for value in &headers.get_all(CONTENT_LENGTH) {
+        for part in value.to_str().unwrap_or("x").split(',') {
+            let n = part.trim().parse::<u64>().ok();
+            length = match length {
+                None => Some(n),
+                Some(previous) if previous == n => Some(previous),
+                Some(_) => Some(None),
+            };
+        }
+    }
+    let (framing, keep_alive) = if *method == Method::HEAD
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+    {
+        (
+            ResponseFraming::Length(0),
+            keep_alive && status != StatusCode::SWITCHING_PROTOCOLS,
+        )
+    } else {
+        match (chunked, length) {
+            (Some(true), None) => (ResponseFraming::Chunked, keep_alive),
+            // Both framings: the coding wins, and the connection is not trusted further.
+            (Some(true), Some(_)) => (ResponseFraming::Chunked, false),
+            (Some(false), _) | (None, None) => (ResponseFraming::Close, false),
+            (None, Some(Some(n))) => (ResponseFraming::Length(n), keep_alive),
+            // RFC 9112 §6.3: an invalid length is an unrecoverable error.
+            (None, Some(None)) => {
+                return Err(HeadError::Malformed("invalid Content-Length".to_owned()));
+            }
+        }
+    };
+    let mut response = Response::new(());
+    *response.status_mut() = status;
+    *response.version_mut() = version;
+    *response.headers_mut() = headers;
+    Ok(ResponseHead {
+        response,
+        framing,
+        keep_alive,
+    })
+}
+
+/// Whether a comma-separated header holds `token` (case-insensitive).
+fn has_token(headers: &HeaderMap, name: HeaderName, token: &str) -> bool {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
+}
+
+#[cfg(test)]
+mod tests {
+    use http::Request;
+
+    use super::*;
+
+    fn parse(raw: &str, method: Method) -> (Result<Option<ResponseHead>, HeadError>, BytesMut) {
+        let mut buf = BytesMut::from(raw);
+        let head = parse_response(&mut buf, &method);
+        (head, buf)
+    }
+
+    fn head(raw: &str) -> ResponseHead {
+        match parse(raw, Method::GET).0 {
+            Ok(Some(head)) => head,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_sized_response_keeps_its_body_bytes_in_the_buffer() {
+        let (head, rest) = parse(
+            "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A: b\r\n\r\nhello",
+            Method::GET,
+        );
+        let head = head.expect("parsed").expect("complete");
+        assert_eq!(head.framing, ResponseFraming::Length(5));
+        assert!(head.keep_alive);
+        assert_eq!(head.response.headers()["x-a"], "b");
+        assert_eq!(&rest[..], b"hello");
+    }
+
+    #[test]
+    fn incomplete_heads_ask_for_more() {
+        assert!(matches!(
+            parse("HTTP/1.1 200 OK\r\nContent-Le", Method::GET).0,
+            Ok(None)
+        ));
+    }
+
+    #[test]
+    fn interim_responses_are_skipped() {
+        let head = head("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n");
+        assert_eq!(head.response.status(), StatusCode::NO_CONTENT);
+        assert_eq!(head.framing, ResponseFraming::Length(0));
+    }
+
+    #[test]
+    fn framing_follows_rfc_9112() {
+        let chunked = head("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n");
+        assert_eq!(chunked.framing, ResponseFraming::Chunked);
+        assert!(chunked.keep_alive);
+        let both =
+            head("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n");
+        assert_eq!(both.framing, ResponseFraming::Chunked);
+        assert!(!both.keep_alive, "a response with both framings closes");
+        let unframed = head("HTTP/1.1 200 OK\r\n\r\n");
+        assert_eq!(unframed.framing, ResponseFraming::Close);
+        assert!(!unframed.keep_alive);
+        let conflicting = "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n";
+        assert!(matches!(
+            parse(conflicting, Method::GET).0,
+            Err(HeadError::Malformed(_))
+        ));
+        let repeated = head("HTTP/1.1 200 OK\r\nContent-Length: 3, 3\r\n\r\n");
+        assert_eq!(repeated.framing, ResponseFraming::Length(3));
+        let head_answer = parse("HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n", Method::HEAD).0;
+        let head_answer = head_answer.expect("parsed").expect("complete");
+        assert_eq!(head_answer.framing, ResponseFraming::Length(0));
+        assert!(head_answer.keep_alive);
+    }
+
+    #[test]
+    fn connection_close_and_http_1_0_end_the_connection() {
+        assert!(
+            !head("HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n").keep_alive
+        );
+        assert!(!head("HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n").keep_alive);
+        assert!(
+            head("HTTP/1.0 200 OK\r\nConnection: Keep-Alive\r\nContent-Length: 0\r\n\r\n")
+                .keep_alive
+        );
+    }
+
+    #[test]
+    fn malformed_and_oversized_heads_fail() {
+        assert!(matches!(
+            parse("HTTP/1.1 abc\r\n\r\n", Method::GET).0,
+            Err(HeadError::Malformed(_))
+        ));
+        let many: String = (0..=MAX_HEADERS).map(|i| format!("x-{i}: v\r\n")).collect();
+        assert!(matches!(
+            parse(&format!("HTTP/1.1 200 OK\r\n{many}\r\n"), Method::GET).0,
+            Err(HeadError::TooLarge)
+        ));
+        let huge = format!("HTTP/1.1 200 OK\r\nx: {}", "a".repeat(MAX_HEAD_BYTES + 1));
+        assert!(matches!(
+            parse(&huge, Method::GET).0,
+            Err(HeadError::TooLarge)
+        ));
+    }
+
+    fn encoded(request: Request<()>, end: bool, len: Option<u64>) -> (String, RequestFraming) {
+        let (parts, ()) = request.into_parts();
+        let mut out = Vec::new();
+        let framing = encode_request(&mut out, &parts, end, len);
+        (String::from_utf8(out).expect("utf-8"), framing)
+    }
+
+    #[test]
+    fn request_heads_carry_the_framing_their_body_needs() {
+        let get = Request::get("/a?b=c")
+            .header("host", "example.com")
+            .body(())
+            .expect("request");
+        assert_eq!(
+            encoded(get, true, Some(0)),
+            (
+                "GET /a?b=c HTTP/1.1\r\nhost: example.com\r\n\r\n".to_owned(),
+                RequestFraming::Empty
+            )
+        );
+        let post = Request::post("/").body(()).expect("request");
+        let (text, framing) = encoded(post, true, Some(0));
+        assert!(text.ends_with("content-length: 0\r\n\r\n"), "{text}");
+        assert_eq!(framing, RequestFraming::Empty);
+        let sized = Request::post("/").body(()).expect("request");
+        let (text, framing) = encoded(sized, false, Some(7));
+        assert!(text.contains("content-length: 7\r\n"), "{text}");
+        assert_eq!(framing, RequestFraming::Length(7));
+        let streamed = Request::post("/")
+            .header("transfer-encoding", "chunked")
+            .body(())
+            .expect("request");
+        let (text, framing) = encoded(streamed, false, None);
+        assert_eq!(text.matches("transfer-encoding").count(), 1, "{text}");
+        assert_eq!(framing, RequestFraming::Chunked);
+    }
+}

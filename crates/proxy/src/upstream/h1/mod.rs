@@ -1,0 +1,298 @@
+//! HTTP/1.1 exchanges with endpoints, driven by the request that makes them.
+//!
+//! A proxied request is one write and one read on the upstream side, and this module does just
+//! that, on the request's own task: the request head is encoded into the connection's buffer
+//! and written (the body after it, sized or chunked), the response head is parsed from the
+//! connection's read buffer ([`codec`]), and the response body is decoded from the same buffer
+//! as the client connection asks for it ([`H1Body`]). No connection task, channel or timer sits
+//! between the client's request and the endpoint's socket. When the body has ended cleanly the
+//! connection goes back to the endpoint's idle list of the calling worker ([`IdlePool`]).
+//!
+//! An idle connection is watched by nobody, so an endpoint closing it is noticed when it is
+//! next taken: the pool reads from it first and drops it if it has ended. A request that a
+//! reused connection refused before a byte of it was written is handed back
+//! ([`SendError::Unsent`]) to be sent on a new connection; one that may have been written is not
+//! (retries are the route's policy).
+
+mod body;
+mod codec;
+mod pool;
+
+use std::{
+    future::poll_fn,
+    io::{self, IoSlice},
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll, ready},
+};
+
+pub use body::H1Body;
+use bytes::{Buf, Bytes, BytesMut};
+use http::{HeaderMap, Request, Response};
+use hyper::body::Body as HttpBody;
+pub use pool::{IDLE_TIMEOUT, IdlePool};
+use tokio::io::AsyncWrite;
+
+use self::codec::RequestFraming;
+use super::{Endpoint, UpstreamIo};
+use crate::body::Body;
+
+/// Read buffer growth: when less than this is free, room for [`READ_CHUNK`] more is made.
+const READ_SPARE: usize = 2048;
+/// Bytes read at most per read call (a body's frames are at most this large).
+const READ_CHUNK: usize = 16 * 1024;
+
+/// An open connection to an endpoint, between exchanges or during one.
+pub struct H1Conn {
+    io: UpstreamIo,
+    /// Bytes read and not yet consumed: a response head, body bytes.
+    read: BytesMut,
+    /// The request head being written (kept between exchanges for its capacity).
+    head: Vec<u8>,
+    idle_since_ms: u64,
+    reused: bool,
+}
+
+impl std::fmt::Debug for H1Conn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("H1Conn")
+            .field("reused", &self.reused)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why [`H1Conn::send`] failed.
+#[derive(Debug)]
+pub enum SendError {
+    /// A reused connection failed before any byte of the request was written; here the request
+    /// is back, to send on a new connection.
+    Unsent(Box<Request<Body>>),
+    /// The exchange failed; the request may have reached the endpoint.
+    Failed(io::Error),
+}
+
+impl H1Conn {
+    /// A connection over a freshly connected `io`.
+    pub fn new(io: UpstreamIo) -> Self {
+        Self {
+            io,
+            read: BytesMut::with_capacity(READ_CHUNK),
+            head: Vec::with_capacity(1024),
+            idle_since_ms: 0,
+            reused: false,
+        }
+    }
+
+    /// Reads what the endpoint sent into the read buffer. `Ok(0)`: the endpoint closed.
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        if self.read.capacity() - self.read.len() < READ_SPARE {
+            self.read.reserve(READ_CHUNK);
+        }
+        tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.read)
+    }
+
+    /// Sends `request` (origin-form target, `Host` set) and reads the response head. The
+    /// response body streams from this connection, which returns to `endpoint`'s idle list
+    /// after it.
+    pub async fn send(
+        mut self,
+        request: Request<Body>,
+        endpoint: &Arc<Endpoint>,
+    ) -> Result<Response<H1Body>, SendError> {
+        let (parts, body) = request.into_parts();
+        let framing = codec::encode_request(
+            &mut self.head,
+            &parts,
+            body.is_end_stream(),
+            body.size_hint().exact(),
+        );
+        let mut written = 0;
+        let wrote = poll_fn(|cx| {
+            while written < self.head.len() {
+                let head = self.head.get(written..).unwrap_or_default();
+                match ready!(Pin::new(&mut self.io).poll_write(cx, head)) {
+                    Ok(0) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                    Ok(n) => written += n,
+                    Err(error) => return Poll::Ready(Err(error)),
+                }
+            }
+            Poll::Ready(Ok(()))
+        })
+        .await;
+        if let Err(error) = wrote {
+            if written == 0 && self.reused {
+                return Err(SendError::Unsent(Box::new(Request::from_parts(
+                    parts, body,
+                ))));
+            }
+            return Err(SendError::Failed(error));
+        }
+        let method = parts.method;
+        let mut writer = BodyWriter::new(body, framing);
+        let head = poll_fn(|cx| {
+            if !writer.done
+                && let Poll::Ready(Err(error)) = writer.poll(&mut self.io, cx)
+            {
+                return Poll::Ready(Err(error));
+            }
+            loop {
+                if !self.read.is_empty() {
+                    match codec::parse_response(&mut self.read, &method) {
+                        Ok(Some(head)) => return Poll::Ready(Ok(head)),
+                        Ok(None) => {}
+                        Err(error) => {
+                            return Poll::Ready(Err(io::Error::new(
+                                io::ErrorKind::InvalidData,
+                                error,
+                            )));
+                        }
+                    }
+                }
+                match ready!(self.poll_fill(cx)) {
+                    Ok(0) => {
+                        return Poll::Ready(Err(io::Error::new(
+                            io::ErrorKind::UnexpectedEof,
+                            "the endpoint closed the connection before a response",
+                        )));
+                    }
+                    Ok(_) => {}
+                    Err(error) => return Poll::Ready(Err(error)),
+                }
+            }
+        })
+        .await
+        .map_err(SendError::Failed)?;
+        // A response that came before the whole request body leaves the request unfinished on
+        // this connection: it is not reused.
+        let keep_alive = head.keep_alive && writer.done;
+        let endpoint = endpoint.clone();
+        Ok(head
+            .response
+            .map(|()| H1Body::new(self, head.framing, keep_alive, endpoint)))
+    }
+}
+
+/// Writes a request body in its framing, frame by frame as the client sends it.
+struct BodyWriter {
+    body: Body,
+    framing: RequestFraming,
+    /// Bytes taken from the body and not yet written, in order.
+    pending: Vec<Bytes>,
+    /// Bytes the body has produced so far (checked against a declared length).
+    produced: u64,
+    flushing: bool,
+    done: bool,
+}
+
+impl BodyWriter {
+    fn new(body: Body, framing: RequestFraming) -> Self {
+        Self {
+            body,
+            framing,
+            pending: Vec::new(),
+            produced: 0,
+            flushing: false,
+            done: framing == RequestFraming::Empty,
+        }
+    }
+
+    /// Makes progress; `Ready(Ok)` once the whole body is written and flushed.
+    fn poll(&mut self, io: &mut UpstreamIo, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        loop {
+            while !self.pending.is_empty() {
+                let mut slices = [IoSlice::new(&[]); 4];
+                for (slot, bytes) in slices.iter_mut().zip(&self.pending) {
+                    *slot = IoSlice::new(bytes);
+                }
+                let count = self.pending.len().min(slices.len());
+                let n = ready!(Pin::new(&mut *io).poll_write_vectored(cx, &slices[..count]))?;
+                if n == 0 {
+                    return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+                }
+                self.consume(n);
+            }
+            if self.flushing {
+                ready!(Pin::new(&mut *io).poll_flush(cx))?;
+                self.done = true;
+                return Poll::Ready(Ok(()));
+            }
+            let frame = ready!(Pin::new(&mut self.body).poll_frame(cx));
+            match frame {
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) => self.queue_data(data)?,
+                    Err(frame) => {
+                        if let Ok(trailers) = frame.into_trailers() {
+                            self.queue_end(Some(&trailers))?;
+                        }
+                    }
+                },
+                Some(Err(error)) => return Poll::Ready(Err(io::Error::other(error))),
+                None => self.queue_end(None)?,
+            }
+        }
+    }
+
+    fn consume(&mut self, mut n: usize) {
+        while n > 0 {
+            let Some(first) = self.pending.first_mut() else {
+                return;
+            };
+            if first.len() > n {
+                first.advance(n);
+                return;
+            }
+            n -= first.len();
+            self.pending.remove(0);
+        }
+    }
+
+    fn queue_data(&mut self, data: Bytes) -> io::Result<()> {
+        if data.is_empty() {
+            return Ok(());
+        }
+        self.produced += data.len() as u64;
+        match self.framing {
+            RequestFraming::Chunked => {
+                self.pending
+                    .push(Bytes::from(format!("{:x}\r\n", data.len())));
+                self.pending.push(data);
+                self.pending.push(Bytes::from_static(b"\r\n"));
+            }
+            RequestFraming::Length(declared) if self.produced > declared => {
+                return Err(too_long());
+            }
+            _ => self.pending.push(data),
+        }
+        Ok(())
+    }
+
+    /// The body has ended (with `trailers`, sent only in the chunked framing).
+    fn queue_end(&mut self, trailers: Option<&HeaderMap>) -> io::Result<()> {
+        match self.framing {
+            RequestFraming::Chunked => {
+                let mut end = b"0\r\n".to_vec();
+                for (name, value) in trailers.into_iter().flatten() {
+                    end.extend_from_slice(name.as_str().as_bytes());
+                    end.extend_from_slice(b": ");
+                    end.extend_from_slice(value.as_bytes());
+                    end.extend_from_slice(b"\r\n");
+                }
+                end.extend_from_slice(b"\r\n");
+                self.pending.push(Bytes::from(end));
+            }
+            RequestFraming::Length(declared) if self.produced != declared => {
+                return Err(too_long());
+            }
+            _ => {}
+        }
+        self.flushing = true;
+        Ok(())
+    }
+}
+
+fn too_long() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        "the request body does not match its Content-Length",
+    )
+}
