@@ -1,5 +1,7 @@
 //! Hostnames: the request's host, and the patterns virtual hosts are selected by.
 
+use std::borrow::Cow;
+
 use http::{Request, header::HOST};
 
 /// A hostname pattern of a virtual host.
@@ -48,12 +50,18 @@ impl HostPattern {
 
 /// The host a request is for, lower case and without port: the URI authority (HTTP/2 and
 /// absolute-form requests) or else the `Host` header.
-pub fn request_host<B>(req: &Request<B>) -> Option<String> {
+/// Borrowed from the request unless it had to be lowercased.
+pub fn request_host<B>(req: &Request<B>) -> Option<Cow<'_, str>> {
     let raw = match req.uri().host() {
         Some(host) => host,
         None => req.headers().get(HOST)?.to_str().ok()?,
     };
-    Some(strip_port(raw).to_ascii_lowercase())
+    let host = strip_port(raw);
+    Some(if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(host.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(host)
+    })
 }
 
 /// Drops a `:port` suffix, keeping bracketed IPv6 literals whole.

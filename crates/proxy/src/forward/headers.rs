@@ -31,6 +31,11 @@ static HOP_BY_HOP: [HeaderName; 8] = [
     HeaderName::from_static("proxy-connection"),
 ];
 
+/// A peer address as the value `X-Forwarded-For` gives it.
+pub fn peer_value(peer: IpAddr) -> HeaderValue {
+    HeaderValue::try_from(peer.to_string()).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
 /// Removes hop-by-hop headers, including every header the `Connection` header names.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     // Most messages carry none: one pass over the names instead of a lookup per name.
@@ -84,30 +89,31 @@ pub fn upgrade_request(version: Version, headers: &HeaderMap) -> Option<HeaderVa
 /// Sets `X-Forwarded-For`, `-Proto` and `-Host`. Values from the client are kept (and
 /// `X-Forwarded-For` extended) only when the peer is a trusted proxy; otherwise they are
 /// replaced, so a client cannot spoof them.
+///
+/// `peer` is the peer's address as a header value ([`peer_value`]), made once per connection.
 pub fn set_forwarded(
     headers: &mut HeaderMap,
-    peer: IpAddr,
+    peer: &HeaderValue,
     trusted: bool,
     scheme: Scheme,
     original_host: Option<HeaderValue>,
 ) {
-    let peer_text = peer.to_string();
-    let xff = if trusted {
-        let previous: Vec<&str> = headers
+    let previous: Vec<&str> = if trusted {
+        headers
             .get_all(&X_FORWARDED_FOR)
             .iter()
             .filter_map(|v| v.to_str().ok())
-            .collect();
-        if previous.is_empty() {
-            peer_text
-        } else {
-            format!("{}, {peer_text}", previous.join(", "))
-        }
+            .collect()
     } else {
-        peer_text
+        Vec::new()
     };
-    // The string's buffer becomes the value: no copy.
-    if let Ok(value) = HeaderValue::from_maybe_shared(bytes::Bytes::from(xff)) {
+    let xff = if previous.is_empty() {
+        Ok(peer.clone())
+    } else {
+        let peer = peer.to_str().unwrap_or_default();
+        HeaderValue::try_from(format!("{}, {peer}", previous.join(", ")))
+    };
+    if let Ok(value) = xff {
         headers.insert(&X_FORWARDED_FOR, value);
     }
     if !(trusted && headers.contains_key(&X_FORWARDED_PROTO)) {
@@ -180,7 +186,7 @@ mod tests {
         let peer: IpAddr = "203.0.113.1".parse().expect("ip");
         set_forwarded(
             &mut h,
-            peer,
+            &peer_value(peer),
             false,
             Scheme::Http,
             Some(HeaderValue::from_static("shop.example")),
@@ -197,7 +203,7 @@ mod tests {
             ("x-forwarded-proto", "https"),
         ]);
         let peer: IpAddr = "10.0.0.2".parse().expect("ip");
-        set_forwarded(&mut h, peer, true, Scheme::Http, None);
+        set_forwarded(&mut h, &peer_value(peer), true, Scheme::Http, None);
         assert_eq!(h["x-forwarded-for"], "1.1.1.1, 10.0.0.2");
         assert_eq!(h["x-forwarded-proto"], "https");
     }

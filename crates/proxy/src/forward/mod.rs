@@ -16,7 +16,7 @@ use std::{net::SocketAddr, sync::Arc};
 pub use attempt::{Failure, RequestTemplate, UpstreamBody, backoff, retryable};
 use bytes::Bytes;
 pub use exchange::{Exchange, ObservedBody};
-pub use headers::{set_forwarded, strip_hop_by_hop, upgrade_request};
+pub use headers::{peer_value, set_forwarded, strip_hop_by_hop, upgrade_request};
 use http::{
     HeaderValue, Request, Response, StatusCode, Version,
     header::{CONNECTION, CONTENT_TYPE, LOCATION, ORIGIN},
@@ -53,6 +53,20 @@ pub struct Connection {
     pub port: u16,
     /// `http` or `https`.
     pub scheme: Scheme,
+    /// The peer's address as `X-Forwarded-For` gives it (made once, shared by every request).
+    pub peer_value: HeaderValue,
+}
+
+impl Connection {
+    /// A connection from `peer`, accepted on `port`.
+    pub fn new(peer: SocketAddr, port: u16, scheme: Scheme) -> Self {
+        Self {
+            peer,
+            port,
+            scheme,
+            peer_value: peer_value(peer.ip()),
+        }
+    }
 }
 
 impl Gateway {
@@ -102,7 +116,7 @@ impl Gateway {
         // closed, so that nothing sent after it is read as another request. hyper's parser hides
         // the conflict; the server sees it in the raw bytes and marks the request.
         if req.extensions().get::<FramingConflict>().is_some() {
-            exchange.host = request_host(&req).unwrap_or_default();
+            exchange.host = request_host(&req).unwrap_or_default().into_owned();
             if self.settings.access_log {
                 exchange.path = req.uri().path().to_owned();
             }
@@ -129,11 +143,14 @@ impl Gateway {
         if self.settings.access_log {
             exchange.path = path.to_owned();
         }
-        exchange.host = request_host(&req).unwrap_or_default();
+        let host = request_host(&req).unwrap_or_default();
+        if self.settings.access_log {
+            exchange.host = host.to_string();
+        }
         let Some(listener) = table.listener(conn.port) else {
             return local(StatusCode::NOT_FOUND);
         };
-        let Some(entry) = listener.route(&req, &exchange.host, path) else {
+        let Some(entry) = listener.route(&req, &host, path) else {
             return local(StatusCode::NOT_FOUND);
         };
         let rule = &entry.rule;
@@ -151,7 +168,7 @@ impl Gateway {
             Action::Redirect(redirect) => {
                 let location = redirect.location(RedirectRequest {
                     scheme: conn.scheme,
-                    host: &exchange.host,
+                    host: &host,
                     path,
                     query: req.uri().query(),
                     listener_port: conn.port,

@@ -42,7 +42,7 @@ pub fn template(
     }
     set_forwarded(
         &mut headers,
-        conn.peer.ip(),
+        &conn.peer_value,
         trusted,
         conn.scheme,
         original_host,

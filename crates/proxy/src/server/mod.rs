@@ -9,7 +9,9 @@ pub mod workers;
 use std::{
     collections::HashMap,
     convert::Infallible,
+    future::Future,
     net::SocketAddr,
+    pin::Pin,
     sync::{
         Arc, Mutex,
         atomic::{AtomicU64, AtomicUsize, Ordering},
@@ -20,11 +22,13 @@ use std::{
 use activity::ActivityIo;
 use framing::ConflictingFraming;
 use http::Version;
-use hyper::{Request, body::Incoming, service::service_fn};
-use hyper_util::{
-    rt::{TokioExecutor, TokioIo, TokioTimer},
-    server::conn::auto,
+use hyper::{
+    Request,
+    body::Incoming,
+    server::conn::{http1, http2},
+    service::service_fn,
 };
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::{
     io::{AsyncRead, AsyncWrite},
     net::TcpListener,
@@ -34,6 +38,7 @@ use tokio::{
 use workers::{WORKER_COUNT, Worker};
 
 use crate::{
+    body::Body,
     clock::now_ms,
     filters::Scheme,
     forward::{Connection, FramingConflict},
@@ -77,21 +82,87 @@ impl Default for ServerLimits {
 }
 
 /// The HTTP/1.1 and HTTP/2 settings of client connections, from `limits`.
-fn http_builder(limits: &ServerLimits) -> auto::Builder<TokioExecutor> {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
-        .max_headers(limits.max_headers)
-        .max_buf_size(limits.max_header_bytes.max(8192));
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
-        .max_concurrent_streams(limits.max_concurrent_streams)
-        .keep_alive_interval(Duration::from_secs(30));
-    builder
+#[derive(Debug, Clone)]
+struct Protocols {
+    http1: http1::Builder,
+    http2: http2::Builder<TokioExecutor>,
+}
+
+impl Protocols {
+    fn new(limits: &ServerLimits) -> Self {
+        let mut http1 = http1::Builder::new();
+        http1
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.header_read_timeout)
+            .max_headers(limits.max_headers)
+            .max_header_size(limits.max_header_bytes)
+            .max_buf_size(limits.max_header_bytes.max(8192));
+        let mut http2 = http2::Builder::new(TokioExecutor::new());
+        http2
+            .timer(TokioTimer::new())
+            .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+            .max_concurrent_streams(limits.max_concurrent_streams)
+            .keep_alive_interval(Duration::from_secs(30));
+        Self { http1, http2 }
+    }
+}
+
+/// The HTTP/2 connection preface (RFC 9113 §3.4): what a client speaking HTTP/2 without TLS
+/// sends first.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Whether a cleartext client speaks HTTP/2 (prior knowledge), from its first bytes, read
+/// without consuming them. `None` when the client closed or sent nothing in time.
+async fn speaks_h2(stream: &tokio::net::TcpStream, timeout: Duration) -> Option<bool> {
+    let sniff = async {
+        let mut start = [0u8; H2_PREFACE.len()];
+        loop {
+            let n = stream.peek(&mut start).await.ok()?;
+            let seen = start.get(..n)?;
+            if n == 0 {
+                return None;
+            }
+            if !H2_PREFACE.starts_with(seen) {
+                return Some(false);
+            }
+            if n == H2_PREFACE.len() {
+                return Some(true);
+            }
+            // Part of the preface so far (rare: clients send it in one packet). Peeking again
+            // at once would find the same bytes.
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    };
+    tokio::time::timeout(timeout, sniff).await.ok().flatten()
+}
+
+/// A client connection being served, whichever protocol it speaks.
+trait Served: Future<Output = hyper::Result<()>> {
+    /// Finishes the requests in flight, refuses new ones and closes.
+    fn shut_down(self: Pin<&mut Self>);
+}
+
+impl<I, S> Served for http1::UpgradeableConnection<I, S>
+where
+    S: hyper::service::HttpService<Incoming, ResBody = Body>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    fn shut_down(self: Pin<&mut Self>) {
+        self.graceful_shutdown();
+    }
+}
+
+impl<I, S> Served for http2::Connection<I, S, TokioExecutor>
+where
+    S: hyper::service::HttpService<Incoming, ResBody = Body>,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    fn shut_down(self: Pin<&mut Self>) {
+        self.graceful_shutdown();
+    }
 }
 
 /// Counts open connections and wakes the drain when the last one closes.
@@ -139,7 +210,7 @@ pub struct Server {
     workers: Vec<Worker>,
     next_worker: AtomicUsize,
     /// The HTTP/1.1 and HTTP/2 settings every connection is served with.
-    http: auto::Builder<TokioExecutor>,
+    protocols: Protocols,
 }
 
 impl Server {
@@ -167,7 +238,7 @@ impl Server {
             connections: Arc::new(Connections::default()),
             workers,
             next_worker: AtomicUsize::new(0),
-            http: http_builder(&limits),
+            protocols: Protocols::new(&limits),
             limits,
         })
     }
@@ -326,21 +397,27 @@ impl Server {
                     tokio::time::timeout(self.limits.header_read_timeout, acceptor.accept(stream))
                         .await;
                 if let Ok(Ok(stream)) = handshake {
-                    self.serve_http(stream, peer, port, Scheme::Https).await;
+                    // RFC 9113 §3.3: over TLS, HTTP/2 is chosen by ALPN.
+                    let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+                    self.serve_http(stream, peer, port, Scheme::Https, h2).await;
                 }
             }
-            None => self.serve_http(stream, peer, port, Scheme::Http).await,
+            None => {
+                if let Some(h2) = speaks_h2(&stream, self.limits.header_read_timeout).await {
+                    self.serve_http(stream, peer, port, Scheme::Http, h2).await;
+                }
+            }
         }
     }
 
-    async fn serve_http<T>(&self, stream: T, peer: SocketAddr, port: u16, scheme: Scheme)
+    async fn serve_http<T>(&self, stream: T, peer: SocketAddr, port: u16, scheme: Scheme, h2: bool)
     where
         T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let activity = Arc::new(AtomicU64::new(0));
         let conflicts = Arc::new(ConflictingFraming::default());
         let io = TokioIo::new(ActivityIo::new(stream, activity.clone(), conflicts.clone()));
-        let conn_info = Arc::new(Connection { peer, port, scheme });
+        let conn_info = Arc::new(Connection::new(peer, port, scheme));
         let gateway = self.gateway.clone();
         let service = service_fn(move |mut req: Request<Incoming>| {
             let gateway = gateway.clone();
@@ -352,7 +429,22 @@ impl Server {
             }
             async move { Ok::<_, Infallible>(gateway.handle(conn_info, req).await) }
         });
-        let conn = self.http.serve_connection_with_upgrades(io, service);
+        if h2 {
+            let conn = self.protocols.http2.serve_connection(io, service);
+            self.drive(conn, peer, activity).await;
+        } else {
+            let conn = self
+                .protocols
+                .http1
+                .serve_connection(io, service)
+                .with_upgrades();
+            self.drive(conn, peer, activity).await;
+        }
+    }
+
+    /// Serves `conn` until it ends: closed gracefully when the server shuts down or when no
+    /// byte moved (per `activity`) for the idle timeout.
+    async fn drive<C: Served>(&self, conn: C, peer: SocketAddr, activity: Arc<AtomicU64>) {
         tokio::pin!(conn);
         let mut shutdown = self.shutdown.subscribe();
         let idle = self.limits.idle_timeout;
@@ -361,7 +453,7 @@ impl Server {
         let (mut last_count, mut quiet_since) = (0u64, now_ms());
         let mut closing = *shutdown.borrow();
         if closing {
-            conn.as_mut().graceful_shutdown();
+            conn.as_mut().shut_down();
         }
         loop {
             tokio::select! {
@@ -374,7 +466,7 @@ impl Server {
                 changed = shutdown.changed(), if !closing => {
                     if changed.is_err() || *shutdown.borrow() {
                         closing = true;
-                        conn.as_mut().graceful_shutdown();
+                        conn.as_mut().shut_down();
                     }
                 }
                 _ = ticker.tick(), if !closing => {
@@ -385,7 +477,7 @@ impl Server {
                     }
                     if now.saturating_sub(quiet_since) >= idle_ms {
                         closing = true;
-                        conn.as_mut().graceful_shutdown();
+                        conn.as_mut().shut_down();
                     }
                 }
             }

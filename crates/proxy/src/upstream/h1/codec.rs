@@ -1,6 +1,8 @@
 //! HTTP/1.1 message framing towards endpoints (RFC 9112): the request head Portcullis writes,
 //! the response head it parses, and how long the response body is.
 
+use std::mem::MaybeUninit;
+
 use bytes::{Bytes, BytesMut};
 use http::{
     HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, Version,
@@ -115,16 +117,26 @@ pub enum HeadError {
 }
 
 /// Parses a response head at the start of `buf`. `Ok(None)`: incomplete, read more. On success
-/// the head's bytes are taken out of `buf` (header values share them, no copy); an interim
+/// the head's bytes are taken out of `buf` (header values share them, no copy) and its fields
+/// go into `headers` (cleared first, taken: the request's map lends its capacity); an interim
 /// (1xx) response other than 101 is consumed and skipped.
+///
+/// `spans` is scratch space, kept by the caller for its capacity.
 pub fn parse_response(
     buf: &mut BytesMut,
     method: &Method,
+    headers: &mut HeaderMap,
+    spans: &mut Vec<Span>,
 ) -> Result<Option<ResponseHead>, HeadError> {
     loop {
-        let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut parsed = httparse::Response::new(&mut fields);
-        let len = match parsed.parse(buf) {
+        let mut fields = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+        let mut parsed = httparse::Response::new(&mut []);
+        let parse = httparse::ParserConfig::default().parse_response_with_uninit_headers(
+            &mut parsed,
+            buf,
+            &mut fields,
+        );
+        let len = match parse {
             Ok(httparse::Status::Complete(len)) => len,
             Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD_BYTES => {
                 return Err(HeadError::TooLarge);
@@ -146,33 +158,30 @@ pub fn parse_response(
         };
         // Where each field sits in the head, so that values can share the head's bytes.
         let base = buf.as_ptr() as usize;
-        let mut spans = [Span::default(); MAX_HEADERS];
-        let count = parsed.headers.len();
-        for (span, field) in spans.iter_mut().zip(parsed.headers.iter()) {
-            let name = field.name.as_ptr() as usize - base;
-            let value = field.value.as_ptr() as usize - base;
-            *span = Span {
-                name: (name, field.name.len()),
-                value: (value, field.value.len()),
-            };
-        }
+        spans.clear();
+        spans.extend(parsed.headers.iter().map(|field| Span {
+            name: (field.name.as_ptr() as usize - base, field.name.len()),
+            value: (field.value.as_ptr() as usize - base, field.value.len()),
+        }));
         let head = buf.split_to(len).freeze();
-        let headers = header_map(&head, &spans[..count])?;
+        let mut headers = std::mem::take(headers);
+        headers.clear();
+        fill_headers(&mut headers, &head, spans)?;
         return finish(status, version, headers, method).map(Some);
     }
 }
 
 /// Where a header field's name and value sit in the head.
 #[derive(Debug, Clone, Copy, Default)]
-struct Span {
+pub struct Span {
     /// Offset and length.
     name: (usize, usize),
     /// Offset and length.
     value: (usize, usize),
 }
 
-fn header_map(head: &Bytes, spans: &[Span]) -> Result<HeaderMap, HeadError> {
-    let mut headers = HeaderMap::with_capacity(spans.len());
+fn fill_headers(headers: &mut HeaderMap, head: &Bytes, spans: &[Span]) -> Result<(), HeadError> {
+    headers.reserve(spans.len());
     for span in spans {
         let name = HeaderName::from_bytes(
             head.get(span.name.0..span.name.0 + span.name.1)
@@ -184,7 +193,7 @@ fn header_map(head: &Bytes, spans: &[Span]) -> Result<HeaderMap, HeadError> {
                 .map_err(|_| HeadError::Malformed(format!("value of {name}")))?;
         headers.append(name, value);
     }
-    Ok(headers)
+    Ok(())
 }
 
 fn finish(
@@ -269,7 +278,7 @@ mod tests {
 
     fn parse(raw: &str, method: Method) -> (Result<Option<ResponseHead>, HeadError>, BytesMut) {
         let mut buf = BytesMut::from(raw);
-        let head = parse_response(&mut buf, &method);
+        let head = parse_response(&mut buf, &method, &mut HeaderMap::new(), &mut Vec::new());
         (head, buf)
     }
 

@@ -49,6 +49,8 @@ pub struct H1Conn {
     read: BytesMut,
     /// The request head being written (kept between exchanges for its capacity).
     head: Vec<u8>,
+    /// Where the response head's fields are (kept for its capacity).
+    spans: Vec<codec::Span>,
     idle_since_ms: u64,
     reused: bool,
 }
@@ -78,6 +80,7 @@ impl H1Conn {
             io,
             read: BytesMut::with_capacity(READ_CHUNK),
             head: Vec::with_capacity(1024),
+            spans: Vec::new(),
             idle_since_ms: 0,
             reused: false,
         }
@@ -128,6 +131,8 @@ impl H1Conn {
             return Err(SendError::Failed(error));
         }
         let method = parts.method;
+        // The request's header map, written out, holds the response's fields.
+        let mut headers = parts.headers;
         let mut writer = BodyWriter::new(body, framing);
         let head = poll_fn(|cx| {
             if !writer.done
@@ -137,7 +142,12 @@ impl H1Conn {
             }
             loop {
                 if !self.read.is_empty() {
-                    match codec::parse_response(&mut self.read, &method) {
+                    match codec::parse_response(
+                        &mut self.read,
+                        &method,
+                        &mut headers,
+                        &mut self.spans,
+                    ) {
                         Ok(Some(head)) => return Poll::Ready(Ok(head)),
                         Ok(None) => {}
                         Err(error) => {
