@@ -161,8 +161,13 @@ pub async fn send(
         exchange.attempt_deadline = policy
             .backend_timeout
             .and_then(|limit| tokio::time::Instant::now().checked_add(limit));
-        let call = backend.send(&endpoint, request, upgrade);
-        let result = match super::deadline::within(exchange.attempt_deadline, call).await {
+        // Built inside the `.await`: a future held in a local first is stored twice.
+        let result = match super::deadline::within(
+            exchange.attempt_deadline,
+            backend.send(&endpoint, request, upgrade),
+        )
+        .await
+        {
             Some(result) => result.map_err(classify),
             None => Err(Failure::Timeout),
         };

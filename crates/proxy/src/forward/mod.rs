@@ -260,8 +260,13 @@ impl Gateway {
             .policy
             .request_timeout
             .and_then(|limit| tokio::time::Instant::from_std(exchange.start).checked_add(limit));
-        let sent = attempt::send(self, backend, &rule.policy, template, body, hash, exchange);
-        let result = match deadline::within(request_deadline, sent).await {
+        // Built inside the `.await`: a future held in a local first is stored twice.
+        let result = match deadline::within(
+            request_deadline,
+            attempt::send(self, backend, &rule.policy, template, body, hash, exchange),
+        )
+        .await
+        {
             Some(result) => result,
             None => {
                 self.metrics
