@@ -17,7 +17,7 @@ use std::{
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use super::framing::{ConflictingFraming, FramingScanner};
+use super::framing::{ConflictingFraming, FramingScanner, HeadProgress};
 
 /// Wraps a stream, counts every read or write that moved bytes, and follows the request framing
 /// of what the client sends.
@@ -29,18 +29,25 @@ pub struct ActivityIo<T> {
     /// first conflict): from then on reads cost nothing extra.
     framing: Option<Box<FramingScanner>>,
     conflicts: Arc<ConflictingFraming>,
+    heads: Arc<HeadProgress>,
 }
 
 impl<T> ActivityIo<T> {
-    /// Wraps `inner`; `activity` is incremented on every read or write that moved bytes, and the
+    /// Wraps `inner`; `activity` is incremented on every read or write that moved bytes, the
     /// first request head carrying both `Content-Length` and `Transfer-Encoding` is recorded in
-    /// `conflicts`.
-    pub fn new(inner: T, activity: Arc<AtomicU64>, conflicts: Arc<ConflictingFraming>) -> Self {
+    /// `conflicts`, and whether a request head is being read in `heads`.
+    pub fn new(
+        inner: T,
+        activity: Arc<AtomicU64>,
+        conflicts: Arc<ConflictingFraming>,
+        heads: Arc<HeadProgress>,
+    ) -> Self {
         Self {
             inner,
             activity,
             framing: Some(Box::default()),
             conflicts,
+            heads,
         }
     }
 
@@ -53,6 +60,7 @@ impl<T> ActivityIo<T> {
             return;
         };
         scanner.feed(read);
+        self.heads.publish(scanner);
         if scanner.is_off() {
             if let Some(head) = scanner.conflicting_head() {
                 self.conflicts.record(head);

@@ -99,6 +99,8 @@ pub struct FramingScanner {
     head: Head,
     heads: u64,
     conflicting_head: Option<u64>,
+    /// Whether the scanner switched off in the middle of a request head.
+    off_in_head: bool,
 }
 
 impl Default for FramingScanner {
@@ -118,6 +120,24 @@ impl FramingScanner {
             head: Head::default(),
             heads: 0,
             conflicting_head: None,
+            off_in_head: false,
+        }
+    }
+
+    /// Request heads completed so far.
+    pub fn heads(&self) -> u64 {
+        self.heads
+    }
+
+    /// Whether a request head is awaited or being read: the connection's first head from the
+    /// start, later ones from their first byte to their empty line. Once the scanner is off,
+    /// whether it switched off in the middle of a head.
+    pub fn in_head(&self) -> bool {
+        match self.state {
+            State::Headers => true,
+            State::RequestLine => self.line_len > 0 || self.heads == 0,
+            State::Off => self.off_in_head,
+            _ => false,
         }
     }
 
@@ -205,9 +225,15 @@ impl FramingScanner {
         self.line_len = 0;
         self.line_cut = false;
         match self.state {
-            State::RequestLine => self.state = request_line(text),
+            State::RequestLine => {
+                self.state = request_line(text);
+                self.off_in_head = self.state == State::Off;
+            }
             State::Headers if text.is_empty() => self.end_head(),
-            State::Headers if !header_line(&mut self.head, text, cut) => self.state = State::Off,
+            State::Headers if !header_line(&mut self.head, text, cut) => {
+                self.state = State::Off;
+                self.off_in_head = true;
+            }
             _ => {}
         }
     }
@@ -394,6 +420,57 @@ impl ConflictingFraming {
     }
 }
 
+/// Whether an HTTP/1 connection is waiting for a request head, for the header read timeout,
+/// shared between the connection's reader (which follows the heads, see [`FramingScanner`]) and
+/// its service and supervisor.
+#[derive(Debug)]
+pub struct HeadProgress {
+    /// Heads completed, shifted left twice; [`OFF`] when the reader stopped following;
+    /// [`IN_HEAD`] while a head is awaited or being read.
+    state: AtomicU64,
+}
+
+/// Bit of [`HeadProgress::state`]: a head is awaited or being read.
+const IN_HEAD: u64 = 1;
+/// Bit of [`HeadProgress::state`]: the reader no longer follows the heads.
+const OFF: u64 = 2;
+
+impl Default for HeadProgress {
+    fn default() -> Self {
+        // A new connection awaits its first head.
+        Self {
+            state: AtomicU64::new(IN_HEAD),
+        }
+    }
+}
+
+impl HeadProgress {
+    /// Publishes what `scanner` saw so far.
+    pub fn publish(&self, scanner: &FramingScanner) {
+        let state = (scanner.heads() << 2)
+            | if scanner.is_off() { OFF } else { 0 }
+            | if scanner.in_head() { IN_HEAD } else { 0 };
+        self.state.store(state, Ordering::Relaxed);
+    }
+
+    /// A request was handed to the service: its head is complete. Only news once the reader
+    /// stopped following (an upgrade the backend refused, say): from then on no head counts as
+    /// in progress.
+    pub fn request_started(&self) {
+        let state = self.state.load(Ordering::Relaxed);
+        if state & (OFF | IN_HEAD) == OFF | IN_HEAD {
+            self.state.store(state & !IN_HEAD, Ordering::Relaxed);
+        }
+    }
+
+    /// The head being awaited or read, as a value that changes when another head starts or
+    /// the head completes; `None` between requests.
+    pub fn pending_head(&self) -> Option<u64> {
+        let state = self.state.load(Ordering::Relaxed);
+        (state & IN_HEAD != 0).then_some(state)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -408,6 +485,30 @@ mod tests {
         1a ; a=b;c=\"d\"\r\nabcdefghijklmnopqrstuvwxyz\r\n\
         0;last\r\nx-trailer: 1\r\nx-other: two\r\n\r\n";
     const BAD: &[u8] = b"POST /four HTTP/1.1\r\nHost: h\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
+
+    #[test]
+    fn heads_are_in_progress_from_their_first_byte_to_their_empty_line() {
+        let mut scanner = FramingScanner::new();
+        assert!(
+            scanner.in_head(),
+            "the first head is awaited from the start"
+        );
+        scanner.feed(b"GET / HTTP/1.1\r\nHost: h\r\n");
+        assert!(scanner.in_head());
+        scanner.feed(b"\r\n");
+        assert!(!scanner.in_head(), "between requests nothing is awaited");
+        scanner.feed(b"GE");
+        assert!(scanner.in_head());
+        assert_eq!(scanner.heads(), 1);
+        scanner.feed(b"T / HTTP/1.1\r\nUpgrade: websocket\r\n");
+        assert!(scanner.is_off());
+        assert!(scanner.in_head(), "switched off in the middle of a head");
+        let progress = HeadProgress::default();
+        progress.publish(&scanner);
+        assert!(progress.pending_head().is_some());
+        progress.request_started();
+        assert_eq!(progress.pending_head(), None);
+    }
 
     fn scan(input: &[u8]) -> FramingScanner {
         let mut scanner = FramingScanner::new();

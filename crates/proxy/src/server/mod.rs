@@ -20,7 +20,7 @@ use std::{
 };
 
 use activity::ActivityIo;
-use framing::ConflictingFraming;
+use framing::{ConflictingFraming, HeadProgress};
 use http::Version;
 use hyper::{
     Request,
@@ -92,8 +92,9 @@ impl Protocols {
     fn new(limits: &ServerLimits) -> Self {
         let mut http1 = http1::Builder::new();
         http1
-            .timer(TokioTimer::new())
-            .header_read_timeout(limits.header_read_timeout)
+            // The header read timeout is the connection supervisor's (see `Server::drive`): a
+            // timer per request costs more than the supervisor's timer per connection.
+            .header_read_timeout(None)
             .max_headers(limits.max_headers)
             .max_header_size(limits.max_header_bytes)
             .max_buf_size(limits.max_header_bytes.max(8192));
@@ -163,6 +164,26 @@ where
     fn shut_down(self: Pin<&mut Self>) {
         self.graceful_shutdown();
     }
+}
+
+/// A connection as accepted.
+#[derive(Debug, Clone, Copy)]
+struct Accepted {
+    peer: SocketAddr,
+    port: u16,
+    scheme: Scheme,
+    /// When it was accepted (`clock::now_ms`).
+    accepted_ms: u64,
+}
+
+/// What the connection supervisor watches.
+struct Watch {
+    /// Reads and writes that moved bytes.
+    activity: Arc<AtomicU64>,
+    /// The request head being read (HTTP/1).
+    heads: Option<Arc<HeadProgress>>,
+    /// When the connection was accepted.
+    accepted_ms: u64,
 }
 
 /// Counts open connections and wakes the drain when the last one closes.
@@ -385,6 +406,7 @@ impl Server {
         port: u16,
         _counted: Counted,
     ) {
+        let accepted_ms = now_ms();
         let tls = self
             .gateway
             .table()
@@ -399,58 +421,110 @@ impl Server {
                 if let Ok(Ok(stream)) = handshake {
                     // RFC 9113 §3.3: over TLS, HTTP/2 is chosen by ALPN.
                     let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
-                    self.serve_http(stream, peer, port, Scheme::Https, h2).await;
+                    let scheme = Scheme::Https;
+                    self.serve_http(
+                        stream,
+                        Accepted {
+                            peer,
+                            port,
+                            scheme,
+                            accepted_ms,
+                        },
+                        h2,
+                    )
+                    .await;
                 }
             }
             None => {
                 if let Some(h2) = speaks_h2(&stream, self.limits.header_read_timeout).await {
-                    self.serve_http(stream, peer, port, Scheme::Http, h2).await;
+                    let scheme = Scheme::Http;
+                    self.serve_http(
+                        stream,
+                        Accepted {
+                            peer,
+                            port,
+                            scheme,
+                            accepted_ms,
+                        },
+                        h2,
+                    )
+                    .await;
                 }
             }
         }
     }
 
-    async fn serve_http<T>(&self, stream: T, peer: SocketAddr, port: u16, scheme: Scheme, h2: bool)
+    async fn serve_http<T>(&self, stream: T, accepted: Accepted, h2: bool)
     where
         T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let activity = Arc::new(AtomicU64::new(0));
         let conflicts = Arc::new(ConflictingFraming::default());
-        let io = TokioIo::new(ActivityIo::new(stream, activity.clone(), conflicts.clone()));
-        let conn_info = Arc::new(Connection::new(peer, port, scheme));
+        let heads = Arc::new(HeadProgress::default());
+        let io = TokioIo::new(ActivityIo::new(
+            stream,
+            activity.clone(),
+            conflicts.clone(),
+            heads.clone(),
+        ));
+        let conn_info = Arc::new(Connection::new(
+            accepted.peer,
+            accepted.port,
+            accepted.scheme,
+        ));
         let gateway = self.gateway.clone();
+        let service_heads = heads.clone();
         let service = service_fn(move |mut req: Request<Incoming>| {
             let gateway = gateway.clone();
             let conn_info = conn_info.clone();
             // Counted here, as hyper hands over each request in order; HTTP/2 requests are not
             // counted (the scanner is off on HTTP/2 connections).
-            if req.version() <= Version::HTTP_11 && conflicts.next_request_conflicts() {
-                req.extensions_mut().insert(FramingConflict);
+            if req.version() <= Version::HTTP_11 {
+                service_heads.request_started();
+                if conflicts.next_request_conflicts() {
+                    req.extensions_mut().insert(FramingConflict);
+                }
             }
             async move { Ok::<_, Infallible>(gateway.handle(conn_info, req).await) }
         });
+        let watch = Watch {
+            activity,
+            // HTTP/2 has no request heads to wait for; its connections idle between streams.
+            heads: (!h2).then_some(heads),
+            accepted_ms: accepted.accepted_ms,
+        };
         if h2 {
             let conn = self.protocols.http2.serve_connection(io, service);
-            self.drive(conn, peer, activity).await;
+            self.drive(conn, accepted.peer, watch).await;
         } else {
             let conn = self
                 .protocols
                 .http1
                 .serve_connection(io, service)
                 .with_upgrades();
-            self.drive(conn, peer, activity).await;
+            self.drive(conn, accepted.peer, watch).await;
         }
     }
 
     /// Serves `conn` until it ends: closed gracefully when the server shuts down or when no
-    /// byte moved (per `activity`) for the idle timeout.
-    async fn drive<C: Served>(&self, conn: C, peer: SocketAddr, activity: Arc<AtomicU64>) {
+    /// byte moved for the idle timeout, and at once when a request head (the first from the
+    /// accept, later ones from their first byte) took longer than the header read timeout.
+    async fn drive<C: Served>(&self, conn: C, peer: SocketAddr, watch: Watch) {
         tokio::pin!(conn);
         let mut shutdown = self.shutdown.subscribe();
         let idle = self.limits.idle_timeout;
         let idle_ms = u64::try_from(idle.as_millis()).unwrap_or(u64::MAX);
-        let mut ticker = tokio::time::interval((idle / 4).max(Duration::from_millis(10)));
+        let header_timeout = self.limits.header_read_timeout;
+        let header_ms = u64::try_from(header_timeout.as_millis()).unwrap_or(u64::MAX);
+        let period = (idle.min(header_timeout) / 4).max(Duration::from_millis(10));
+        let mut ticker = tokio::time::interval(period);
         let (mut last_count, mut quiet_since) = (0u64, now_ms());
+        // The head awaited and since when.
+        let mut head_since = watch
+            .heads
+            .as_ref()
+            .and_then(|heads| heads.pending_head())
+            .map(|head| (head, watch.accepted_ms));
         let mut closing = *shutdown.borrow();
         if closing {
             conn.as_mut().shut_down();
@@ -470,8 +544,20 @@ impl Server {
                     }
                 }
                 _ = ticker.tick(), if !closing => {
-                    let count = activity.load(Ordering::Relaxed);
                     let now = now_ms();
+                    let pending = watch.heads.as_ref().and_then(|heads| heads.pending_head());
+                    head_since = match (pending, head_since) {
+                        (Some(head), Some((since_head, since))) if head == since_head => {
+                            if now.saturating_sub(since) >= header_ms {
+                                tracing::debug!(%peer, "request head not received in time");
+                                return;
+                            }
+                            Some((head, since))
+                        }
+                        (Some(head), _) => Some((head, now)),
+                        (None, _) => None,
+                    };
+                    let count = watch.activity.load(Ordering::Relaxed);
                     if count != last_count {
                         (last_count, quiet_since) = (count, now);
                     }

@@ -236,6 +236,60 @@ async fn a_slow_client_is_cut_off_by_the_header_read_timeout() {
     assert_eq!(a.hits(), 0);
 }
 
+async fn gateway_with_timeouts(header_read: Duration, idle: Duration) -> (Upstream, Gateway) {
+    let a = Upstream::start("a").await;
+    let snapshot = Snap::new()
+        .backend("a", &[a.addr])
+        .route("*", prefix("/"), to("r", &[(Some("a"), 1)]))
+        .build();
+    let limits = portcullis_proxy::server::ServerLimits {
+        header_read_timeout: header_read,
+        idle_timeout: idle,
+        ..Default::default()
+    };
+    (a, Gateway::start_with(&snapshot, limits).await)
+}
+
+/// Reads until the gateway closes `stream` (at most 5 s): what it sent meanwhile.
+async fn until_closed(stream: &mut tokio::net::TcpStream) -> Option<String> {
+    let mut out = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut out)).await;
+    read.ok()
+        .map(|_| String::from_utf8_lossy(&out).into_owned())
+}
+
+#[tokio::test]
+async fn a_client_that_sends_nothing_is_cut_off_by_the_header_read_timeout() {
+    let (a, gw) = gateway_with_timeouts(Duration::from_millis(200), Duration::from_secs(60)).await;
+    let mut stream = tokio::net::TcpStream::connect(gw.addr)
+        .await
+        .expect("connect");
+    assert_eq!(until_closed(&mut stream).await.as_deref(), Some(""));
+    assert_eq!(a.hits(), 0);
+}
+
+#[tokio::test]
+async fn a_keep_alive_connection_waits_for_its_next_request_until_the_idle_timeout() {
+    let (_a, gw) = gateway_with_timeouts(Duration::from_millis(200), Duration::from_secs(60)).await;
+    let mut stream = tokio::net::TcpStream::connect(gw.addr)
+        .await
+        .expect("connect");
+    assert!(get_on(&mut stream).await.starts_with("HTTP/1.1 200"));
+    // Well past the header read timeout: between requests only the idle timeout counts.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(get_on(&mut stream).await.starts_with("HTTP/1.1 200"));
+}
+
+#[tokio::test]
+async fn an_idle_connection_is_closed_after_the_idle_timeout() {
+    let (_a, gw) = gateway_with_timeouts(Duration::from_secs(10), Duration::from_millis(300)).await;
+    let mut stream = tokio::net::TcpStream::connect(gw.addr)
+        .await
+        .expect("connect");
+    assert!(get_on(&mut stream).await.starts_with("HTTP/1.1 200"));
+    assert_eq!(until_closed(&mut stream).await.as_deref(), Some(""));
+}
+
 /// Sends a GET on `stream` and reads its whole response (keeping the connection open).
 async fn get_on(stream: &mut tokio::net::TcpStream) -> String {
     stream

@@ -6,7 +6,7 @@ use std::mem::MaybeUninit;
 use bytes::{Bytes, BytesMut};
 use http::{
     HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, Version,
-    header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING},
+    header::{CONTENT_LENGTH, TRANSFER_ENCODING},
     request::Parts,
 };
 
@@ -157,17 +157,22 @@ pub fn parse_response(
             _ => Version::HTTP_11,
         };
         // Where each field sits in the head, so that values can share the head's bytes.
+        // The framing fields are read on the way, without a lookup each afterwards.
         let base = buf.as_ptr() as usize;
+        let mut framing = FramingFields::default();
         spans.clear();
-        spans.extend(parsed.headers.iter().map(|field| Span {
-            name: (field.name.as_ptr() as usize - base, field.name.len()),
-            value: (field.value.as_ptr() as usize - base, field.value.len()),
-        }));
+        for field in parsed.headers.iter() {
+            framing.note(field.name, field.value);
+            spans.push(Span {
+                name: (field.name.as_ptr() as usize - base, field.name.len()),
+                value: (field.value.as_ptr() as usize - base, field.value.len()),
+            });
+        }
         let head = buf.split_to(len).freeze();
         let mut headers = std::mem::take(headers);
         headers.clear();
         fill_headers(&mut headers, &head, spans)?;
-        return finish(status, version, headers, method).map(Some);
+        return finish(status, version, headers, &framing, method).map(Some);
     }
 }
 
@@ -196,37 +201,60 @@ fn fill_headers(headers: &mut HeaderMap, head: &Bytes, spans: &[Span]) -> Result
     Ok(())
 }
 
+/// What the fields that frame a response said.
+#[derive(Debug, Default)]
+struct FramingFields {
+    /// `Connection: close`.
+    close: bool,
+    /// `Connection: keep-alive`.
+    keep_alive: bool,
+    /// Whether the last `Transfer-Encoding` ends in `chunked`; `None` without one.
+    chunked: Option<bool>,
+    /// `Content-Length`: absent (`None`), or every value the same (`Some(Some(n))`).
+    length: Option<Option<u64>>,
+}
+
+impl FramingFields {
+    fn note(&mut self, name: &str, value: &[u8]) {
+        let value = std::str::from_utf8(value).unwrap_or("\u{0}");
+        let tokens = || value.split(',').map(str::trim);
+        if name.eq_ignore_ascii_case("content-length") {
+            for token in tokens() {
+                let n = token.parse::<u64>().ok();
+                self.length = match self.length {
+                    None => Some(n),
+                    Some(previous) if previous == n => Some(previous),
+                    Some(_) => Some(None),
+                };
+            }
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            self.chunked = Some(
+                tokens()
+                    .next_back()
+                    .is_some_and(|t| t.eq_ignore_ascii_case("chunked")),
+            );
+        } else if name.eq_ignore_ascii_case("connection") {
+            for token in tokens() {
+                self.close |= token.eq_ignore_ascii_case("close");
+                self.keep_alive |= token.eq_ignore_ascii_case("keep-alive");
+            }
+        }
+    }
+}
+
 fn finish(
     status: StatusCode,
     version: Version,
     headers: HeaderMap,
+    fields: &FramingFields,
     method: &Method,
 ) -> Result<ResponseHead, HeadError> {
-    let close = has_token(&headers, CONNECTION, "close");
     let keep_alive = if version == Version::HTTP_10 {
-        has_token(&headers, CONNECTION, "keep-alive") && !close
+        fields.keep_alive && !fields.close
     } else {
-        !close
+        !fields.close
     };
-    let chunked = headers
-        .get_all(TRANSFER_ENCODING)
-        .iter()
-        .next_back()
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.rsplit(',').next())
-        .map(|last| last.trim().eq_ignore_ascii_case("chunked"));
-    // Content-Length: absent (`None`), or every value the same (`Some(Some(n))`).
-    let mut length: Option<Option<u64>> = None;
-    for value in &headers.get_all(CONTENT_LENGTH) {
-        for part in value.to_str().unwrap_or("x").split(',') {
-            let n = part.trim().parse::<u64>().ok();
-            length = match length {
-                None => Some(n),
-                Some(previous) if previous == n => Some(previous),
-                Some(_) => Some(None),
-            };
-        }
-    }
+    let (chunked, length) = (fields.chunked, fields.length);
     let (framing, keep_alive) = if *method == Method::HEAD
         || status.is_informational()
         || status == StatusCode::NO_CONTENT
@@ -258,16 +286,6 @@ fn finish(
         framing,
         keep_alive,
     })
-}
-
-/// Whether a comma-separated header holds `token` (case-insensitive).
-fn has_token(headers: &HeaderMap, name: HeaderName, token: &str) -> bool {
-    headers
-        .get_all(name)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case(token))
 }
 
 #[cfg(test)]
