@@ -189,7 +189,11 @@ impl Gateway {
                 };
                 // Boxed: the forwarding state is large, and every future that holds it inline is
                 // copied whole each time it moves (into its parent, into hyper's dispatcher).
-                Box::pin(self.forward(table, conn, entry, primary, req, normalized, exchange)).await
+                // Boxed in a statement of its own: a temporary of the awaiting statement would
+                // keep a slot in this future too.
+                let forwarding =
+                    Box::pin(self.forward(table, conn, entry, primary, req, normalized, exchange));
+                forwarding.await
             }
         };
         if let Some(cors) = cors {
