@@ -1,29 +1,111 @@
 //! The body type the gateway passes between clients and upstreams.
+//!
+//! An enum rather than one boxed trait object: the bodies of nearly every request are an empty
+//! or small body the gateway made, or an endpoint's response read by the request's own task, and
+//! none of those needs an allocation to be passed along.
+
+use std::{
+    pin::Pin,
+    task::{Context, Poll},
+};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty, Full, combinators::BoxBody};
+use http_body_util::{BodyExt, combinators::BoxBody};
+use hyper::body::{Body as HttpBody, Frame, SizeHint};
+
+use crate::upstream::H1Body;
 
 /// Any error a body can fail with.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// A request or response body: streamed from a peer, or built by the gateway.
-pub type Body = BoxBody<Bytes, BoxError>;
+pub enum Body {
+    /// No bytes.
+    Empty,
+    /// Bytes the gateway holds (handed out by the first poll).
+    Full(Option<Bytes>),
+    /// A response streaming from an HTTP/1.1 endpoint connection.
+    Upstream(H1Body),
+    /// Any other body (a client's request body, wrappers), boxed.
+    Boxed(BoxBody<Bytes, BoxError>),
+}
+
+impl std::fmt::Debug for Body {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Body::Empty => f.write_str("Body::Empty"),
+            Body::Full(bytes) => f
+                .debug_tuple("Body::Full")
+                .field(&bytes.as_ref().map_or(0, Bytes::len))
+                .finish(),
+            Body::Upstream(body) => f.debug_tuple("Body::Upstream").field(body).finish(),
+            Body::Boxed(_) => f.write_str("Body::Boxed"),
+        }
+    }
+}
+
+impl Body {
+    /// Boxes any other body.
+    pub fn boxed<B>(body: B) -> Self
+    where
+        B: HttpBody<Data = Bytes> + Send + Sync + 'static,
+        B::Error: Into<BoxError>,
+    {
+        Body::Boxed(body.map_err(Into::into).boxed())
+    }
+}
 
 /// An empty body.
 pub fn empty() -> Body {
-    Empty::<Bytes>::new()
-        .map_err(|never| match never {})
-        .boxed()
+    Body::Empty
 }
 
 /// A body holding `bytes`.
 pub fn full(bytes: impl Into<Bytes>) -> Body {
-    Full::new(bytes.into())
-        .map_err(|never| match never {})
-        .boxed()
+    let bytes = bytes.into();
+    if bytes.is_empty() {
+        Body::Empty
+    } else {
+        Body::Full(Some(bytes))
+    }
 }
 
 /// A streamed body from hyper.
 pub fn incoming(body: hyper::body::Incoming) -> Body {
-    body.map_err(|e| Box::new(e) as BoxError).boxed()
+    Body::boxed(body)
+}
+
+impl HttpBody for Body {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            Body::Empty => Poll::Ready(None),
+            Body::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            Body::Upstream(body) => Pin::new(body).poll_frame(cx),
+            Body::Boxed(body) => Pin::new(body).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Body::Empty => true,
+            Body::Full(bytes) => bytes.is_none(),
+            Body::Upstream(body) => body.is_end_stream(),
+            Body::Boxed(body) => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Body::Empty => SizeHint::with_exact(0),
+            Body::Full(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
+            Body::Upstream(body) => body.size_hint(),
+            Body::Boxed(body) => body.size_hint(),
+        }
+    }
 }

@@ -17,7 +17,7 @@ use crate::{
     access_log::{self, AccessRecord},
     body::{Body, BoxError},
     gateway::Gateway,
-    metrics::{Label, RequestLabels, RouteLabels, StatusClass},
+    metrics::StatusClass,
     upstream::{Admission, Endpoint, InFlight},
 };
 
@@ -95,20 +95,12 @@ impl ObservedBody {
         };
         let elapsed = exchange.start.elapsed();
         let metrics = &self.gateway.metrics;
-        metrics
-            .requests
-            .get_or_create(&RequestLabels {
-                route: Label(exchange.route.clone()),
-                backend: Label(exchange.backend.clone()),
-                code: StatusClass::of(self.status),
-            })
-            .inc();
-        metrics
-            .latency
-            .get_or_create(&RouteLabels {
-                route: Label(exchange.route.clone()),
-            })
-            .observe(elapsed.as_secs_f64());
+        metrics.observe_request(
+            &exchange.route,
+            &exchange.backend,
+            StatusClass::of(self.status),
+            elapsed.as_secs_f64(),
+        );
         if self.gateway.settings.access_log {
             access_log::write(&AccessRecord {
                 ts: access_log::rfc3339(SystemTime::now()),

@@ -70,12 +70,13 @@ impl Connection {
 }
 
 impl Gateway {
-    /// Serves one request. Never fails: every problem becomes a status code.
+    /// Serves one request. Never fails: every problem becomes a status code. The response body
+    /// reports the exchange (metrics, access log) when it ends.
     pub async fn handle<B>(
         self: Arc<Self>,
         conn: Arc<Connection>,
         req: Request<B>,
-    ) -> Response<Body>
+    ) -> Response<ObservedBody>
     where
         B: HttpBody<Data = Bytes> + Send + Sync + 'static,
         B::Error: Into<BoxError>,
@@ -94,10 +95,7 @@ impl Gateway {
                 .insert(CONNECTION, HeaderValue::from_static("close"));
         }
         let status = response.status();
-        response.map(|inner| {
-            let observed = ObservedBody::new(inner, status, exchange, self.clone());
-            BodyExt::boxed(observed)
-        })
+        response.map(|inner| ObservedBody::new(inner, status, exchange, self.clone()))
     }
 
     async fn serve<B>(
@@ -299,7 +297,7 @@ impl Gateway {
             (a, b) => a.or(b),
         };
         let body = match deadline {
-            Some(deadline) => BodyExt::boxed(deadline::DeadlineBody::new(body, deadline)),
+            Some(deadline) => Body::boxed(deadline::DeadlineBody::new(body, deadline)),
             None => body,
         };
         Response::from_parts(parts, body)
@@ -324,7 +322,7 @@ impl Gateway {
                 Err(_) => Err(StatusCode::BAD_REQUEST),
             };
         }
-        let streamed: Body = body.map_err(Into::into).boxed();
+        let streamed = Body::boxed(body);
         Ok(UpstreamBody::Stream(Some(streamed)))
     }
 }

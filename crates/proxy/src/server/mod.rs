@@ -38,10 +38,9 @@ use tokio::{
 use workers::{WORKER_COUNT, Worker};
 
 use crate::{
-    body::Body,
     clock::now_ms,
     filters::Scheme,
-    forward::{Connection, FramingConflict},
+    forward::{Connection, FramingConflict, ObservedBody},
     gateway::Gateway,
 };
 
@@ -145,7 +144,7 @@ trait Served: Future<Output = hyper::Result<()>> {
 
 impl<I, S> Served for http1::UpgradeableConnection<I, S>
 where
-    S: hyper::service::HttpService<Incoming, ResBody = Body>,
+    S: hyper::service::HttpService<Incoming, ResBody = ObservedBody>,
     S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
@@ -156,7 +155,7 @@ where
 
 impl<I, S> Served for http2::Connection<I, S, TokioExecutor>
 where
-    S: hyper::service::HttpService<Incoming, ResBody = Body>,
+    S: hyper::service::HttpService<Incoming, ResBody = ObservedBody>,
     S::Future: Send + 'static,
     S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,

@@ -8,7 +8,6 @@
 use std::sync::Arc;
 
 use http::{Request, Response, Uri, header::HOST, uri::Scheme};
-use http_body_util::BodyExt;
 use tower::Service;
 
 use super::{
@@ -46,7 +45,7 @@ impl Backend {
         let mut conn = self.idle_or_connect(endpoint).await?;
         loop {
             match conn.send(request, endpoint).await {
-                Ok(response) => return Ok(response.map(BodyExt::boxed)),
+                Ok(response) => return Ok(response.map(Body::Upstream)),
                 // The backend closed an idle connection as it was taken: nothing was sent.
                 Err(SendError::Unsent(unsent)) => {
                     request = *unsent;

@@ -1,5 +1,7 @@
 //! Prometheus metrics of the data plane, served on the admin listener's `/metrics`.
 
+mod handles;
+
 use std::sync::Arc;
 
 use prometheus_client::{
@@ -130,6 +132,8 @@ pub struct Metrics {
     pub route_entries: Gauge,
     /// Access-log lines dropped because stdout could not keep up (set at scrape time).
     pub access_log_dropped: Gauge,
+    /// Tells this instance's cached metric handles from another's (see `handles`).
+    id: u64,
 }
 
 impl Metrics {
@@ -206,6 +210,7 @@ impl Metrics {
             revision,
             route_entries,
             access_log_dropped,
+            id: handles::next_id(),
         }
     }
 
