@@ -60,7 +60,7 @@ impl Backend {
     }
 
     /// The endpoint's most recently used idle connection, or a new one.
-    async fn idle_or_connect(&self, endpoint: &Endpoint) -> Result<H1Conn, SendFailure> {
+    async fn idle_or_connect(&self, endpoint: &Endpoint) -> Result<Box<H1Conn>, SendFailure> {
         match endpoint.idle.take() {
             Some(conn) => Ok(conn),
             // Boxed: connecting is rare, and its future would enlarge every request's.
@@ -68,7 +68,7 @@ impl Backend {
         }
     }
 
-    async fn connect(&self, endpoint: &Endpoint) -> Result<H1Conn, SendFailure> {
+    async fn connect(&self, endpoint: &Endpoint) -> Result<Box<H1Conn>, SendFailure> {
         let uri = Uri::builder()
             .scheme(Scheme::HTTP)
             .authority(endpoint.authority.clone())

@@ -176,7 +176,7 @@ fn trailers(buf: &mut BytesMut, state: &mut State) -> io::Result<Decoded> {
 /// A response body read from an [`H1Conn`] by the request's own task.
 pub struct H1Body {
     /// `None` once the body has ended or failed (the connection went back or was closed).
-    conn: Option<H1Conn>,
+    conn: Option<Box<H1Conn>>,
     state: State,
     keep_alive: bool,
     endpoint: Arc<Endpoint>,
@@ -194,7 +194,7 @@ impl H1Body {
     /// The body framed by `framing` on `conn`, which returns to `endpoint`'s idle list after
     /// the body when `keep_alive`.
     pub(super) fn new(
-        conn: H1Conn,
+        conn: Box<H1Conn>,
         framing: ResponseFraming,
         keep_alive: bool,
         endpoint: Arc<Endpoint>,

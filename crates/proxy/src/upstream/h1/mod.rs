@@ -74,16 +74,17 @@ pub enum SendError {
 }
 
 impl H1Conn {
-    /// A connection over a freshly connected `io`.
-    pub fn new(io: UpstreamIo) -> Self {
-        Self {
+    /// A connection over a freshly connected `io`, boxed once for its life: responses carry it
+    /// and the idle list keeps it, and both move it as a pointer.
+    pub fn new(io: UpstreamIo) -> Box<Self> {
+        Box::new(Self {
             io,
             read: BytesMut::with_capacity(READ_CHUNK),
             head: Vec::with_capacity(1024),
             spans: Vec::new(),
             idle_since_ms: 0,
             reused: false,
-        }
+        })
     }
 
     /// Reads what the endpoint sent into the read buffer. `Ok(0)`: the endpoint closed.
@@ -98,7 +99,7 @@ impl H1Conn {
     /// response body streams from this connection, which returns to `endpoint`'s idle list
     /// after it.
     pub async fn send(
-        mut self,
+        mut self: Box<Self>,
         request: Request<Body>,
         endpoint: &Arc<Endpoint>,
     ) -> Result<Response<H1Body>, SendError> {

@@ -19,7 +19,7 @@ const IDLE_TIMEOUT_MS: u64 = IDLE_TIMEOUT.as_millis() as u64;
 /// One endpoint's idle connections: a list per connection worker, so a connection stays on the
 /// thread whose reactor it is registered with.
 pub struct IdlePool {
-    lists: Vec<Mutex<VecDeque<H1Conn>>>,
+    lists: Vec<Mutex<VecDeque<Box<H1Conn>>>>,
 }
 
 impl std::fmt::Debug for IdlePool {
@@ -40,13 +40,13 @@ impl IdlePool {
         }
     }
 
-    fn list(&self) -> &Mutex<VecDeque<H1Conn>> {
+    fn list(&self) -> &Mutex<VecDeque<Box<H1Conn>>> {
         let index = crate::server::workers::current() % self.lists.len();
         &self.lists[index]
     }
 
     /// The most recently used idle connection of the calling worker that is still open.
-    pub fn take(&self) -> Option<H1Conn> {
+    pub fn take(&self) -> Option<Box<H1Conn>> {
         let Ok(mut list) = self.list().lock() else {
             return None;
         };
@@ -88,7 +88,7 @@ impl IdlePool {
     }
 
     /// Puts back a connection whose exchange is complete.
-    pub(super) fn put(&self, mut conn: H1Conn) {
+    pub(super) fn put(&self, mut conn: Box<H1Conn>) {
         let Ok(mut list) = self.list().lock() else {
             return;
         };
