@@ -157,12 +157,15 @@ pub fn parse_response(
             _ => Version::HTTP_11,
         };
         // Where each field sits in the head, so that values can share the head's bytes.
-        // The framing fields are read on the way, without a lookup each afterwards.
+        // The framing fields are read on the way, without a lookup each afterwards, and the
+        // fields that only concern this connection are left out.
         let base = buf.as_ptr() as usize;
         let mut framing = FramingFields::default();
         spans.clear();
         for field in parsed.headers.iter() {
-            framing.note(field.name, field.value);
+            if framing.note(field.name, field.value) {
+                continue;
+            }
             spans.push(Span {
                 name: (field.name.as_ptr() as usize - base, field.name.len()),
                 value: (field.value.as_ptr() as usize - base, field.value.len()),
@@ -215,29 +218,58 @@ struct FramingFields {
 }
 
 impl FramingFields {
-    fn note(&mut self, name: &str, value: &[u8]) {
-        let value = std::str::from_utf8(value).unwrap_or("\u{0}");
-        let tokens = || value.split(',').map(str::trim);
-        if name.eq_ignore_ascii_case("content-length") {
-            for token in tokens() {
-                let n = token.parse::<u64>().ok();
-                self.length = match self.length {
-                    None => Some(n),
-                    Some(previous) if previous == n => Some(previous),
-                    Some(_) => Some(None),
-                };
+    /// Notes what a field says about framing. Returns whether the field only concerns this
+    /// connection (RFC 9110 §7.6.1) and is therefore not passed on; a `Connection` naming other
+    /// fields is kept, for the gateway's hop-by-hop cleanup to remove what it names.
+    fn note(&mut self, name: &str, value: &[u8]) -> bool {
+        let tokens = || {
+            std::str::from_utf8(value)
+                .unwrap_or("\u{0}")
+                .split(',')
+                .map(str::trim)
+        };
+        match name.len() {
+            14 if name.eq_ignore_ascii_case("content-length") => {
+                for token in tokens() {
+                    let n = token.parse::<u64>().ok();
+                    self.length = match self.length {
+                        None => Some(n),
+                        Some(previous) if previous == n => Some(previous),
+                        Some(_) => Some(None),
+                    };
+                }
+                false
             }
-        } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            self.chunked = Some(
-                tokens()
-                    .next_back()
-                    .is_some_and(|t| t.eq_ignore_ascii_case("chunked")),
-            );
-        } else if name.eq_ignore_ascii_case("connection") {
-            for token in tokens() {
-                self.close |= token.eq_ignore_ascii_case("close");
-                self.keep_alive |= token.eq_ignore_ascii_case("keep-alive");
+            17 if name.eq_ignore_ascii_case("transfer-encoding") => {
+                self.chunked = Some(
+                    tokens()
+                        .next_back()
+                        .is_some_and(|t| t.eq_ignore_ascii_case("chunked")),
+                );
+                true
             }
+            10 if name.eq_ignore_ascii_case("connection") => {
+                let mut only_ours = true;
+                for token in tokens() {
+                    let close = token.eq_ignore_ascii_case("close");
+                    let keep_alive = token.eq_ignore_ascii_case("keep-alive");
+                    self.close |= close;
+                    self.keep_alive |= keep_alive;
+                    only_ours &= close || keep_alive || token.is_empty();
+                }
+                only_ours
+            }
+            2 | 7 | 10 | 16 | 18 | 19 => [
+                "te",
+                "upgrade",
+                "keep-alive",
+                "proxy-connection",
+                "proxy-authenticate",
+                "proxy-authorization",
+            ]
+            .iter()
+            .any(|hop| name.eq_ignore_ascii_case(hop)),
+            _ => false,
         }
     }
 }
@@ -318,6 +350,20 @@ mod tests {
         assert!(head.keep_alive);
         assert_eq!(head.response.headers()["x-a"], "b");
         assert_eq!(&rest[..], b"hello");
+    }
+
+    #[test]
+    fn fields_of_the_connection_are_left_out() {
+        let head = head(
+            "HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\n\
+             Transfer-Encoding: chunked\r\nUpgrade: h2c\r\nX-Kept: 1\r\n\r\n",
+        );
+        let names: Vec<&str> = head.response.headers().keys().map(|n| n.as_str()).collect();
+        assert_eq!(names, ["x-kept"]);
+        // A Connection naming other fields stays, for the gateway to remove what it names.
+        let naming = head("HTTP/1.1 200 OK\r\nConnection: close, x-secret\r\nX-Secret: 1\r\n\r\n");
+        assert!(naming.response.headers().contains_key("connection"));
+        assert!(!naming.keep_alive);
     }
 
     #[test]
