@@ -32,14 +32,17 @@ pub fn template(
     // The host the request was routed by (`request_host`): the URI's authority when it has one
     // (HTTP/2 `:authority`, or an HTTP/1.1 absolute-form target, which replaces Host per RFC
     // 9112 §3.2.2), else Host. HTTP/1 upstreams need it as Host.
-    let original_host = parts
+    let original_host = match parts
         .uri
         .authority()
         .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-        .or_else(|| headers.get(HOST).cloned());
-    if let Some(host) = &original_host {
-        headers.insert(HOST, host.clone());
-    }
+    {
+        Some(authority) => {
+            headers.insert(HOST, authority.clone());
+            Some(authority)
+        }
+        None => headers.get(HOST).cloned(),
+    };
     set_forwarded(
         &mut headers,
         &conn.peer_value,

@@ -160,6 +160,13 @@ impl FramingScanner {
                 State::Off => return,
                 State::RequestLine | State::Headers => {
                     match bytes.iter().position(|&b| b == b'\n') {
+                        // A whole line in this read (the common case): looked at in place.
+                        Some(end) if self.line_len == 0 && !self.line_cut => {
+                            let line = bytes.get(..end).unwrap_or_default();
+                            bytes = bytes.get(end + 1..).unwrap_or_default();
+                            let cut = line.len() > LINE_KEEP;
+                            self.on_line(line.get(..LINE_KEEP).unwrap_or(line), cut);
+                        }
                         Some(end) => {
                             self.keep(bytes.get(..end).unwrap_or_default());
                             bytes = bytes.get(end + 1..).unwrap_or_default();
@@ -216,14 +223,18 @@ impl FramingScanner {
         self.line_cut |= part.len() > take;
     }
 
-    /// Acts on the line just completed by an LF.
+    /// Acts on the line just completed by an LF, from the bytes kept of it.
     fn end_line(&mut self) {
-        let kept = self.line.get(..self.line_len).unwrap_or_default();
-        let cut = self.line_cut;
-        // A CR that was cut off does not matter: a cut line is never compared whole.
-        let text = kept.strip_suffix(b"\r").unwrap_or(kept);
+        let (kept, len, cut) = (self.line, self.line_len, self.line_cut);
         self.line_len = 0;
         self.line_cut = false;
+        self.on_line(kept.get(..len).unwrap_or_default(), cut);
+    }
+
+    /// Acts on a line: `kept` is its start (all of it unless `cut`), without the LF.
+    fn on_line(&mut self, kept: &[u8], cut: bool) {
+        // A CR that was cut off does not matter: a cut line is never compared whole.
+        let text = kept.strip_suffix(b"\r").unwrap_or(kept);
         match self.state {
             State::RequestLine => {
                 self.state = request_line(text);

@@ -354,11 +354,16 @@ mod tests {
 
     #[test]
     fn fields_of_the_connection_are_left_out() {
-        let head = head(
+        let plain = head(
             "HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\n\
              Transfer-Encoding: chunked\r\nUpgrade: h2c\r\nX-Kept: 1\r\n\r\n",
         );
-        let names: Vec<&str> = head.response.headers().keys().map(|n| n.as_str()).collect();
+        let names: Vec<&str> = plain
+            .response
+            .headers()
+            .keys()
+            .map(|n| n.as_str())
+            .collect();
         assert_eq!(names, ["x-kept"]);
         // A Connection naming other fields stays, for the gateway to remove what it names.
         let naming = head("HTTP/1.1 200 OK\r\nConnection: close, x-secret\r\nX-Secret: 1\r\n\r\n");
