@@ -4,6 +4,7 @@
 
 mod activity;
 mod framing;
+mod supervise;
 pub mod workers;
 
 use std::{
@@ -11,7 +12,7 @@ use std::{
     convert::Infallible,
     future::Future,
     net::SocketAddr,
-    pin::Pin,
+    pin::{Pin, pin},
     sync::{
         Arc, Mutex,
         atomic::{AtomicU64, AtomicUsize, Ordering},
@@ -29,6 +30,7 @@ use hyper::{
     service::service_fn,
 };
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use supervise::{Event, Supervisor};
 use tokio::{
     io::{AsyncRead, AsyncWrite},
     net::TcpListener,
@@ -528,21 +530,31 @@ impl Server {
         if closing {
             conn.as_mut().shut_down();
         }
+        let supervisor = Supervisor::new();
         loop {
-            tokio::select! {
-                result = conn.as_mut() => {
+            let event = {
+                let changed = pin!(shutdown.changed());
+                let (changed, ticker) = if closing {
+                    (None, None)
+                } else {
+                    (Some(changed), Some(&mut ticker))
+                };
+                supervisor.next(conn.as_mut(), changed, ticker).await
+            };
+            match event {
+                Event::Done(result) => {
                     if let Err(error) = result {
                         tracing::debug!(%error, %peer, "connection ended with an error");
                     }
                     return;
                 }
-                changed = shutdown.changed(), if !closing => {
-                    if changed.is_err() || *shutdown.borrow() {
+                Event::Shutdown => {
+                    if shutdown.has_changed().is_err() || *shutdown.borrow() {
                         closing = true;
                         conn.as_mut().shut_down();
                     }
                 }
-                _ = ticker.tick(), if !closing => {
+                Event::Tick => {
                     let now = now_ms();
                     let pending = watch.heads.as_ref().and_then(|heads| heads.pending_head());
                     head_since = match (pending, head_since) {
