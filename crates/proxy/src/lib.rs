@@ -20,6 +20,7 @@ pub mod cluster;
 pub mod compile;
 pub mod dataplane;
 pub mod demo;
+pub mod fast_hash;
 pub mod filters;
 pub mod forward;
 pub mod forwarded;

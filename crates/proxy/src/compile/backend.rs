@@ -1,6 +1,8 @@
 //! Backends: snapshot → [`BackendSpec`], reusing running backends whose spec did not change.
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
+
+use crate::fast_hash::FastMap;
 
 use http::HeaderName;
 use portcullis_config::snapshot::{
@@ -23,8 +25,9 @@ pub fn compile_all(
     previous: &RouteTable,
     secrets: &Secrets,
     errors: &mut Vec<String>,
-) -> HashMap<String, Arc<Backend>> {
-    let mut backends = HashMap::with_capacity(snapshot.backends.len());
+) -> FastMap<String, Arc<Backend>> {
+    let mut backends =
+        FastMap::with_capacity_and_hasher(snapshot.backends.len(), Default::default());
     for (name, config) in &snapshot.backends {
         let spec = match spec(name, config, secrets) {
             Ok(spec) => spec,

@@ -10,7 +10,6 @@ mod backend;
 mod rule;
 
 use std::{
-    collections::HashMap,
     path::{Path, PathBuf},
     sync::Arc,
     time::Duration,
@@ -71,7 +70,7 @@ pub fn compile(
         .iter()
         .map(|config| rule::compile(config, snapshot, &mut errors).map(Arc::new))
         .collect();
-    let mut listeners = HashMap::new();
+    let mut listeners = crate::fast_hash::FastMap::default();
     for listener in &snapshot.listeners {
         match compile_listener(listener, &rules, secrets) {
             Ok(routes) => {

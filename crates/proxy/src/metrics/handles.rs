@@ -9,7 +9,7 @@
 use std::{
     cell::RefCell,
     collections::HashMap,
-    hash::{BuildHasherDefault, Hash, Hasher},
+    hash::{BuildHasherDefault, Hash},
     sync::{
         Arc,
         atomic::{AtomicU64, Ordering},
@@ -17,6 +17,8 @@ use std::{
 };
 
 use prometheus_client::metrics::{counter::Counter, histogram::Histogram};
+
+use crate::fast_hash::FastHasher;
 
 use super::{Label, Metrics, RequestLabels, RouteLabels, StatusClass};
 
@@ -56,31 +58,7 @@ struct Cached<M> {
     _labels: [Option<Arc<str>>; 2],
 }
 
-/// A multiply-and-fold hash for keys made of a few integers.
-#[derive(Default)]
-struct IntHasher(u64);
-
-impl Hasher for IntHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &byte in bytes {
-            self.write_u64(u64::from(byte));
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x517c_c1b7_2722_0a95);
-    }
-
-    fn write_usize(&mut self, n: usize) {
-        self.write_u64(n as u64);
-    }
-}
-
-type Fast = BuildHasherDefault<IntHasher>;
+type Fast = BuildHasherDefault<FastHasher>;
 
 #[derive(Default)]
 struct Cache {

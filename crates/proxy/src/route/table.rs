@@ -1,11 +1,12 @@
 //! The compiled routing table and the lookup of the entry that serves a request.
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use http::{Request, StatusCode};
 
 use super::matching::{PathMatch, RequestMatch};
 use crate::{
+    fast_hash::FastMap,
     filters::{Filters, Redirect},
     host::HostPattern,
     upstream::Backend,
@@ -18,9 +19,9 @@ pub struct RouteTable {
     /// The snapshot revision this table was compiled from.
     pub revision: String,
     /// The routes of each port.
-    pub listeners: HashMap<u16, ListenerRoutes>,
+    pub listeners: FastMap<u16, ListenerRoutes>,
     /// The backends, keyed `namespace/name`.
-    pub backends: HashMap<String, Arc<Backend>>,
+    pub backends: FastMap<String, Arc<Backend>>,
     /// How the process drains on SIGTERM.
     pub drain: DrainTiming,
 }
@@ -68,16 +69,16 @@ pub struct ListenerRoutes {
     pub tls: Option<Arc<rustls::ServerConfig>>,
     /// The virtual hosts, most specific first.
     pub virtual_hosts: Vec<VirtualHost>,
-    exact: HashMap<String, usize>,
-    wildcard: HashMap<String, usize>,
+    exact: FastMap<String, usize>,
+    wildcard: FastMap<String, usize>,
     any: Option<usize>,
 }
 
 impl ListenerRoutes {
     /// Builds the hostname index. When two virtual hosts have the same hostname, the first wins.
     pub fn new(port: u16, virtual_hosts: Vec<VirtualHost>) -> Self {
-        let mut exact = HashMap::new();
-        let mut wildcard = HashMap::new();
+        let mut exact = FastMap::default();
+        let mut wildcard = FastMap::default();
         let mut any = None;
         for (index, vhost) in virtual_hosts.iter().enumerate() {
             match &vhost.hostname {
@@ -141,7 +142,7 @@ pub struct VirtualHost {
     pub listener: String,
     entries: Vec<RouteEntry>,
     /// Entries (positions, ascending) that can only match paths with this first segment.
-    by_segment: HashMap<String, Vec<usize>>,
+    by_segment: FastMap<String, Vec<usize>>,
     /// Entries that can match any first segment (prefix `/`, regular expressions).
     any_segment: Vec<usize>,
 }
@@ -149,7 +150,7 @@ pub struct VirtualHost {
 impl VirtualHost {
     /// Builds the virtual host; `entries` are in precedence order.
     pub fn new(hostname: HostPattern, listener: String, entries: Vec<RouteEntry>) -> Self {
-        let mut by_segment: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut by_segment: FastMap<String, Vec<usize>> = FastMap::default();
         let mut any_segment = Vec::new();
         for (position, entry) in entries.iter().enumerate() {
             match &entry.matcher.path {

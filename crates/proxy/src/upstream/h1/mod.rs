@@ -51,6 +51,7 @@ pub struct H1Conn {
     head: Vec<u8>,
     /// Where the response head's fields are (kept for its capacity).
     spans: Vec<codec::Span>,
+    /// When it was taken from the idle list (or connected); when it went idle while idle.
     idle_since_ms: u64,
     reused: bool,
 }
@@ -82,7 +83,7 @@ impl H1Conn {
             read: BytesMut::with_capacity(READ_CHUNK),
             head: Vec::with_capacity(1024),
             spans: Vec::new(),
-            idle_since_ms: 0,
+            idle_since_ms: crate::clock::now_ms(),
             reused: false,
         })
     }

@@ -58,6 +58,9 @@ impl IdlePool {
                 return None;
             }
             if still_open(&mut conn) {
+                // In use from now: `put` stamps its idle time from this, without another clock
+                // read (a request's duration early, which only shortens its idle life).
+                conn.idle_since_ms = now;
                 return Some(conn);
             }
         }
@@ -92,7 +95,7 @@ impl IdlePool {
         let Ok(mut list) = self.list().lock() else {
             return;
         };
-        let now = now_ms();
+        let now = conn.idle_since_ms;
         while list
             .front()
             .is_some_and(|c| now.saturating_sub(c.idle_since_ms) > IDLE_TIMEOUT_MS)
@@ -100,7 +103,6 @@ impl IdlePool {
             list.pop_front();
         }
         if list.len() < MAX_IDLE {
-            conn.idle_since_ms = now;
             conn.reused = true;
             list.push_back(conn);
         }
