@@ -121,12 +121,12 @@ pub enum HeadError {
 /// go into `headers` (cleared first, taken: the request's map lends its capacity); an interim
 /// (1xx) response other than 101 is consumed and skipped.
 ///
-/// `spans` is scratch space, kept by the caller for its capacity.
+/// `scratch` is kept by the caller from one response to the next.
 pub fn parse_response(
     buf: &mut BytesMut,
     method: &Method,
     headers: &mut HeaderMap,
-    spans: &mut Vec<Span>,
+    scratch: &mut Scratch,
 ) -> Result<Option<ResponseHead>, HeadError> {
     loop {
         let mut fields = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
@@ -161,12 +161,12 @@ pub fn parse_response(
         // fields that only concern this connection are left out.
         let base = buf.as_ptr() as usize;
         let mut framing = FramingFields::default();
-        spans.clear();
+        scratch.spans.clear();
         for field in parsed.headers.iter() {
             if framing.note(field.name, field.value) {
                 continue;
             }
-            spans.push(Span {
+            scratch.spans.push(Span {
                 name: (field.name.as_ptr() as usize - base, field.name.len()),
                 value: (field.value.as_ptr() as usize - base, field.value.len()),
             });
@@ -174,28 +174,54 @@ pub fn parse_response(
         let head = buf.split_to(len).freeze();
         let mut headers = std::mem::take(headers);
         headers.clear();
-        fill_headers(&mut headers, &head, spans)?;
+        fill_headers(&mut headers, &head, scratch)?;
         return finish(status, version, headers, &framing, method).map(Some);
     }
 }
 
+/// What [`parse_response`] keeps from one response of a connection to the next.
+#[derive(Debug, Default)]
+pub struct Scratch {
+    /// Where the fields of the head being parsed are.
+    spans: Vec<Span>,
+    /// Field names as the endpoint spells them, already parsed: an endpoint sends much the
+    /// same fields in every response.
+    names: Vec<(Box<[u8]>, HeaderName)>,
+}
+
+/// Field names a connection remembers.
+const NAMES_KEPT: usize = 32;
+
 /// Where a header field's name and value sit in the head.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Span {
+struct Span {
     /// Offset and length.
     name: (usize, usize),
     /// Offset and length.
     value: (usize, usize),
 }
 
-fn fill_headers(headers: &mut HeaderMap, head: &Bytes, spans: &[Span]) -> Result<(), HeadError> {
-    headers.reserve(spans.len());
-    for span in spans {
-        let name = HeaderName::from_bytes(
-            head.get(span.name.0..span.name.0 + span.name.1)
-                .unwrap_or_default(),
-        )
-        .map_err(|_| HeadError::Malformed("header name".to_owned()))?;
+fn fill_headers(
+    headers: &mut HeaderMap,
+    head: &Bytes,
+    scratch: &mut Scratch,
+) -> Result<(), HeadError> {
+    headers.reserve(scratch.spans.len());
+    for span in &scratch.spans {
+        let raw = head
+            .get(span.name.0..span.name.0 + span.name.1)
+            .unwrap_or_default();
+        let name = match scratch.names.iter().find(|(seen, _)| **seen == *raw) {
+            Some((_, name)) => name.clone(),
+            None => {
+                let name = HeaderName::from_bytes(raw)
+                    .map_err(|_| HeadError::Malformed("header name".to_owned()))?;
+                if scratch.names.len() < NAMES_KEPT {
+                    scratch.names.push((raw.into(), name.clone()));
+                }
+                name
+            }
+        };
         let value =
             HeaderValue::from_maybe_shared(head.slice(span.value.0..span.value.0 + span.value.1))
                 .map_err(|_| HeadError::Malformed(format!("value of {name}")))?;
@@ -328,7 +354,12 @@ mod tests {
 
     fn parse(raw: &str, method: Method) -> (Result<Option<ResponseHead>, HeadError>, BytesMut) {
         let mut buf = BytesMut::from(raw);
-        let head = parse_response(&mut buf, &method, &mut HeaderMap::new(), &mut Vec::new());
+        let head = parse_response(
+            &mut buf,
+            &method,
+            &mut HeaderMap::new(),
+            &mut Scratch::default(),
+        );
         (head, buf)
     }
 

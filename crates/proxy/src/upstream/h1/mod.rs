@@ -49,8 +49,8 @@ pub struct H1Conn {
     read: BytesMut,
     /// The request head being written (kept between exchanges for its capacity).
     head: Vec<u8>,
-    /// Where the response head's fields are (kept for its capacity).
-    spans: Vec<codec::Span>,
+    /// What the response parser keeps between responses.
+    scratch: codec::Scratch,
     /// When it was taken from the idle list (or connected); when it went idle while idle.
     idle_since_ms: u64,
     reused: bool,
@@ -82,7 +82,7 @@ impl H1Conn {
             io,
             read: BytesMut::with_capacity(READ_CHUNK),
             head: Vec::with_capacity(1024),
-            spans: Vec::new(),
+            scratch: codec::Scratch::default(),
             idle_since_ms: crate::clock::now_ms(),
             reused: false,
         })
@@ -148,7 +148,7 @@ impl H1Conn {
                         &mut self.read,
                         &method,
                         &mut headers,
-                        &mut self.spans,
+                        &mut self.scratch,
                     ) {
                         Ok(Some(head)) => return Poll::Ready(Ok(head)),
                         Ok(None) => {}
