@@ -25,6 +25,8 @@ pub fn template(
     let filters = &entry.rule.filters;
     let mut headers = parts.headers;
     strip_hop_by_hop(&mut headers);
+    // Room for X-Forwarded-For, -Proto and -Host at once: one growth at most.
+    headers.reserve(3);
     if let Some(protocol) = upgrade {
         headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
         headers.insert(UPGRADE, protocol);

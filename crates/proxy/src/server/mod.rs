@@ -97,6 +97,10 @@ impl Protocols {
             // timer per request costs more than the supervisor's timer per connection.
             .header_read_timeout(None)
             .max_headers(limits.max_headers)
+            // A response head and a small body go out in one buffer: cheaper than queueing the
+            // body for a vectored write, and larger bodies are copied in chunks of at most
+            // the buffer size.
+            .writev(false)
             .max_header_size(limits.max_header_bytes)
             .max_buf_size(limits.max_header_bytes.max(8192));
         let mut http2 = http2::Builder::new(TokioExecutor::new());
