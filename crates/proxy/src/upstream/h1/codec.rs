@@ -163,11 +163,12 @@ pub fn parse_response(
         let mut framing = FramingFields::default();
         scratch.spans.clear();
         for field in parsed.headers.iter() {
-            if framing.note(field.name, field.value) {
+            let (name, kind) = scratch.name(field.name)?;
+            if framing.note(kind, field.value) {
                 continue;
             }
             scratch.spans.push(Span {
-                name: (field.name.as_ptr() as usize - base, field.name.len()),
+                name,
                 value: (field.value.as_ptr() as usize - base, field.value.len()),
             });
         }
@@ -186,17 +187,65 @@ pub struct Scratch {
     spans: Vec<Span>,
     /// Field names as the endpoint spells them, already parsed: an endpoint sends much the
     /// same fields in every response.
-    names: Vec<(Box<[u8]>, HeaderName)>,
+    names: Vec<(Box<[u8]>, HeaderName, Kind)>,
+}
+
+impl Scratch {
+    /// The parsed name of a field, and what it means for framing.
+    fn name(&mut self, raw: &str) -> Result<(HeaderName, Kind), HeadError> {
+        if let Some((_, name, kind)) = self
+            .names
+            .iter()
+            .find(|(seen, ..)| **seen == *raw.as_bytes())
+        {
+            return Ok((name.clone(), *kind));
+        }
+        let name = HeaderName::from_bytes(raw.as_bytes())
+            .map_err(|_| HeadError::Malformed("header name".to_owned()))?;
+        let kind = Kind::of(&name);
+        if self.names.len() < NAMES_KEPT {
+            self.names.push((raw.as_bytes().into(), name.clone(), kind));
+        }
+        Ok((name, kind))
+    }
+}
+
+/// What a response field means to the parser.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    ContentLength,
+    TransferEncoding,
+    Connection,
+    /// Another field that only concerns this connection (RFC 9110 §7.6.1).
+    HopByHop,
+    /// Anything else.
+    Other,
+}
+
+impl Kind {
+    fn of(name: &HeaderName) -> Self {
+        match name.as_str() {
+            "content-length" => Kind::ContentLength,
+            "transfer-encoding" => Kind::TransferEncoding,
+            "connection" => Kind::Connection,
+            "te"
+            | "upgrade"
+            | "keep-alive"
+            | "proxy-connection"
+            | "proxy-authenticate"
+            | "proxy-authorization" => Kind::HopByHop,
+            _ => Kind::Other,
+        }
+    }
 }
 
 /// Field names a connection remembers.
 const NAMES_KEPT: usize = 32;
 
-/// Where a header field's name and value sit in the head.
-#[derive(Debug, Clone, Copy, Default)]
+/// A header field of the head, its value as where it sits in the head.
+#[derive(Debug, Clone)]
 struct Span {
-    /// Offset and length.
-    name: (usize, usize),
+    name: HeaderName,
     /// Offset and length.
     value: (usize, usize),
 }
@@ -207,21 +256,8 @@ fn fill_headers(
     scratch: &mut Scratch,
 ) -> Result<(), HeadError> {
     headers.reserve(scratch.spans.len());
-    for span in &scratch.spans {
-        let raw = head
-            .get(span.name.0..span.name.0 + span.name.1)
-            .unwrap_or_default();
-        let name = match scratch.names.iter().find(|(seen, _)| **seen == *raw) {
-            Some((_, name)) => name.clone(),
-            None => {
-                let name = HeaderName::from_bytes(raw)
-                    .map_err(|_| HeadError::Malformed("header name".to_owned()))?;
-                if scratch.names.len() < NAMES_KEPT {
-                    scratch.names.push((raw.into(), name.clone()));
-                }
-                name
-            }
-        };
+    for span in scratch.spans.drain(..) {
+        let name = span.name;
         let value =
             HeaderValue::from_maybe_shared(head.slice(span.value.0..span.value.0 + span.value.1))
                 .map_err(|_| HeadError::Malformed(format!("value of {name}")))?;
@@ -247,15 +283,15 @@ impl FramingFields {
     /// Notes what a field says about framing. Returns whether the field only concerns this
     /// connection (RFC 9110 §7.6.1) and is therefore not passed on; a `Connection` naming other
     /// fields is kept, for the gateway's hop-by-hop cleanup to remove what it names.
-    fn note(&mut self, name: &str, value: &[u8]) -> bool {
+    fn note(&mut self, kind: Kind, value: &[u8]) -> bool {
         let tokens = || {
             std::str::from_utf8(value)
                 .unwrap_or("\u{0}")
                 .split(',')
                 .map(str::trim)
         };
-        match name.len() {
-            14 if name.eq_ignore_ascii_case("content-length") => {
+        match kind {
+            Kind::ContentLength => {
                 for token in tokens() {
                     let n = token.parse::<u64>().ok();
                     self.length = match self.length {
@@ -266,7 +302,7 @@ impl FramingFields {
                 }
                 false
             }
-            17 if name.eq_ignore_ascii_case("transfer-encoding") => {
+            Kind::TransferEncoding => {
                 self.chunked = Some(
                     tokens()
                         .next_back()
@@ -274,7 +310,7 @@ impl FramingFields {
                 );
                 true
             }
-            10 if name.eq_ignore_ascii_case("connection") => {
+            Kind::Connection => {
                 let mut only_ours = true;
                 for token in tokens() {
                     let close = token.eq_ignore_ascii_case("close");
@@ -285,17 +321,8 @@ impl FramingFields {
                 }
                 only_ours
             }
-            2 | 7 | 10 | 16 | 18 | 19 => [
-                "te",
-                "upgrade",
-                "keep-alive",
-                "proxy-connection",
-                "proxy-authenticate",
-                "proxy-authorization",
-            ]
-            .iter()
-            .any(|hop| name.eq_ignore_ascii_case(hop)),
-            _ => false,
+            Kind::HopByHop => true,
+            Kind::Other => false,
         }
     }
 }
