@@ -56,13 +56,18 @@ pub fn normalize(path: &str) -> Result<String, PathError> {
 
 /// Whether the path is already in normal form, so the common case costs no allocation.
 pub fn is_normal(path: &str) -> bool {
-    if !path.starts_with('/') || path.contains("//") || path.contains('%') {
+    let Some(rest) = path.as_bytes().strip_prefix(b"/") else {
         return false;
+    };
+    // One pass over the bytes: no empty segment but the last, no dot segment, no escape.
+    let mut segments = rest.split(|&b| b == b'/').peekable();
+    while let Some(segment) = segments.next() {
+        let empty_inside = segment.is_empty() && segments.peek().is_some();
+        if empty_inside || segment == b"." || segment == b".." || segment.contains(&b'%') {
+            return false;
+        }
     }
-    !path
-        .split('/')
-        .skip(1)
-        .any(|segment| segment == "." || segment == "..")
+    true
 }
 
 fn decode_unreserved(path: &str) -> Result<String, PathError> {
@@ -127,6 +132,25 @@ mod tests {
         assert_eq!(norm("/a/b"), "/a/b");
         assert_eq!(norm("/a/b/"), "/a/b/");
         assert!(is_normal("/a/b/"));
+        assert!(is_normal("/"));
+        assert!(is_normal("/a.b/..c/.d"));
+    }
+
+    #[test]
+    fn anything_normalizing_would_change_is_not_normal() {
+        for path in [
+            "",
+            "a",
+            "//",
+            "/a//b",
+            "/a/./b",
+            "/a/..",
+            "/.",
+            "/a%41",
+            "/%2e%2e/x",
+        ] {
+            assert!(!is_normal(path), "{path}");
+        }
     }
 
     #[test]
