@@ -6,12 +6,14 @@
 #   make crds    regenerate crds/ from the API types
 #   make generate  every generated file: crds/, the chart's CRDs and RBAC rules, deploy/install.yaml
 #   make bench   the data plane side by side with nginx
+#   make bench-instructions  instructions per proxied request, Portcullis and nginx (valgrind)
 #   make image   the container image (needs a Docker engine)
 
 CARGO ?= cargo
 BIN := target/debug/portcullis
 
 .PHONY: build release test demo lint crds chart-rbac install-yaml generate check-generated bench \
+	bench-instructions \
 	control-plane helm image
 
 build:
@@ -76,6 +78,9 @@ check-generated: build helm
 
 bench:
 	hack/bench-proxy.sh
+
+bench-instructions:
+	hack/bench-instructions.sh
 
 IMAGE ?= ghcr.io/portcullis-dev/portcullis:$(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)
 image:
