@@ -18,13 +18,17 @@ async fn raw(gw: &Gateway, request: &[u8]) -> String {
 }
 
 async fn gateway() -> (Upstream, Gateway) {
+    gateway_with(portcullis_proxy::server::ServerLimits::default()).await
+}
+
+/// A gateway routing everything to one upstream, `a`, served with `limits`.
+async fn gateway_with(limits: portcullis_proxy::server::ServerLimits) -> (Upstream, Gateway) {
     let a = Upstream::start("a").await;
     let snapshot = Snap::new()
         .backend("a", &[a.addr])
         .route("*", prefix("/"), to("r", &[(Some("a"), 1)]))
         .build();
-    let gw = Gateway::start(&snapshot).await;
-    (a, gw)
+    (a, Gateway::start_with(&snapshot, limits).await)
 }
 
 #[tokio::test]
@@ -207,16 +211,7 @@ async fn spoofed_forwarded_for_from_an_untrusted_client_is_replaced() {
 
 #[tokio::test]
 async fn a_slow_client_is_cut_off_by_the_header_read_timeout() {
-    let a = Upstream::start("a").await;
-    let snapshot = Snap::new()
-        .backend("a", &[a.addr])
-        .route("*", prefix("/"), to("r", &[(Some("a"), 1)]))
-        .build();
-    let limits = portcullis_proxy::server::ServerLimits {
-        header_read_timeout: Duration::from_millis(200),
-        ..Default::default()
-    };
-    let gw = Gateway::start_with(&snapshot, limits).await;
+    let (a, gw) = gateway_with_timeouts(Duration::from_millis(200), Duration::from_secs(60)).await;
     let mut stream = tokio::net::TcpStream::connect(gw.addr)
         .await
         .expect("connect");
@@ -224,30 +219,22 @@ async fn a_slow_client_is_cut_off_by_the_header_read_timeout() {
         .write_all(b"GET / HTTP/1.1\r\nHost: h\r\n")
         .await
         .expect("write");
-    let mut out = Vec::new();
-    let read = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut out)).await;
-    assert!(read.is_ok(), "the gateway closed the connection");
-    // hyper closes the connection without writing a 408.
+    // Closed without an answer (no 408), well before the idle timeout.
     assert_eq!(
-        String::from_utf8_lossy(&out),
-        "",
+        until_closed(&mut stream).await.as_deref(),
+        Some(""),
         "the slow client got nothing back"
     );
     assert_eq!(a.hits(), 0);
 }
 
 async fn gateway_with_timeouts(header_read: Duration, idle: Duration) -> (Upstream, Gateway) {
-    let a = Upstream::start("a").await;
-    let snapshot = Snap::new()
-        .backend("a", &[a.addr])
-        .route("*", prefix("/"), to("r", &[(Some("a"), 1)]))
-        .build();
-    let limits = portcullis_proxy::server::ServerLimits {
+    gateway_with(portcullis_proxy::server::ServerLimits {
         header_read_timeout: header_read,
         idle_timeout: idle,
         ..Default::default()
-    };
-    (a, Gateway::start_with(&snapshot, limits).await)
+    })
+    .await
 }
 
 /// Reads until the gateway closes `stream` (at most 5 s): what it sent meanwhile.
@@ -323,16 +310,11 @@ async fn get_on(stream: &mut tokio::net::TcpStream) -> String {
 
 #[tokio::test]
 async fn at_the_connection_cap_a_new_client_waits_until_a_connection_closes() {
-    let a = Upstream::start("a").await;
-    let snapshot = Snap::new()
-        .backend("a", &[a.addr])
-        .route("*", prefix("/"), to("r", &[(Some("a"), 1)]))
-        .build();
-    let limits = portcullis_proxy::server::ServerLimits {
+    let (a, gw) = gateway_with(portcullis_proxy::server::ServerLimits {
         max_connections: 2,
         ..Default::default()
-    };
-    let gw = Gateway::start_with(&snapshot, limits).await;
+    })
+    .await;
     let mut first = tokio::net::TcpStream::connect(gw.addr)
         .await
         .expect("connect");
