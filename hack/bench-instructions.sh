@@ -39,32 +39,13 @@ cleanup() {
 }
 trap cleanup EXIT
 
-nginx_conf() { # name extra-main body
-  cat > "$WORK/$1.conf" <<CONF
-worker_processes 1;
-$2
-pid $WORK/$1.pid;
-error_log $WORK/$1-error.log;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path $WORK/$1-body;
-  proxy_temp_path $WORK/$1-proxy;
-  fastcgi_temp_path $WORK/$1-fastcgi;
-  uwsgi_temp_path $WORK/$1-uwsgi;
-  scgi_temp_path $WORK/$1-scgi;
-  $3
-}
-CONF
-}
-
-nginx_conf upstream "" "server { listen 127.0.0.1:$UPSTREAM_PORT; keepalive_requests 1000000;
-    location / { default_type text/plain; return 200 'hello from the upstream\n'; } }"
+# shellcheck source=hack/bench-nginx.sh
+. "$ROOT/hack/bench-nginx.sh"
+nginx_conf upstream "worker_processes 1;" "$(upstream_http "$UPSTREAM_PORT")"
 nginx -c "$WORK/upstream.conf" -p "$WORK"
 # The nginx under test runs as a single process (no master), so that one callgrind run sees it all.
-nginx_conf nginx "master_process off; daemon off;" "upstream backend { server 127.0.0.1:$UPSTREAM_PORT; keepalive 128; }
-  server { listen 127.0.0.1:$NGINX_PORT; keepalive_requests 1000000;
-    location / { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection ''; } }"
+nginx_conf nginx "worker_processes 1; master_process off; daemon off;" \
+  "$(proxy_http "$NGINX_PORT" "$UPSTREAM_PORT")"
 "$BIN" generate 1 "$PORTCULLIS_PORT" "127.0.0.1:$UPSTREAM_PORT" > "$WORK/config.yaml"
 
 # Runs "$@" under callgrind, loads it through $port, prints "requests instructions".

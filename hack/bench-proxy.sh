@@ -53,32 +53,16 @@ cleanup() {
 }
 trap cleanup EXIT
 
-nginx_conf() { # name workers body
-  cat > "$WORK/$1.conf" <<CONF
-worker_processes $2;
-pid $WORK/$1.pid;
-error_log $WORK/$1-error.log;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path $WORK/$1-body;
-  proxy_temp_path $WORK/$1-proxy;
-  fastcgi_temp_path $WORK/$1-fastcgi;
-  uwsgi_temp_path $WORK/$1-uwsgi;
-  scgi_temp_path $WORK/$1-scgi;
-  $3
-}
-CONF
-  if [ -n "${4:-}" ]; then taskset -c "$4" nginx -c "$WORK/$1.conf" -p "$WORK"; else nginx -c "$WORK/$1.conf" -p "$WORK"; fi
+# shellcheck source=hack/bench-nginx.sh
+. "$ROOT/hack/bench-nginx.sh"
+start_nginx() { # name [cpu]
+  if [ -n "${2:-}" ]; then taskset -c "$2" nginx -c "$WORK/$1.conf" -p "$WORK"; else nginx -c "$WORK/$1.conf" -p "$WORK"; fi
 }
 
-nginx_conf upstream 1 "server { listen 127.0.0.1:$UPSTREAM_PORT; keepalive_requests 1000000;
-    location / { default_type text/plain; return 200 'hello from the upstream\n'; } }" \
-  "$([ "$PIN" = 1 ] && echo 0)"
-nginx_conf nginx "$NGINX_WORKERS" "upstream backend { server 127.0.0.1:$UPSTREAM_PORT; keepalive 128; }
-  server { listen 127.0.0.1:$NGINX_PORT; keepalive_requests 1000000;
-    location / { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection ''; } }" \
-  "$([ "$PIN" = 1 ] && echo 1)"
+nginx_conf upstream "worker_processes 1;" "$(upstream_http "$UPSTREAM_PORT")"
+start_nginx upstream "$([ "$PIN" = 1 ] && echo 0)"
+nginx_conf nginx "worker_processes $NGINX_WORKERS;" "$(proxy_http "$NGINX_PORT" "$UPSTREAM_PORT")"
+start_nginx nginx "$([ "$PIN" = 1 ] && echo 1)"
 
 # Snapshots as the operator stores them in a Gateway's ConfigMap (JSON, which is YAML too).
 "$BIN" generate 1 "$PORTCULLIS_PORT" "127.0.0.1:$UPSTREAM_PORT" > "$WORK/config.yaml"

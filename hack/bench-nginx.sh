@@ -1,0 +1,35 @@
+# shellcheck shell=bash
+# Sourced by the bench scripts: nginx configurations for the upstream and for nginx as the proxy
+# Portcullis is compared with, written into $WORK.
+
+# Writes $WORK/NAME.conf: MAIN (main-context directives: workers, ...) and HTTP (servers).
+nginx_conf() { # name main http
+  cat > "$WORK/$1.conf" <<CONF
+$2
+pid $WORK/$1.pid;
+error_log $WORK/$1-error.log;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $WORK/$1-body;
+  proxy_temp_path $WORK/$1-proxy;
+  fastcgi_temp_path $WORK/$1-fastcgi;
+  uwsgi_temp_path $WORK/$1-uwsgi;
+  scgi_temp_path $WORK/$1-scgi;
+  $3
+}
+CONF
+}
+
+# The upstream both proxies forward to: a small static answer on 127.0.0.1:PORT.
+upstream_http() { # port
+  echo "server { listen 127.0.0.1:$1; keepalive_requests 1000000;
+    location / { default_type text/plain; return 200 'hello from the upstream\n'; } }"
+}
+
+# nginx proxying 127.0.0.1:LISTEN to the upstream on 127.0.0.1:UPSTREAM, with a keep-alive pool.
+proxy_http() { # listen upstream
+  echo "upstream backend { server 127.0.0.1:$2; keepalive 128; }
+  server { listen 127.0.0.1:$1; keepalive_requests 1000000;
+    location / { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection ''; } }"
+}
