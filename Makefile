@@ -33,7 +33,8 @@ helm:
 	@hack/build-helm.sh >/dev/null
 
 test: control-plane helm
-	# The process tests run the serve_snapshot example, which `cargo test` does not link.
+	# The process tests run the serve_snapshot example: built first, so that it is there (and
+	# current) for them whichever targets the test run builds.
 	$(CARGO) build -p portcullis-proxy --example serve_snapshot
 	PORTCULLIS_K8S_BIN="$$(hack/build-test-control-plane.sh | tail -n1)" \
 	PORTCULLIS_HELM="$$(hack/build-helm.sh | tail -n1)" \

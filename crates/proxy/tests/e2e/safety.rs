@@ -13,7 +13,10 @@ async fn raw(gw: &Gateway, request: &[u8]) -> String {
         .expect("connect");
     stream.write_all(request).await.expect("write");
     let mut out = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut out)).await;
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut out))
+        .await
+        .expect("the gateway answered and closed the connection within 5 s")
+        .expect("read");
     String::from_utf8_lossy(&out).into_owned()
 }
 
