@@ -24,6 +24,10 @@ use super::framing::{ConflictingFraming, FramingScanner, HeadProgress};
 #[derive(Debug)]
 pub struct ActivityIo<T> {
     inner: T,
+    /// Bytes read from `inner` before it was wrapped, given out first.
+    start: Vec<u8>,
+    /// How many of them were given out.
+    replayed: usize,
     activity: Arc<AtomicU64>,
     /// Dropped once it switches off (HTTP/2, upgrades, framing it cannot follow, or after the
     /// first conflict): from then on reads cost nothing extra.
@@ -36,14 +40,20 @@ impl<T> ActivityIo<T> {
     /// Wraps `inner`; `activity` is incremented on every read or write that moved bytes, the
     /// first request head carrying both `Content-Length` and `Transfer-Encoding` is recorded in
     /// `conflicts`, and whether a request head is being read in `heads`.
+    ///
+    /// `start` is what was read from `inner` already (to tell the protocol): reads return it
+    /// first.
     pub fn new(
         inner: T,
+        start: Vec<u8>,
         activity: Arc<AtomicU64>,
         conflicts: Arc<ConflictingFraming>,
         heads: Arc<HeadProgress>,
     ) -> Self {
         Self {
             inner,
+            start,
+            replayed: 0,
             activity,
             framing: Some(Box::default()),
             conflicts,
@@ -78,7 +88,19 @@ impl<T: AsyncRead + Unpin> AsyncRead for ActivityIo<T> {
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let before = buf.filled().len();
-        let poll = Pin::new(&mut this.inner).poll_read(cx, buf);
+        let poll = match this.start.get(this.replayed..) {
+            Some(rest) if !rest.is_empty() => {
+                let n = rest.len().min(buf.remaining());
+                buf.put_slice(rest.get(..n).unwrap_or_default());
+                this.replayed += n;
+                if this.replayed == this.start.len() {
+                    this.start = Vec::new();
+                    this.replayed = 0;
+                }
+                Poll::Ready(Ok(()))
+            }
+            _ => Pin::new(&mut this.inner).poll_read(cx, buf),
+        };
         if buf.filled().len() > before {
             this.touch();
             this.scan(buf.filled().get(before..).unwrap_or_default());

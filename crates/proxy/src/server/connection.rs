@@ -22,7 +22,10 @@ use hyper::{
     service::service_fn,
 };
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::{
+    io::{AsyncRead, AsyncReadExt, AsyncWrite},
+    net::TcpStream,
+};
 
 use super::{
     Counted, Server, ServerLimits,
@@ -71,26 +74,27 @@ impl Protocols {
 /// sends first.
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
-/// Whether a cleartext client speaks HTTP/2 (prior knowledge), from its first bytes, read
-/// without consuming them. `None` when the client closed or sent nothing in time.
-async fn speaks_h2(stream: &tokio::net::TcpStream, timeout: Duration) -> Option<bool> {
+/// Whether a cleartext client speaks HTTP/2 (prior knowledge), from its first bytes, and those
+/// bytes (to be replayed to the protocol that serves it). Reads only as far as it takes to
+/// decide: a request line tells at its first byte that differs from the preface. `None` when
+/// the client closed or did not decide within `timeout`.
+async fn sniff_h2(stream: &mut TcpStream, timeout: Duration) -> Option<(bool, Vec<u8>)> {
     let sniff = async {
-        let mut start = [0u8; H2_PREFACE.len()];
+        let mut seen = Vec::with_capacity(H2_PREFACE.len());
+        let mut buf = [0u8; H2_PREFACE.len()];
         loop {
-            let n = stream.peek(&mut start).await.ok()?;
-            let seen = start.get(..n)?;
+            let want = H2_PREFACE.len() - seen.len();
+            let n = stream.read(buf.get_mut(..want)?).await.ok()?;
             if n == 0 {
                 return None;
             }
-            if !H2_PREFACE.starts_with(seen) {
-                return Some(false);
+            seen.extend_from_slice(buf.get(..n)?);
+            if !H2_PREFACE.starts_with(&seen) {
+                return Some((false, seen));
             }
-            if n == H2_PREFACE.len() {
-                return Some(true);
+            if seen.len() == H2_PREFACE.len() {
+                return Some((true, seen));
             }
-            // Part of the preface so far (rare: clients send it in one packet). Peeking again
-            // at once would find the same bytes.
-            tokio::time::sleep(Duration::from_millis(1)).await;
         }
     };
     tokio::time::timeout(timeout, sniff).await.ok().flatten()
@@ -148,7 +152,7 @@ struct Watch {
 impl Server {
     pub(super) async fn connection(
         self: Arc<Self>,
-        stream: tokio::net::TcpStream,
+        stream: TcpStream,
         peer: SocketAddr,
         port: u16,
         _counted: Counted,
@@ -168,40 +172,33 @@ impl Server {
                 if let Ok(Ok(stream)) = handshake {
                     // RFC 9113 §3.3: over TLS, HTTP/2 is chosen by ALPN.
                     let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
-                    let scheme = Scheme::Https;
-                    self.serve_http(
-                        stream,
-                        Accepted {
-                            peer,
-                            port,
-                            scheme,
-                            accepted_ms,
-                        },
-                        h2,
-                    )
-                    .await;
+                    let accepted = Accepted {
+                        peer,
+                        port,
+                        scheme: Scheme::Https,
+                        accepted_ms,
+                    };
+                    self.serve_http(stream, Vec::new(), accepted, h2).await;
                 }
             }
             None => {
-                if let Some(h2) = speaks_h2(&stream, self.limits.header_read_timeout).await {
-                    let scheme = Scheme::Http;
-                    self.serve_http(
-                        stream,
-                        Accepted {
-                            peer,
-                            port,
-                            scheme,
-                            accepted_ms,
-                        },
-                        h2,
-                    )
-                    .await;
+                let mut stream = stream;
+                let sniffed = sniff_h2(&mut stream, self.limits.header_read_timeout).await;
+                if let Some((h2, start)) = sniffed {
+                    let accepted = Accepted {
+                        peer,
+                        port,
+                        scheme: Scheme::Http,
+                        accepted_ms,
+                    };
+                    self.serve_http(stream, start, accepted, h2).await;
                 }
             }
         }
     }
 
-    async fn serve_http<T>(&self, stream: T, accepted: Accepted, h2: bool)
+    /// Serves `stream`, whose first bytes, already read, are `start`.
+    async fn serve_http<T>(&self, stream: T, start: Vec<u8>, accepted: Accepted, h2: bool)
     where
         T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
@@ -210,6 +207,7 @@ impl Server {
         let heads = Arc::new(HeadProgress::default());
         let io = TokioIo::new(ActivityIo::new(
             stream,
+            start,
             activity.clone(),
             conflicts.clone(),
             heads.clone(),

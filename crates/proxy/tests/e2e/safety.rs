@@ -249,6 +249,28 @@ async fn until_closed(stream: &mut tokio::net::TcpStream) -> Option<String> {
 }
 
 #[tokio::test]
+async fn a_request_whose_first_bytes_look_like_the_http2_preface_is_served_whole() {
+    let (a, gw) = gateway().await;
+    let mut stream = tokio::net::TcpStream::connect(gw.addr)
+        .await
+        .expect("connect");
+    // "P" could begin the HTTP/2 preface: the gateway waits for more before deciding, and the
+    // bytes it read to decide still reach HTTP/1.
+    stream.write_all(b"P").await.expect("write");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    stream
+        .write_all(
+            b"UT /put HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+        )
+        .await
+        .expect("write");
+    let reply = until_closed(&mut stream).await.expect("answered");
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    assert!(reply.contains(r#""path":"/put""#), "{reply}");
+    assert_eq!(a.hits(), 1);
+}
+
+#[tokio::test]
 async fn a_client_that_sends_nothing_is_cut_off_by_the_header_read_timeout() {
     let (a, gw) = gateway_with_timeouts(Duration::from_millis(200), Duration::from_secs(60)).await;
     let mut stream = tokio::net::TcpStream::connect(gw.addr)
