@@ -261,7 +261,15 @@ impl Server {
         let idle_ms = u64::try_from(idle.as_millis()).unwrap_or(u64::MAX);
         let header_timeout = self.limits.header_read_timeout;
         let header_ms = u64::try_from(header_timeout.as_millis()).unwrap_or(u64::MAX);
-        let period = (idle.min(header_timeout) / 4).max(Duration::from_millis(10));
+        // Timeouts are checked at ticks: a quarter of the shortest one that applies (a head's
+        // wait starts counting at the first tick that sees it, so it ends within 1.5 times its
+        // limit at most).
+        let shortest = if watch.heads.is_some() {
+            idle.min(header_timeout)
+        } else {
+            idle
+        };
+        let period = (shortest / 4).max(Duration::from_millis(10));
         let mut ticker = tokio::time::interval(period);
         let (mut last_count, mut quiet_since) = (0u64, now_ms());
         // The head awaited and since when.
@@ -277,13 +285,13 @@ impl Server {
         let supervisor = Supervisor::new();
         loop {
             let event = {
+                // While closing, the header read timeout still applies: a connection stuck in a
+                // request head does not close gracefully.
                 let changed = pin!(shutdown.changed());
-                let (changed, ticker) = if closing {
-                    (None, None)
-                } else {
-                    (Some(changed), Some(&mut ticker))
-                };
-                supervisor.next(conn.as_mut(), changed, ticker).await
+                let changed = (!closing).then_some(changed);
+                supervisor
+                    .next(conn.as_mut(), changed, Some(&mut ticker))
+                    .await
             };
             match event {
                 Event::Done(result) => {
@@ -292,8 +300,8 @@ impl Server {
                     }
                     return;
                 }
-                Event::Shutdown => {
-                    if shutdown.has_changed().is_err() || *shutdown.borrow() {
+                Event::Shutdown(changed) => {
+                    if changed.is_err() || *shutdown.borrow() {
                         closing = true;
                         conn.as_mut().shut_down();
                     }
@@ -316,7 +324,7 @@ impl Server {
                     if count != last_count {
                         (last_count, quiet_since) = (count, now);
                     }
-                    if now.saturating_sub(quiet_since) >= idle_ms {
+                    if !closing && now.saturating_sub(quiet_since) >= idle_ms {
                         closing = true;
                         conn.as_mut().shut_down();
                     }

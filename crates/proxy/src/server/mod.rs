@@ -36,7 +36,9 @@ pub struct ServerLimits {
     pub max_header_bytes: usize,
     /// Time a client has to send a request head: the first from the accept (and, for HTTPS,
     /// the handshake has as long), every later one from its first byte. A client that runs out
-    /// of it is disconnected without an answer. HTTP/1 only (HTTP/2 streams have no such head).
+    /// of it is disconnected without an answer, also while the server drains. HTTP/1 only
+    /// (HTTP/2 streams have no such head). Checked every quarter of the shorter of this and the
+    /// idle timeout, so a head is cut off between this long and half again as long.
     pub header_read_timeout: Duration,
     /// A connection on which no byte moved for this long is closed (gracefully: requests in
     /// flight finish). This is what a keep-alive connection waits for its next request.

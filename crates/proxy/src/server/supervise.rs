@@ -19,11 +19,11 @@ use std::{
 use tokio::time::Interval;
 
 /// What ended a wait.
-pub(super) enum Event<T> {
+pub(super) enum Event<T, S> {
     /// The connection finished.
     Done(T),
-    /// The shutdown signal changed (or its sender is gone).
-    Shutdown,
+    /// The shutdown signal changed (or its sender is gone), with what its future gave.
+    Shutdown(S),
     /// The ticker ticked.
     Tick,
 }
@@ -71,7 +71,7 @@ impl Supervisor {
         mut conn: Pin<&mut C>,
         mut shutdown: Option<Pin<&mut S>>,
         mut ticker: Option<&mut Interval>,
-    ) -> Event<C::Output>
+    ) -> Event<C::Output, S::Output>
     where
         C: Future + ?Sized,
         S: Future + ?Sized,
@@ -91,9 +91,9 @@ impl Supervisor {
             }
             let mut side = Context::from_waker(&self.waker);
             if let Some(shutdown) = shutdown.as_mut()
-                && shutdown.as_mut().poll(&mut side).is_ready()
+                && let Poll::Ready(output) = shutdown.as_mut().poll(&mut side)
             {
-                return Poll::Ready(Event::Shutdown);
+                return Poll::Ready(Event::Shutdown(output));
             }
             if let Some(ticker) = ticker.as_mut()
                 && ticker.poll_tick(&mut side).is_ready()
