@@ -39,8 +39,7 @@ pub enum UpstreamBody {
 impl UpstreamBody {
     fn take(&mut self) -> Option<Body> {
         match self {
-            // An empty body needs no allocation (most requests have none).
-            UpstreamBody::Replayable(bytes) if bytes.is_empty() => Some(body::empty()),
+            // An empty one becomes `Body::Empty`: no allocation (most requests have none).
             UpstreamBody::Replayable(bytes) => Some(body::full(bytes.clone())),
             UpstreamBody::Stream(body) => body.take(),
         }

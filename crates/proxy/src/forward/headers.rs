@@ -36,10 +36,16 @@ pub fn peer_value(peer: IpAddr) -> HeaderValue {
     HeaderValue::try_from(peer.to_string()).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
+/// Whether `name` is one of the fields that only concern one connection (besides those a
+/// `Connection` header names).
+pub fn is_hop_by_hop(name: &HeaderName) -> bool {
+    HOP_BY_HOP.contains(name)
+}
+
 /// Removes hop-by-hop headers, including every header the `Connection` header names.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     // Most messages carry none: one pass over the names instead of a lookup per name.
-    if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
+    if !headers.keys().any(is_hop_by_hop) {
         return;
     }
     // Names the `Connection` header lists besides the usual `keep-alive` and `close` (rare:

@@ -16,7 +16,7 @@ use std::{net::SocketAddr, sync::Arc};
 pub use attempt::{Failure, RequestTemplate, UpstreamBody, backoff, retryable};
 use bytes::Bytes;
 pub use exchange::{Exchange, ObservedBody};
-pub use headers::{peer_value, set_forwarded, strip_hop_by_hop, upgrade_request};
+pub use headers::{is_hop_by_hop, peer_value, set_forwarded, strip_hop_by_hop, upgrade_request};
 use http::{
     HeaderValue, Request, Response, StatusCode, Version,
     header::{CONNECTION, CONTENT_TYPE, LOCATION, ORIGIN},
@@ -114,8 +114,8 @@ impl Gateway {
         // closed, so that nothing sent after it is read as another request. hyper's parser hides
         // the conflict; the server sees it in the raw bytes and marks the request.
         if req.extensions().get::<FramingConflict>().is_some() {
-            exchange.host = request_host(&req).unwrap_or_default().into_owned();
             if self.settings.access_log {
+                exchange.host = request_host(&req).unwrap_or_default().into_owned();
                 exchange.path = req.uri().path().to_owned();
             }
             let mut response = Response::new(body::full(CONFLICTING_FRAMING));

@@ -134,7 +134,7 @@ pub struct Backend {
     balancer: Balancer,
     /// One pool per connection worker (index 0 for other threads), so that a request and the
     /// upstream connection it uses live on the same thread.
-    pub(super) clients: Vec<Client<UpstreamConnector, Body>>,
+    clients: Vec<Client<UpstreamConnector, Body>>,
     /// Opens connections to endpoints (the HTTP/1.1 pools of [`super::h1`]).
     pub(super) connector: UpstreamConnector,
     in_flight: AtomicU32,

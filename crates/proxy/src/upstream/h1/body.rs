@@ -135,7 +135,7 @@ fn take_line(buf: &mut BytesMut, limit: usize) -> io::Result<Option<BytesMut>> {
 fn chunk_size(line: &[u8]) -> io::Result<u64> {
     let digits = line.split(|&b| b == b';').next().unwrap_or_default();
     let digits = digits.trim_ascii();
-    if digits.is_empty() || digits.len() > 16 {
+    if digits.is_empty() || digits.len() > 16 || !digits.iter().all(u8::is_ascii_hexdigit) {
         return Err(invalid("chunk size"));
     }
     let text = std::str::from_utf8(digits).map_err(|_| invalid("chunk size"))?;
@@ -175,7 +175,8 @@ fn trailers(buf: &mut BytesMut, state: &mut State) -> io::Result<Decoded> {
 
 /// A response body read from an [`H1Conn`] by the request's own task.
 pub struct H1Body {
-    /// `None` once the body has ended or failed (the connection went back or was closed).
+    /// `None` once the body has ended or failed (the connection went back or was closed). A
+    /// body dropped before its end drops the connection with it: it closes mid-message.
     conn: Option<Box<H1Conn>>,
     state: State,
     keep_alive: bool,
@@ -297,15 +298,6 @@ impl HttpBody for H1Body {
     }
 }
 
-impl Drop for H1Body {
-    fn drop(&mut self) {
-        // A body dropped before its end leaves the connection mid-message: it closes.
-        if self.state == State::Done {
-            self.release();
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -361,6 +353,7 @@ mod tests {
     fn broken_chunked_framing_is_an_error() {
         for wire in [
             &b"zz\r\n"[..],
+            b"+a\r\n",
             b"3\r\nabcd\r\n",
             b"11111111111111111\r\n",
             b"\r\n",

@@ -6,7 +6,7 @@ use std::mem::MaybeUninit;
 use bytes::{Bytes, BytesMut};
 use http::{
     HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, Version,
-    header::{CONTENT_LENGTH, TRANSFER_ENCODING},
+    header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING},
     request::Parts,
 };
 
@@ -49,8 +49,9 @@ pub fn encode_request(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
     for (name, value) in &parts.headers {
-        // The gateway frames the body itself.
-        if name == TRANSFER_ENCODING {
+        // The gateway frames the body itself: a Content-Length it could not read is not passed
+        // on either (the body goes chunked instead).
+        if name == TRANSFER_ENCODING || (name == CONTENT_LENGTH && declared.is_none()) {
             continue;
         }
         out.extend_from_slice(name.as_str().as_bytes());
@@ -216,7 +217,8 @@ enum Kind {
     ContentLength,
     TransferEncoding,
     Connection,
-    /// Another field that only concerns this connection (RFC 9110 §7.6.1).
+    /// Another field that only concerns this connection (RFC 9110 §7.6.1; the gateway's one
+    /// list, `forward::is_hop_by_hop`).
     HopByHop,
     /// Anything else.
     Other,
@@ -224,17 +226,16 @@ enum Kind {
 
 impl Kind {
     fn of(name: &HeaderName) -> Self {
-        match name.as_str() {
-            "content-length" => Kind::ContentLength,
-            "transfer-encoding" => Kind::TransferEncoding,
-            "connection" => Kind::Connection,
-            "te"
-            | "upgrade"
-            | "keep-alive"
-            | "proxy-connection"
-            | "proxy-authenticate"
-            | "proxy-authorization" => Kind::HopByHop,
-            _ => Kind::Other,
+        if *name == CONTENT_LENGTH {
+            Kind::ContentLength
+        } else if *name == TRANSFER_ENCODING {
+            Kind::TransferEncoding
+        } else if *name == CONNECTION {
+            Kind::Connection
+        } else if crate::forward::is_hop_by_hop(name) {
+            Kind::HopByHop
+        } else {
+            Kind::Other
         }
     }
 }
@@ -293,7 +294,9 @@ impl FramingFields {
         match kind {
             Kind::ContentLength => {
                 for token in tokens() {
-                    let n = token.parse::<u64>().ok();
+                    // Digits only (`parse` would also take a sign).
+                    let digits = !token.is_empty() && token.bytes().all(|b| b.is_ascii_digit());
+                    let n = token.parse::<u64>().ok().filter(|_| digits);
                     self.length = match self.length {
                         None => Some(n),
                         Some(previous) if previous == n => Some(previous),
@@ -330,7 +333,7 @@ impl FramingFields {
 fn finish(
     status: StatusCode,
     version: Version,
-    headers: HeaderMap,
+    mut headers: HeaderMap,
     fields: &FramingFields,
     method: &Method,
 ) -> Result<ResponseHead, HeadError> {
@@ -340,8 +343,14 @@ fn finish(
         !fields.close
     };
     let (chunked, length) = (fields.chunked, fields.length);
+    // A transfer coding frames the body: a Content-Length next to it is not passed on (RFC 9112
+    // §6.3), or the client would frame the re-encoded body by it.
+    if chunked.is_some() {
+        headers.remove(CONTENT_LENGTH);
+    }
+    // 101 is the only interim status that gets here (the others are skipped).
     let (framing, keep_alive) = if *method == Method::HEAD
-        || status.is_informational()
+        || status == StatusCode::SWITCHING_PROTOCOLS
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED
     {
@@ -453,6 +462,15 @@ mod tests {
             head("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n");
         assert_eq!(both.framing, ResponseFraming::Chunked);
         assert!(!both.keep_alive, "a response with both framings closes");
+        assert!(
+            !both.response.headers().contains_key("content-length"),
+            "the length the coding overrides is not passed on"
+        );
+        let signed = "HTTP/1.1 200 OK\r\nContent-Length: +3\r\n\r\n";
+        assert!(matches!(
+            parse(signed, Method::GET).0,
+            Err(HeadError::Malformed(_))
+        ));
         let unframed = head("HTTP/1.1 200 OK\r\n\r\n");
         assert_eq!(unframed.framing, ResponseFraming::Close);
         assert!(!unframed.keep_alive);
@@ -533,6 +551,15 @@ mod tests {
             .expect("request");
         let (text, framing) = encoded(streamed, false, None);
         assert_eq!(text.matches("transfer-encoding").count(), 1, "{text}");
+        assert_eq!(framing, RequestFraming::Chunked);
+        // A length the gateway cannot read is not passed on next to its own framing.
+        let unreadable = Request::post("/")
+            .header("content-length", "12x")
+            .body(())
+            .expect("request");
+        let (text, framing) = encoded(unreadable, false, None);
+        assert!(!text.contains("content-length"), "{text}");
+        assert!(text.contains("transfer-encoding: chunked\r\n"), "{text}");
         assert_eq!(framing, RequestFraming::Chunked);
     }
 }

@@ -121,7 +121,9 @@ impl H1Conn {
                     Err(error) => return Poll::Ready(Err(error)),
                 }
             }
-            Poll::Ready(Ok(()))
+            // Out of TLS's buffers too (a no-op on plain TCP): a request without a body has
+            // nothing else to push it.
+            Pin::new(&mut self.io).poll_flush(cx)
         })
         .await;
         if let Err(error) = wrote {
@@ -271,7 +273,7 @@ impl BodyWriter {
                 self.pending.push(Bytes::from_static(b"\r\n"));
             }
             RequestFraming::Length(declared) if self.produced > declared => {
-                return Err(too_long());
+                return Err(length_mismatch());
             }
             _ => self.pending.push(data),
         }
@@ -293,7 +295,7 @@ impl BodyWriter {
                 self.pending.push(Bytes::from(end));
             }
             RequestFraming::Length(declared) if self.produced != declared => {
-                return Err(too_long());
+                return Err(length_mismatch());
             }
             _ => {}
         }
@@ -302,7 +304,7 @@ impl BodyWriter {
     }
 }
 
-fn too_long() -> io::Error {
+fn length_mismatch() -> io::Error {
     io::Error::new(
         io::ErrorKind::InvalidInput,
         "the request body does not match its Content-Length",
