@@ -10,7 +10,6 @@ use std::{
 };
 
 use http::Uri;
-use hyper::rt::{Read, ReadBufCursor, Write};
 use hyper_util::{
     client::legacy::connect::{Connected, Connection, HttpConnector},
     rt::TokioIo,
@@ -113,10 +112,12 @@ impl UpstreamConnector {
     }
 }
 
+/// hyper's pooled client (HTTP/2, upgrades) reads and writes through `TokioIo`; the HTTP/1.1
+/// exchanges use the `UpstreamIo` inside directly.
 impl tower::Service<Uri> for UpstreamConnector {
-    type Response = UpstreamIo;
+    type Response = TokioIo<UpstreamIo>;
     type Error = BoxError;
-    type Future = Pin<Box<dyn Future<Output = Result<UpstreamIo, BoxError>> + Send>>;
+    type Future = Pin<Box<dyn Future<Output = Result<TokioIo<UpstreamIo>, BoxError>> + Send>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
         self.http.poll_ready(cx).map_err(Into::into)
@@ -126,9 +127,9 @@ impl tower::Service<Uri> for UpstreamConnector {
         let connecting = self.http.call(uri.clone());
         let tls = self.tls.clone();
         Box::pin(async move {
-            let tcp = connecting.await?;
+            let tcp = connecting.await?.into_inner();
             let Some(tls) = tls else {
-                return Ok(UpstreamIo::Plain(tcp));
+                return Ok(TokioIo::new(UpstreamIo::Plain(tcp)));
             };
             let name = match tls.server_name {
                 Some(name) => name,
@@ -137,8 +138,8 @@ impl tower::Service<Uri> for UpstreamConnector {
                     ServerName::try_from(host.to_owned())?
                 }
             };
-            let stream = tls.connector.connect(name, tcp.into_inner()).await?;
-            Ok(UpstreamIo::Tls(Box::new(TokioIo::new(stream))))
+            let stream = tls.connector.connect(name, tcp).await?;
+            Ok(TokioIo::new(UpstreamIo::Tls(Box::new(stream))))
         })
     }
 }
@@ -147,9 +148,9 @@ impl tower::Service<Uri> for UpstreamConnector {
 #[derive(Debug)]
 pub enum UpstreamIo {
     /// Plain TCP.
-    Plain(TokioIo<TcpStream>),
+    Plain(TcpStream),
     /// TLS over TCP.
-    Tls(Box<TokioIo<TlsStream<TcpStream>>>),
+    Tls(Box<TlsStream<TcpStream>>),
 }
 
 impl Connection for UpstreamIo {
@@ -157,7 +158,7 @@ impl Connection for UpstreamIo {
         match self {
             UpstreamIo::Plain(io) => io.connected(),
             UpstreamIo::Tls(io) => {
-                let (tcp, session) = io.inner().get_ref();
+                let (tcp, session) = io.get_ref();
                 let connected = tcp.connected();
                 if session.alpn_protocol() == Some(b"h2") {
                     connected.negotiated_h2()
@@ -169,11 +170,11 @@ impl Connection for UpstreamIo {
     }
 }
 
-impl Read for UpstreamIo {
+impl tokio::io::AsyncRead for UpstreamIo {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-        buf: ReadBufCursor<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         match self.get_mut() {
             UpstreamIo::Plain(io) => Pin::new(io).poll_read(cx, buf),
@@ -182,7 +183,7 @@ impl Read for UpstreamIo {
     }
 }
 
-impl Write for UpstreamIo {
+impl tokio::io::AsyncWrite for UpstreamIo {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -223,64 +224,6 @@ impl Write for UpstreamIo {
         match self.get_mut() {
             UpstreamIo::Plain(io) => Pin::new(io).poll_shutdown(cx),
             UpstreamIo::Tls(io) => Pin::new(io.as_mut()).poll_shutdown(cx),
-        }
-    }
-}
-
-impl tokio::io::AsyncRead for UpstreamIo {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            UpstreamIo::Plain(io) => Pin::new(io.inner_mut()).poll_read(cx, buf),
-            UpstreamIo::Tls(io) => Pin::new(io.inner_mut()).poll_read(cx, buf),
-        }
-    }
-}
-
-impl tokio::io::AsyncWrite for UpstreamIo {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            UpstreamIo::Plain(io) => Pin::new(io.inner_mut()).poll_write(cx, buf),
-            UpstreamIo::Tls(io) => Pin::new(io.inner_mut()).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            UpstreamIo::Plain(io) => Pin::new(io.inner_mut()).poll_write_vectored(cx, bufs),
-            UpstreamIo::Tls(io) => Pin::new(io.inner_mut()).poll_write_vectored(cx, bufs),
-        }
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        match self {
-            UpstreamIo::Plain(io) => io.inner().is_write_vectored(),
-            UpstreamIo::Tls(io) => io.inner().is_write_vectored(),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            UpstreamIo::Plain(io) => Pin::new(io.inner_mut()).poll_flush(cx),
-            UpstreamIo::Tls(io) => Pin::new(io.inner_mut()).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            UpstreamIo::Plain(io) => Pin::new(io.inner_mut()).poll_shutdown(cx),
-            UpstreamIo::Tls(io) => Pin::new(io.inner_mut()).poll_shutdown(cx),
         }
     }
 }

@@ -79,7 +79,7 @@ impl Backend {
             tracing::debug!(%error, endpoint = %endpoint.address, "upstream connect failed");
             SendFailure::Connect
         })?;
-        Ok(H1Conn::new(io))
+        Ok(H1Conn::new(io.into_inner()))
     }
 
     /// Through hyper's pooled client, which needs the absolute URI.

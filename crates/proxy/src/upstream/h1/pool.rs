@@ -120,7 +120,6 @@ fn still_open(conn: &mut H1Conn) -> bool {
 mod tests {
     use std::time::Duration;
 
-    use hyper_util::rt::TokioIo;
     use tokio::net::{TcpListener, TcpStream};
 
     use super::*;
@@ -133,7 +132,7 @@ mod tests {
             .await
             .expect("connect");
         let (backend_side, _) = listener.accept().await.expect("accept");
-        let conn = H1Conn::new(UpstreamIo::Plain(TokioIo::new(tcp)));
+        let conn = H1Conn::new(UpstreamIo::Plain(tcp));
         let pool = IdlePool::new(1);
         pool.put(conn);
         pool.prune();
