@@ -8,8 +8,6 @@
 
 use std::{
     cell::RefCell,
-    collections::HashMap,
-    hash::{BuildHasherDefault, Hash},
     sync::{
         Arc,
         atomic::{AtomicU64, Ordering},
@@ -18,7 +16,7 @@ use std::{
 
 use prometheus_client::metrics::{counter::Counter, histogram::Histogram};
 
-use crate::fast_hash::FastHasher;
+use crate::fast_hash::FastMap;
 
 use super::{Label, Metrics, RequestLabels, RouteLabels, StatusClass};
 
@@ -58,12 +56,10 @@ struct Cached<M> {
     _labels: [Option<Arc<str>>; 2],
 }
 
-type Fast = BuildHasherDefault<FastHasher>;
-
 #[derive(Default)]
 struct Cache {
-    requests: HashMap<RequestKey, Cached<Counter>, Fast>,
-    latency: HashMap<RouteKey, Cached<Histogram>, Fast>,
+    requests: FastMap<RequestKey, Cached<Counter>>,
+    latency: FastMap<RouteKey, Cached<Histogram>>,
 }
 
 thread_local! {

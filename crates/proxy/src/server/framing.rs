@@ -364,7 +364,7 @@ fn chunk_step(state: State, byte: u8) -> State {
 
 /// The value of a hex digit.
 fn hex(byte: u8) -> Option<u64> {
-    char::from(byte).to_digit(16).map(u64::from)
+    crate::path::hex_value(byte).map(u64::from)
 }
 
 /// A `Content-Length` value as hyper reads it: decimal digits only, no sign, no list.
