@@ -54,7 +54,9 @@ count() { # name port command...
   valgrind --tool=callgrind --callgrind-out-file="$WORK/$name.%p" "$@" > "$WORK/$name.log" 2>&1 &
   local pid=$!
   PIDS+=("$pid")
-  for _ in $(seq 300); do curl -sf "http://127.0.0.1:$port/" >/dev/null 2>&1 && break; sleep 0.2; done
+  local ready=0
+  for _ in $(seq 300); do curl -sf "http://127.0.0.1:$port/" >/dev/null 2>&1 && { ready=1; break; }; sleep 0.2; done
+  [ "$ready" = 1 ] || { echo "bench: $name never answered on port $port" >&2; cat "$WORK/$name.log" >&2; exit 1; }
   callgrind_control -z "$pid" >/dev/null 2>&1
   local out requests
   out=$(wrk -t1 -c50 -d"$DURATION" "http://127.0.0.1:$port/")
@@ -65,13 +67,16 @@ count() { # name port command...
   wait "$pid" 2>/dev/null || true
   local dump
   dump=$(ls -t "$WORK/$name".*.1 2>/dev/null | head -1)
+  [ -n "$requests" ] && [ -n "$dump" ] || { echo "bench: no count for $name (wrk: $out)" >&2; exit 1; }
   echo "$requests $(awk '/^summary:/ {print $2}' "$dump")"
 }
 
 echo "== portcullis under callgrind"
 read -r P_REQ P_INS <<<"$(count portcullis "$PORTCULLIS_PORT" "$BIN" serve "$WORK/config.yaml" "$ADMIN")"
+[ -n "${P_INS:-}" ] || exit 1
 echo "== nginx under callgrind"
 read -r N_REQ N_INS <<<"$(count nginx "$NGINX_PORT" nginx -c "$WORK/nginx.conf" -p "$WORK")"
+[ -n "${N_INS:-}" ] || exit 1
 
 per() { awk -v i="$1" -v n="$2" 'BEGIN { printf "%.0f", i / n }'; }
 P_PER=$(per "$P_INS" "$P_REQ")

@@ -179,7 +179,19 @@ async fn garbage_and_odd_requests_get_errors_and_the_gateway_keeps_serving() {
 
 #[tokio::test]
 async fn an_absolute_form_target_is_forwarded_with_the_host_it_was_routed_by() {
-    let (_a, gw) = gateway().await;
+    // Only `other.example` is routed: Host `h` alone finds nothing.
+    let a = Upstream::start("a").await;
+    let snapshot = Snap::new()
+        .backend("a", &[a.addr])
+        .route("other.example", prefix("/"), to("r", &[(Some("a"), 1)]))
+        .build();
+    let gw = Gateway::start(&snapshot).await;
+    let by_host = raw(
+        &gw,
+        b"GET /x HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(by_host.starts_with("HTTP/1.1 404 "), "{by_host:?}");
     let reply = raw(
         &gw,
         b"GET http://other.example/x HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
