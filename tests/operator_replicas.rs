@@ -165,11 +165,11 @@ async fn readiness_and_degradation_follow_the_ready_replicas() {
     find(&mut documents, "Gateway", "edge")["spec"]["replicas"] = json!(2);
     apply_all(&ctx.client, &documents).await;
     // kwok runs the pods on the fake nodes and marks them Ready.
-    let ready = await_gateway(&ctx, "edge", "2/2 ready", |g| {
+    let ready = await_gateway(&ctx, "edge", "2/2 ready, all Routes attached", |g| {
         has_condition(g, "Degraded", "False", Some("AllReplicasReady"))
             && g.status
                 .as_ref()
-                .is_some_and(|s| s.ready.as_deref() == Some("2/2"))
+                .is_some_and(|s| s.ready.as_deref() == Some("2/2") && s.attached_routes == 4)
     })
     .await;
     assert!(has_condition(
@@ -180,6 +180,18 @@ async fn readiness_and_degradation_follow_the_ready_replicas() {
     ));
     let ready_since = condition(&ready.status.as_ref().expect("status").conditions, "Ready")
         .map(|c| c.last_transition_time.clone());
+    // The pods to mark are those of the settled Deployment: while the Routes are still being
+    // attached a new revision may roll them, and a replaced pod cannot be marked.
+    let deployments: Api<Deployment> = ctx.api();
+    eventually("the edge Deployment rolled out", TIMEOUT, || async {
+        let d = deployments.get("edge").await.ok()?;
+        let status = d.status?;
+        (status.observed_generation == d.metadata.generation
+            && status.updated_replicas == Some(2)
+            && status.replicas == Some(2))
+        .then_some(())
+    })
+    .await;
     let pods = await_pods(&ctx, "edge", 2).await;
 
     // One replica stops being ready, as its kubelet would report.
