@@ -72,8 +72,12 @@ pub fn strip_port(authority: &str) -> &str {
             None => authority,
         };
     }
-    match authority.rsplit_once(':') {
-        Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
+    // Bytes, not `rsplit_once`: this runs for every request.
+    let bytes = authority.as_bytes();
+    match bytes.iter().rposition(|&b| b == b':') {
+        Some(colon) if bytes.iter().skip(colon + 1).all(u8::is_ascii_digit) => {
+            authority.get(..colon).unwrap_or(authority)
+        }
         _ => authority,
     }
 }

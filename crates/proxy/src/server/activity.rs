@@ -61,6 +61,35 @@ impl<T> ActivityIo<T> {
         }
     }
 
+    /// Like [`ActivityIo::new`] without the framing scanner, for a reader that parses the
+    /// request heads itself (see [`super::plain`]); [`ActivityIo::hand_over`] starts it.
+    pub fn unscanned(
+        inner: T,
+        activity: Arc<AtomicU64>,
+        conflicts: Arc<ConflictingFraming>,
+        heads: Arc<HeadProgress>,
+    ) -> Self {
+        Self {
+            inner,
+            start: Vec::new(),
+            replayed: 0,
+            activity,
+            framing: None,
+            conflicts,
+            heads,
+        }
+    }
+
+    /// Starts following the request framing at a request boundary, for a reader that takes
+    /// over the connection there: `unread` (bytes read but not served) is given out first, and
+    /// a conflict is recorded in `conflicts`, counted from the next request.
+    pub fn hand_over(&mut self, unread: Vec<u8>, conflicts: Arc<ConflictingFraming>) {
+        self.start = unread;
+        self.replayed = 0;
+        self.framing = Some(Box::default());
+        self.conflicts = conflicts;
+    }
+
     fn touch(&self) {
         self.activity.fetch_add(1, Ordering::Relaxed);
     }

@@ -31,12 +31,14 @@ use super::{
     Counted, Server, ServerLimits,
     activity::ActivityIo,
     framing::{ConflictingFraming, HeadProgress},
+    plain::{self, Ended},
     supervise::{Event, Supervisor},
 };
 use crate::{
     clock::now_ms,
     filters::Scheme,
     forward::{Connection, FramingConflict, ObservedBody},
+    gateway::Gateway,
 };
 
 /// The HTTP/1.1 and HTTP/2 settings of client connections, from `limits`.
@@ -101,7 +103,7 @@ async fn sniff_h2(stream: &mut TcpStream, timeout: Duration) -> Option<(bool, Ve
 }
 
 /// A client connection being served, whichever protocol it speaks.
-trait Served: Future<Output = hyper::Result<()>> {
+trait Served: Future {
     /// Finishes the requests in flight, refuses new ones and closes.
     fn shut_down(self: Pin<&mut Self>);
 }
@@ -126,6 +128,12 @@ where
 {
     fn shut_down(self: Pin<&mut Self>) {
         self.graceful_shutdown();
+    }
+}
+
+impl<F: Future> Served for plain::PlainConnection<F> {
+    fn shut_down(self: Pin<&mut Self>) {
+        plain::PlainConnection::shut_down(&self);
     }
 }
 
@@ -197,64 +205,87 @@ impl Server {
         }
     }
 
-    /// Serves `stream`, whose first bytes, already read, are `start`.
+    /// Serves `stream`, whose first bytes, already read, are `start`: HTTP/1.1 by the plain
+    /// server until a request it does not take (then by hyper), HTTP/2 by hyper.
     async fn serve_http<T>(&self, stream: T, start: Vec<u8>, accepted: Accepted, h2: bool)
     where
         T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let activity = Arc::new(AtomicU64::new(0));
-        let conflicts = Arc::new(ConflictingFraming::default());
         let heads = Arc::new(HeadProgress::default());
-        let io = TokioIo::new(ActivityIo::new(
-            stream,
-            start,
-            activity.clone(),
-            conflicts.clone(),
-            heads.clone(),
-        ));
         let conn_info = Arc::new(Connection::new(
             accepted.peer,
             accepted.port,
             accepted.scheme,
         ));
-        let gateway = self.gateway.clone();
-        let service_heads = heads.clone();
-        let service = service_fn(move |mut req: Request<Incoming>| {
-            let gateway = gateway.clone();
-            let conn_info = conn_info.clone();
-            // Counted here, as hyper hands over each request in order; HTTP/2 requests are not
-            // counted (the scanner is off on HTTP/2 connections).
-            if req.version() <= Version::HTTP_11 {
-                service_heads.request_started();
-                if conflicts.next_request_conflicts() {
-                    req.extensions_mut().insert(FramingConflict);
-                }
-            }
-            async move { Ok::<_, Infallible>(gateway.handle(conn_info, req).await) }
-        });
         let watch = Watch {
-            activity,
+            activity: activity.clone(),
             // HTTP/2 has no request heads to wait for; its connections idle between streams.
-            heads: (!h2).then_some(heads),
+            heads: (!h2).then(|| heads.clone()),
             accepted_ms: accepted.accepted_ms,
         };
         if h2 {
-            let conn = self.protocols.http2.serve_connection(io, service);
-            self.drive(conn, accepted.peer, watch).await;
-        } else {
+            let conflicts = Arc::new(ConflictingFraming::default());
+            let io = ActivityIo::new(stream, start, activity, conflicts.clone(), heads.clone());
+            let service = hyper_service(self.gateway.clone(), conn_info, conflicts, heads);
             let conn = self
                 .protocols
-                .http1
-                .serve_connection(io, service)
-                .with_upgrades();
-            self.drive(conn, accepted.peer, watch).await;
+                .http2
+                .serve_connection(TokioIo::new(io), service);
+            self.drive_to_end(conn, accepted.peer, &watch).await;
+            return;
+        }
+        let conflicts = Arc::new(ConflictingFraming::default());
+        let io = ActivityIo::unscanned(stream, activity, conflicts, heads.clone());
+        let setup = plain::Setup {
+            gateway: self.gateway.clone(),
+            conn: conn_info.clone(),
+            heads: heads.clone(),
+            max_headers: self.limits.max_headers,
+            max_header_bytes: self.limits.max_header_bytes,
+        };
+        let served = self
+            .drive(plain::serve(io, &start, setup), accepted.peer, &watch)
+            .await;
+        let (mut io, unread) = match served {
+            Some(Ok(Ended::HandOver(io, unread))) => (io, unread),
+            Some(Err(error)) => {
+                tracing::debug!(%error, peer = %accepted.peer, "connection ended with an error");
+                return;
+            }
+            Some(Ok(Ended::Closed)) | None => return,
+        };
+        let conflicts = Arc::new(ConflictingFraming::default());
+        io.hand_over(unread.to_vec(), conflicts.clone());
+        let service = hyper_service(self.gateway.clone(), conn_info, conflicts, heads);
+        let conn = self
+            .protocols
+            .http1
+            .serve_connection(TokioIo::new(io), service)
+            .with_upgrades();
+        self.drive_to_end(conn, accepted.peer, &watch).await;
+    }
+
+    /// [`Server::drive`] for hyper's connections, which end with nothing to hand on.
+    async fn drive_to_end<C>(&self, conn: C, peer: SocketAddr, watch: &Watch)
+    where
+        C: Served<Output = hyper::Result<()>>,
+    {
+        if let Some(Err(error)) = self.drive(conn, peer, watch).await {
+            tracing::debug!(%error, %peer, "connection ended with an error");
         }
     }
 
     /// Serves `conn` until it ends: closed gracefully when the server shuts down or when no
     /// byte moved for the idle timeout, and at once when a request head (the first from the
     /// accept, later ones from their first byte) took longer than the header read timeout.
-    async fn drive<C: Served>(&self, conn: C, peer: SocketAddr, watch: Watch) {
+    /// `None` when the supervisor cut the connection off.
+    async fn drive<C: Served>(
+        &self,
+        conn: C,
+        peer: SocketAddr,
+        watch: &Watch,
+    ) -> Option<C::Output> {
         tokio::pin!(conn);
         let mut shutdown = self.shutdown.subscribe();
         let idle = self.limits.idle_timeout;
@@ -294,12 +325,7 @@ impl Server {
                     .await
             };
             match event {
-                Event::Done(result) => {
-                    if let Err(error) = result {
-                        tracing::debug!(%error, %peer, "connection ended with an error");
-                    }
-                    return;
-                }
+                Event::Done(output) => return Some(output),
                 Event::Shutdown(changed) => {
                     if changed.is_err() || *shutdown.borrow() {
                         closing = true;
@@ -313,7 +339,7 @@ impl Server {
                         (Some(head), Some((since_head, since))) if head == since_head => {
                             if now.saturating_sub(since) >= header_ms {
                                 tracing::debug!(%peer, "request head not received in time");
-                                return;
+                                return None;
                             }
                             Some((head, since))
                         }
@@ -332,4 +358,31 @@ impl Server {
             }
         }
     }
+}
+
+/// The service hyper calls for each request of a connection.
+fn hyper_service(
+    gateway: Arc<Gateway>,
+    conn_info: Arc<Connection>,
+    conflicts: Arc<ConflictingFraming>,
+    heads: Arc<HeadProgress>,
+) -> impl hyper::service::Service<
+    Request<Incoming>,
+    Response = hyper::Response<ObservedBody>,
+    Error = Infallible,
+    Future = impl Future<Output = Result<hyper::Response<ObservedBody>, Infallible>> + Send,
+> + Clone {
+    service_fn(move |mut req: Request<Incoming>| {
+        let gateway = gateway.clone();
+        let conn_info = conn_info.clone();
+        // Counted here, as hyper hands over each request in order; HTTP/2 requests are not
+        // counted (the scanner is off on HTTP/2 connections).
+        if req.version() <= Version::HTTP_11 {
+            heads.request_started();
+            if conflicts.next_request_conflicts() {
+                req.extensions_mut().insert(FramingConflict);
+            }
+        }
+        async move { Ok::<_, Infallible>(gateway.handle(conn_info, req).await) }
+    })
 }

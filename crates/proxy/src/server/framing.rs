@@ -464,6 +464,13 @@ impl HeadProgress {
         self.state.store(state, Ordering::Relaxed);
     }
 
+    /// Publishes the plain server's view: `heads` completed, and whether one is awaited or
+    /// being read.
+    pub fn set(&self, heads: u64, in_head: bool) {
+        let state = (heads << 2) | if in_head { IN_HEAD } else { 0 };
+        self.state.store(state, Ordering::Relaxed);
+    }
+
     /// A request was handed to the service: its head is complete. Only news once the reader
     /// stopped following (an upgrade the backend refused, say): from then on no head counts as
     /// in progress.

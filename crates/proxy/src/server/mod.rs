@@ -5,6 +5,7 @@
 mod activity;
 mod connection;
 mod framing;
+mod plain;
 mod supervise;
 pub mod workers;
 

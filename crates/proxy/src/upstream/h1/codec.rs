@@ -285,18 +285,17 @@ impl FramingFields {
     /// connection (RFC 9110 §7.6.1) and is therefore not passed on; a `Connection` naming other
     /// fields is kept, for the gateway's hop-by-hop cleanup to remove what it names.
     fn note(&mut self, kind: Kind, value: &[u8]) -> bool {
-        let tokens = || {
-            std::str::from_utf8(value)
-                .unwrap_or("\u{0}")
-                .split(',')
-                .map(str::trim)
-        };
+        // Byte tokens, not `str` splitting: this runs for every response.
+        let tokens = || value.split(|&b| b == b',').map(<[u8]>::trim_ascii);
         match kind {
             Kind::ContentLength => {
                 for token in tokens() {
                     // Digits only (`parse` would also take a sign).
-                    let digits = !token.is_empty() && token.bytes().all(|b| b.is_ascii_digit());
-                    let n = token.parse::<u64>().ok().filter(|_| digits);
+                    let digits = !token.is_empty() && token.iter().all(u8::is_ascii_digit);
+                    let n = std::str::from_utf8(token)
+                        .ok()
+                        .and_then(|t| t.parse::<u64>().ok())
+                        .filter(|_| digits);
                     self.length = match self.length {
                         None => Some(n),
                         Some(previous) if previous == n => Some(previous),
@@ -309,15 +308,15 @@ impl FramingFields {
                 self.chunked = Some(
                     tokens()
                         .next_back()
-                        .is_some_and(|t| t.eq_ignore_ascii_case("chunked")),
+                        .is_some_and(|t| t.eq_ignore_ascii_case(b"chunked")),
                 );
                 true
             }
             Kind::Connection => {
                 let mut only_ours = true;
                 for token in tokens() {
-                    let close = token.eq_ignore_ascii_case("close");
-                    let keep_alive = token.eq_ignore_ascii_case("keep-alive");
+                    let close = token.eq_ignore_ascii_case(b"close");
+                    let keep_alive = token.eq_ignore_ascii_case(b"keep-alive");
                     self.close |= close;
                     self.keep_alive |= keep_alive;
                     only_ours &= close || keep_alive || token.is_empty();

@@ -1,0 +1,289 @@
+//! Request heads: which ones the plain server takes itself, and the request it makes of them.
+//!
+//! A plain request is an HTTP/1.1 request without a body, an upgrade, `Expect` or `CONNECT`,
+//! whose head is within the limits and parses cleanly. Anything else is handed to hyper with
+//! the connection, unread, so there is one implementation of the rarer parts of HTTP/1.1 (and
+//! of the refusals: 400, 431, smuggling).
+
+use std::mem::MaybeUninit;
+
+use bytes::{Bytes, BytesMut};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Uri, Version};
+use http_body_util::Empty;
+
+/// Most header fields the parser has room for; more is handed over (hyper answers 431 above
+/// the configured limit).
+const FIELDS: usize = 100;
+
+/// What the head at the start of the buffer is.
+#[derive(Debug)]
+// Returned once per request and taken apart at once: boxing the request would cost an
+// allocation for nothing.
+#[allow(clippy::large_enum_variant)]
+pub(super) enum Parsed {
+    /// A plain request; its head was taken out of the buffer.
+    Plain(PlainRequest),
+    /// Not complete yet: read more.
+    Partial,
+    /// Not a plain request: the connection goes to hyper from this head on, the buffer intact.
+    HandOver,
+}
+
+/// A plain request, ready for the gateway.
+#[derive(Debug)]
+pub(super) struct PlainRequest {
+    /// The request, with no body.
+    pub request: Request<Empty<Bytes>>,
+    /// The client asked to close the connection after the response (`Connection: close`).
+    pub close: bool,
+    /// The client accepts trailer fields (`TE: trailers`).
+    pub trailers: bool,
+}
+
+/// The limits a plain head stays within.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct HeadLimits {
+    /// Most header fields.
+    pub max_headers: usize,
+    /// Most bytes of head.
+    pub max_bytes: usize,
+}
+
+/// A field of the head, as offsets into it.
+#[derive(Debug)]
+struct Field {
+    name: HeaderName,
+    value: (usize, usize),
+}
+
+/// What the parser keeps from one head to the next.
+#[derive(Debug, Default)]
+pub(super) struct Scratch {
+    fields: Vec<Field>,
+}
+
+/// What a field means to the plain server.
+enum Meaning {
+    /// Passed on as it is.
+    Other,
+    /// `Connection`: its tokens matter.
+    Connection,
+    /// `TE`: whether it accepts trailers.
+    Te,
+    /// `Content-Length`: plain only when it is `0`.
+    ContentLength,
+    /// `Transfer-Encoding`, `Upgrade`, `Expect`: not plain.
+    NotPlain,
+}
+
+fn meaning(name: &[u8]) -> Meaning {
+    let is = |known: &[u8]| name.eq_ignore_ascii_case(known);
+    match name.len() {
+        2 if is(b"te") => Meaning::Te,
+        6 if is(b"expect") => Meaning::NotPlain,
+        7 if is(b"upgrade") => Meaning::NotPlain,
+        10 if is(b"connection") => Meaning::Connection,
+        14 if is(b"content-length") => Meaning::ContentLength,
+        17 if is(b"transfer-encoding") => Meaning::NotPlain,
+        _ => Meaning::Other,
+    }
+}
+
+/// The comma-separated tokens of a field value, trimmed.
+fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value.split(|&b| b == b',').map(|token| token.trim_ascii())
+}
+
+/// Parses the request head at the start of `buf`.
+pub(super) fn parse_request(
+    buf: &mut BytesMut,
+    limits: HeadLimits,
+    scratch: &mut Scratch,
+) -> Parsed {
+    let mut fields = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; FIELDS];
+    let mut parsed = httparse::Request::new(&mut []);
+    let len = match httparse::ParserConfig::default().parse_request_with_uninit_headers(
+        &mut parsed,
+        buf,
+        &mut fields,
+    ) {
+        Ok(httparse::Status::Complete(len)) if len <= limits.max_bytes => len,
+        Ok(httparse::Status::Partial) if buf.len() <= limits.max_bytes => return Parsed::Partial,
+        _ => return Parsed::HandOver,
+    };
+    if parsed.version != Some(1) || parsed.headers.len() > limits.max_headers {
+        return Parsed::HandOver;
+    }
+    let method = match parsed.method.map(|m| Method::from_bytes(m.as_bytes())) {
+        Some(Ok(method)) if method != Method::CONNECT => method,
+        _ => return Parsed::HandOver,
+    };
+    let base = buf.as_ptr() as usize;
+    let offsets = |text: &[u8]| (text.as_ptr() as usize - base, text.len());
+    let Some(target) = parsed.path.map(|path| offsets(path.as_bytes())) else {
+        return Parsed::HandOver;
+    };
+    let (mut close, mut trailers) = (false, false);
+    scratch.fields.clear();
+    for field in parsed.headers.iter() {
+        match meaning(field.name.as_bytes()) {
+            Meaning::Other => {}
+            Meaning::Connection => {
+                for token in tokens(field.value) {
+                    close |= token.eq_ignore_ascii_case(b"close");
+                }
+            }
+            Meaning::Te => {
+                trailers |= tokens(field.value).any(|t| t.eq_ignore_ascii_case(b"trailers"));
+            }
+            Meaning::ContentLength if field.value.trim_ascii() == b"0" => {}
+            Meaning::ContentLength | Meaning::NotPlain => return Parsed::HandOver,
+        }
+        let Ok(name) = HeaderName::from_bytes(field.name.as_bytes()) else {
+            return Parsed::HandOver;
+        };
+        scratch.fields.push(Field {
+            name,
+            value: offsets(field.value),
+        });
+    }
+    let head = buf.split_to(len).freeze();
+    let slice = |(at, len): (usize, usize)| head.slice(at..at + len);
+    let built = Uri::from_maybe_shared(slice(target))
+        .ok()
+        .and_then(|uri| Some((uri, headers(&head, scratch)?)));
+    let Some((uri, headers)) = built else {
+        // Rare (hyper answers it): the head goes back in front of what follows it.
+        let mut whole = BytesMut::with_capacity(head.len() + buf.len());
+        whole.extend_from_slice(&head);
+        whole.extend_from_slice(buf);
+        *buf = whole;
+        return Parsed::HandOver;
+    };
+    let mut request = Request::new(Empty::new());
+    *request.method_mut() = method;
+    *request.uri_mut() = uri;
+    *request.version_mut() = Version::HTTP_11;
+    *request.headers_mut() = headers;
+    Parsed::Plain(PlainRequest {
+        request,
+        close,
+        trailers,
+    })
+}
+
+/// The head's fields as a header map whose values share the head's bytes.
+fn headers(head: &Bytes, scratch: &mut Scratch) -> Option<HeaderMap> {
+    // Room for the three `X-Forwarded-*` fields the gateway adds: the map never grows.
+    let mut headers = HeaderMap::with_capacity(scratch.fields.len() + 3);
+    for field in scratch.fields.drain(..) {
+        let (at, len) = field.value;
+        let value = HeaderValue::from_maybe_shared(head.slice(at..at + len)).ok()?;
+        headers.append(field.name, value);
+    }
+    Some(headers)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: HeadLimits = HeadLimits {
+        max_headers: 100,
+        max_bytes: 64 * 1024,
+    };
+
+    fn parse(raw: &[u8]) -> (Parsed, BytesMut) {
+        let mut buf = BytesMut::from(raw);
+        let parsed = parse_request(&mut buf, LIMITS, &mut Scratch::default());
+        (parsed, buf)
+    }
+
+    fn plain(raw: &[u8]) -> PlainRequest {
+        match parse(raw).0 {
+            Parsed::Plain(request) => request,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn handed_over(raw: &[u8]) -> bool {
+        let (parsed, buf) = parse(raw);
+        matches!(parsed, Parsed::HandOver) && &buf[..] == raw
+    }
+
+    #[test]
+    fn a_plain_get_becomes_a_request_and_leaves_what_follows() {
+        let (parsed, rest) =
+            parse(b"GET /a?b=c HTTP/1.1\r\nHost: example.com\r\nX-Two: 1\r\nX-Two: 2\r\n\r\nGET");
+        let Parsed::Plain(plain) = parsed else {
+            panic!("{parsed:?}");
+        };
+        let request = plain.request;
+        assert_eq!(request.method(), Method::GET);
+        assert_eq!(request.uri(), "/a?b=c");
+        assert_eq!(request.headers()["host"], "example.com");
+        let twos: Vec<_> = request.headers().get_all("x-two").iter().collect();
+        assert_eq!(twos, ["1", "2"]);
+        assert!(!plain.close && !plain.trailers);
+        assert_eq!(&rest[..], b"GET");
+    }
+
+    #[test]
+    fn connection_close_and_te_trailers_are_noted() {
+        let request =
+            plain(b"GET / HTTP/1.1\r\nConnection: keep-alive, Close\r\nTE: trailers\r\n\r\n");
+        assert!(request.close && request.trailers);
+    }
+
+    #[test]
+    fn absolute_form_targets_keep_their_authority() {
+        let request = plain(b"GET http://other.example/x HTTP/1.1\r\nHost: h\r\n\r\n").request;
+        assert_eq!(request.uri().host(), Some("other.example"));
+    }
+
+    #[test]
+    fn an_empty_body_is_still_plain() {
+        plain(b"DELETE /x HTTP/1.1\r\nContent-Length: 0\r\n\r\n");
+    }
+
+    #[test]
+    fn incomplete_heads_ask_for_more() {
+        assert!(matches!(parse(b"GET / HTTP/1.1\r\nHo").0, Parsed::Partial));
+    }
+
+    #[test]
+    fn everything_else_is_handed_over_untouched() {
+        for raw in [
+            &b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello"[..],
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            b"POST / HTTP/1.1\r\nContent-Length: 0\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"GET /chat HTTP/1.1\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n",
+            b"PUT / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 0\r\n\r\n",
+            b"CONNECT example.com:443 HTTP/1.1\r\n\r\n",
+            b"GET / HTTP/1.0\r\n\r\n",
+            b"GET / HTTP/1.1\r\nBad Name: x\r\n\r\n",
+            b"GET /\x7f HTTP/1.1\r\n\r\n",
+            b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",
+        ] {
+            assert!(handed_over(raw), "{}", String::from_utf8_lossy(raw));
+        }
+    }
+
+    #[test]
+    fn heads_beyond_the_limits_are_handed_over() {
+        let limits = HeadLimits {
+            max_headers: 1,
+            max_bytes: 40,
+        };
+        let mut scratch = Scratch::default();
+        for raw in [
+            &b"GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\n\r\n"[..],
+            b"GET /a-long-path-that-goes-over-the-limit HTTP/1.1\r\n\r\n",
+            b"GET /a-long-path-that-goes-over-the-limit",
+        ] {
+            let mut buf = BytesMut::from(raw);
+            let parsed = parse_request(&mut buf, limits, &mut scratch);
+            assert!(matches!(parsed, Parsed::HandOver), "{parsed:?}");
+        }
+    }
+}

@@ -1,0 +1,302 @@
+//! Portcullis's own HTTP/1.1 server for plain requests: a request without a body, an upgrade or
+//! `Expect`, over a keep-alive connection — most of what an API gateway is asked.
+//!
+//! It reads heads into one buffer per connection, hands each request to the gateway on the
+//! connection's task and writes the response head and body from one buffer, without the
+//! channels and per-request state of a general HTTP/1.1 server. The first request that is not
+//! plain (see [`head`]) hands the connection, with the bytes not yet served, to hyper, which
+//! serves it from then on: one implementation of the rarer parts of HTTP/1.1 and of the
+//! refusals (400, 431, request smuggling).
+
+mod head;
+mod response;
+
+use std::{
+    future::{Future, poll_fn},
+    pin::Pin,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    task::{Context, Poll},
+};
+
+use bytes::{Buf, BytesMut};
+use http::{HeaderMap, Method};
+use hyper::body::Body as _;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+
+use self::{
+    head::{HeadLimits, Parsed, PlainRequest, Scratch},
+    response::{BodyFraming, encode_head, push_number},
+};
+use super::{activity::ActivityIo, framing::HeadProgress};
+use crate::{
+    forward::{Connection, ObservedBody},
+    gateway::Gateway,
+};
+
+/// Reads that fill less than this much of the buffer make room first.
+const READ_ROOM: usize = 4096;
+/// Response bytes gathered before they are written.
+const WRITE_BATCH: usize = 64 * 1024;
+
+/// How the plain server's part of a connection ended.
+pub(super) enum Ended<T> {
+    /// The connection is done: closed by either side, or by the server.
+    Closed,
+    /// A request that is not plain arrived: the connection and its unserved bytes (that
+    /// request's head first) go to hyper.
+    HandOver(ActivityIo<T>, BytesMut),
+}
+
+/// What the plain server needs from the connection's server.
+pub(super) struct Setup {
+    pub gateway: Arc<Gateway>,
+    pub conn: Arc<Connection>,
+    pub heads: Arc<HeadProgress>,
+    pub max_headers: usize,
+    pub max_header_bytes: usize,
+}
+
+/// A connection served by the plain server, as the connection supervisor drives it.
+pub(super) struct PlainConnection<F> {
+    closing: Arc<AtomicBool>,
+    serving: Pin<Box<F>>,
+}
+
+/// Serves `io` (whose first bytes are `start`) until it closes or hands over.
+pub(super) fn serve<T>(
+    io: ActivityIo<T>,
+    start: &[u8],
+    setup: Setup,
+) -> PlainConnection<impl Future<Output = std::io::Result<Ended<T>>>>
+where
+    T: AsyncRead + AsyncWrite + Unpin,
+{
+    let closing = Arc::new(AtomicBool::new(false));
+    let mut buf = BytesMut::with_capacity(8192.max(start.len()));
+    buf.extend_from_slice(start);
+    PlainConnection {
+        closing: closing.clone(),
+        serving: Box::pin(run(io, buf, setup, closing)),
+    }
+}
+
+impl<F: Future> Future for PlainConnection<F> {
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        self.serving.as_mut().poll(cx)
+    }
+}
+
+impl<F: Future> PlainConnection<F> {
+    /// Finishes the request in flight (its response says `Connection: close`) and closes; an
+    /// idle connection closes at its next poll.
+    pub(super) fn shut_down(&self) {
+        self.closing.store(true, Ordering::Relaxed);
+    }
+}
+
+async fn run<T>(
+    mut io: ActivityIo<T>,
+    mut buf: BytesMut,
+    setup: Setup,
+    closing: Arc<AtomicBool>,
+) -> std::io::Result<Ended<T>>
+where
+    T: AsyncRead + AsyncWrite + Unpin,
+{
+    let limits = HeadLimits {
+        max_headers: setup.max_headers,
+        max_bytes: setup.max_header_bytes,
+    };
+    let mut scratch = Scratch::default();
+    let mut out = Vec::with_capacity(8192);
+    let mut served = 0u64;
+    loop {
+        let request = loop {
+            if !buf.is_empty() {
+                match head::parse_request(&mut buf, limits, &mut scratch) {
+                    Parsed::Plain(request) => break request,
+                    Parsed::Partial => {}
+                    Parsed::HandOver => return Ok(Ended::HandOver(io, buf)),
+                }
+            }
+            // The first head is awaited from the accept, later ones from their first byte.
+            setup.heads.set(served, served == 0 || !buf.is_empty());
+            if !read_more(&mut io, &mut buf, &closing).await? {
+                return Ok(Ended::Closed);
+            }
+        };
+        served += 1;
+        setup.heads.set(served, false);
+        let close = request.close;
+        respond(&mut io, &mut out, request, &setup, &closing).await?;
+        if close || closing.load(Ordering::Relaxed) {
+            io.shutdown().await?;
+            return Ok(Ended::Closed);
+        }
+    }
+}
+
+/// Reads more of the client's bytes into `buf`. `false` when the client closed, or when the
+/// server is closing and no request is complete.
+async fn read_more<T: AsyncRead + Unpin>(
+    io: &mut ActivityIo<T>,
+    buf: &mut BytesMut,
+    closing: &AtomicBool,
+) -> std::io::Result<bool> {
+    if buf.capacity() - buf.len() < READ_ROOM {
+        buf.reserve(READ_ROOM);
+    }
+    let read = poll_fn(|cx| {
+        if closing.load(Ordering::Relaxed) {
+            return Poll::Ready(Ok(0));
+        }
+        tokio_util::io::poll_read_buf(Pin::new(&mut *io), cx, buf)
+    })
+    .await?;
+    Ok(read > 0)
+}
+
+/// Serves one request and writes its response.
+async fn respond<T: AsyncWrite + Unpin>(
+    io: &mut ActivityIo<T>,
+    out: &mut Vec<u8>,
+    request: PlainRequest,
+    setup: &Setup,
+    closing: &AtomicBool,
+) -> std::io::Result<()> {
+    let PlainRequest {
+        request,
+        close,
+        trailers,
+    } = request;
+    let method = request.method().clone();
+    let response = setup
+        .gateway
+        .clone()
+        .handle(setup.conn.clone(), request)
+        .await;
+    let (parts, mut body) = response.into_parts();
+    let close = close || closing.load(Ordering::Relaxed);
+    out.clear();
+    let framing = encode_head(
+        out,
+        &method,
+        parts.status,
+        &parts.headers,
+        body.size_hint().exact(),
+        close,
+    );
+    drop(parts);
+    write_body(
+        io,
+        out,
+        &mut body,
+        framing,
+        trailers && method != Method::HEAD,
+    )
+    .await?;
+    if !out.is_empty() {
+        io.write_all(out).await?;
+    }
+    // TLS holds records back until flushed (a no-op on TCP).
+    io.flush().await
+}
+
+/// Appends the body to `out`, framed, writing `out` whenever it fills or the body has to wait.
+async fn write_body<T: AsyncWrite + Unpin>(
+    io: &mut ActivityIo<T>,
+    out: &mut Vec<u8>,
+    body: &mut ObservedBody,
+    framing: BodyFraming,
+    trailers: bool,
+) -> std::io::Result<()> {
+    let mut left = match framing {
+        BodyFraming::None => return Ok(()),
+        BodyFraming::Length(n) => Some(n),
+        BodyFraming::Chunked => None,
+    };
+    let mut trailer_fields: Option<HeaderMap> = None;
+    loop {
+        let frame = match poll_fn(|cx| Poll::Ready(Pin::new(&mut *body).poll_frame(cx))).await {
+            Poll::Ready(frame) => frame,
+            Poll::Pending => {
+                // Nothing more yet: what is gathered goes out while the body waits.
+                io.write_all(out).await?;
+                io.flush().await?;
+                out.clear();
+                poll_fn(|cx| Pin::new(&mut *body).poll_frame(cx)).await
+            }
+        };
+        let frame = match frame {
+            None => break,
+            Some(Ok(frame)) => frame,
+            Some(Err(error)) => return Err(std::io::Error::other(error)),
+        };
+        let data = match frame.into_data() {
+            Ok(data) => data,
+            Err(frame) => {
+                if let Ok(fields) = frame.into_trailers() {
+                    trailer_fields
+                        .get_or_insert_with(HeaderMap::new)
+                        .extend(fields);
+                }
+                continue;
+            }
+        };
+        if data.is_empty() {
+            continue;
+        }
+        match left.as_mut() {
+            Some(left) => {
+                // More than the length announced cannot be sent: the response ends there.
+                let take = usize::try_from(*left).unwrap_or(usize::MAX).min(data.len());
+                out.extend_from_slice(data.chunk().get(..take).unwrap_or_default());
+                *left -= take as u64;
+                if take < data.len() {
+                    return Err(std::io::Error::other(
+                        "response body longer than its length",
+                    ));
+                }
+            }
+            None => {
+                push_number(out, data.len() as u64, 16);
+                out.extend_from_slice(b"\r\n");
+                out.extend_from_slice(&data);
+                out.extend_from_slice(b"\r\n");
+            }
+        }
+        if out.len() >= WRITE_BATCH {
+            io.write_all(out).await?;
+            out.clear();
+        }
+    }
+    match left {
+        // A body that ended short of its length: the client must not wait for the rest.
+        Some(left) if left > 0 => Err(std::io::Error::other(
+            "response body shorter than its length",
+        )),
+        Some(_) => Ok(()),
+        None => {
+            out.extend_from_slice(b"0\r\n");
+            if let Some(fields) = trailer_fields.filter(|_| trailers) {
+                let mut name = None;
+                for (field, value) in fields {
+                    name = field.or(name);
+                    if let Some(name) = &name {
+                        out.extend_from_slice(name.as_str().as_bytes());
+                        out.extend_from_slice(b": ");
+                        out.extend_from_slice(value.as_bytes());
+                        out.extend_from_slice(b"\r\n");
+                    }
+                }
+            }
+            out.extend_from_slice(b"\r\n");
+            Ok(())
+        }
+    }
+}

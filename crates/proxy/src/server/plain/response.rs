@@ -1,0 +1,238 @@
+//! Response heads as the plain server writes them (RFC 9112 §4–§7), and the `Date` they carry.
+
+use std::{cell::RefCell, time::SystemTime};
+
+use http::{
+    HeaderMap, HeaderValue, Method, StatusCode,
+    header::{CONNECTION, CONTENT_LENGTH, DATE, TRANSFER_ENCODING},
+};
+
+/// How the body follows the head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum BodyFraming {
+    /// No body is sent, whatever the response holds (`HEAD`, 1xx, 204, 304).
+    None,
+    /// Exactly this many bytes.
+    Length(u64),
+    /// Chunked; trailer fields are sent when the client accepts them.
+    Chunked,
+}
+
+/// Writes the head of a response to a request with `method` into `out` (appended). `exact` is
+/// the body's length when known; `close` adds `Connection: close` unless the response has it.
+pub(super) fn encode_head(
+    out: &mut Vec<u8>,
+    method: &Method,
+    status: StatusCode,
+    headers: &HeaderMap,
+    exact: Option<u64>,
+    close: bool,
+) -> BodyFraming {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    // RFC 9110 §8.6: 1xx and 204 never carry a length; a 304 or a HEAD answer keeps the one
+    // that describes the resource.
+    let no_length = status.is_informational() || status == StatusCode::NO_CONTENT;
+    let no_body = no_length || status == StatusCode::NOT_MODIFIED || *method == Method::HEAD;
+    let mut declared = None;
+    let (mut has_date, mut has_connection) = (false, false);
+    for (name, value) in headers {
+        if *name == CONTENT_LENGTH {
+            if no_length {
+                continue;
+            }
+            match length(value) {
+                // A length that cannot frame the body is left out; the body goes chunked.
+                None if !no_body => continue,
+                found => declared = declared.or(found),
+            }
+        } else if *name == TRANSFER_ENCODING {
+            // The server frames the body itself.
+            continue;
+        } else if *name == DATE {
+            has_date = true;
+        } else if *name == CONNECTION {
+            has_connection = true;
+        }
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if !has_date {
+        out.extend_from_slice(b"date: ");
+        date(out);
+        out.extend_from_slice(b"\r\n");
+    }
+    if close && !has_connection {
+        out.extend_from_slice(b"connection: close\r\n");
+    }
+    let framing = match (no_body, declared, exact) {
+        (true, ..) => BodyFraming::None,
+        (false, Some(n), _) => BodyFraming::Length(n),
+        (false, None, Some(n)) => {
+            out.extend_from_slice(b"content-length: ");
+            push_number(out, n, 10);
+            out.extend_from_slice(b"\r\n");
+            BodyFraming::Length(n)
+        }
+        (false, None, None) => {
+            out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+            BodyFraming::Chunked
+        }
+    };
+    out.extend_from_slice(b"\r\n");
+    framing
+}
+
+/// A `Content-Length` value, digits only.
+fn length(value: &HeaderValue) -> Option<u64> {
+    let digits = value.as_bytes().trim_ascii();
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(digits).ok()?.parse().ok()
+}
+
+/// Appends `n` in `radix` (10 or 16), without allocating.
+pub(super) fn push_number(out: &mut Vec<u8>, mut n: u64, radix: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        let digit = (n % radix) as u8;
+        digits[at] = if digit < 10 {
+            b'0' + digit
+        } else {
+            b'a' + digit - 10
+        };
+        n /= radix;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
+}
+
+thread_local! {
+    /// The current second and its IMF-fixdate, made once a second per thread.
+    static NOW: RefCell<(u64, String)> = const { RefCell::new((0, String::new())) };
+}
+
+/// Appends the current time as an HTTP date (RFC 9110 §5.6.7).
+pub(super) fn date(out: &mut Vec<u8>) {
+    let now = SystemTime::now();
+    let second = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs());
+    NOW.with(|cached| {
+        let mut cached = cached.borrow_mut();
+        if cached.0 != second || cached.1.is_empty() {
+            *cached = (second, httpdate::fmt_http_date(now));
+        }
+        out.extend_from_slice(cached.1.as_bytes());
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(
+        method: Method,
+        status: StatusCode,
+        fields: &[(&str, &str)],
+        exact: Option<u64>,
+        close: bool,
+    ) -> (String, BodyFraming) {
+        let mut headers = HeaderMap::new();
+        for (name, value) in fields {
+            headers.append(
+                http::HeaderName::from_bytes(name.as_bytes()).expect("name"),
+                HeaderValue::from_str(value).expect("value"),
+            );
+        }
+        let mut out = Vec::new();
+        let framing = encode_head(&mut out, &method, status, &headers, exact, close);
+        (String::from_utf8(out).expect("utf-8"), framing)
+    }
+
+    #[test]
+    fn a_sized_body_gets_its_length_and_a_date() {
+        let (text, framing) = head(Method::GET, StatusCode::OK, &[("x-a", "b")], Some(5), false);
+        assert_eq!(framing, BodyFraming::Length(5));
+        assert!(
+            text.starts_with("HTTP/1.1 200 OK\r\nx-a: b\r\ndate: "),
+            "{text}"
+        );
+        assert!(
+            text.ends_with(" GMT\r\ncontent-length: 5\r\n\r\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_declared_length_wins_and_an_unknown_one_goes_chunked() {
+        let (_, framing) = head(
+            Method::GET,
+            StatusCode::OK,
+            &[("content-length", "7")],
+            None,
+            false,
+        );
+        assert_eq!(framing, BodyFraming::Length(7));
+        let (text, framing) = head(
+            Method::GET,
+            StatusCode::OK,
+            &[("content-length", "+7"), ("transfer-encoding", "gzip")],
+            None,
+            false,
+        );
+        assert_eq!(framing, BodyFraming::Chunked);
+        assert!(
+            !text.contains("content-length") && !text.contains("gzip"),
+            "{text}"
+        );
+        assert!(text.contains("transfer-encoding: chunked\r\n"), "{text}");
+    }
+
+    #[test]
+    fn bodyless_answers_keep_the_resource_length_but_send_no_body() {
+        let (text, framing) = head(
+            Method::HEAD,
+            StatusCode::OK,
+            &[("content-length", "1234")],
+            Some(0),
+            false,
+        );
+        assert_eq!(framing, BodyFraming::None);
+        assert!(text.contains("content-length: 1234\r\n"), "{text}");
+        let (text, framing) = head(
+            Method::GET,
+            StatusCode::NO_CONTENT,
+            &[("content-length", "0")],
+            Some(0),
+            false,
+        );
+        assert_eq!(framing, BodyFraming::None);
+        assert!(!text.contains("content-length"), "{text}");
+    }
+
+    #[test]
+    fn closing_says_so_once() {
+        let (text, _) = head(Method::GET, StatusCode::OK, &[], Some(0), true);
+        assert!(text.contains("connection: close\r\n"), "{text}");
+        let (text, _) = head(
+            Method::GET,
+            StatusCode::OK,
+            &[("connection", "close"), ("date", "x")],
+            Some(0),
+            true,
+        );
+        assert_eq!(text.matches("connection").count(), 1, "{text}");
+        assert_eq!(text.matches("date").count(), 1, "{text}");
+    }
+}
