@@ -3,6 +3,7 @@
 
 mod demo;
 mod forwarding;
+mod http1;
 mod lifecycle;
 mod pooling;
 mod process;

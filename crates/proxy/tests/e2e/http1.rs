@@ -1,0 +1,170 @@
+//! HTTP/1.1 as clients speak it on the wire: pipelining, requests of every kind on one
+//! connection (plain ones served by Portcullis's own server, the others after it hands the
+//! connection to hyper), bodyless answers, `Connection: close`, streamed and split messages.
+
+use std::time::Duration;
+
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpStream,
+};
+
+use crate::support::*;
+
+async fn gateway() -> (Upstream, Gateway) {
+    let a = Upstream::start("a").await;
+    let snapshot = Snap::new()
+        .backend("a", &[a.addr])
+        .route("*", prefix("/"), to("r", &[(Some("a"), 1)]))
+        .build();
+    (a, Gateway::start(&snapshot).await)
+}
+
+/// Everything the gateway sends until it closes the connection.
+async fn until_closed(stream: &mut TcpStream) -> String {
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut out))
+        .await
+        .expect("the gateway closed the connection within 5 s")
+        .expect("read");
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+async fn exchange(gw: &Gateway, request: &[u8]) -> String {
+    let mut stream = TcpStream::connect(gw.addr).await.expect("connect");
+    stream.write_all(request).await.expect("write");
+    until_closed(&mut stream).await
+}
+
+/// The position of each needle in `text`, in the order given; fails when one is missing.
+fn positions(text: &str, needles: &[&str]) -> Vec<usize> {
+    needles
+        .iter()
+        .map(|needle| {
+            text.find(needle)
+                .unwrap_or_else(|| panic!("{needle} missing from {text}"))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn pipelined_requests_of_every_kind_are_answered_in_order_on_one_connection() {
+    let (a, gw) = gateway().await;
+    let request = b"GET /one HTTP/1.1\r\nHost: h\r\n\r\n\
+        GET /two HTTP/1.1\r\nHost: h\r\n\r\n\
+        POST /three HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhello\
+        GET /four HTTP/1.1\r\nHost: h\r\n\r\n\
+        GET /five HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n";
+    let reply = exchange(&gw, request).await;
+    assert_eq!(reply.matches("HTTP/1.1 200 OK\r\n").count(), 5, "{reply}");
+    let at = positions(
+        &reply,
+        &[
+            r#""path":"/one""#,
+            r#""path":"/two""#,
+            r#""path":"/three""#,
+            r#""path":"/four""#,
+            r#""path":"/five""#,
+        ],
+    );
+    assert!(at.is_sorted(), "answered out of order: {reply}");
+    assert!(reply.contains(r#""body":"hello""#), "{reply}");
+    assert_eq!(a.hits(), 5);
+}
+
+#[tokio::test]
+async fn a_request_arriving_in_pieces_is_served_whole() {
+    let (a, gw) = gateway().await;
+    let mut stream = TcpStream::connect(gw.addr).await.expect("connect");
+    for piece in [
+        &b"GET /pie"[..],
+        b"ces HTTP/1.1\r\nHo",
+        b"st: h\r\nX-Split: y",
+        b"es\r\nConnection: close\r\n\r",
+        b"\n",
+    ] {
+        stream.write_all(piece).await.expect("write");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let reply = until_closed(&mut stream).await;
+    assert!(reply.starts_with("HTTP/1.1 200 OK\r\n"), "{reply}");
+    assert!(reply.contains(r#""path":"/pieces""#), "{reply}");
+    assert!(reply.contains(r#""x-split":"yes""#), "{reply}");
+    assert_eq!(a.hits(), 1);
+}
+
+#[tokio::test]
+async fn answers_carry_a_date_and_connection_close_is_honoured() {
+    let (_a, gw) = gateway().await;
+    let reply = exchange(
+        &gw,
+        b"GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    let head = reply.split("\r\n\r\n").next().unwrap_or_default();
+    assert!(head.contains("\r\nconnection: close"), "{head}");
+    assert!(head.contains("\r\ndate: "), "{head}");
+    // The connection closed after one answer (`until_closed` returned).
+    assert_eq!(reply.matches("HTTP/1.1 ").count(), 1, "{reply}");
+}
+
+#[tokio::test]
+async fn bodyless_answers_keep_their_length_fields_but_send_no_body() {
+    let (_a, gw) = gateway().await;
+    let reply = exchange(
+        &gw,
+        b"HEAD /h HTTP/1.1\r\nHost: h\r\n\r\n\
+          GET /status/204 HTTP/1.1\r\nHost: h\r\n\r\n\
+          GET /status/304 HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    let answers: Vec<&str> = reply.split("HTTP/1.1 ").skip(1).collect();
+    assert_eq!(answers.len(), 3, "{reply}");
+    // HEAD: the length of the body a GET would get, and no body.
+    assert!(answers[0].starts_with("200 OK\r\n"), "{reply}");
+    let length = answers[0]
+        .split("\r\n")
+        .find_map(|line| line.strip_prefix("content-length: "))
+        .and_then(|n| n.parse::<usize>().ok());
+    assert!(length.is_some_and(|n| n > 100), "{reply}");
+    assert!(answers[0].ends_with("\r\n\r\n"), "{reply}");
+    assert!(answers[1].starts_with("204 No Content\r\n"), "{reply}");
+    assert!(!answers[1].contains("content-length"), "{reply}");
+    assert!(answers[1].ends_with("\r\n\r\n"), "{reply}");
+    assert!(answers[2].starts_with("304 Not Modified\r\n"), "{reply}");
+    assert!(answers[2].ends_with("\r\n\r\n"), "{reply}");
+}
+
+#[tokio::test]
+async fn a_body_the_backend_streams_reaches_the_client_chunked_as_it_comes() {
+    let (_a, gw) = gateway().await;
+    let mut stream = TcpStream::connect(gw.addr).await.expect("connect");
+    stream
+        .write_all(b"GET /stall/300 HTTP/1.1\r\nHost: h\r\n\r\n")
+        .await
+        .expect("write");
+    // The first chunk arrives while the backend still holds the end of the body back.
+    let mut first = Vec::new();
+    while !String::from_utf8_lossy(&first).contains("head arrives in time") {
+        let mut chunk = [0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut chunk))
+            .await
+            .expect("the first chunk came before the body ended")
+            .expect("read");
+        assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&first));
+        first.extend_from_slice(&chunk[..n]);
+    }
+    let head = String::from_utf8_lossy(&first).into_owned();
+    assert!(head.contains("transfer-encoding: chunked\r\n"), "{head}");
+    // The end follows, and the connection carries the next request.
+    stream
+        .write_all(b"GET /next HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("write");
+    let whole = head + &until_closed(&mut stream).await;
+    assert!(
+        whole.contains("head arrives in time; \r\n0\r\n\r\nHTTP/1.1 200 OK\r\n"),
+        "{whole}"
+    );
+    assert!(whole.contains(r#""path":"/next""#), "{whole}");
+}
