@@ -13,7 +13,7 @@ mod response;
 
 use std::{
     future::{Future, poll_fn},
-    pin::Pin,
+    pin::{Pin, pin},
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -132,9 +132,7 @@ where
         };
         served += 1;
         setup.heads.set(served, false);
-        let close = request.close;
-        respond(&mut io, &mut out, request, &setup, &closing).await?;
-        if close || closing.load(Ordering::Relaxed) {
+        if respond(&mut io, &mut buf, &mut out, request, &setup, &closing).await? {
             io.shutdown().await?;
             return Ok(Ended::Closed);
         }
@@ -161,29 +159,30 @@ async fn read_more<T: AsyncRead + Unpin>(
     Ok(read > 0)
 }
 
-/// Serves one request and writes its response.
-async fn respond<T: AsyncWrite + Unpin>(
+/// Serves one request and writes its response. `true` when the connection ends with it: the
+/// client or the response said `Connection: close`, or the server is closing.
+async fn respond<T: AsyncRead + AsyncWrite + Unpin>(
     io: &mut ActivityIo<T>,
+    buf: &mut BytesMut,
     out: &mut Vec<u8>,
     request: PlainRequest,
     setup: &Setup,
     closing: &AtomicBool,
-) -> std::io::Result<()> {
+) -> std::io::Result<bool> {
     let PlainRequest {
         request,
         close,
         trailers,
     } = request;
     let method = request.method().clone();
-    let response = setup
-        .gateway
-        .clone()
-        .handle(setup.conn.clone(), request)
-        .await;
+    // Pinned where it is made: moving a kilobytes-large future into a helper costs a copy.
+    let mut handling = pin!(setup.gateway.clone().handle(setup.conn.clone(), request));
+    let room = setup.max_header_bytes;
+    let response = poll_fn(|cx| poll_while_connected(handling.as_mut(), io, buf, room, cx)).await?;
     let (parts, mut body) = response.into_parts();
     let close = close || closing.load(Ordering::Relaxed);
     out.clear();
-    let framing = encode_head(
+    let written = encode_head(
         out,
         &method,
         parts.status,
@@ -192,19 +191,53 @@ async fn respond<T: AsyncWrite + Unpin>(
         close,
     );
     drop(parts);
-    write_body(
-        io,
-        out,
-        &mut body,
-        framing,
-        trailers && method != Method::HEAD,
-    )
-    .await?;
+    let trailers = trailers && method != Method::HEAD;
+    write_body(io, out, &mut body, written.framing, trailers).await?;
     if !out.is_empty() {
         io.write_all(out).await?;
     }
     // TLS holds records back until flushed (a no-op on TCP).
-    io.flush().await
+    io.flush().await?;
+    Ok(written.closes)
+}
+
+/// Polls `handling` while watching the client, as hyper does: what the client sends meanwhile
+/// (pipelined requests) is kept in `buf`, up to `room` bytes; when it closes the connection, the
+/// request is abandoned (its exchange with the backend is cancelled) and the connection ends.
+///
+/// Costs no read on the socket in the common case: the read that brought the request drained
+/// it, which the runtime remembers.
+fn poll_while_connected<T, F>(
+    handling: Pin<&mut F>,
+    io: &mut ActivityIo<T>,
+    buf: &mut BytesMut,
+    room: usize,
+    cx: &mut Context<'_>,
+) -> Poll<std::io::Result<F::Output>>
+where
+    T: AsyncRead + Unpin,
+    F: Future,
+{
+    if let Poll::Ready(output) = handling.poll(cx) {
+        return Poll::Ready(Ok(output));
+    }
+    while buf.len() < room {
+        if buf.capacity() - buf.len() < READ_ROOM {
+            buf.reserve(READ_ROOM);
+        }
+        match tokio_util::io::poll_read_buf(Pin::new(&mut *io), cx, buf) {
+            Poll::Ready(Ok(0)) => {
+                return Poll::Ready(Err(std::io::Error::new(
+                    std::io::ErrorKind::ConnectionAborted,
+                    "the client closed the connection before the response",
+                )));
+            }
+            Poll::Ready(Ok(_)) => {}
+            Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
+            Poll::Pending => break,
+        }
+    }
+    Poll::Pending
 }
 
 /// Appends the body to `out`, framed, writing `out` whenever it fills or the body has to wait.

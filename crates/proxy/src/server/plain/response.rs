@@ -18,6 +18,15 @@ pub(super) enum BodyFraming {
     Chunked,
 }
 
+/// How the head was written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Written {
+    /// How the body follows.
+    pub framing: BodyFraming,
+    /// The head says `Connection: close`: the connection ends after this response.
+    pub closes: bool,
+}
+
 /// Writes the head of a response to a request with `method` into `out` (appended). `exact` is
 /// the body's length when known; `close` adds `Connection: close` unless the response has it.
 pub(super) fn encode_head(
@@ -27,7 +36,7 @@ pub(super) fn encode_head(
     headers: &HeaderMap,
     exact: Option<u64>,
     close: bool,
-) -> BodyFraming {
+) -> Written {
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(status.as_str().as_bytes());
     out.push(b' ');
@@ -38,7 +47,7 @@ pub(super) fn encode_head(
     let no_length = status.is_informational() || status == StatusCode::NO_CONTENT;
     let no_body = no_length || status == StatusCode::NOT_MODIFIED || *method == Method::HEAD;
     let mut declared = None;
-    let (mut has_date, mut has_connection) = (false, false);
+    let (mut has_date, mut has_connection, mut closes) = (false, false, false);
     for (name, value) in headers {
         if *name == CONTENT_LENGTH {
             if no_length {
@@ -56,6 +65,10 @@ pub(super) fn encode_head(
             has_date = true;
         } else if *name == CONNECTION {
             has_connection = true;
+            closes |= value
+                .as_bytes()
+                .split(|&b| b == b',')
+                .any(|token| token.trim_ascii().eq_ignore_ascii_case(b"close"));
         }
         out.extend_from_slice(name.as_str().as_bytes());
         out.extend_from_slice(b": ");
@@ -70,6 +83,7 @@ pub(super) fn encode_head(
     if close && !has_connection {
         out.extend_from_slice(b"connection: close\r\n");
     }
+    closes |= close;
     let framing = match (no_body, declared, exact) {
         (true, ..) => BodyFraming::None,
         (false, Some(n), _) => BodyFraming::Length(n),
@@ -85,7 +99,7 @@ pub(super) fn encode_head(
         }
     };
     out.extend_from_slice(b"\r\n");
-    framing
+    Written { framing, closes }
 }
 
 /// A `Content-Length` value, digits only.
@@ -147,7 +161,7 @@ mod tests {
         fields: &[(&str, &str)],
         exact: Option<u64>,
         close: bool,
-    ) -> (String, BodyFraming) {
+    ) -> (String, Written) {
         let mut headers = HeaderMap::new();
         for (name, value) in fields {
             headers.append(
@@ -156,14 +170,14 @@ mod tests {
             );
         }
         let mut out = Vec::new();
-        let framing = encode_head(&mut out, &method, status, &headers, exact, close);
-        (String::from_utf8(out).expect("utf-8"), framing)
+        let written = encode_head(&mut out, &method, status, &headers, exact, close);
+        (String::from_utf8(out).expect("utf-8"), written)
     }
 
     #[test]
     fn a_sized_body_gets_its_length_and_a_date() {
         let (text, framing) = head(Method::GET, StatusCode::OK, &[("x-a", "b")], Some(5), false);
-        assert_eq!(framing, BodyFraming::Length(5));
+        assert_eq!(framing.framing, BodyFraming::Length(5));
         assert!(
             text.starts_with("HTTP/1.1 200 OK\r\nx-a: b\r\ndate: "),
             "{text}"
@@ -183,7 +197,7 @@ mod tests {
             None,
             false,
         );
-        assert_eq!(framing, BodyFraming::Length(7));
+        assert_eq!(framing.framing, BodyFraming::Length(7));
         let (text, framing) = head(
             Method::GET,
             StatusCode::OK,
@@ -191,7 +205,7 @@ mod tests {
             None,
             false,
         );
-        assert_eq!(framing, BodyFraming::Chunked);
+        assert_eq!(framing.framing, BodyFraming::Chunked);
         assert!(
             !text.contains("content-length") && !text.contains("gzip"),
             "{text}"
@@ -208,7 +222,7 @@ mod tests {
             Some(0),
             false,
         );
-        assert_eq!(framing, BodyFraming::None);
+        assert_eq!(framing.framing, BodyFraming::None);
         assert!(text.contains("content-length: 1234\r\n"), "{text}");
         let (text, framing) = head(
             Method::GET,
@@ -217,14 +231,25 @@ mod tests {
             Some(0),
             false,
         );
-        assert_eq!(framing, BodyFraming::None);
+        assert_eq!(framing.framing, BodyFraming::None);
         assert!(!text.contains("content-length"), "{text}");
     }
 
     #[test]
     fn closing_says_so_once() {
-        let (text, _) = head(Method::GET, StatusCode::OK, &[], Some(0), true);
+        let (text, written) = head(Method::GET, StatusCode::OK, &[], Some(0), true);
         assert!(text.contains("connection: close\r\n"), "{text}");
+        assert!(written.closes);
+        let (_, written) = head(Method::GET, StatusCode::OK, &[], Some(0), false);
+        assert!(!written.closes);
+        let (_, written) = head(
+            Method::GET,
+            StatusCode::OK,
+            &[("connection", "x-a, Close")],
+            Some(0),
+            false,
+        );
+        assert!(written.closes, "a response that says close closes");
         let (text, _) = head(
             Method::GET,
             StatusCode::OK,

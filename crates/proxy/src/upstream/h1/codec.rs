@@ -163,8 +163,8 @@ pub fn parse_response(
         let base = buf.as_ptr() as usize;
         let mut framing = FramingFields::default();
         scratch.spans.clear();
-        for field in parsed.headers.iter() {
-            let (name, kind) = scratch.name(field.name)?;
+        for (index, field) in parsed.headers.iter().enumerate() {
+            let (name, kind) = scratch.name(index, field.name)?;
             if framing.note(kind, field.value) {
                 continue;
             }
@@ -186,18 +186,21 @@ pub fn parse_response(
 pub struct Scratch {
     /// Where the fields of the head being parsed are.
     spans: Vec<Span>,
-    /// Field names as the endpoint spells them, already parsed: an endpoint sends much the
-    /// same fields in every response.
+    /// Field names as the endpoint spells them, already parsed, in the order they first came:
+    /// an endpoint sends much the same fields in the same order in every response.
     names: Vec<(Box<[u8]>, HeaderName, Kind)>,
 }
 
 impl Scratch {
-    /// The parsed name of a field, and what it means for framing.
-    fn name(&mut self, raw: &str) -> Result<(HeaderName, Kind), HeadError> {
+    /// The parsed name of the head's field at `index`, and what it means for framing. The name
+    /// remembered at the same place is tried first.
+    fn name(&mut self, index: usize, raw: &str) -> Result<(HeaderName, Kind), HeadError> {
+        let same = |(seen, ..): &&(Box<[u8]>, HeaderName, Kind)| **seen == *raw.as_bytes();
         if let Some((_, name, kind)) = self
             .names
-            .iter()
-            .find(|(seen, ..)| **seen == *raw.as_bytes())
+            .get(index)
+            .filter(same)
+            .or_else(|| self.names.iter().find(same))
         {
             return Ok((name.clone(), *kind));
         }
