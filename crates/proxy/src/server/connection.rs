@@ -1,6 +1,6 @@
 //! One client connection: TLS, the protocol it speaks (ALPN over TLS, the preface in
-//! cleartext), hyper serving it, and its supervision (graceful shutdown, idle and header-read
-//! timeouts).
+//! cleartext), the plain HTTP/1.1 server or hyper serving it, and its supervision (graceful
+//! shutdown, idle and header-read timeouts).
 
 use std::{
     convert::Infallible,

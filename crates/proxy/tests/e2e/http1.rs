@@ -9,6 +9,8 @@ use tokio::{
     net::TcpStream,
 };
 
+use portcullis_config::snapshot::CircuitBreakerConfig;
+
 use crate::support::*;
 
 async fn gateway() -> (Upstream, Gateway) {
@@ -167,4 +169,32 @@ async fn a_body_the_backend_streams_reaches_the_client_chunked_as_it_comes() {
         "{whole}"
     );
     assert!(whole.contains(r#""path":"/next""#), "{whole}");
+}
+
+#[tokio::test]
+async fn a_client_that_gives_up_frees_its_place_at_the_backend() {
+    let a = Upstream::start("a").await;
+    let snapshot = Snap::new()
+        .backend_with("a", &[a.addr], |b| {
+            b.circuit_breaker = Some(CircuitBreakerConfig {
+                max_connections: 1,
+                max_pending_requests: 0,
+                max_requests: 1,
+            });
+        })
+        .route("*", prefix("/"), to("r", &[(Some("a"), 1)]))
+        .build();
+    let gw = Gateway::start(&snapshot).await;
+    // The only request the backend may have in flight: the client hangs up before the answer.
+    let mut slow = TcpStream::connect(gw.addr).await.expect("connect");
+    slow.write_all(b"GET /delay/30000 HTTP/1.1\r\nHost: h\r\n\r\n")
+        .await
+        .expect("write");
+    assert!(eventually(|| async { a.hits() == 1 }).await);
+    drop(slow);
+    // Its place is given back at once, not when the backend would have answered.
+    assert!(
+        eventually(|| async { get(&gw, "h", "/").await.status == http::StatusCode::OK }).await,
+        "the abandoned request still holds the backend's only place"
+    );
 }
