@@ -1,7 +1,7 @@
 //! Sending a request to a backend: endpoint choice, per-attempt timeout, retries within the
 //! budget, and outlier bookkeeping.
 
-use std::{sync::Arc, time::Duration};
+use std::{pin::pin, sync::Arc, time::Duration};
 
 use bytes::Bytes;
 use http::{
@@ -160,15 +160,14 @@ pub async fn send(
         exchange.attempt_deadline = policy
             .backend_timeout
             .and_then(|limit| tokio::time::Instant::now().checked_add(limit));
-        // Built inside the `.await`: a future held in a local first is stored twice.
-        let result = match super::deadline::within(
-            exchange.attempt_deadline,
-            backend.send(&endpoint, request, upgrade),
-        )
-        .await
-        {
-            Some(result) => result.map_err(classify),
-            None => Err(Failure::Timeout),
+        // Pinned where it is made, in a block of its own: not copied into a wrapper, and its
+        // slot ends with the block.
+        let result = {
+            let sending = pin!(backend.send(&endpoint, request, upgrade));
+            match super::deadline::within(exchange.attempt_deadline, sending).await {
+                Some(result) => result.map_err(classify),
+                None => Err(Failure::Timeout),
+            }
         };
         let failure = match result {
             Ok(response) if response.status().is_server_error() => {

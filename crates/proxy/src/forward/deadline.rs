@@ -14,36 +14,33 @@ use tokio::time::{Instant, Sleep};
 
 use crate::body::{Body, BoxError};
 
-pin_project_lite::pin_project! {
-    /// A future given at most a time limit, when there is one; see [`within`].
-    pub struct Within<F> {
-        #[pin]
-        inner: F,
-        sleep: Option<Pin<Box<Sleep>>>,
-    }
+/// A future given at most a time limit, when there is one; see [`within`].
+pub struct Within<'a, F> {
+    inner: Pin<&'a mut F>,
+    sleep: Option<Pin<Box<Sleep>>>,
 }
 
 /// Runs `inner` until `deadline` (for ever without one): `None` when the time ran out.
 ///
 /// The same as choosing between `tokio::time::timeout_at(deadline, inner)` and `inner` itself,
-/// except that the caller's future stores `inner` once: an `async fn` lays out the future of each
-/// `.await` separately, and the forwarding futures are kilobytes, copied whole when they move.
-pub fn within<F: Future>(deadline: Option<Instant>, inner: F) -> Within<F> {
+/// except that `inner` is polled where the caller pinned it: the forwarding futures are
+/// kilobytes, and each move (into a wrapper, into the `.await`) copies them whole.
+pub fn within<F: Future>(deadline: Option<Instant>, inner: Pin<&mut F>) -> Within<'_, F> {
     Within {
         inner,
         sleep: deadline.map(|deadline| Box::pin(tokio::time::sleep_until(deadline))),
     }
 }
 
-impl<F: Future> Future for Within<F> {
+impl<F: Future> Future for Within<'_, F> {
     type Output = Option<F::Output>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        if let Poll::Ready(output) = this.inner.poll(cx) {
+        let this = self.get_mut();
+        if let Poll::Ready(output) = this.inner.as_mut().poll(cx) {
             return Poll::Ready(Some(output));
         }
-        if let Some(sleep) = this.sleep
+        if let Some(sleep) = this.sleep.as_mut()
             && sleep.as_mut().poll(cx).is_ready()
         {
             return Poll::Ready(None);

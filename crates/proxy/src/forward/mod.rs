@@ -11,7 +11,7 @@ mod mirror;
 mod request;
 mod upgrade;
 
-use std::{net::SocketAddr, sync::Arc};
+use std::{net::SocketAddr, pin::pin, sync::Arc};
 
 pub use attempt::{Failure, RequestTemplate, UpstreamBody, backoff, retryable};
 use bytes::Bytes;
@@ -262,18 +262,25 @@ impl Gateway {
             .policy
             .request_timeout
             .and_then(|limit| tokio::time::Instant::from_std(exchange.start).checked_add(limit));
-        // Built inside the `.await`: a future held in a local first is stored twice.
-        let result = match deadline::within(
-            request_deadline,
-            attempt::send(self, backend, &rule.policy, template, body, hash, exchange),
-        )
-        .await
-        {
-            Some(result) => result,
-            None => {
-                self.metrics
-                    .upstream_error(backend.name(), "request_timeout");
-                Err(Failure::Timeout)
+        // Pinned where it is made, in a block of its own: not copied into a wrapper, and its
+        // slot ends with the block.
+        let result = {
+            let sending = pin!(attempt::send(
+                self,
+                backend,
+                &rule.policy,
+                template,
+                body,
+                hash,
+                exchange
+            ));
+            match deadline::within(request_deadline, sending).await {
+                Some(result) => result,
+                None => {
+                    self.metrics
+                        .upstream_error(backend.name(), "request_timeout");
+                    Err(Failure::Timeout)
+                }
             }
         };
         let mut response = match result {
