@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use http::{Request, Response, Uri, header::HOST, uri::Scheme};
+use http::{Request, Response, Uri, uri::Scheme};
 use tower::Service;
 
 use super::{
@@ -36,11 +36,6 @@ impl Backend {
     ) -> Result<Response<Body>, SendFailure> {
         if upgrade || self.spec.protocol == Protocol::Http2 {
             return Box::pin(self.send_pooled(endpoint, request)).await;
-        }
-        if !request.headers().contains_key(HOST)
-            && let Ok(host) = endpoint.authority.as_str().parse()
-        {
-            request.headers_mut().insert(HOST, host);
         }
         let mut conn = self.idle_or_connect(endpoint).await?;
         loop {

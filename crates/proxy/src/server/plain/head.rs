@@ -60,6 +60,17 @@ struct Field {
 #[derive(Debug, Default)]
 pub(super) struct Scratch {
     fields: Vec<Field>,
+    /// A header map to fill, emptied: the last response's, whose storage the next request
+    /// takes instead of allocating its own.
+    spare: Option<HeaderMap>,
+}
+
+impl Scratch {
+    /// Keeps `headers`, emptied, for the next request.
+    pub(super) fn recycle(&mut self, mut headers: HeaderMap) {
+        headers.clear();
+        self.spare = Some(headers);
+    }
 }
 
 /// What a field means to the plain server.
@@ -175,7 +186,14 @@ pub(super) fn parse_request(
 /// The head's fields as a header map whose values share the head's bytes.
 fn headers(head: &Bytes, scratch: &mut Scratch) -> Option<HeaderMap> {
     // Room for the three `X-Forwarded-*` fields the gateway adds: the map never grows.
-    let mut headers = HeaderMap::with_capacity(scratch.fields.len() + 3);
+    let room = scratch.fields.len() + 3;
+    let mut headers = match scratch.spare.take() {
+        Some(mut spare) => {
+            spare.reserve(room);
+            spare
+        }
+        None => HeaderMap::with_capacity(room),
+    };
     for field in scratch.fields.drain(..) {
         let (at, len) = field.value;
         let value = HeaderValue::from_maybe_shared(head.slice(at..at + len)).ok()?;

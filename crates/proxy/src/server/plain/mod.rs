@@ -132,7 +132,12 @@ where
         };
         served += 1;
         setup.heads.set(served, false);
-        if respond(&mut io, &mut buf, &mut out, request, &setup, &closing).await? {
+        let buffers = Buffers {
+            read: &mut buf,
+            write: &mut out,
+            scratch: &mut scratch,
+        };
+        if respond(&mut io, buffers, request, &setup, &closing).await? {
             io.shutdown().await?;
             return Ok(Ended::Closed);
         }
@@ -159,16 +164,30 @@ async fn read_more<T: AsyncRead + Unpin>(
     Ok(read > 0)
 }
 
+/// A connection's buffers, lent to the request being served.
+struct Buffers<'a> {
+    /// What the client sent and was not served yet.
+    read: &'a mut BytesMut,
+    /// The response being written.
+    write: &'a mut Vec<u8>,
+    /// The request parser's.
+    scratch: &'a mut Scratch,
+}
+
 /// Serves one request and writes its response. `true` when the connection ends with it: the
 /// client or the response said `Connection: close`, or the server is closing.
 async fn respond<T: AsyncRead + AsyncWrite + Unpin>(
     io: &mut ActivityIo<T>,
-    buf: &mut BytesMut,
-    out: &mut Vec<u8>,
+    buffers: Buffers<'_>,
     request: PlainRequest,
     setup: &Setup,
     closing: &AtomicBool,
 ) -> std::io::Result<bool> {
+    let Buffers {
+        read: buf,
+        write: out,
+        scratch,
+    } = buffers;
     let PlainRequest {
         request,
         close,
@@ -190,7 +209,7 @@ async fn respond<T: AsyncRead + AsyncWrite + Unpin>(
         body.size_hint().exact(),
         close,
     );
-    drop(parts);
+    scratch.recycle(parts.headers);
     let trailers = trailers && method != Method::HEAD;
     write_body(io, out, &mut body, written.framing, trailers).await?;
     if !out.is_empty() {

@@ -6,7 +6,7 @@ use std::mem::MaybeUninit;
 use bytes::{Bytes, BytesMut};
 use http::{
     HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, Version,
-    header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING},
+    header::{CONNECTION, CONTENT_LENGTH, HOST, TRANSFER_ENCODING},
     request::Parts,
 };
 
@@ -28,12 +28,14 @@ pub enum RequestFraming {
 
 /// Writes the request head into `out` (cleared first). `body_end` is whether the body is known
 /// to be empty, `body_len` its exact length when known. The head carries the headers as given
-/// (hop-by-hop ones already removed by the gateway) plus the framing header the body needs.
+/// (hop-by-hop ones already removed by the gateway) plus the framing header the body needs, and
+/// `Host: authority` when the headers have no `Host` (HTTP/1.1 requires one).
 pub fn encode_request(
     out: &mut Vec<u8>,
     parts: &Parts,
     body_end: bool,
     body_len: Option<u64>,
+    authority: &str,
 ) -> RequestFraming {
     out.clear();
     out.extend_from_slice(parts.method.as_str().as_bytes());
@@ -43,20 +45,34 @@ pub fn encode_request(
         None => out.push(b'/'),
     }
     out.extend_from_slice(b" HTTP/1.1\r\n");
-    let declared = parts
-        .headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
+    // One pass over the fields, no lookups: the first `Content-Length` decides the length.
+    let (mut declared, mut length_seen, mut host) = (None, false, false);
     for (name, value) in &parts.headers {
-        // The gateway frames the body itself: a Content-Length it could not read is not passed
-        // on either (the body goes chunked instead).
-        if name == TRANSFER_ENCODING || (name == CONTENT_LENGTH && declared.is_none()) {
+        if *name == CONTENT_LENGTH {
+            if !length_seen {
+                declared = std::str::from_utf8(value.as_bytes())
+                    .ok()
+                    .and_then(|v| v.trim().parse::<u64>().ok());
+                length_seen = true;
+            }
+            // The gateway frames the body itself: a Content-Length it could not read is not
+            // passed on either (the body goes chunked instead).
+            if declared.is_none() {
+                continue;
+            }
+        } else if *name == TRANSFER_ENCODING {
             continue;
+        } else if *name == HOST {
+            host = true;
         }
         out.extend_from_slice(name.as_str().as_bytes());
         out.extend_from_slice(b": ");
         out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if !host {
+        out.extend_from_slice(b"host: ");
+        out.extend_from_slice(authority.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
     let framing = match (declared, body_end, body_len) {
@@ -522,7 +538,7 @@ mod tests {
     fn encoded(request: Request<()>, end: bool, len: Option<u64>) -> (String, RequestFraming) {
         let (parts, ()) = request.into_parts();
         let mut out = Vec::new();
-        let framing = encode_request(&mut out, &parts, end, len);
+        let framing = encode_request(&mut out, &parts, end, len, "endpoint:8080");
         (String::from_utf8(out).expect("utf-8"), framing)
     }
 
@@ -542,6 +558,9 @@ mod tests {
         let post = Request::post("/").body(()).expect("request");
         let (text, framing) = encoded(post, true, Some(0));
         assert!(text.ends_with("content-length: 0\r\n\r\n"), "{text}");
+        // Without a Host, the endpoint's authority stands in (HTTP/1.1 requires one).
+        assert!(text.contains("\r\nhost: endpoint:8080\r\n"), "{text}");
+        assert_eq!(text.matches("host").count(), 1, "{text}");
         assert_eq!(framing, RequestFraming::Empty);
         let sized = Request::post("/").body(()).expect("request");
         let (text, framing) = encoded(sized, false, Some(7));

@@ -110,6 +110,7 @@ impl H1Conn {
             &parts,
             body.is_end_stream(),
             body.size_hint().exact(),
+            endpoint.authority.as_str(),
         );
         let mut written = 0;
         let wrote = poll_fn(|cx| {
