@@ -85,6 +85,15 @@ pub(super) fn encode_head(
     }
     closes |= close;
     let framing = match (no_body, declared, exact) {
+        // A HEAD answer made here (not relayed, which keeps the endpoint's length) says how
+        // long the GET answer would be (RFC 9110 §9.3.2); an empty body says nothing, as an
+        // endpoint's HEAD answer without a length arrives empty.
+        (true, None, Some(n)) if n > 0 && !no_length && status != StatusCode::NOT_MODIFIED => {
+            out.extend_from_slice(b"content-length: ");
+            push_number(out, n, 10);
+            out.extend_from_slice(b"\r\n");
+            BodyFraming::None
+        }
         (true, ..) => BodyFraming::None,
         (false, Some(n), _) => BodyFraming::Length(n),
         (false, None, Some(n)) => {
@@ -233,6 +242,10 @@ mod tests {
         );
         assert_eq!(framing.framing, BodyFraming::None);
         assert!(!text.contains("content-length"), "{text}");
+        // A HEAD answer the gateway makes itself gives the length of its GET twin.
+        let (text, framing) = head(Method::HEAD, StatusCode::NOT_FOUND, &[], Some(9), false);
+        assert_eq!(framing.framing, BodyFraming::None);
+        assert!(text.contains("content-length: 9\r\n"), "{text}");
     }
 
     #[test]
