@@ -198,3 +198,26 @@ async fn a_client_that_gives_up_frees_its_place_at_the_backend() {
         "the abandoned request still holds the backend's only place"
     );
 }
+
+#[tokio::test]
+async fn a_large_answer_arrives_whole_and_the_connection_carries_on() {
+    let (_a, gw) = gateway().await;
+    // The backend echoes the request's fields: a 60 KiB field makes a larger answer.
+    let big = "b".repeat(60 * 1024);
+    let request = format!(
+        "GET /big HTTP/1.1\r\nHost: h\r\nX-Big: {big}\r\n\r\n\
+         GET /small HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n"
+    );
+    let reply = exchange(&gw, request.as_bytes()).await;
+    let (head, rest) = reply.split_once("\r\n\r\n").expect("a head");
+    let length: usize = head
+        .split("\r\n")
+        .find_map(|line| line.strip_prefix("content-length: "))
+        .and_then(|n| n.parse().ok())
+        .expect("a length");
+    assert!(length > big.len(), "{head}");
+    let (body, next) = rest.split_at(length);
+    assert!(body.contains(&big), "the answer arrived whole");
+    assert!(next.starts_with("HTTP/1.1 200 OK\r\n"), "{next}");
+    assert!(next.contains(r#""path":"/small""#), "{next}");
+}

@@ -38,6 +38,11 @@ use crate::{
 
 /// Reads that fill less than this much of the buffer make room first.
 const READ_ROOM: usize = 4096;
+/// What each of a connection's buffers starts with.
+const BUFFER: usize = 8192;
+/// A buffer that grew past this (a large response, a burst of pipelined requests) is let go
+/// once empty, so that idle connections hold little memory.
+const BUFFER_KEPT: usize = 32 * 1024;
 /// Response bytes gathered before they are written.
 const WRITE_BATCH: usize = 64 * 1024;
 
@@ -52,10 +57,15 @@ pub(super) enum Ended<T> {
 
 /// What the plain server needs from the connection's server.
 pub(super) struct Setup {
+    /// Serves the requests.
     pub gateway: Arc<Gateway>,
+    /// The connection, as the gateway sees it.
     pub conn: Arc<Connection>,
+    /// Where the connection's supervisor reads whether a head is awaited (header timeout).
     pub heads: Arc<HeadProgress>,
+    /// Most header fields in a plain head.
     pub max_headers: usize,
+    /// Most bytes of a plain head.
     pub max_header_bytes: usize,
 }
 
@@ -75,7 +85,7 @@ where
     T: AsyncRead + AsyncWrite + Unpin,
 {
     let closing = Arc::new(AtomicBool::new(false));
-    let mut buf = BytesMut::with_capacity(8192.max(start.len()));
+    let mut buf = BytesMut::with_capacity(BUFFER.max(start.len()));
     buf.extend_from_slice(start);
     PlainConnection {
         closing: closing.clone(),
@@ -99,6 +109,8 @@ impl<F: Future> PlainConnection<F> {
     }
 }
 
+/// The connection's loop: read a head, serve it, write the response, until the connection
+/// closes or a request that is not plain arrives.
 async fn run<T>(
     mut io: ActivityIo<T>,
     mut buf: BytesMut,
@@ -113,7 +125,7 @@ where
         max_bytes: setup.max_header_bytes,
     };
     let mut scratch = Scratch::default();
-    let mut out = Vec::with_capacity(8192);
+    let mut out = Vec::with_capacity(BUFFER);
     let mut served = 0u64;
     loop {
         let request = loop {
@@ -140,6 +152,12 @@ where
         if respond(&mut io, buffers, request, &setup, &closing).await? {
             io.shutdown().await?;
             return Ok(Ended::Closed);
+        }
+        if out.capacity() > BUFFER_KEPT {
+            out = Vec::with_capacity(BUFFER);
+        }
+        if buf.is_empty() && buf.capacity() > BUFFER_KEPT {
+            buf = BytesMut::with_capacity(BUFFER);
         }
     }
 }
