@@ -9,6 +9,7 @@ use std::{
 
 use super::H1Conn;
 use crate::clock::now_ms;
+use crate::upstream::UpstreamIo;
 
 /// Idle connections kept per endpoint and worker; more are closed when they come back.
 const MAX_IDLE: usize = 512;
@@ -112,8 +113,17 @@ impl IdlePool {
 /// Whether an idle connection can carry a request: the endpoint has neither closed it nor sent
 /// anything unasked (a read attempt finds nothing to read).
 fn still_open(conn: &mut H1Conn) -> bool {
+    if !conn.read.is_empty() {
+        return false;
+    }
+    // Plain TCP: a non-blocking read that leaves no waker behind, and costs no system call
+    // while the runtime knows the socket is drained (the common case).
+    if let UpstreamIo::Plain(stream) = &conn.io {
+        let mut byte = [0u8; 1];
+        return matches!(stream.try_read(&mut byte), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock);
+    }
     let mut cx = Context::from_waker(Waker::noop());
-    conn.read.is_empty() && conn.poll_fill(&mut cx).is_pending()
+    conn.poll_fill(&mut cx).is_pending()
 }
 
 #[cfg(test)]
