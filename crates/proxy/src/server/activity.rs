@@ -63,19 +63,15 @@ impl<T> ActivityIo<T> {
 
     /// Like [`ActivityIo::new`] without the framing scanner, for a reader that parses the
     /// request heads itself (see [`super::plain`]); [`ActivityIo::hand_over`] starts it.
-    pub fn unscanned(
-        inner: T,
-        activity: Arc<AtomicU64>,
-        conflicts: Arc<ConflictingFraming>,
-        heads: Arc<HeadProgress>,
-    ) -> Self {
+    pub fn unscanned(inner: T, activity: Arc<AtomicU64>, heads: Arc<HeadProgress>) -> Self {
         Self {
             inner,
             start: Vec::new(),
             replayed: 0,
             activity,
             framing: None,
-            conflicts,
+            // Given at the hand-over, with the scanner.
+            conflicts: Arc::default(),
             heads,
         }
     }

@@ -235,8 +235,7 @@ impl Server {
             self.drive_to_end(conn, accepted.peer, &watch).await;
             return;
         }
-        let conflicts = Arc::new(ConflictingFraming::default());
-        let io = ActivityIo::unscanned(stream, activity, conflicts, heads.clone());
+        let io = ActivityIo::unscanned(stream, activity, heads.clone());
         let setup = plain::Setup {
             gateway: self.gateway.clone(),
             conn: conn_info.clone(),
