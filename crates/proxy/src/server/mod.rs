@@ -2,9 +2,9 @@
 //! SNI), connection limits and timeouts, graceful shutdown of every connection, and the refusal
 //! of HTTP/1 requests that carry both `Content-Length` and `Transfer-Encoding`.
 //!
-//! HTTP/1.1 connections start on Portcullis's own server for plain requests (`plain`: no body,
-//! upgrade or `Expect`, most of an API gateway's traffic) and move to hyper at the first other
-//! request; HTTP/2 connections are hyper's throughout.
+//! HTTP/1.1 connections start on Portcullis's own server for plain requests (`plain`: no
+//! upgrade or `Expect`, and no body or a small sized one; most of an API gateway's traffic) and
+//! move to hyper at the first other request; HTTP/2 connections are hyper's throughout.
 
 mod activity;
 mod connection;

@@ -52,9 +52,12 @@ fn positions(text: &str, needles: &[&str]) -> Vec<usize> {
 #[tokio::test]
 async fn pipelined_requests_of_every_kind_are_answered_in_order_on_one_connection() {
     let (a, gw) = gateway().await;
+    // A sized body the plain server reads whole; a chunked one hands the connection to hyper,
+    // which serves the rest.
     let request = b"GET /one HTTP/1.1\r\nHost: h\r\n\r\n\
-        GET /two HTTP/1.1\r\nHost: h\r\n\r\n\
-        POST /three HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhello\
+        POST /two HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nsized\
+        POST /three HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n\
+        5\r\nhello\r\n0\r\n\r\n\
         GET /four HTTP/1.1\r\nHost: h\r\n\r\n\
         GET /five HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n";
     let reply = exchange(&gw, request).await;
@@ -70,6 +73,7 @@ async fn pipelined_requests_of_every_kind_are_answered_in_order_on_one_connectio
         ],
     );
     assert!(at.is_sorted(), "answered out of order: {reply}");
+    assert!(reply.contains(r#""body":"sized""#), "{reply}");
     assert!(reply.contains(r#""body":"hello""#), "{reply}");
     assert_eq!(a.hits(), 5);
 }
@@ -220,4 +224,44 @@ async fn a_large_answer_arrives_whole_and_the_connection_carries_on() {
     assert!(body.contains(&big), "the answer arrived whole");
     assert!(next.starts_with("HTTP/1.1 200 OK\r\n"), "{next}");
     assert!(next.contains(r#""path":"/small""#), "{next}");
+}
+
+#[tokio::test]
+async fn a_body_sent_after_its_head_reaches_the_backend_whole() {
+    let (a, gw) = gateway().await;
+    let mut stream = TcpStream::connect(gw.addr).await.expect("connect");
+    for piece in [
+        &b"PUT /later HTTP/1.1\r\nHost: h\r\nContent-Length: 11\r\n\r\n"[..],
+        b"hello",
+        b" world",
+        b"GET /next HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+    ] {
+        stream.write_all(piece).await.expect("write");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let reply = until_closed(&mut stream).await;
+    assert!(reply.contains(r#""body":"hello world""#), "{reply}");
+    let at = positions(&reply, &[r#""path":"/later""#, r#""path":"/next""#]);
+    assert!(at.is_sorted(), "{reply}");
+    assert_eq!(a.hits(), 2);
+}
+
+#[tokio::test]
+async fn a_body_too_large_to_read_whole_is_streamed_and_the_connection_carries_on() {
+    let (_a, gw) = gateway().await;
+    let body = "x".repeat(200 * 1024);
+    let request = format!(
+        "POST /big HTTP/1.1\r\nHost: h\r\nContent-Length: {}\r\n\r\n{body}\
+         GET /after HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let reply = exchange(&gw, request.as_bytes()).await;
+    assert_eq!(
+        reply.matches("HTTP/1.1 200 OK\r\n").count(),
+        2,
+        "{}",
+        reply.get(..300).unwrap_or(&reply)
+    );
+    assert!(reply.contains(&body), "the backend got the whole body");
+    positions(&reply, &[r#""path":"/big""#, r#""path":"/after""#]);
 }

@@ -1,15 +1,17 @@
 //! Request heads: which ones the plain server takes itself, and the request it makes of them.
 //!
-//! A plain request is an HTTP/1.1 request without a body, an upgrade, `Expect` or `CONNECT`,
-//! whose head is within the limits and parses cleanly. Anything else is handed to hyper with
-//! the connection, unread, so there is one implementation of the rarer parts of HTTP/1.1 (and
-//! of the refusals: 400, 431, smuggling).
+//! A plain request is an HTTP/1.1 request without an upgrade, `Expect` or `CONNECT`, whose head
+//! is within the limits and parses cleanly, and whose body, if any, is sized by one
+//! `Content-Length` and small enough to be read whole before the request is served (as nginx
+//! buffers request bodies). Anything else is handed to hyper with the connection, unread, so
+//! there is one implementation of the rarer parts of HTTP/1.1 (chunked and large bodies, and
+//! the refusals: 400, 431, smuggling).
 
 use std::mem::MaybeUninit;
 
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Uri, Version};
-use http_body_util::Empty;
+use http_body_util::Full;
 
 /// Most header fields the parser has room for; more is handed over (hyper answers 431 above
 /// the configured limit).
@@ -21,10 +23,14 @@ const FIELDS: usize = 100;
 // allocation for nothing.
 #[allow(clippy::large_enum_variant)]
 pub(super) enum Parsed {
-    /// A plain request; its head was taken out of the buffer.
+    /// A plain request; its head and body were taken out of the buffer.
     Plain(PlainRequest),
-    /// Not complete yet: read more.
-    Partial,
+    /// Not complete yet: read more. `head` is whether the head is complete and only body
+    /// bytes are missing.
+    Partial {
+        /// The head is complete; its body is not.
+        head: bool,
+    },
     /// Not a plain request: the connection goes to hyper from this head on, the buffer intact.
     HandOver,
 }
@@ -32,8 +38,8 @@ pub(super) enum Parsed {
 /// A plain request, ready for the gateway.
 #[derive(Debug)]
 pub(super) struct PlainRequest {
-    /// The request, with no body.
-    pub request: Request<Empty<Bytes>>,
+    /// The request, with its whole body.
+    pub request: Request<Full<Bytes>>,
     /// The client asked to close the connection after the response (`Connection: close`).
     pub close: bool,
     /// The client accepts trailer fields (`TE: trailers`).
@@ -47,6 +53,8 @@ pub(super) struct HeadLimits {
     pub max_headers: usize,
     /// Most bytes of head.
     pub max_bytes: usize,
+    /// Most bytes of body.
+    pub max_body: usize,
 }
 
 /// A field of the head, as offsets into it.
@@ -81,7 +89,7 @@ enum Meaning {
     Connection,
     /// `TE`: whether it accepts trailers.
     Te,
-    /// `Content-Length`: plain only when it is `0`.
+    /// `Content-Length`: plain when every one says the same length, within the limit.
     ContentLength,
     /// `Transfer-Encoding`, `Upgrade`, `Expect`: not plain.
     NotPlain,
@@ -119,7 +127,9 @@ pub(super) fn parse_request(
         &mut fields,
     ) {
         Ok(httparse::Status::Complete(len)) if len <= limits.max_bytes => len,
-        Ok(httparse::Status::Partial) if buf.len() <= limits.max_bytes => return Parsed::Partial,
+        Ok(httparse::Status::Partial) if buf.len() <= limits.max_bytes => {
+            return Parsed::Partial { head: false };
+        }
         _ => return Parsed::HandOver,
     };
     if parsed.version != Some(1) || parsed.headers.len() > limits.max_headers {
@@ -134,7 +144,7 @@ pub(super) fn parse_request(
     let Some(target) = parsed.path.map(|path| offsets(path.as_bytes())) else {
         return Parsed::HandOver;
     };
-    let (mut close, mut trailers) = (false, false);
+    let (mut close, mut trailers, mut length) = (false, false, None);
     scratch.fields.clear();
     for field in parsed.headers.iter() {
         match meaning(field.name.as_bytes()) {
@@ -147,8 +157,12 @@ pub(super) fn parse_request(
             Meaning::Te => {
                 trailers |= tokens(field.value).any(|t| t.eq_ignore_ascii_case(b"trailers"));
             }
-            Meaning::ContentLength if field.value.trim_ascii() == b"0" => {}
-            Meaning::ContentLength | Meaning::NotPlain => return Parsed::HandOver,
+            Meaning::ContentLength => match (body_length(field.value, limits), length) {
+                (Some(n), None) => length = Some(n),
+                (Some(n), Some(previous)) if n == previous => {}
+                _ => return Parsed::HandOver,
+            },
+            Meaning::NotPlain => return Parsed::HandOver,
         }
         let Ok(name) = HeaderName::from_bytes(field.name.as_bytes()) else {
             return Parsed::HandOver;
@@ -157,6 +171,10 @@ pub(super) fn parse_request(
             name,
             value: offsets(field.value),
         });
+    }
+    let body_len = length.unwrap_or(0);
+    if buf.len() - len < body_len {
+        return Parsed::Partial { head: true };
     }
     let head = buf.split_to(len).freeze();
     let slice = |(at, len): (usize, usize)| head.slice(at..at + len);
@@ -171,7 +189,12 @@ pub(super) fn parse_request(
         *buf = whole;
         return Parsed::HandOver;
     };
-    let mut request = Request::new(Empty::new());
+    let body = match body_len {
+        // Most requests: no split of the buffer, no reference to it.
+        0 => Bytes::new(),
+        n => buf.split_to(n).freeze(),
+    };
+    let mut request = Request::new(Full::new(body));
     *request.method_mut() = method;
     *request.uri_mut() = uri;
     *request.version_mut() = Version::HTTP_11;
@@ -181,6 +204,21 @@ pub(super) fn parse_request(
         close,
         trailers,
     })
+}
+
+/// A `Content-Length` value the plain server takes: digits only, within the body limit.
+fn body_length(value: &[u8], limits: HeadLimits) -> Option<usize> {
+    let digits = value.trim_ascii();
+    if digits.is_empty() {
+        return None;
+    }
+    digits
+        .iter()
+        .try_fold(0usize, |n, &digit| {
+            let digit = char::from(digit).to_digit(10)?;
+            n.checked_mul(10)?.checked_add(usize::try_from(digit).ok()?)
+        })
+        .filter(|&n| n <= limits.max_body)
 }
 
 /// The head's fields as a header map whose values share the head's bytes.
@@ -204,11 +242,14 @@ fn headers(head: &Bytes, scratch: &mut Scratch) -> Option<HeaderMap> {
 
 #[cfg(test)]
 mod tests {
+    use hyper::body::Body as _;
+
     use super::*;
 
     const LIMITS: HeadLimits = HeadLimits {
         max_headers: 100,
         max_bytes: 64 * 1024,
+        max_body: 16,
     };
 
     fn parse(raw: &[u8]) -> (Parsed, BytesMut) {
@@ -265,15 +306,44 @@ mod tests {
     }
 
     #[test]
-    fn incomplete_heads_ask_for_more() {
-        assert!(matches!(parse(b"GET / HTTP/1.1\r\nHo").0, Parsed::Partial));
+    fn a_small_sized_body_is_taken_whole_and_leaves_what_follows() {
+        let (parsed, rest) =
+            parse(b"POST /x HTTP/1.1\r\nContent-Length: 5\r\ncontent-length: 5\r\n\r\nhelloGET");
+        let Parsed::Plain(plain) = parsed else {
+            panic!("{parsed:?}");
+        };
+        let body = plain.request.into_body();
+        assert_eq!(body.size_hint().exact(), Some(5));
+        assert_eq!(&rest[..], b"GET");
+    }
+
+    #[test]
+    fn incomplete_heads_and_bodies_ask_for_more_and_leave_the_buffer_alone() {
+        let (parsed, _) = parse(b"GET / HTTP/1.1\r\nHo");
+        assert!(
+            matches!(parsed, Parsed::Partial { head: false }),
+            "{parsed:?}"
+        );
+        let raw = b"PUT / HTTP/1.1\r\nContent-Length: 10\r\n\r\nhello";
+        let (parsed, buf) = parse(raw);
+        assert!(
+            matches!(parsed, Parsed::Partial { head: true }),
+            "{parsed:?}"
+        );
+        assert_eq!(&buf[..], raw);
     }
 
     #[test]
     fn everything_else_is_handed_over_untouched() {
         for raw in [
-            &b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello"[..],
-            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            &b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"[..],
+            // Larger than the plain server reads whole: hyper streams it.
+            b"POST / HTTP/1.1\r\nContent-Length: 17\r\n\r\n",
+            // Lengths that disagree or are not plain digits (hyper refuses them).
+            b"POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!",
+            b"POST / HTTP/1.1\r\nContent-Length: 5, 5\r\n\r\nhello",
+            b"POST / HTTP/1.1\r\nContent-Length: +5\r\n\r\nhello",
+            b"POST / HTTP/1.1\r\nContent-Length: 99999999999999999999999\r\n\r\n",
             b"POST / HTTP/1.1\r\nContent-Length: 0\r\nTransfer-Encoding: chunked\r\n\r\n",
             b"GET /chat HTTP/1.1\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n",
             b"PUT / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 0\r\n\r\n",
@@ -292,6 +362,7 @@ mod tests {
         let limits = HeadLimits {
             max_headers: 1,
             max_bytes: 40,
+            max_body: 0,
         };
         let mut scratch = Scratch::default();
         for raw in [

@@ -1,5 +1,6 @@
-//! Portcullis's own HTTP/1.1 server for plain requests: a request without a body, an upgrade or
-//! `Expect`, over a keep-alive connection — most of what an API gateway is asked.
+//! Portcullis's own HTTP/1.1 server for plain requests: a request without an upgrade or
+//! `Expect`, and with at most a small sized body, over a keep-alive connection — most of what
+//! an API gateway is asked.
 //!
 //! It reads heads into one buffer per connection, hands each request to the gateway on the
 //! connection's task and writes the response head and body from one buffer, without the
@@ -36,6 +37,9 @@ use crate::{
     gateway::Gateway,
 };
 
+/// Most bytes of request body the plain server reads whole before serving the request; a
+/// larger body goes to hyper with its connection, and streams.
+const MAX_BODY: usize = 64 * 1024;
 /// Reads that fill less than this much of the buffer make room first.
 const READ_ROOM: usize = 4096;
 /// What each of a connection's buffers starts with.
@@ -123,21 +127,25 @@ where
     let limits = HeadLimits {
         max_headers: setup.max_headers,
         max_bytes: setup.max_header_bytes,
+        max_body: MAX_BODY,
     };
     let mut scratch = Scratch::default();
     let mut out = Vec::with_capacity(BUFFER);
     let mut served = 0u64;
     loop {
+        let mut body_pending = false;
         let request = loop {
             if !buf.is_empty() {
                 match head::parse_request(&mut buf, limits, &mut scratch) {
                     Parsed::Plain(request) => break request,
-                    Parsed::Partial => {}
+                    Parsed::Partial { head } => body_pending = head,
                     Parsed::HandOver => return Ok(Ended::HandOver(io, buf)),
                 }
             }
-            // The first head is awaited from the accept, later ones from their first byte.
-            setup.heads.set(served, served == 0 || !buf.is_empty());
+            // The first head is awaited from the accept, later ones from their first byte; a
+            // body is not a head (the idle timeout watches it).
+            let in_head = (served == 0 || !buf.is_empty()) && !body_pending;
+            setup.heads.set(served, in_head);
             if !read_more(&mut io, &mut buf, &closing).await? {
                 return Ok(Ended::Closed);
             }
