@@ -48,10 +48,14 @@ impl IdlePool {
 
     /// The most recently used idle connection of the calling worker that is still open.
     pub fn take(&self) -> Option<Box<H1Conn>> {
+        self.take_at(now_ms())
+    }
+
+    /// [`IdlePool::take`] at `now` (`clock::now_ms`).
+    fn take_at(&self, now: u64) -> Option<Box<H1Conn>> {
         let Ok(mut list) = self.list().lock() else {
             return None;
         };
-        let now = now_ms();
         while let Some(mut conn) = list.pop_back() {
             if now.saturating_sub(conn.idle_since_ms) > IDLE_TIMEOUT_MS {
                 // Everything older is further down the list.
@@ -59,9 +63,6 @@ impl IdlePool {
                 return None;
             }
             if still_open(&mut conn) {
-                // In use from now: `put` stamps its idle time from this, without another clock
-                // read (a request's duration early, which only shortens its idle life).
-                conn.idle_since_ms = now;
                 return Some(conn);
             }
         }
@@ -92,11 +93,17 @@ impl IdlePool {
     }
 
     /// Puts back a connection whose exchange is complete.
-    pub(super) fn put(&self, mut conn: Box<H1Conn>) {
+    pub(super) fn put(&self, conn: Box<H1Conn>) {
+        self.put_at(conn, now_ms());
+    }
+
+    /// [`IdlePool::put`] at `now`. The connection is idle from `now`: stamped here, so that the
+    /// list stays ordered by idle time whatever the exchanges took (`take` relies on it).
+    fn put_at(&self, mut conn: Box<H1Conn>, now: u64) {
         let Ok(mut list) = self.list().lock() else {
             return;
         };
-        let now = conn.idle_since_ms;
+        conn.idle_since_ms = now;
         while list
             .front()
             .is_some_and(|c| now.saturating_sub(c.idle_since_ms) > IDLE_TIMEOUT_MS)
@@ -134,6 +141,35 @@ mod tests {
 
     use super::*;
     use crate::upstream::UpstreamIo;
+
+    async fn connected() -> (Box<H1Conn>, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let tcp = TcpStream::connect(listener.local_addr().expect("addr"))
+            .await
+            .expect("connect");
+        let (backend_side, _) = listener.accept().await.expect("accept");
+        (H1Conn::new(UpstreamIo::Plain(tcp)), backend_side)
+    }
+
+    #[tokio::test]
+    async fn a_connection_back_from_a_long_exchange_does_not_flush_the_fresh_ones() {
+        let pool = IdlePool::new(1);
+        // Idle since 0 when its exchange began; that exchange ends after the idle timeout.
+        let (mut long, _long_backend) = connected().await;
+        long.idle_since_ms = 0;
+        let (fresh, _fresh_backend) = connected().await;
+        pool.put_at(fresh, IDLE_TIMEOUT_MS - 1_000);
+        pool.put_at(long, IDLE_TIMEOUT_MS + 1_000);
+        let now = IDLE_TIMEOUT_MS + 1_000;
+        assert!(
+            pool.take_at(now).is_some(),
+            "the connection just put back is not expired"
+        );
+        assert!(
+            pool.take_at(now).is_some(),
+            "the fresh connection is still there"
+        );
+    }
 
     #[tokio::test]
     async fn pruning_closes_the_idle_connections_the_backend_closed() {
