@@ -357,10 +357,13 @@ impl Snapshot {
         let json = text
             .trim_start()
             .starts_with('{')
-            .then(|| serde_json::from_str::<Snapshot>(text).ok())
-            .flatten();
+            .then(|| serde_json::from_str::<Snapshot>(text));
         let snapshot = match json {
-            Some(snapshot) => snapshot,
+            Some(Ok(snapshot)) => snapshot,
+            // Both errors, when neither reads it: which one helps depends on what was meant.
+            Some(Err(json)) => serde_saphyr::from_str(text).map_err(|yaml| {
+                SnapshotError::Parse(format!("as JSON: {json}; as YAML: {yaml}"))
+            })?,
             None => {
                 serde_saphyr::from_str(text).map_err(|e| SnapshotError::Parse(e.to_string()))?
             }
@@ -575,6 +578,14 @@ mod tests {
         // Starts like JSON, but only YAML reads it (a comment after the mapping).
         let yaml = format!("{json}\n# kept by hand\n");
         assert_eq!(Snapshot::from_yaml(&yaml).expect("YAML parses"), snapshot);
+        // A JSON typo is reported as JSON, not only as YAML.
+        let typo = json.replacen("\"apiVersion\"", "\"apiVersion", 1);
+        match Snapshot::from_yaml(&typo) {
+            Err(SnapshotError::Parse(message)) => {
+                assert!(message.contains("as JSON: "), "{message}")
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
