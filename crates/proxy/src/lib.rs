@@ -34,6 +34,7 @@ pub mod server;
 pub mod tls;
 pub mod upstream;
 pub mod watch;
+pub mod wire;
 
 pub use dataplane::{DataPlane, DataPlaneOptions, Loader, proxy, run};
 pub use demo::{DemoOptions, demo};

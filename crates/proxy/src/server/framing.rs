@@ -317,7 +317,11 @@ fn header_line(head: &mut Head, text: &[u8], cut: bool) -> bool {
         head.has_content_length = true;
         // Like hyper, a Content-Length after Transfer-Encoding is not even parsed.
         if !head.has_transfer_encoding {
-            let length = if cut { None } else { decimal(value) };
+            let length = if cut {
+                None
+            } else {
+                crate::wire::content_length(value)
+            };
             head.content_length = match (head.content_length, length) {
                 (Length::Absent, Some(n)) => Length::Known(n),
                 (Length::Known(previous), Some(n)) if previous == n => Length::Known(n),
@@ -365,17 +369,6 @@ fn chunk_step(state: State, byte: u8) -> State {
 /// The value of a hex digit.
 fn hex(byte: u8) -> Option<u64> {
     crate::path::hex_value(byte).map(u64::from)
-}
-
-/// A `Content-Length` value as hyper reads it: decimal digits only, no sign, no list.
-fn decimal(value: &[u8]) -> Option<u64> {
-    if value.is_empty() {
-        return None;
-    }
-    value.iter().try_fold(0u64, |n, &b| {
-        let digit = char::from(b).to_digit(10)?;
-        n.checked_mul(10)?.checked_add(u64::from(digit))
-    })
 }
 
 /// Whether the last coding of a `Transfer-Encoding` value is `chunked`.

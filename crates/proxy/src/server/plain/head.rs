@@ -13,6 +13,8 @@ use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Uri, Version};
 use http_body_util::Full;
 
+use crate::wire::{content_length, tokens};
+
 /// Most header fields the parser has room for; more is handed over (hyper answers 431 above
 /// the configured limit).
 const FIELDS: usize = 100;
@@ -106,11 +108,6 @@ fn meaning(name: &[u8]) -> Meaning {
         17 if is(b"transfer-encoding") => Meaning::NotPlain,
         _ => Meaning::Other,
     }
-}
-
-/// The comma-separated tokens of a field value, trimmed.
-fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
-    value.split(|&b| b == b',').map(|token| token.trim_ascii())
 }
 
 /// Parses the request head at the start of `buf`.
@@ -208,16 +205,8 @@ pub(super) fn parse_request(
 
 /// A `Content-Length` value the plain server takes: digits only, within the body limit.
 fn body_length(value: &[u8], limits: HeadLimits) -> Option<usize> {
-    let digits = value.trim_ascii();
-    if digits.is_empty() {
-        return None;
-    }
-    digits
-        .iter()
-        .try_fold(0usize, |n, &digit| {
-            let digit = char::from(digit).to_digit(10)?;
-            n.checked_mul(10)?.checked_add(usize::try_from(digit).ok()?)
-        })
+    content_length(value)
+        .and_then(|n| usize::try_from(n).ok())
         .filter(|&n| n <= limits.max_body)
 }
 

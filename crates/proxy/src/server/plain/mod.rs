@@ -23,18 +23,19 @@ use std::{
 };
 
 use bytes::{Buf, BytesMut};
-use http::{HeaderMap, Method};
+use http::{HeaderMap, HeaderValue, header::TRAILER};
 use hyper::body::Body as _;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use self::{
     head::{HeadLimits, Parsed, PlainRequest, Scratch},
-    response::{BodyFraming, encode_head, push_number},
+    response::{BodyFraming, encode_head},
 };
 use super::{activity::ActivityIo, framing::HeadProgress};
 use crate::{
     forward::{Connection, ObservedBody},
     gateway::Gateway,
+    wire::{push_last_chunk, push_number},
 };
 
 /// Most bytes of request body the plain server reads whole before serving the request; a
@@ -235,9 +236,12 @@ async fn respond<T: AsyncRead + AsyncWrite + Unpin>(
         body.size_hint().exact(),
         close,
     );
+    // The trailer fields the response announces, for a client that takes them (rare).
+    let announced = trailers
+        .then(|| parts.headers.get(TRAILER).cloned())
+        .flatten();
     scratch.recycle(parts.headers);
-    let trailers = trailers && method != Method::HEAD;
-    write_body(io, out, &mut body, written.framing, trailers).await?;
+    write_body(io, out, &mut body, written.framing, announced.as_ref()).await?;
     if !out.is_empty() {
         io.write_all(out).await?;
     }
@@ -291,7 +295,7 @@ async fn write_body<T: AsyncWrite + Unpin>(
     out: &mut Vec<u8>,
     body: &mut ObservedBody,
     framing: BodyFraming,
-    trailers: bool,
+    announced: Option<&HeaderValue>,
 ) -> std::io::Result<()> {
     let mut left = match framing {
         BodyFraming::None => return Ok(()),
@@ -360,20 +364,7 @@ async fn write_body<T: AsyncWrite + Unpin>(
         )),
         Some(_) => Ok(()),
         None => {
-            out.extend_from_slice(b"0\r\n");
-            if let Some(fields) = trailer_fields.filter(|_| trailers) {
-                let mut name = None;
-                for (field, value) in fields {
-                    name = field.or(name);
-                    if let Some(name) = &name {
-                        out.extend_from_slice(name.as_str().as_bytes());
-                        out.extend_from_slice(b": ");
-                        out.extend_from_slice(value.as_bytes());
-                        out.extend_from_slice(b"\r\n");
-                    }
-                }
-            }
-            out.extend_from_slice(b"\r\n");
+            push_last_chunk(out, &trailer_fields.unwrap_or_default(), announced);
             Ok(())
         }
     }

@@ -3,9 +3,11 @@
 use std::{cell::RefCell, time::SystemTime};
 
 use http::{
-    HeaderMap, HeaderValue, Method, StatusCode,
+    HeaderMap, Method, StatusCode,
     header::{CONNECTION, CONTENT_LENGTH, DATE, TRANSFER_ENCODING},
 };
+
+use crate::wire::{content_length, push_field, push_number, tokens};
 
 /// How the body follows the head.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,7 +30,7 @@ pub(super) struct Written {
 }
 
 /// Writes the head of a response to a request with `method` into `out` (appended). `exact` is
-/// the body's length when known; `close` adds `Connection: close` unless the response has it.
+/// the body's length when known; `close` adds `Connection: close` unless the response says so.
 pub(super) fn encode_head(
     out: &mut Vec<u8>,
     method: &Method,
@@ -46,98 +48,57 @@ pub(super) fn encode_head(
     // that describes the resource.
     let no_length = status.is_informational() || status == StatusCode::NO_CONTENT;
     let no_body = no_length || status == StatusCode::NOT_MODIFIED || *method == Method::HEAD;
+    // One length line at most, the one that frames the body: a second, different one would
+    // leave the client to choose (RFC 9112 §6.3).
     let mut declared = None;
-    let (mut has_date, mut has_connection, mut closes) = (false, false, false);
+    let (mut has_date, mut closes) = (false, false);
     for (name, value) in headers {
         if *name == CONTENT_LENGTH {
-            if no_length {
-                continue;
-            }
-            match length(value) {
-                // A length that cannot frame the body is left out; the body goes chunked.
-                None if !no_body => continue,
-                found => declared = declared.or(found),
-            }
+            declared = declared.or_else(|| content_length(value.as_bytes()));
+            continue;
         } else if *name == TRANSFER_ENCODING {
             // The server frames the body itself.
             continue;
         } else if *name == DATE {
             has_date = true;
         } else if *name == CONNECTION {
-            has_connection = true;
-            closes |= value
-                .as_bytes()
-                .split(|&b| b == b',')
-                .any(|token| token.trim_ascii().eq_ignore_ascii_case(b"close"));
+            closes |= tokens(value.as_bytes()).any(|t| t.eq_ignore_ascii_case(b"close"));
         }
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
+        push_field(out, name, value);
     }
     if !has_date {
         out.extend_from_slice(b"date: ");
         date(out);
         out.extend_from_slice(b"\r\n");
     }
-    if close && !has_connection {
+    if close && !closes {
         out.extend_from_slice(b"connection: close\r\n");
     }
     closes |= close;
-    let framing = match (no_body, declared, exact) {
-        // A HEAD answer made here (not relayed, which keeps the endpoint's length) says how
-        // long the GET answer would be (RFC 9110 §9.3.2); an empty body says nothing, as an
-        // endpoint's HEAD answer without a length arrives empty.
-        (true, None, Some(n)) if n > 0 && !no_length && status != StatusCode::NOT_MODIFIED => {
-            out.extend_from_slice(b"content-length: ");
-            push_number(out, n, 10);
-            out.extend_from_slice(b"\r\n");
-            BodyFraming::None
-        }
-        (true, ..) => BodyFraming::None,
-        (false, Some(n), _) => BodyFraming::Length(n),
-        (false, None, Some(n)) => {
-            out.extend_from_slice(b"content-length: ");
-            push_number(out, n, 10);
-            out.extend_from_slice(b"\r\n");
-            BodyFraming::Length(n)
-        }
-        (false, None, None) => {
+    // A HEAD answer made here (not relayed, which keeps the endpoint's length) says how long the
+    // GET answer would be (RFC 9110 §9.3.2); an empty body says nothing, as an endpoint's HEAD
+    // answer without a length arrives empty.
+    let head = *method == Method::HEAD && !no_length && status != StatusCode::NOT_MODIFIED;
+    let length = if no_length {
+        None
+    } else {
+        declared.or(exact.filter(|&n| !no_body || (head && n > 0)))
+    };
+    if let Some(n) = length {
+        out.extend_from_slice(b"content-length: ");
+        push_number(out, n, 10);
+        out.extend_from_slice(b"\r\n");
+    }
+    let framing = match length {
+        _ if no_body => BodyFraming::None,
+        Some(n) => BodyFraming::Length(n),
+        None => {
             out.extend_from_slice(b"transfer-encoding: chunked\r\n");
             BodyFraming::Chunked
         }
     };
     out.extend_from_slice(b"\r\n");
     Written { framing, closes }
-}
-
-/// A `Content-Length` value, digits only.
-fn length(value: &HeaderValue) -> Option<u64> {
-    let digits = value.as_bytes().trim_ascii();
-    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    std::str::from_utf8(digits).ok()?.parse().ok()
-}
-
-/// Appends `n` in `radix` (10 or 16), without allocating.
-pub(super) fn push_number(out: &mut Vec<u8>, mut n: u64, radix: u64) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        let digit = (n % radix) as u8;
-        digits[at] = if digit < 10 {
-            b'0' + digit
-        } else {
-            b'a' + digit - 10
-        };
-        n /= radix;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[at..]);
 }
 
 thread_local! {
@@ -162,6 +123,8 @@ pub(super) fn date(out: &mut Vec<u8>) {
 
 #[cfg(test)]
 mod tests {
+    use http::HeaderValue;
+
     use super::*;
 
     fn head(
@@ -223,6 +186,24 @@ mod tests {
     }
 
     #[test]
+    fn one_length_line_goes_out_the_one_that_frames_the_body() {
+        let (text, written) = head(
+            Method::GET,
+            StatusCode::OK,
+            &[
+                ("content-length", "x"),
+                ("content-length", "3"),
+                ("content-length", "9"),
+            ],
+            Some(3),
+            false,
+        );
+        assert_eq!(written.framing, BodyFraming::Length(3));
+        assert_eq!(text.matches("content-length").count(), 1, "{text}");
+        assert!(text.contains("content-length: 3\r\n"), "{text}");
+    }
+
+    #[test]
     fn bodyless_answers_keep_the_resource_length_but_send_no_body() {
         let (text, framing) = head(
             Method::HEAD,
@@ -263,6 +244,16 @@ mod tests {
             false,
         );
         assert!(written.closes, "a response that says close closes");
+        // A response's own `Connection` that does not say close gets the line that does.
+        let (text, written) = head(
+            Method::GET,
+            StatusCode::OK,
+            &[("connection", "keep-alive")],
+            Some(0),
+            true,
+        );
+        assert!(text.contains("connection: close\r\n"), "{text}");
+        assert!(written.closes);
         let (text, _) = head(
             Method::GET,
             StatusCode::OK,

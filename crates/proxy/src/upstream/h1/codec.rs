@@ -10,6 +10,8 @@ use http::{
     request::Parts,
 };
 
+use crate::wire::{content_length, push_field, push_number, tokens};
+
 /// Most header fields in a response head (or a chunked body's trailer section).
 pub const MAX_HEADERS: usize = 100;
 /// Most bytes of a response head; a larger one fails the exchange.
@@ -45,30 +47,21 @@ pub fn encode_request(
         None => out.push(b'/'),
     }
     out.extend_from_slice(b" HTTP/1.1\r\n");
-    // One pass over the fields, no lookups: the first `Content-Length` decides the length.
-    let (mut declared, mut length_seen, mut host) = (None, false, false);
+    // One pass over the fields, no lookups. The gateway frames the body itself: the first
+    // readable `Content-Length` decides the length, and only that one goes out (a second,
+    // different one would leave the endpoint to choose); one it cannot read is not passed on
+    // (the body goes chunked instead).
+    let (mut declared, mut host) = (None, false);
     for (name, value) in &parts.headers {
         if *name == CONTENT_LENGTH {
-            if !length_seen {
-                declared = std::str::from_utf8(value.as_bytes())
-                    .ok()
-                    .and_then(|v| v.trim().parse::<u64>().ok());
-                length_seen = true;
-            }
-            // The gateway frames the body itself: a Content-Length it could not read is not
-            // passed on either (the body goes chunked instead).
-            if declared.is_none() {
-                continue;
-            }
+            declared = declared.or_else(|| content_length(value.as_bytes()));
+            continue;
         } else if *name == TRANSFER_ENCODING {
             continue;
         } else if *name == HOST {
             host = true;
         }
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
+        push_field(out, name, value);
     }
     if !host {
         out.extend_from_slice(b"host: ");
@@ -77,24 +70,28 @@ pub fn encode_request(
     }
     let framing = match (declared, body_end, body_len) {
         (Some(0), _, _) | (None, true, _) => RequestFraming::Empty,
-        (Some(n), _, _) => RequestFraming::Length(n),
-        (None, false, Some(n)) => {
-            out.extend_from_slice(b"content-length: ");
-            out.extend_from_slice(n.to_string().as_bytes());
-            out.extend_from_slice(b"\r\n");
-            RequestFraming::Length(n)
-        }
-        (None, false, None) => {
-            out.extend_from_slice(b"transfer-encoding: chunked\r\n");
-            RequestFraming::Chunked
-        }
+        (Some(n), _, _) | (None, false, Some(n)) => RequestFraming::Length(n),
+        (None, false, None) => RequestFraming::Chunked,
     };
     // A body-less request whose method defines a body says so (RFC 9110 §8.6).
-    if declared.is_none()
-        && framing == RequestFraming::Empty
-        && matches!(parts.method, Method::POST | Method::PUT | Method::PATCH)
-    {
-        out.extend_from_slice(b"content-length: 0\r\n");
+    let length = match framing {
+        RequestFraming::Length(n) => Some(n),
+        RequestFraming::Empty
+            if declared.is_some()
+                || matches!(parts.method, Method::POST | Method::PUT | Method::PATCH) =>
+        {
+            Some(0)
+        }
+        RequestFraming::Empty => None,
+        RequestFraming::Chunked => {
+            out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+            None
+        }
+    };
+    if let Some(n) = length {
+        out.extend_from_slice(b"content-length: ");
+        push_number(out, n, 10);
+        out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(b"\r\n");
     framing
@@ -154,7 +151,8 @@ pub fn parse_response(
             &mut fields,
         );
         let len = match parse {
-            Ok(httparse::Status::Complete(len)) => len,
+            Ok(httparse::Status::Complete(len)) if len <= MAX_HEAD_BYTES => len,
+            Ok(httparse::Status::Complete(_)) => return Err(HeadError::TooLarge),
             Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD_BYTES => {
                 return Err(HeadError::TooLarge);
             }
@@ -304,17 +302,10 @@ impl FramingFields {
     /// connection (RFC 9110 §7.6.1) and is therefore not passed on; a `Connection` naming other
     /// fields is kept, for the gateway's hop-by-hop cleanup to remove what it names.
     fn note(&mut self, kind: Kind, value: &[u8]) -> bool {
-        // Byte tokens, not `str` splitting: this runs for every response.
-        let tokens = || value.split(|&b| b == b',').map(<[u8]>::trim_ascii);
         match kind {
             Kind::ContentLength => {
-                for token in tokens() {
-                    // Digits only (`parse` would also take a sign).
-                    let digits = !token.is_empty() && token.iter().all(u8::is_ascii_digit);
-                    let n = std::str::from_utf8(token)
-                        .ok()
-                        .and_then(|t| t.parse::<u64>().ok())
-                        .filter(|_| digits);
+                for token in tokens(value) {
+                    let n = content_length(token);
                     self.length = match self.length {
                         None => Some(n),
                         Some(previous) if previous == n => Some(previous),
@@ -325,7 +316,7 @@ impl FramingFields {
             }
             Kind::TransferEncoding => {
                 self.chunked = Some(
-                    tokens()
+                    tokens(value)
                         .next_back()
                         .is_some_and(|t| t.eq_ignore_ascii_case(b"chunked")),
                 );
@@ -333,7 +324,7 @@ impl FramingFields {
             }
             Kind::Connection => {
                 let mut only_ours = true;
-                for token in tokens() {
+                for token in tokens(value) {
                     let close = token.eq_ignore_ascii_case(b"close");
                     let keep_alive = token.eq_ignore_ascii_case(b"keep-alive");
                     self.close |= close;
@@ -533,6 +524,11 @@ mod tests {
             parse(&huge, Method::GET).0,
             Err(HeadError::TooLarge)
         ));
+        // Complete, in one read, is no different.
+        assert!(matches!(
+            parse(&format!("{huge}\r\n\r\n"), Method::GET).0,
+            Err(HeadError::TooLarge)
+        ));
     }
 
     fn encoded(request: Request<()>, end: bool, len: Option<u64>) -> (String, RequestFraming) {
@@ -558,6 +554,16 @@ mod tests {
         let post = Request::post("/").body(()).expect("request");
         let (text, framing) = encoded(post, true, Some(0));
         assert!(text.ends_with("content-length: 0\r\n\r\n"), "{text}");
+        // Two lengths: the first frames the body, and only it goes out.
+        let two = Request::post("/")
+            .header("content-length", "3")
+            .header("content-length", "50")
+            .body(())
+            .expect("request");
+        let (two, two_framing) = encoded(two, false, Some(3));
+        assert_eq!(two_framing, RequestFraming::Length(3));
+        assert_eq!(two.matches("content-length").count(), 1, "{two}");
+        assert!(two.contains("content-length: 3\r\n"), "{two}");
         // Without a Host, the endpoint's authority stands in (HTTP/1.1 requires one).
         assert!(text.contains("\r\nhost: endpoint:8080\r\n"), "{text}");
         assert_eq!(text.matches("host").count(), 1, "{text}");

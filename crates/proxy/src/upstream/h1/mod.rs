@@ -28,14 +28,17 @@ use std::{
 
 pub use body::H1Body;
 use bytes::{Buf, Bytes, BytesMut};
-use http::{HeaderMap, Request, Response};
+use http::{HeaderMap, HeaderValue, Request, Response, header::TRAILER};
 use hyper::body::Body as HttpBody;
 pub use pool::{IDLE_TIMEOUT, IdlePool};
 use tokio::io::AsyncWrite;
 
 use self::codec::RequestFraming;
 use super::{Endpoint, UpstreamIo};
-use crate::body::Body;
+use crate::{
+    body::Body,
+    wire::{push_last_chunk, push_number},
+};
 
 /// Read buffer growth: when less than this is free, room for [`READ_CHUNK`] more is made.
 const READ_SPARE: usize = 2048;
@@ -137,8 +140,12 @@ impl H1Conn {
         }
         let method = parts.method;
         // The request's header map, written out, holds the response's fields.
+        // The trailer fields a chunked body may end with (rare).
+        let announced = (framing == RequestFraming::Chunked)
+            .then(|| parts.headers.get(TRAILER).cloned())
+            .flatten();
         let mut headers = parts.headers;
-        let mut writer = BodyWriter::new(body, framing);
+        let mut writer = BodyWriter::new(body, framing, announced);
         let head = poll_fn(|cx| {
             if !writer.done
                 && let Poll::Ready(Err(error)) = writer.poll(&mut self.io, cx)
@@ -191,6 +198,8 @@ impl H1Conn {
 struct BodyWriter {
     body: Body,
     framing: RequestFraming,
+    /// The request's `Trailer` header: the trailer fields that may be sent.
+    announced: Option<HeaderValue>,
     /// Bytes taken from the body and not yet written, in order.
     pending: Vec<Bytes>,
     /// Bytes the body has produced so far (checked against a declared length).
@@ -200,10 +209,11 @@ struct BodyWriter {
 }
 
 impl BodyWriter {
-    fn new(body: Body, framing: RequestFraming) -> Self {
+    fn new(body: Body, framing: RequestFraming, announced: Option<HeaderValue>) -> Self {
         Self {
             body,
             framing,
+            announced,
             pending: Vec::new(),
             produced: 0,
             flushing: false,
@@ -268,8 +278,10 @@ impl BodyWriter {
         self.produced += data.len() as u64;
         match self.framing {
             RequestFraming::Chunked => {
-                self.pending
-                    .push(Bytes::from(format!("{:x}\r\n", data.len())));
+                let mut size = Vec::with_capacity(18);
+                push_number(&mut size, data.len() as u64, 16);
+                size.extend_from_slice(b"\r\n");
+                self.pending.push(Bytes::from(size));
                 self.pending.push(data);
                 self.pending.push(Bytes::from_static(b"\r\n"));
             }
@@ -285,14 +297,9 @@ impl BodyWriter {
     fn queue_end(&mut self, trailers: Option<&HeaderMap>) -> io::Result<()> {
         match self.framing {
             RequestFraming::Chunked => {
-                let mut end = b"0\r\n".to_vec();
-                for (name, value) in trailers.into_iter().flatten() {
-                    end.extend_from_slice(name.as_str().as_bytes());
-                    end.extend_from_slice(b": ");
-                    end.extend_from_slice(value.as_bytes());
-                    end.extend_from_slice(b"\r\n");
-                }
-                end.extend_from_slice(b"\r\n");
+                let mut end = Vec::new();
+                let none = HeaderMap::new();
+                push_last_chunk(&mut end, trailers.unwrap_or(&none), self.announced.as_ref());
                 self.pending.push(Bytes::from(end));
             }
             RequestFraming::Length(declared) if self.produced != declared => {
