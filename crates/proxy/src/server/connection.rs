@@ -14,7 +14,7 @@ use std::{
     time::Duration,
 };
 
-use http::Version;
+use http::{HeaderValue, StatusCode, Version, header::CONNECTION};
 use hyper::{
     Request,
     body::Incoming,
@@ -376,12 +376,25 @@ fn hyper_service(
         let conn_info = conn_info.clone();
         // Counted here, as hyper hands over each request in order; HTTP/2 requests are not
         // counted (the scanner is off on HTTP/2 connections).
-        if req.version() <= Version::HTTP_11 {
+        let http1 = req.version() <= Version::HTTP_11;
+        if http1 {
             heads.request_started();
             if conflicts.next_request_conflicts() {
                 req.extensions_mut().insert(FramingConflict);
             }
         }
-        async move { Ok::<_, Infallible>(gateway.handle(conn_info, req).await) }
+        let heads = heads.clone();
+        async move {
+            let mut response = gateway.handle(conn_info, req).await;
+            // Once the scanner stopped following the requests (an upgrade or tunnel the
+            // backend refused, framing it cannot follow), neither the smuggling defence nor
+            // the header read timeout covers a next request: the connection ends here.
+            if http1 && heads.is_off() && response.status() != StatusCode::SWITCHING_PROTOCOLS {
+                response
+                    .headers_mut()
+                    .insert(CONNECTION, HeaderValue::from_static("close"));
+            }
+            Ok::<_, Infallible>(response)
+        }
     })
 }

@@ -474,6 +474,11 @@ impl HeadProgress {
         }
     }
 
+    /// Whether the reader stopped following the requests' framing.
+    pub fn is_off(&self) -> bool {
+        self.state.load(Ordering::Relaxed) & OFF != 0
+    }
+
     /// The head being awaited or read, as a value that changes when another head starts or
     /// the head completes; `None` between requests.
     pub fn pending_head(&self) -> Option<u64> {

@@ -283,6 +283,30 @@ async fn a_request_whose_first_bytes_look_like_the_http2_preface_is_served_whole
 }
 
 #[tokio::test]
+async fn after_an_upgrade_the_backend_refused_the_connection_ends_with_the_answer() {
+    // The framing scanner stops following at an upgrade; a connection it no longer follows must
+    // not carry more requests (no smuggling defence, no header read timeout for them).
+    let (a, gw) = gateway_with_timeouts(Duration::from_millis(200), Duration::from_secs(60)).await;
+    let mut stream = tokio::net::TcpStream::connect(gw.addr)
+        .await
+        .expect("connect");
+    stream
+        .write_all(
+            b"GET /not-ws HTTP/1.1\r\nHost: h\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n\
+              GET /slow HTTP/1.1\r\nHo",
+        )
+        .await
+        .expect("write");
+    let reply = until_closed(&mut stream)
+        .await
+        .expect("closed after the answer, not left open until the idle timeout");
+    assert!(reply.starts_with("HTTP/1.1 200 OK\r\n"), "{reply}");
+    assert!(reply.contains("\r\nconnection: close\r\n"), "{reply}");
+    assert!(reply.contains(r#""path":"/not-ws""#), "{reply}");
+    assert_eq!(a.hits(), 1, "the trickled request was not served");
+}
+
+#[tokio::test]
 async fn a_client_that_sends_nothing_is_cut_off_by_the_header_read_timeout() {
     let (a, gw) = gateway_with_timeouts(Duration::from_millis(200), Duration::from_secs(60)).await;
     let mut stream = tokio::net::TcpStream::connect(gw.addr)
