@@ -299,13 +299,7 @@ async fn http2_clients_and_http2_backends_are_served() {
 async fn requests_over_the_circuit_breaker_limit_get_503_at_once() {
     let a = Upstream::start("a").await;
     let snapshot = Snap::new()
-        .backend_with("a", &[a.addr], |b| {
-            b.circuit_breaker = Some(CircuitBreakerConfig {
-                max_connections: 1,
-                max_pending_requests: 0,
-                max_requests: 1,
-            });
-        })
+        .backend_with("a", &[a.addr], one_at_a_time)
         .route("*", prefix("/"), to("r", &[(Some("a"), 1)]))
         .build();
     let gw = std::sync::Arc::new(Gateway::start(&snapshot).await);

@@ -530,3 +530,57 @@ pub fn rule(route: &str, action: Action) -> RuleConfig {
         policies: ResolvedPolicies::default(),
     }
 }
+
+/// A gateway routing everything to one upstream, `a`, served with `limits`.
+pub async fn one_upstream(limits: ServerLimits) -> (Upstream, Gateway) {
+    let a = Upstream::start("a").await;
+    let snapshot = Snap::new()
+        .backend("a", &[a.addr])
+        .route("*", prefix("/"), to("r", &[(Some("a"), 1)]))
+        .build();
+    (a, Gateway::start_with(&snapshot, limits).await)
+}
+
+/// A circuit breaker that lets one request at a time through to the backend.
+pub fn one_at_a_time(backend: &mut BackendConfig) {
+    backend.circuit_breaker = Some(CircuitBreakerConfig {
+        max_connections: 1,
+        max_pending_requests: 0,
+        max_requests: 1,
+    });
+}
+
+/// Everything the gateway sends on `stream` until it closes the connection; `None` when it did
+/// not close within 5 s. A reset counts as the close (the gateway may close with bytes of the
+/// client's still unread, which the kernel answers with a reset).
+pub async fn until_closed(stream: &mut tokio::net::TcpStream) -> Option<String> {
+    use tokio::io::AsyncReadExt;
+    let mut out = Vec::new();
+    let read = async {
+        loop {
+            let mut chunk = [0u8; 16 * 1024];
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => out.extend_from_slice(&chunk[..n]),
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), read)
+        .await
+        .ok()?;
+    Some(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// Sends `request` on a new connection (Nagle off) and returns everything the gateway sent
+/// until it closed the connection, which it must within 5 s.
+pub async fn raw(gw: &Gateway, request: &[u8]) -> String {
+    use tokio::io::AsyncWriteExt;
+    let mut stream = tokio::net::TcpStream::connect(gw.addr)
+        .await
+        .expect("connect");
+    stream.set_nodelay(true).expect("nodelay");
+    stream.write_all(request).await.expect("write");
+    until_closed(&mut stream)
+        .await
+        .expect("the gateway answered and closed the connection within 5 s")
+}

@@ -277,6 +277,20 @@ mod tests {
     }
 
     #[test]
+    fn a_recycled_header_map_brings_none_of_its_old_fields() {
+        let mut scratch = Scratch::default();
+        let mut old = HeaderMap::new();
+        old.insert("x-from-the-last-response", HeaderValue::from_static("1"));
+        scratch.recycle(old);
+        let mut buf = BytesMut::from(&b"GET / HTTP/1.1\r\nHost: h\r\n\r\n"[..]);
+        let Parsed::Plain(plain) = parse_request(&mut buf, LIMITS, &mut scratch) else {
+            panic!("not plain");
+        };
+        let names: Vec<&str> = plain.request.headers().keys().map(|n| n.as_str()).collect();
+        assert_eq!(names, ["host"]);
+    }
+
+    #[test]
     fn connection_close_and_te_trailers_are_noted() {
         let request =
             plain(b"GET / HTTP/1.1\r\nConnection: keep-alive, Close\r\nTE: trailers\r\n\r\n");

@@ -429,6 +429,26 @@ mod tests {
     }
 
     #[test]
+    fn the_lent_request_map_brings_none_of_its_fields_and_names_are_remembered() {
+        let mut scratch = Scratch::default();
+        for round in 0..2 {
+            let mut lent = HeaderMap::new();
+            lent.insert("x-request-field", HeaderValue::from_static("1"));
+            let mut buf = BytesMut::from("HTTP/1.1 200 OK\r\nX-A: b\r\nContent-Length: 0\r\n\r\n");
+            let head = parse_response(&mut buf, &Method::GET, &mut lent, &mut scratch)
+                .expect("parsed")
+                .expect("complete");
+            let names: Vec<&str> = head.response.headers().keys().map(|n| n.as_str()).collect();
+            assert_eq!(names, ["x-a", "content-length"], "round {round}");
+        }
+        assert_eq!(
+            scratch.names.len(),
+            2,
+            "the second response used the remembered names"
+        );
+    }
+
+    #[test]
     fn fields_of_the_connection_are_left_out() {
         let plain = head(
             "HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\n\
