@@ -138,11 +138,9 @@ impl Gateway {
             }
         };
         let path = normalized.as_deref().unwrap_or(req.uri().path());
-        if self.settings.access_log {
-            exchange.path = path.to_owned();
-        }
         let host = request_host(&req).unwrap_or_default();
         if self.settings.access_log {
+            exchange.path = path.to_owned();
             exchange.host = host.to_string();
         }
         let Some(listener) = table.listener(conn.port) else {

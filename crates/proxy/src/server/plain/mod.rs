@@ -333,11 +333,26 @@ async fn write_body<T: AsyncWrite + Unpin>(
         if data.is_empty() {
             continue;
         }
+        // More than the length announced cannot be sent: the response ends there.
+        let take = match left {
+            Some(left) => usize::try_from(left).unwrap_or(usize::MAX).min(data.len()),
+            None => data.len(),
+        };
+        let payload = data.chunk().get(..take).unwrap_or_default();
+        if left.is_none() {
+            push_number(out, data.len() as u64, 16);
+            out.extend_from_slice(b"\r\n");
+        }
+        if payload.len() >= WRITE_BATCH {
+            // A large frame goes out as it is, not copied into the batch.
+            io.write_all(out).await?;
+            out.clear();
+            io.write_all(payload).await?;
+        } else {
+            out.extend_from_slice(payload);
+        }
         match left.as_mut() {
             Some(left) => {
-                // More than the length announced cannot be sent: the response ends there.
-                let take = usize::try_from(*left).unwrap_or(usize::MAX).min(data.len());
-                out.extend_from_slice(data.chunk().get(..take).unwrap_or_default());
                 *left -= take as u64;
                 if take < data.len() {
                     return Err(std::io::Error::other(
@@ -345,12 +360,7 @@ async fn write_body<T: AsyncWrite + Unpin>(
                     ));
                 }
             }
-            None => {
-                push_number(out, data.len() as u64, 16);
-                out.extend_from_slice(b"\r\n");
-                out.extend_from_slice(&data);
-                out.extend_from_slice(b"\r\n");
-            }
+            None => out.extend_from_slice(b"\r\n"),
         }
         if out.len() >= WRITE_BATCH {
             io.write_all(out).await?;
