@@ -4,29 +4,15 @@
 use std::{pin::pin, sync::Arc, time::Duration};
 
 use bytes::Bytes;
-use http::{
-    HeaderMap, Method, Request, Response, StatusCode, Uri, Version, header::UPGRADE,
-    uri::PathAndQuery,
-};
+use http::{Method, Response, StatusCode, header::UPGRADE};
 
 use super::exchange::Exchange;
 use crate::{
     body::{self, Body},
     gateway::Gateway,
     route::{Policy, RetryPolicy},
-    upstream::{Backend, Endpoint, Outcome, Protocol, SendFailure},
+    upstream::{Backend, Endpoint, Outcome, RequestTemplate, SendFailure},
 };
-
-/// The parts of the upstream request that every attempt repeats.
-#[derive(Debug, Clone)]
-pub struct RequestTemplate {
-    /// The method.
-    pub method: Method,
-    /// Path and query sent upstream.
-    pub path_and_query: PathAndQuery,
-    /// Headers sent upstream.
-    pub headers: HeaderMap,
-}
 
 /// The request body: kept in memory (so it can be sent again) or streamed once.
 pub enum UpstreamBody {
@@ -153,9 +139,8 @@ pub async fn send(
         let Some(request_body) = body.take() else {
             return Err(Failure::Reset);
         };
-        // Without any chance of a retry the headers move into the request instead of a copy.
+        // Without any chance of a retry the headers can be taken instead of copied.
         let last = policy.retry.is_none() || !body.replayable();
-        let request = build(backend, &mut template, request_body, last);
         let in_flight = endpoint.start_request();
         exchange.attempt_deadline = policy
             .backend_timeout
@@ -163,7 +148,7 @@ pub async fn send(
         // Pinned where it is made, in a block of its own: not copied into a wrapper, and its
         // slot ends with the block.
         let result = {
-            let sending = pin!(backend.send(&endpoint, request, upgrade));
+            let sending = pin!(backend.send(&endpoint, &mut template, request_body, upgrade, last));
             match super::deadline::within(exchange.attempt_deadline, sending).await {
                 Some(result) => result.map_err(classify),
                 None => Err(Failure::Timeout),
@@ -237,29 +222,6 @@ fn classify(failure: SendFailure) -> Failure {
         SendFailure::Connect => Failure::Connect,
         SendFailure::Reset => Failure::Reset,
     }
-}
-
-/// The request of one attempt, with an origin-form URI (the backend adds the endpoint's
-/// authority where its client needs one).
-fn build(
-    backend: &Backend,
-    template: &mut RequestTemplate,
-    body: Body,
-    last: bool,
-) -> Request<Body> {
-    let mut request = Request::new(body);
-    *request.method_mut() = template.method.clone();
-    *request.uri_mut() = Uri::from(template.path_and_query.clone());
-    *request.version_mut() = match backend.spec.protocol {
-        Protocol::Http1 => Version::HTTP_11,
-        Protocol::Http2 => Version::HTTP_2,
-    };
-    *request.headers_mut() = if last {
-        std::mem::take(&mut template.headers)
-    } else {
-        template.headers.clone()
-    };
-    request
 }
 
 #[cfg(test)]

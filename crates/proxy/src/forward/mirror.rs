@@ -6,7 +6,7 @@ use std::{sync::Arc, time::Duration};
 use bytes::Bytes;
 use http::{Request, Uri, Version};
 
-use super::attempt::RequestTemplate;
+use crate::upstream::RequestTemplate;
 use crate::{body, filters::Mirror, route::RouteTable, upstream::Protocol};
 
 /// How long a mirrored request may take before it is abandoned.

@@ -13,7 +13,7 @@ mod upgrade;
 
 use std::{net::SocketAddr, pin::pin, sync::Arc};
 
-pub use attempt::{Failure, RequestTemplate, UpstreamBody, backoff, retryable};
+pub use attempt::{Failure, UpstreamBody, backoff, retryable};
 use bytes::Bytes;
 pub use exchange::{Exchange, ObservedBody};
 pub use headers::{is_hop_by_hop, peer_value, set_forwarded, strip_hop_by_hop, upgrade_request};

@@ -8,8 +8,9 @@ use http::{
     uri::PathAndQuery,
 };
 
-use super::{Connection, RequestTemplate, set_forwarded, strip_hop_by_hop};
+use super::{Connection, set_forwarded, strip_hop_by_hop};
 use crate::route::RouteEntry;
+use crate::upstream::RequestTemplate;
 
 /// Builds the upstream request (without body) from the client's request head. `normalized` is
 /// the normalized path when normalizing changed it; `upgrade` the `Upgrade` header of a

@@ -7,7 +7,10 @@
 
 use std::sync::Arc;
 
-use http::{Request, Response, Uri, uri::Scheme};
+use http::{
+    HeaderMap, Method, Request, Response, Uri, Version,
+    uri::{PathAndQuery, Scheme},
+};
 use tower::Service;
 
 use super::{
@@ -15,6 +18,18 @@ use super::{
     h1::{H1Conn, SendError},
 };
 use crate::body::{self, Body};
+
+/// The parts of the upstream request that every attempt repeats. An HTTP/1.1 attempt writes its
+/// head from here, borrowed; only the pooled client (HTTP/2, upgrades) needs a `Request` built.
+#[derive(Debug, Clone)]
+pub struct RequestTemplate {
+    /// The method.
+    pub method: Method,
+    /// Path and query sent upstream.
+    pub path_and_query: PathAndQuery,
+    /// Headers sent upstream.
+    pub headers: HeaderMap,
+}
 
 /// Why a request got no response from an endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,24 +41,30 @@ pub enum SendFailure {
 }
 
 impl Backend {
-    /// Sends `request` (origin-form URI) to `endpoint` and returns the response head, with a
-    /// body that streams from the endpoint. `upgrade` marks a protocol-upgrade handshake.
+    /// Sends the request `template` describes, with `body`, to `endpoint` and returns the
+    /// response head, with a body that streams from the endpoint. `upgrade` marks a
+    /// protocol-upgrade handshake. `last`: no other attempt follows, so the template's header
+    /// map may be taken (it then holds the response's fields, or the request's on the pooled
+    /// client) instead of copied.
     pub async fn send(
         &self,
         endpoint: &Arc<Endpoint>,
-        mut request: Request<Body>,
+        template: &mut RequestTemplate,
+        mut body: Body,
         upgrade: bool,
+        last: bool,
     ) -> Result<Response<Body>, SendFailure> {
         if upgrade || self.spec.protocol == Protocol::Http2 {
+            let request = self.pooled_request(endpoint, template, body, last)?;
             return Box::pin(self.send_pooled(endpoint, request)).await;
         }
         let mut conn = self.idle_or_connect(endpoint).await?;
         loop {
-            match conn.send(request, endpoint).await {
+            match conn.send(template, body, last, endpoint).await {
                 Ok(response) => return Ok(response.map(Body::Upstream)),
                 // The backend closed an idle connection as it was taken: nothing was sent.
                 Err(SendError::Unsent(unsent)) => {
-                    request = *unsent;
+                    body = unsent;
                     conn = self.idle_or_connect(endpoint).await?;
                 }
                 Err(SendError::Failed(error)) => {
@@ -77,16 +98,41 @@ impl Backend {
         Ok(H1Conn::new(io.into_inner()))
     }
 
-    /// Through hyper's pooled client, which needs the absolute URI.
+    /// The request for hyper's pooled client, with the absolute URI it needs.
+    fn pooled_request(
+        &self,
+        endpoint: &Endpoint,
+        template: &mut RequestTemplate,
+        body: Body,
+        last: bool,
+    ) -> Result<Request<Body>, SendFailure> {
+        let uri = Uri::builder()
+            .scheme(Scheme::HTTP)
+            .authority(endpoint.authority.clone())
+            .path_and_query(template.path_and_query.clone())
+            .build()
+            .map_err(|_| SendFailure::Reset)?;
+        let mut request = Request::new(body);
+        *request.method_mut() = template.method.clone();
+        *request.uri_mut() = uri;
+        *request.version_mut() = match self.spec.protocol {
+            Protocol::Http1 => Version::HTTP_11,
+            Protocol::Http2 => Version::HTTP_2,
+        };
+        *request.headers_mut() = if last {
+            std::mem::take(&mut template.headers)
+        } else {
+            template.headers.clone()
+        };
+        Ok(request)
+    }
+
+    /// Through hyper's pooled client.
     async fn send_pooled(
         &self,
         endpoint: &Endpoint,
-        mut request: Request<Body>,
+        request: Request<Body>,
     ) -> Result<Response<Body>, SendFailure> {
-        let mut parts = request.uri().clone().into_parts();
-        parts.scheme = Some(Scheme::HTTP);
-        parts.authority = Some(endpoint.authority.clone());
-        *request.uri_mut() = Uri::from_parts(parts).map_err(|_| SendFailure::Reset)?;
         match self.client().request(request).await {
             Ok(response) => Ok(response.map(body::incoming)),
             Err(error) if error.is_connect() => Err(SendFailure::Connect),

@@ -14,5 +14,5 @@ pub use backend::{
 };
 pub use connector::{UpstreamConnector, UpstreamIo, UpstreamTls};
 pub use endpoint::{Endpoint, InFlight, Outcome, OutlierSettings};
-pub use exchange::SendFailure;
+pub use exchange::{RequestTemplate, SendFailure};
 pub use h1::H1Body;

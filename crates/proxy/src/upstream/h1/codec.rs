@@ -7,10 +7,12 @@ use bytes::{Bytes, BytesMut};
 use http::{
     HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, Version,
     header::{CONNECTION, CONTENT_LENGTH, HOST, TRANSFER_ENCODING},
-    request::Parts,
 };
 
-use crate::wire::{content_length, push_field, push_number, tokens};
+use crate::{
+    upstream::RequestTemplate,
+    wire::{content_length, push_field, push_number, tokens},
+};
 
 /// Most header fields in a response head (or a chunked body's trailer section).
 pub const MAX_HEADERS: usize = 100;
@@ -34,25 +36,22 @@ pub enum RequestFraming {
 /// `Host: authority` when the headers have no `Host` (HTTP/1.1 requires one).
 pub fn encode_request(
     out: &mut Vec<u8>,
-    parts: &Parts,
+    head: &RequestTemplate,
     body_end: bool,
     body_len: Option<u64>,
     authority: &str,
 ) -> RequestFraming {
     out.clear();
-    out.extend_from_slice(parts.method.as_str().as_bytes());
+    out.extend_from_slice(head.method.as_str().as_bytes());
     out.push(b' ');
-    match parts.uri.path_and_query() {
-        Some(target) => out.extend_from_slice(target.as_str().as_bytes()),
-        None => out.push(b'/'),
-    }
+    out.extend_from_slice(head.path_and_query.as_str().as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
     // One pass over the fields, no lookups. The gateway frames the body itself: the first
     // readable `Content-Length` decides the length, and only that one goes out (a second,
     // different one would leave the endpoint to choose); one it cannot read is not passed on
     // (the body goes chunked instead).
     let (mut declared, mut host) = (None, false);
-    for (name, value) in &parts.headers {
+    for (name, value) in &head.headers {
         if *name == CONTENT_LENGTH {
             declared = declared.or_else(|| content_length(value.as_bytes()));
             continue;
@@ -78,7 +77,7 @@ pub fn encode_request(
         RequestFraming::Length(n) => Some(n),
         RequestFraming::Empty
             if declared.is_some()
-                || matches!(parts.method, Method::POST | Method::PUT | Method::PATCH) =>
+                || matches!(head.method, Method::POST | Method::PUT | Method::PATCH) =>
         {
             Some(0)
         }
@@ -553,8 +552,13 @@ mod tests {
 
     fn encoded(request: Request<()>, end: bool, len: Option<u64>) -> (String, RequestFraming) {
         let (parts, ()) = request.into_parts();
+        let head = RequestTemplate {
+            method: parts.method,
+            path_and_query: parts.uri.path_and_query().cloned().expect("a target"),
+            headers: parts.headers,
+        };
         let mut out = Vec::new();
-        let framing = encode_request(&mut out, &parts, end, len, "endpoint:8080");
+        let framing = encode_request(&mut out, &head, end, len, "endpoint:8080");
         (String::from_utf8(out).expect("utf-8"), framing)
     }
 

@@ -28,13 +28,13 @@ use std::{
 
 pub use body::H1Body;
 use bytes::{Buf, Bytes, BytesMut};
-use http::{HeaderMap, HeaderValue, Request, Response, header::TRAILER};
+use http::{HeaderMap, HeaderValue, Response, header::TRAILER};
 use hyper::body::Body as HttpBody;
 pub use pool::{IDLE_TIMEOUT, IdlePool};
 use tokio::io::AsyncWrite;
 
 use self::codec::RequestFraming;
-use super::{Endpoint, UpstreamIo};
+use super::{Endpoint, RequestTemplate, UpstreamIo};
 use crate::{
     body::Body,
     wire::{push_last_chunk, push_number},
@@ -70,9 +70,9 @@ impl std::fmt::Debug for H1Conn {
 /// Why [`H1Conn::send`] failed.
 #[derive(Debug)]
 pub enum SendError {
-    /// A reused connection failed before any byte of the request was written; here the request
-    /// is back, to send on a new connection.
-    Unsent(Box<Request<Body>>),
+    /// A reused connection failed before any byte of the request was written; here the body
+    /// is back, to send the request on a new connection.
+    Unsent(Body),
     /// The exchange failed; the request may have reached the endpoint.
     Failed(io::Error),
 }
@@ -99,18 +99,20 @@ impl H1Conn {
         tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.read)
     }
 
-    /// Sends `request` (origin-form target, `Host` set) and reads the response head. The
-    /// response body streams from this connection, which returns to `endpoint`'s idle list
-    /// after it.
+    /// Sends the request `template` describes (origin-form target, `Host` set), with `body`,
+    /// and reads the response head. The response body streams from this connection, which
+    /// returns to `endpoint`'s idle list after it. `last`: the template's header map may be
+    /// taken to hold the response's fields (no other attempt reads it).
     pub async fn send(
         mut self: Box<Self>,
-        request: Request<Body>,
+        template: &mut RequestTemplate,
+        body: Body,
+        last: bool,
         endpoint: &Arc<Endpoint>,
     ) -> Result<Response<H1Body>, SendError> {
-        let (parts, body) = request.into_parts();
         let framing = codec::encode_request(
             &mut self.head,
-            &parts,
+            template,
             body.is_end_stream(),
             body.size_hint().exact(),
             endpoint.authority.as_str(),
@@ -132,19 +134,22 @@ impl H1Conn {
         .await;
         if let Err(error) = wrote {
             if written == 0 && self.reused {
-                return Err(SendError::Unsent(Box::new(Request::from_parts(
-                    parts, body,
-                ))));
+                return Err(SendError::Unsent(body));
             }
             return Err(SendError::Failed(error));
         }
-        let method = parts.method;
-        // The request's header map, written out, holds the response's fields.
+        let method = &template.method;
         // The trailer fields a chunked body may end with (rare).
         let announced = (framing == RequestFraming::Chunked)
-            .then(|| parts.headers.get(TRAILER).cloned())
+            .then(|| template.headers.get(TRAILER).cloned())
             .flatten();
-        let mut headers = parts.headers;
+        // The request's header map, written out, holds the response's fields when no other
+        // attempt needs it.
+        let mut headers = if last {
+            std::mem::take(&mut template.headers)
+        } else {
+            HeaderMap::new()
+        };
         let mut writer = BodyWriter::new(body, framing, announced);
         let head = poll_fn(|cx| {
             if !writer.done
@@ -156,7 +161,7 @@ impl H1Conn {
                 if !self.read.is_empty() {
                     match codec::parse_response(
                         &mut self.read,
-                        &method,
+                        method,
                         &mut headers,
                         &mut self.scratch,
                     ) {
