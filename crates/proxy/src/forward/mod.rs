@@ -18,11 +18,12 @@ use bytes::Bytes;
 pub use exchange::{Exchange, ObservedBody};
 pub use headers::{is_hop_by_hop, peer_value, set_forwarded, strip_hop_by_hop, upgrade_request};
 use http::{
-    HeaderValue, Request, Response, StatusCode, Version,
+    HeaderValue, Response, StatusCode, Version,
     header::{CONNECTION, CONTENT_TYPE, LOCATION, ORIGIN},
+    request::Parts,
 };
 use http_body_util::{BodyExt, Limited};
-use hyper::body::Body as HttpBody;
+use hyper::{body::Body as HttpBody, upgrade::OnUpgrade};
 
 use crate::{
     balance::hash_bytes,
@@ -70,12 +71,14 @@ impl Connection {
 }
 
 impl Gateway {
-    /// Serves one request. Never fails: every problem becomes a status code. The response body
-    /// reports the exchange (metrics, access log) when it ends.
+    /// Serves one request: its head, lent (the gateway takes what it forwards out of it), and
+    /// its body. Never fails: every problem becomes a status code. The response body reports
+    /// the exchange (metrics, access log) when it ends.
     pub async fn handle<B>(
         self: Arc<Self>,
-        conn: Arc<Connection>,
-        req: Request<B>,
+        conn: &Connection,
+        head: &mut Parts,
+        body: B,
     ) -> Response<ObservedBody>
     where
         B: HttpBody<Data = Bytes> + Send + Sync + 'static,
@@ -85,10 +88,10 @@ impl Gateway {
         let client = self
             .settings
             .trusted_proxies
-            .client_ip(conn.peer.ip(), req.headers());
-        let mut exchange = Exchange::new(client, req.method().clone());
-        let version = req.version();
-        let mut response = self.serve(&table, &conn, req, &mut exchange).await;
+            .client_ip(conn.peer.ip(), &head.headers);
+        let mut exchange = Exchange::new(client, head.method.clone());
+        let version = head.version;
+        let mut response = self.serve(&table, conn, head, body, &mut exchange).await;
         if self.is_draining() && version <= Version::HTTP_11 {
             response
                 .headers_mut()
@@ -102,7 +105,8 @@ impl Gateway {
         &self,
         table: &Arc<RouteTable>,
         conn: &Connection,
-        req: Request<B>,
+        head: &mut Parts,
+        body: B,
         exchange: &mut Exchange,
     ) -> Response<Body>
     where
@@ -113,10 +117,10 @@ impl Gateway {
         // Transfer-Encoding is refused without reaching any route or backend, and the connection
         // closed, so that nothing sent after it is read as another request. hyper's parser hides
         // the conflict; the server sees it in the raw bytes and marks the request.
-        if req.extensions().get::<FramingConflict>().is_some() {
+        if head.extensions.get::<FramingConflict>().is_some() {
             if self.settings.access_log {
-                exchange.host = request_host(&req).unwrap_or_default().into_owned();
-                exchange.path = req.uri().path().to_owned();
+                exchange.host = request_host(head).unwrap_or_default().into_owned();
+                exchange.path = head.uri.path().to_owned();
             }
             let mut response = Response::new(body::full(CONFLICTING_FRAMING));
             *response.status_mut() = StatusCode::BAD_REQUEST;
@@ -129,16 +133,16 @@ impl Gateway {
             return response;
         }
         // The normalized path, when normalizing changed anything (the common case costs nothing).
-        let normalized = if path::is_normal(req.uri().path()) {
+        let normalized = if path::is_normal(head.uri.path()) {
             None
         } else {
-            match path::normalize(req.uri().path()) {
+            match path::normalize(head.uri.path()) {
                 Ok(normalized) => Some(normalized),
                 Err(_) => return local(StatusCode::BAD_REQUEST),
             }
         };
-        let path = normalized.as_deref().unwrap_or(req.uri().path());
-        let host = request_host(&req).unwrap_or_default();
+        let path = normalized.as_deref().unwrap_or(head.uri.path());
+        let host = request_host(head).unwrap_or_default();
         if self.settings.access_log {
             exchange.path = path.to_owned();
             exchange.host = host.to_string();
@@ -146,7 +150,7 @@ impl Gateway {
         let Some(listener) = table.listener(conn.port) else {
             return local(StatusCode::NOT_FOUND);
         };
-        let Some(entry) = listener.route(&req, &host, path) else {
+        let Some(entry) = listener.route(head, &host, path) else {
             return local(StatusCode::NOT_FOUND);
         };
         let rule = &entry.rule;
@@ -154,11 +158,11 @@ impl Gateway {
         // CORS preflights are answered by the gateway, before anything else of the rule.
         let cors = rule.filters.cors.as_ref();
         if let Some(cors) = cors
-            && Cors::is_preflight(req.method(), req.headers())
+            && Cors::is_preflight(&head.method, &head.headers)
         {
-            return cors.preflight(req.headers());
+            return cors.preflight(&head.headers);
         }
-        let origin = cors.and_then(|_| req.headers().get(ORIGIN).cloned());
+        let origin = cors.and_then(|_| head.headers.get(ORIGIN).cloned());
         let mut response = match &rule.action {
             Action::Status(status) => local(*status),
             Action::Redirect(redirect) => {
@@ -166,7 +170,7 @@ impl Gateway {
                     scheme: conn.scheme,
                     host: &host,
                     path,
-                    query: req.uri().query(),
+                    query: head.uri.query(),
                     listener_port: conn.port,
                     matched_prefix: entry.matched_prefix(),
                 });
@@ -185,8 +189,9 @@ impl Gateway {
                 };
                 // Pinned where it is made, in this future's own state: not built elsewhere and
                 // copied in (kilobytes), and no allocation.
-                let forwarding =
-                    pin!(self.forward(table, conn, entry, primary, req, normalized, exchange));
+                let forwarding = pin!(self.forward(
+                    table, conn, entry, primary, head, body, normalized, exchange
+                ));
                 forwarding.await
             }
         };
@@ -203,7 +208,8 @@ impl Gateway {
         conn: &Connection,
         entry: &RouteEntry,
         primary: &Arc<Backend>,
-        mut req: Request<B>,
+        head: &mut Parts,
+        body: B,
         normalized: Option<String>,
         exchange: &mut Exchange,
     ) -> Response<Body>
@@ -234,12 +240,18 @@ impl Gateway {
         };
         exchange.admission = Some(admission);
 
-        let upgrade = upgrade_request(req.version(), req.headers());
-        let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
-        let hash = hash_key(backend, &req, exchange);
-        let (parts, body) = req.into_parts();
+        // An upgrade needs hyper's handle on the client connection; a request without one (the
+        // plain server's never ask) is forwarded as an ordinary request.
+        let (upgrade, client_upgrade) = match upgrade_request(head.version, &head.headers) {
+            Some(protocol) => match head.extensions.remove::<OnUpgrade>() {
+                Some(on) => (Some(protocol), Some(on)),
+                None => (None, None),
+            },
+            None => (None, None),
+        };
+        let hash = hash_key(backend, head, exchange);
         let trusted = self.settings.trusted_proxies.contains(conn.peer.ip());
-        let template = match request::template(parts, conn, trusted, entry, normalized, upgrade) {
+        let template = match request::template(head, conn, trusted, entry, normalized, upgrade) {
             Ok(template) => template,
             Err(status) => return local(status),
         };
@@ -331,10 +343,10 @@ impl Gateway {
 }
 
 /// The consistent-hash key of a request for `backend`, if it hashes one.
-fn hash_key<B>(backend: &Backend, req: &Request<B>, exchange: &Exchange) -> Option<u64> {
+fn hash_key(backend: &Backend, req: &Parts, exchange: &Exchange) -> Option<u64> {
     match backend.spec.hash_on.as_ref()? {
         HashOn::Header(name) => req
-            .headers()
+            .headers
             .get(name)
             .map(|value| hash_bytes(value.as_bytes())),
         HashOn::Cookie(name) => cookie(req, name).map(|value| hash_bytes(value.as_bytes())),
@@ -345,8 +357,8 @@ fn hash_key<B>(backend: &Backend, req: &Request<B>, exchange: &Exchange) -> Opti
     }
 }
 
-fn cookie<'a, B>(req: &'a Request<B>, name: &str) -> Option<&'a str> {
-    req.headers()
+fn cookie<'a>(req: &'a Parts, name: &str) -> Option<&'a str> {
+    req.headers
         .get_all(http::header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())

@@ -12,11 +12,12 @@ use super::{Connection, set_forwarded, strip_hop_by_hop};
 use crate::route::RouteEntry;
 use crate::upstream::RequestTemplate;
 
-/// Builds the upstream request (without body) from the client's request head. `normalized` is
-/// the normalized path when normalizing changed it; `upgrade` the `Upgrade` header of a
-/// WebSocket handshake, kept through the hop-by-hop cleanup.
+/// Builds the upstream request (without body) from the client's request head, taking its
+/// headers and target out of it. `normalized` is the normalized path when normalizing changed
+/// it; `upgrade` the `Upgrade` header of a WebSocket handshake, kept through the hop-by-hop
+/// cleanup.
 pub fn template(
-    parts: Parts,
+    parts: &mut Parts,
     conn: &Connection,
     trusted: bool,
     entry: &RouteEntry,
@@ -24,7 +25,7 @@ pub fn template(
     upgrade: Option<HeaderValue>,
 ) -> Result<RequestTemplate, StatusCode> {
     let filters = &entry.rule.filters;
-    let mut headers = parts.headers;
+    let mut headers = std::mem::take(&mut parts.headers);
     strip_hop_by_hop(&mut headers);
     // Room for X-Forwarded-For, -Proto and -Host at once: one growth at most.
     headers.reserve(3);
@@ -63,16 +64,20 @@ pub fn template(
     if let Some(modifier) = &filters.request_headers {
         modifier.apply(&mut headers);
     }
-    let path_and_query = match (path_rewrite, normalized, parts.uri.path_and_query()) {
+    let uri = std::mem::take(&mut parts.uri);
+    let path_and_query = match (path_rewrite, normalized) {
         // Unchanged: forward the client's bytes as they are (no copy).
-        (None, None, Some(original)) => original.clone(),
-        (rewrite, normalized, _) => {
-            let path = normalized.unwrap_or_else(|| parts.uri.path().to_owned());
+        (None, None) => uri
+            .into_parts()
+            .path_and_query
+            .unwrap_or_else(|| PathAndQuery::from_static("/")),
+        (rewrite, normalized) => {
+            let path = normalized.unwrap_or_else(|| uri.path().to_owned());
             let path = match rewrite {
                 Some(rewrite) => rewrite.apply(&path, entry.matched_prefix()),
                 None => path,
             };
-            let full = match parts.uri.query() {
+            let full = match uri.query() {
                 Some(query) => format!("{path}?{query}"),
                 None => path,
             };
@@ -80,7 +85,7 @@ pub fn template(
         }
     };
     Ok(RequestTemplate {
-        method: parts.method,
+        method: parts.method.clone(),
         path_and_query,
         headers,
     })

@@ -2,7 +2,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use http::{Request, StatusCode};
+use http::{StatusCode, request::Parts};
 
 use super::matching::{PathMatch, RequestMatch};
 use crate::{
@@ -124,9 +124,9 @@ impl ListenerRoutes {
         self.any.and_then(|index| self.virtual_hosts.get(index))
     }
 
-    /// The entry serving the request: the first matching entry of the most specific virtual
-    /// host. `path` is the normalized path.
-    pub fn route<B>(&self, req: &Request<B>, host: &str, path: &str) -> Option<&RouteEntry> {
+    /// The entry serving the request with head `req`: the first matching entry of the most
+    /// specific virtual host. `path` is the normalized path.
+    pub fn route(&self, req: &Parts, host: &str, path: &str) -> Option<&RouteEntry> {
         self.virtual_host(host)?.route(req, path)
     }
 }
@@ -180,7 +180,7 @@ impl VirtualHost {
     }
 
     /// The first entry, in precedence order, that matches the request.
-    pub fn route<B>(&self, req: &Request<B>, path: &str) -> Option<&RouteEntry> {
+    pub fn route(&self, req: &Parts, path: &str) -> Option<&RouteEntry> {
         let keyed = self
             .by_segment
             .get(first_segment(path))
@@ -378,7 +378,11 @@ mod tests {
             ],
         );
         let route = |path: &str| {
-            let req = Request::builder().uri(path).body(()).expect("request");
+            let (req, ()) = http::Request::builder()
+                .uri(path)
+                .body(())
+                .expect("request")
+                .into_parts();
             v.route(&req, path).map(|e| e.rule.route.to_string())
         };
         assert_eq!(route("/api/exact").as_deref(), Some("exact"));

@@ -385,7 +385,8 @@ fn hyper_service(
         }
         let heads = heads.clone();
         async move {
-            let mut response = gateway.handle(conn_info, req).await;
+            let (mut head, body) = req.into_parts();
+            let mut response = gateway.handle(&conn_info, &mut head, body).await;
             // Once the scanner stopped following the requests (an upgrade or tunnel the
             // backend refused, framing it cannot follow), neither the smuggling defence nor
             // the header read timeout covers a next request: the connection ends here.

@@ -10,8 +10,7 @@
 use std::mem::MaybeUninit;
 
 use bytes::{Bytes, BytesMut};
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Uri, Version};
-use http_body_util::Full;
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Uri, Version, request::Parts};
 
 use crate::wire::{content_length, tokens};
 
@@ -21,11 +20,9 @@ const FIELDS: usize = 100;
 
 /// What the head at the start of the buffer is.
 #[derive(Debug)]
-// Returned once per request and taken apart at once: boxing the request would cost an
-// allocation for nothing.
-#[allow(clippy::large_enum_variant)]
 pub(super) enum Parsed {
-    /// A plain request; its head and body were taken out of the buffer.
+    /// A plain request; its head and body were taken out of the buffer, the head into the
+    /// caller's [`Parts`].
     Plain(PlainRequest),
     /// Not complete yet: read more. `head` is whether the head is complete and only body
     /// bytes are missing.
@@ -37,11 +34,11 @@ pub(super) enum Parsed {
     HandOver,
 }
 
-/// A plain request, ready for the gateway.
+/// A plain request, ready for the gateway with its head.
 #[derive(Debug)]
 pub(super) struct PlainRequest {
-    /// The request, with its whole body.
-    pub request: Request<Full<Bytes>>,
+    /// The whole body.
+    pub body: Bytes,
     /// The client asked to close the connection after the response (`Connection: close`).
     pub close: bool,
     /// The client accepts trailer fields (`TE: trailers`).
@@ -110,11 +107,19 @@ fn meaning(name: &[u8]) -> Meaning {
     }
 }
 
-/// Parses the request head at the start of `buf`.
+/// A request head to parse into, for [`parse_request`]: a connection keeps one for all its
+/// requests, and lends it to the gateway.
+pub(super) fn empty_head() -> Parts {
+    Request::new(()).into_parts().0
+}
+
+/// Parses the request head at the start of `buf`; a plain one goes into `into`, whose every
+/// field it sets.
 pub(super) fn parse_request(
     buf: &mut BytesMut,
     limits: HeadLimits,
     scratch: &mut Scratch,
+    into: &mut Parts,
 ) -> Parsed {
     let mut fields = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; FIELDS];
     let mut parsed = httparse::Request::new(&mut []);
@@ -191,13 +196,13 @@ pub(super) fn parse_request(
         0 => Bytes::new(),
         n => buf.split_to(n).freeze(),
     };
-    let mut request = Request::new(Full::new(body));
-    *request.method_mut() = method;
-    *request.uri_mut() = uri;
-    *request.version_mut() = Version::HTTP_11;
-    *request.headers_mut() = headers;
+    into.method = method;
+    into.uri = uri;
+    into.version = Version::HTTP_11;
+    into.headers = headers;
+    into.extensions.clear();
     Parsed::Plain(PlainRequest {
-        request,
+        body,
         close,
         trailers,
     })
@@ -231,8 +236,6 @@ fn headers(head: &Bytes, scratch: &mut Scratch) -> Option<HeaderMap> {
 
 #[cfg(test)]
 mod tests {
-    use hyper::body::Body as _;
-
     use super::*;
 
     const LIMITS: HeadLimits = HeadLimits {
@@ -241,36 +244,36 @@ mod tests {
         max_body: 16,
     };
 
-    fn parse(raw: &[u8]) -> (Parsed, BytesMut) {
+    fn parse(raw: &[u8]) -> (Parsed, Parts, BytesMut) {
         let mut buf = BytesMut::from(raw);
-        let parsed = parse_request(&mut buf, LIMITS, &mut Scratch::default());
-        (parsed, buf)
+        let mut head = empty_head();
+        let parsed = parse_request(&mut buf, LIMITS, &mut Scratch::default(), &mut head);
+        (parsed, head, buf)
     }
 
-    fn plain(raw: &[u8]) -> PlainRequest {
-        match parse(raw).0 {
-            Parsed::Plain(request) => request,
-            other => panic!("{other:?}"),
+    fn plain(raw: &[u8]) -> (PlainRequest, Parts) {
+        match parse(raw) {
+            (Parsed::Plain(request), head, _) => (request, head),
+            (other, ..) => panic!("{other:?}"),
         }
     }
 
     fn handed_over(raw: &[u8]) -> bool {
-        let (parsed, buf) = parse(raw);
+        let (parsed, _, buf) = parse(raw);
         matches!(parsed, Parsed::HandOver) && &buf[..] == raw
     }
 
     #[test]
     fn a_plain_get_becomes_a_request_and_leaves_what_follows() {
-        let (parsed, rest) =
+        let (parsed, request, rest) =
             parse(b"GET /a?b=c HTTP/1.1\r\nHost: example.com\r\nX-Two: 1\r\nX-Two: 2\r\n\r\nGET");
         let Parsed::Plain(plain) = parsed else {
             panic!("{parsed:?}");
         };
-        let request = plain.request;
-        assert_eq!(request.method(), Method::GET);
-        assert_eq!(request.uri(), "/a?b=c");
-        assert_eq!(request.headers()["host"], "example.com");
-        let twos: Vec<_> = request.headers().get_all("x-two").iter().collect();
+        assert_eq!(request.method, Method::GET);
+        assert_eq!(request.uri, "/a?b=c");
+        assert_eq!(request.headers["host"], "example.com");
+        let twos: Vec<_> = request.headers.get_all("x-two").iter().collect();
         assert_eq!(twos, ["1", "2"]);
         assert!(!plain.close && !plain.trailers);
         assert_eq!(&rest[..], b"GET");
@@ -283,24 +286,24 @@ mod tests {
         old.insert("x-from-the-last-response", HeaderValue::from_static("1"));
         scratch.recycle(old);
         let mut buf = BytesMut::from(&b"GET / HTTP/1.1\r\nHost: h\r\n\r\n"[..]);
-        let Parsed::Plain(plain) = parse_request(&mut buf, LIMITS, &mut scratch) else {
-            panic!("not plain");
-        };
-        let names: Vec<&str> = plain.request.headers().keys().map(|n| n.as_str()).collect();
+        let mut head = empty_head();
+        let parsed = parse_request(&mut buf, LIMITS, &mut scratch, &mut head);
+        assert!(matches!(parsed, Parsed::Plain(_)), "{parsed:?}");
+        let names: Vec<&str> = head.headers.keys().map(|n| n.as_str()).collect();
         assert_eq!(names, ["host"]);
     }
 
     #[test]
     fn connection_close_and_te_trailers_are_noted() {
-        let request =
+        let (request, _) =
             plain(b"GET / HTTP/1.1\r\nConnection: keep-alive, Close\r\nTE: trailers\r\n\r\n");
         assert!(request.close && request.trailers);
     }
 
     #[test]
     fn absolute_form_targets_keep_their_authority() {
-        let request = plain(b"GET http://other.example/x HTTP/1.1\r\nHost: h\r\n\r\n").request;
-        assert_eq!(request.uri().host(), Some("other.example"));
+        let (_, head) = plain(b"GET http://other.example/x HTTP/1.1\r\nHost: h\r\n\r\n");
+        assert_eq!(head.uri.host(), Some("other.example"));
     }
 
     #[test]
@@ -310,25 +313,24 @@ mod tests {
 
     #[test]
     fn a_small_sized_body_is_taken_whole_and_leaves_what_follows() {
-        let (parsed, rest) =
+        let (parsed, _, rest) =
             parse(b"POST /x HTTP/1.1\r\nContent-Length: 5\r\ncontent-length: 5\r\n\r\nhelloGET");
         let Parsed::Plain(plain) = parsed else {
             panic!("{parsed:?}");
         };
-        let body = plain.request.into_body();
-        assert_eq!(body.size_hint().exact(), Some(5));
+        assert_eq!(&plain.body[..], b"hello");
         assert_eq!(&rest[..], b"GET");
     }
 
     #[test]
     fn incomplete_heads_and_bodies_ask_for_more_and_leave_the_buffer_alone() {
-        let (parsed, _) = parse(b"GET / HTTP/1.1\r\nHo");
+        let (parsed, ..) = parse(b"GET / HTTP/1.1\r\nHo");
         assert!(
             matches!(parsed, Parsed::Partial { head: false }),
             "{parsed:?}"
         );
         let raw = b"PUT / HTTP/1.1\r\nContent-Length: 10\r\n\r\nhello";
-        let (parsed, buf) = parse(raw);
+        let (parsed, _, buf) = parse(raw);
         assert!(
             matches!(parsed, Parsed::Partial { head: true }),
             "{parsed:?}"
@@ -374,7 +376,7 @@ mod tests {
             b"GET /a-long-path-that-goes-over-the-limit",
         ] {
             let mut buf = BytesMut::from(raw);
-            let parsed = parse_request(&mut buf, limits, &mut scratch);
+            let parsed = parse_request(&mut buf, limits, &mut scratch, &mut empty_head());
             assert!(matches!(parsed, Parsed::HandOver), "{parsed:?}");
         }
     }

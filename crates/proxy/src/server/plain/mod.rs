@@ -23,12 +23,13 @@ use std::{
 };
 
 use bytes::{Buf, BytesMut};
-use http::{HeaderMap, HeaderValue, header::TRAILER};
+use http::{HeaderMap, HeaderValue, Uri, header::TRAILER, request::Parts};
+use http_body_util::Full;
 use hyper::body::Body as _;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use self::{
-    head::{HeadLimits, Parsed, PlainRequest, Scratch},
+    head::{HeadLimits, Parsed, PlainRequest, Scratch, empty_head},
     response::{BodyFraming, encode_head},
 };
 use super::{activity::ActivityIo, framing::HeadProgress};
@@ -131,13 +132,15 @@ where
         max_body: MAX_BODY,
     };
     let mut scratch = Scratch::default();
+    // Each request's head, parsed into and lent to the gateway where it is: not moved.
+    let mut head = empty_head();
     let mut out = Vec::with_capacity(BUFFER);
     let mut served = 0u64;
     loop {
         let mut body_pending = false;
         let request = loop {
             if !buf.is_empty() {
-                match head::parse_request(&mut buf, limits, &mut scratch) {
+                match head::parse_request(&mut buf, limits, &mut scratch, &mut head) {
                     Parsed::Plain(request) => break request,
                     Parsed::Partial { head } => body_pending = head,
                     Parsed::HandOver => return Ok(Ended::HandOver(io, buf)),
@@ -158,7 +161,7 @@ where
             write: &mut out,
             scratch: &mut scratch,
         };
-        if respond(&mut io, buffers, request, &setup, &closing).await? {
+        if respond(&mut io, buffers, &mut head, request, &setup, &closing).await? {
             io.shutdown().await?;
             return Ok(Ended::Closed);
         }
@@ -206,6 +209,7 @@ struct Buffers<'a> {
 async fn respond<T: AsyncRead + AsyncWrite + Unpin>(
     io: &mut ActivityIo<T>,
     buffers: Buffers<'_>,
+    head: &mut Parts,
     request: PlainRequest,
     setup: &Setup,
     closing: &AtomicBool,
@@ -216,15 +220,26 @@ async fn respond<T: AsyncRead + AsyncWrite + Unpin>(
         scratch,
     } = buffers;
     let PlainRequest {
-        request,
+        body,
         close,
         trailers,
     } = request;
-    let method = request.method().clone();
-    // Pinned where it is made: moving a kilobytes-large future into a helper costs a copy.
-    let mut handling = pin!(setup.gateway.clone().handle(setup.conn.clone(), request));
-    let room = setup.max_header_bytes;
-    let response = poll_fn(|cx| poll_while_connected(handling.as_mut(), io, buf, room, cx)).await?;
+    let method = head.method.clone();
+    let response = {
+        // Pinned where it is made: moving a kilobytes-large future into a helper costs a copy.
+        let mut handling = pin!(
+            setup
+                .gateway
+                .clone()
+                .handle(&setup.conn, head, Full::new(body))
+        );
+        let room = setup.max_header_bytes;
+        poll_fn(|cx| poll_while_connected(handling.as_mut(), io, buf, room, cx)).await?
+    };
+    // What the gateway left of the head goes now: its bytes would keep the read buffer's
+    // memory from being reused.
+    head.uri = Uri::default();
+    head.headers.clear();
     let (parts, mut body) = response.into_parts();
     let close = close || closing.load(Ordering::Relaxed);
     out.clear();
