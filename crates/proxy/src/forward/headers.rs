@@ -7,14 +7,10 @@ use http::{
     header::{CONNECTION, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE, TRANSFER_ENCODING, UPGRADE},
 };
 
-use crate::filters::Scheme;
-
-/// `X-Forwarded-For`.
-static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-/// `X-Forwarded-Proto`.
-static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-/// `X-Forwarded-Host`.
-static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+use crate::{
+    filters::Scheme,
+    upstream::{Forwarded, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO},
+};
 
 /// Headers that describe one connection and never travel through a proxy (RFC 9110 §7.6.1),
 /// besides those the `Connection` header names. `Trailer` is not one of them: it announces the
@@ -92,11 +88,64 @@ pub fn upgrade_request(version: Version, headers: &HeaderMap) -> Option<HeaderVa
     }
 }
 
-/// Sets `X-Forwarded-For`, `-Proto` and `-Host`. Values from the client are kept (and
-/// `X-Forwarded-For` extended) only when the peer is a trusted proxy; otherwise they are
-/// replaced, so a client cannot spoof them.
-///
-/// `peer` is the peer's address as a header value ([`peer_value`]), made once per connection.
+/// The `X-Forwarded-For`, `-Proto` and `-Host` fields for a request from a peer whose address
+/// as a header value is `peer` ([`peer_value`], made once per connection). Values from the
+/// client are kept (and `X-Forwarded-For` extended) only when the peer is a trusted proxy;
+/// otherwise they are replaced, so a client cannot spoof them. The client's fields that are
+/// replaced, or that have no replacement (`X-Forwarded-Host` without a host), are removed from
+/// `headers`; the ones kept stay there.
+pub fn forwarded(
+    headers: &mut HeaderMap,
+    peer: &HeaderValue,
+    trusted: bool,
+    scheme: Scheme,
+    original_host: Option<HeaderValue>,
+) -> Forwarded {
+    let mut fields = Forwarded {
+        chain: Some(peer.clone()),
+        proto: Some(HeaderValue::from_static(scheme.as_str())),
+        host: original_host,
+    };
+    // Most requests carry none of them: one pass over the names instead of a lookup each.
+    let carried = |name: &HeaderName| {
+        *name == X_FORWARDED_FOR || *name == X_FORWARDED_PROTO || *name == X_FORWARDED_HOST
+    };
+    if !headers.keys().any(carried) {
+        return fields;
+    }
+    let mut keep_host = false;
+    if trusted {
+        let previous: Vec<&str> = headers
+            .get_all(&X_FORWARDED_FOR)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        if !previous.is_empty() {
+            let peer = peer.to_str().unwrap_or_default();
+            // A chain that makes no valid value leaves the client's as it is.
+            fields.chain = HeaderValue::try_from(format!("{}, {peer}", previous.join(", "))).ok();
+        }
+        if headers.contains_key(&X_FORWARDED_PROTO) {
+            fields.proto = None;
+        }
+        if headers.contains_key(&X_FORWARDED_HOST) {
+            fields.host = None;
+            keep_host = true;
+        }
+    }
+    if fields.chain.is_some() {
+        headers.remove(&X_FORWARDED_FOR);
+    }
+    if fields.proto.is_some() {
+        headers.remove(&X_FORWARDED_PROTO);
+    }
+    if !keep_host {
+        headers.remove(&X_FORWARDED_HOST);
+    }
+    fields
+}
+
+/// Sets `X-Forwarded-For`, `-Proto` and `-Host` in `headers`, as [`forwarded`] makes them.
 pub fn set_forwarded(
     headers: &mut HeaderMap,
     peer: &HeaderValue,
@@ -104,40 +153,7 @@ pub fn set_forwarded(
     scheme: Scheme,
     original_host: Option<HeaderValue>,
 ) {
-    let previous: Vec<&str> = if trusted {
-        headers
-            .get_all(&X_FORWARDED_FOR)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .collect()
-    } else {
-        Vec::new()
-    };
-    let xff = if previous.is_empty() {
-        Ok(peer.clone())
-    } else {
-        let peer = peer.to_str().unwrap_or_default();
-        HeaderValue::try_from(format!("{}, {peer}", previous.join(", ")))
-    };
-    if let Ok(value) = xff {
-        headers.insert(&X_FORWARDED_FOR, value);
-    }
-    if !(trusted && headers.contains_key(&X_FORWARDED_PROTO)) {
-        headers.insert(
-            &X_FORWARDED_PROTO,
-            HeaderValue::from_static(scheme.as_str()),
-        );
-    }
-    if !(trusted && headers.contains_key(&X_FORWARDED_HOST)) {
-        match original_host {
-            Some(host) => {
-                headers.insert(&X_FORWARDED_HOST, host);
-            }
-            None => {
-                headers.remove(&X_FORWARDED_HOST);
-            }
-        }
-    }
+    forwarded(headers, peer, trusted, scheme, original_host).apply(headers);
 }
 
 #[cfg(test)]
@@ -200,6 +216,30 @@ mod tests {
         assert_eq!(h["x-forwarded-for"], "203.0.113.1");
         assert_eq!(h["x-forwarded-proto"], "http");
         assert_eq!(h["x-forwarded-host"], "shop.example");
+    }
+
+    #[test]
+    fn forwarded_fields_travel_beside_the_map_and_spoofed_ones_leave_it() {
+        let mut h = map(&[
+            ("x-forwarded-for", "6.6.6.6"),
+            ("x-forwarded-host", "evil"),
+            ("x-kept", "yes"),
+        ]);
+        let peer = peer_value("203.0.113.1".parse().expect("ip"));
+        let fields = forwarded(&mut h, &peer, false, Scheme::Https, None);
+        let left: Vec<&str> = h.keys().map(|n| n.as_str()).collect();
+        assert_eq!(left, ["x-kept"]);
+        let added: Vec<(&str, &str)> = fields
+            .fields()
+            .map(|(n, v)| (n.as_str(), v.to_str().expect("ascii")))
+            .collect();
+        assert_eq!(
+            added,
+            [
+                ("x-forwarded-for", "203.0.113.1"),
+                ("x-forwarded-proto", "https")
+            ]
+        );
     }
 
     #[test]

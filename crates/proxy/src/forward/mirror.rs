@@ -36,6 +36,7 @@ pub fn spawn(table: &RouteTable, mirrors: &[Mirror], template: &RequestTemplate,
         *request.method_mut() = template.method.clone();
         *request.uri_mut() = uri;
         *request.headers_mut() = template.headers.clone();
+        template.forwarded.apply(request.headers_mut());
         *request.version_mut() = match backend.spec.protocol {
             Protocol::Http1 => Version::HTTP_11,
             Protocol::Http2 => Version::HTTP_2,

@@ -16,7 +16,9 @@ use std::{net::SocketAddr, pin::pin, sync::Arc};
 pub use attempt::{Failure, UpstreamBody, backoff, retryable};
 use bytes::Bytes;
 pub use exchange::{Exchange, ObservedBody};
-pub use headers::{is_hop_by_hop, peer_value, set_forwarded, strip_hop_by_hop, upgrade_request};
+pub use headers::{
+    forwarded, is_hop_by_hop, peer_value, set_forwarded, strip_hop_by_hop, upgrade_request,
+};
 use http::{
     HeaderValue, Response, StatusCode, Version,
     header::{CONNECTION, CONTENT_TYPE, LOCATION, ORIGIN},

@@ -8,7 +8,7 @@ use http::{
     uri::PathAndQuery,
 };
 
-use super::{Connection, set_forwarded, strip_hop_by_hop};
+use super::{Connection, forwarded, strip_hop_by_hop};
 use crate::route::RouteEntry;
 use crate::upstream::RequestTemplate;
 
@@ -27,8 +27,6 @@ pub fn template(
     let filters = &entry.rule.filters;
     let mut headers = std::mem::take(&mut parts.headers);
     strip_hop_by_hop(&mut headers);
-    // Room for X-Forwarded-For, -Proto and -Host at once: one growth at most.
-    headers.reserve(3);
     if let Some(protocol) = upgrade {
         headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
         headers.insert(UPGRADE, protocol);
@@ -47,7 +45,7 @@ pub fn template(
         }
         None => headers.get(HOST).cloned(),
     };
-    set_forwarded(
+    let mut forwarded = forwarded(
         &mut headers,
         &conn.peer_value,
         trusted,
@@ -62,6 +60,8 @@ pub fn template(
         path_rewrite = rewrite.path.as_ref();
     }
     if let Some(modifier) = &filters.request_headers {
+        // The filter sees the forwarded fields like any other, and may change them.
+        std::mem::take(&mut forwarded).apply(&mut headers);
         modifier.apply(&mut headers);
     }
     let uri = std::mem::take(&mut parts.uri);
@@ -88,5 +88,6 @@ pub fn template(
         method: parts.method.clone(),
         path_and_query,
         headers,
+        forwarded,
     })
 }

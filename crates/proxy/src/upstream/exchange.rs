@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use http::{
-    HeaderMap, Method, Request, Response, Uri, Version,
+    HeaderMap, HeaderName, HeaderValue, Method, Request, Response, Uri, Version,
     uri::{PathAndQuery, Scheme},
 };
 use tower::Service;
@@ -27,8 +27,51 @@ pub struct RequestTemplate {
     pub method: Method,
     /// Path and query sent upstream.
     pub path_and_query: PathAndQuery,
-    /// Headers sent upstream.
+    /// Headers sent upstream, besides `forwarded`.
     pub headers: HeaderMap,
+    /// The `X-Forwarded-*` fields sent upstream, which `headers` does not hold.
+    pub forwarded: Forwarded,
+}
+
+/// `X-Forwarded-For`.
+pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+/// `X-Forwarded-Proto`.
+pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+/// `X-Forwarded-Host`.
+pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+/// The `X-Forwarded-*` fields the gateway adds to an upstream request. They travel beside the
+/// request's header map, not in it: the HTTP/1.1 writer appends them as they are, which spares
+/// three header-map insertions per request, and the pooled client and mirrors get them
+/// inserted ([`Forwarded::apply`]).
+#[derive(Debug, Clone, Default)]
+pub struct Forwarded {
+    /// `X-Forwarded-For`: the client addresses, the peer's last.
+    pub chain: Option<HeaderValue>,
+    /// `X-Forwarded-Proto`.
+    pub proto: Option<HeaderValue>,
+    /// `X-Forwarded-Host`.
+    pub host: Option<HeaderValue>,
+}
+
+impl Forwarded {
+    /// The fields to add, as name and value.
+    pub fn fields(&self) -> impl Iterator<Item = (&'static HeaderName, &HeaderValue)> {
+        [
+            (&X_FORWARDED_FOR, &self.chain),
+            (&X_FORWARDED_PROTO, &self.proto),
+            (&X_FORWARDED_HOST, &self.host),
+        ]
+        .into_iter()
+        .filter_map(|(name, value)| Some((name, value.as_ref()?)))
+    }
+
+    /// Puts the fields into `headers`, each replacing any of its name.
+    pub fn apply(&self, headers: &mut HeaderMap) {
+        for (name, value) in self.fields() {
+            headers.insert(name, value.clone());
+        }
+    }
 }
 
 /// Why a request got no response from an endpoint.
@@ -124,6 +167,7 @@ impl Backend {
         } else {
             template.headers.clone()
         };
+        template.forwarded.apply(request.headers_mut());
         Ok(request)
     }
 

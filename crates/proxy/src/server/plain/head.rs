@@ -217,8 +217,7 @@ fn body_length(value: &[u8], limits: HeadLimits) -> Option<usize> {
 
 /// The head's fields as a header map whose values share the head's bytes.
 fn headers(head: &Bytes, scratch: &mut Scratch) -> Option<HeaderMap> {
-    // Room for the three `X-Forwarded-*` fields the gateway adds: the map never grows.
-    let room = scratch.fields.len() + 3;
+    let room = scratch.fields.len();
     let mut headers = match scratch.spare.take() {
         Some(mut spare) => {
             spare.reserve(room);

@@ -62,6 +62,9 @@ pub fn encode_request(
         }
         push_field(out, name, value);
     }
+    for (name, value) in head.forwarded.fields() {
+        push_field(out, name, value);
+    }
     if !host {
         out.extend_from_slice(b"host: ");
         out.extend_from_slice(authority.as_bytes());
@@ -556,10 +559,33 @@ mod tests {
             method: parts.method,
             path_and_query: parts.uri.path_and_query().cloned().expect("a target"),
             headers: parts.headers,
+            forwarded: Default::default(),
         };
         let mut out = Vec::new();
         let framing = encode_request(&mut out, &head, end, len, "endpoint:8080");
         (String::from_utf8(out).expect("utf-8"), framing)
+    }
+
+    #[test]
+    fn forwarded_fields_are_written_with_the_others() {
+        let head = RequestTemplate {
+            method: Method::GET,
+            path_and_query: http::uri::PathAndQuery::from_static("/"),
+            headers: HeaderMap::new(),
+            forwarded: crate::upstream::Forwarded {
+                chain: Some(HeaderValue::from_static("10.0.0.1")),
+                proto: Some(HeaderValue::from_static("http")),
+                host: None,
+            },
+        };
+        let mut out = Vec::new();
+        encode_request(&mut out, &head, true, Some(0), "endpoint:8080");
+        let text = String::from_utf8(out).expect("utf-8");
+        assert!(
+            text.contains("\r\nx-forwarded-for: 10.0.0.1\r\nx-forwarded-proto: http\r\n"),
+            "{text}"
+        );
+        assert!(!text.contains("x-forwarded-host"), "{text}");
     }
 
     #[test]
