@@ -4,7 +4,7 @@
 use std::{pin::pin, sync::Arc, time::Duration};
 
 use bytes::Bytes;
-use http::{Method, Response, StatusCode, header::UPGRADE};
+use http::{Method, Response, StatusCode};
 
 use super::exchange::Exchange;
 use crate::{
@@ -123,7 +123,6 @@ pub async fn send(
     hash: Option<u64>,
     exchange: &mut Exchange,
 ) -> Result<Response<Body>, Failure> {
-    let upgrade = template.headers.contains_key(UPGRADE);
     let mut retries = 0u32;
     let mut last_endpoint: Option<Arc<Endpoint>> = None;
     // The retry budget's slot of the retry in flight: held until that retry has its answer.
@@ -148,7 +147,7 @@ pub async fn send(
         // Pinned where it is made, in a block of its own: not copied into a wrapper, and its
         // slot ends with the block.
         let result = {
-            let sending = pin!(backend.send(&endpoint, &mut template, request_body, upgrade, last));
+            let sending = pin!(backend.send(&endpoint, &mut template, request_body, last));
             match super::deadline::within(exchange.attempt_deadline, sending).await {
                 Some(result) => result.map_err(classify),
                 None => Err(Failure::Timeout),

@@ -244,9 +244,11 @@ impl Gateway {
 
         // An upgrade needs hyper's handle on the client connection; a request without one (the
         // plain server's never ask) is forwarded as an ordinary request.
-        let (upgrade, client_upgrade) = match upgrade_request(head.version, &head.headers) {
-            Some(protocol) => match head.extensions.remove::<OnUpgrade>() {
-                Some(on) => (Some(protocol), Some(on)),
+        // hyper gives that handle only to requests that may upgrade: without one, the headers
+        // are not even looked at.
+        let (upgrade, client_upgrade) = match head.extensions.remove::<OnUpgrade>() {
+            Some(on) => match upgrade_request(head.version, &head.headers) {
+                Some(protocol) => (Some(protocol), Some(on)),
                 None => (None, None),
             },
             None => (None, None),

@@ -27,6 +27,7 @@ pub fn template(
     let filters = &entry.rule.filters;
     let mut headers = std::mem::take(&mut parts.headers);
     strip_hop_by_hop(&mut headers);
+    let upgrade_requested = upgrade.is_some();
     if let Some(protocol) = upgrade {
         headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
         headers.insert(UPGRADE, protocol);
@@ -89,5 +90,6 @@ pub fn template(
         path_and_query,
         headers,
         forwarded,
+        upgrade: upgrade_requested,
     })
 }

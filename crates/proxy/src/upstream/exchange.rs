@@ -31,6 +31,8 @@ pub struct RequestTemplate {
     pub headers: HeaderMap,
     /// The `X-Forwarded-*` fields sent upstream, which `headers` does not hold.
     pub forwarded: Forwarded,
+    /// A protocol-upgrade handshake (WebSocket): its connection outlives the response.
+    pub upgrade: bool,
 }
 
 /// `X-Forwarded-For`.
@@ -85,8 +87,8 @@ pub enum SendFailure {
 
 impl Backend {
     /// Sends the request `template` describes, with `body`, to `endpoint` and returns the
-    /// response head, with a body that streams from the endpoint. `upgrade` marks a
-    /// protocol-upgrade handshake. `last`: no other attempt follows, so the template's header
+    /// response head, with a body that streams from the endpoint. `last`: no other attempt
+    /// follows, so the template's header
     /// map may be taken (it then holds the response's fields, or the request's on the pooled
     /// client) instead of copied.
     pub async fn send(
@@ -94,10 +96,9 @@ impl Backend {
         endpoint: &Arc<Endpoint>,
         template: &mut RequestTemplate,
         mut body: Body,
-        upgrade: bool,
         last: bool,
     ) -> Result<Response<Body>, SendFailure> {
-        if upgrade || self.spec.protocol == Protocol::Http2 {
+        if template.upgrade || self.spec.protocol == Protocol::Http2 {
             let request = self.pooled_request(endpoint, template, body, last)?;
             return Box::pin(self.send_pooled(endpoint, request)).await;
         }

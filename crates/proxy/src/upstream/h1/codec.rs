@@ -560,6 +560,7 @@ mod tests {
             path_and_query: parts.uri.path_and_query().cloned().expect("a target"),
             headers: parts.headers,
             forwarded: Default::default(),
+            upgrade: false,
         };
         let mut out = Vec::new();
         let framing = encode_request(&mut out, &head, end, len, "endpoint:8080");
@@ -577,6 +578,7 @@ mod tests {
                 proto: Some(HeaderValue::from_static("http")),
                 host: None,
             },
+            upgrade: false,
         };
         let mut out = Vec::new();
         encode_request(&mut out, &head, true, Some(0), "endpoint:8080");
