@@ -118,7 +118,7 @@ pub async fn send(
     gateway: &Gateway,
     backend: &Arc<Backend>,
     policy: &Policy,
-    mut template: RequestTemplate,
+    template: &mut RequestTemplate,
     mut body: UpstreamBody,
     hash: Option<u64>,
     exchange: &mut Exchange,
@@ -147,7 +147,7 @@ pub async fn send(
         // Pinned where it is made, in a block of its own: not copied into a wrapper, and its
         // slot ends with the block.
         let result = {
-            let sending = pin!(backend.send(&endpoint, &mut template, request_body, last));
+            let sending = pin!(backend.send(&endpoint, template, request_body, last));
             match super::deadline::within(exchange.attempt_deadline, sending).await {
                 Some(result) => result.map_err(classify),
                 None => Err(Failure::Timeout),
@@ -157,7 +157,7 @@ pub async fn send(
             Ok(response) if response.status().is_server_error() => {
                 let failure = Failure::Status(response.status());
                 backend.record(&endpoint, failure.outcome());
-                if !can_retry(policy, failure, &template, &body, retries) {
+                if !can_retry(policy, failure, template, &body, retries) {
                     exchange.in_flight = Some(in_flight);
                     return Ok(response);
                 }
@@ -173,7 +173,7 @@ pub async fn send(
                 gateway
                     .metrics
                     .upstream_error(backend.name(), failure.metric_kind());
-                if !can_retry(policy, failure, &template, &body, retries) {
+                if !can_retry(policy, failure, template, &body, retries) {
                     return Err(failure);
                 }
                 failure

@@ -255,7 +255,8 @@ impl Gateway {
         };
         let hash = hash_key(backend, head, exchange);
         let trusted = self.settings.trusted_proxies.contains(conn.peer.ip());
-        let template = match request::template(head, conn, trusted, entry, normalized, upgrade) {
+        let mut template = match request::template(head, conn, trusted, entry, normalized, upgrade)
+        {
             Ok(template) => template,
             Err(status) => return local(status),
         };
@@ -281,7 +282,7 @@ impl Gateway {
                 self,
                 backend,
                 &rule.policy,
-                template,
+                &mut template,
                 body,
                 hash,
                 exchange
@@ -306,20 +307,21 @@ impl Gateway {
             let (parts, _) = response.into_parts();
             return Response::from_parts(parts, body::empty());
         }
-        let (mut parts, body) = response.into_parts();
-        strip_hop_by_hop(&mut parts.headers);
+        // Changed where it is: a response is not taken apart and made again.
+        strip_hop_by_hop(response.headers_mut());
         if let Some(modifier) = &rule.filters.response_headers {
-            modifier.apply(&mut parts.headers);
+            modifier.apply(response.headers_mut());
         }
         let deadline = match (request_deadline, exchange.attempt_deadline) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        let body = match deadline {
-            Some(deadline) => Body::boxed(deadline::DeadlineBody::new(body, deadline)),
-            None => body,
-        };
-        Response::from_parts(parts, body)
+        match deadline {
+            Some(deadline) => {
+                response.map(|body| Body::boxed(deadline::DeadlineBody::new(body, deadline)))
+            }
+            None => response,
+        }
     }
 
     /// Buffers the body when it is empty, or when it should be replayable and is known to be

@@ -105,7 +105,7 @@ impl Backend {
         let mut conn = self.idle_or_connect(endpoint).await?;
         loop {
             match conn.send(template, body, last, endpoint).await {
-                Ok(response) => return Ok(response.map(Body::Upstream)),
+                Ok(response) => return Ok(response),
                 // The backend closed an idle connection as it was taken: nothing was sent.
                 Err(SendError::Unsent(unsent)) => {
                     body = unsent;

@@ -109,7 +109,7 @@ impl H1Conn {
         body: Body,
         last: bool,
         endpoint: &Arc<Endpoint>,
-    ) -> Result<Response<H1Body>, SendError> {
+    ) -> Result<Response<Body>, SendError> {
         let framing = codec::encode_request(
             &mut self.head,
             template,
@@ -195,7 +195,7 @@ impl H1Conn {
         let endpoint = endpoint.clone();
         Ok(head
             .response
-            .map(|()| H1Body::new(self, head.framing, keep_alive, endpoint)))
+            .map(|()| Body::Upstream(H1Body::new(self, head.framing, keep_alive, endpoint))))
     }
 }
 
