@@ -32,6 +32,7 @@ pub mod path;
 pub mod route;
 pub mod server;
 pub mod tls;
+mod turn;
 pub mod upstream;
 pub mod watch;
 pub mod wire;

@@ -236,6 +236,8 @@ async fn respond<T: AsyncRead + AsyncWrite + Unpin>(
         let room = setup.max_header_bytes;
         poll_fn(|cx| poll_while_connected(handling.as_mut(), io, buf, room, cx)).await?
     };
+    // The response goes out with the others of this turn (`turn`).
+    crate::turn::end_of_turn().await;
     // What the gateway left of the head goes now: its bytes would keep the read buffer's
     // memory from being reused.
     head.uri = Uri::default();
