@@ -225,6 +225,9 @@ async fn respond<T: AsyncRead + AsyncWrite + Unpin>(
         trailers,
     } = request;
     let method = head.method.clone();
+    // Served once the requests ready with it have been read, so that what it sends the
+    // endpoint goes out with theirs (`turn`).
+    crate::turn::end_of_turn().await;
     let response = {
         // Pinned where it is made: moving a kilobytes-large future into a helper costs a copy.
         let mut handling = pin!(

@@ -117,8 +117,6 @@ impl H1Conn {
             body.size_hint().exact(),
             endpoint.authority.as_str(),
         );
-        // The request goes out with the others of this turn (`turn`).
-        crate::turn::end_of_turn().await;
         let mut written = 0;
         let wrote = poll_fn(|cx| {
             while written < self.head.len() {
