@@ -27,9 +27,13 @@ upstream_http() { # port
     location / { default_type text/plain; return 200 'hello from the upstream\n'; } }"
 }
 
-# nginx proxying 127.0.0.1:LISTEN to the upstream on 127.0.0.1:UPSTREAM, with a keep-alive pool.
+# nginx proxying 127.0.0.1:LISTEN to the upstream on 127.0.0.1:UPSTREAM, with a keep-alive pool,
+# doing what Portcullis does to every request (and what a gateway built on nginx configures):
+# the client's Host kept, X-Forwarded-For/-Proto/-Host set.
 proxy_http() { # listen upstream
   echo "upstream backend { server 127.0.0.1:$2; keepalive 128; }
   server { listen 127.0.0.1:$1; keepalive_requests 1000000;
-    location / { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection ''; } }"
+    location / { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection '';
+      proxy_set_header Host \$host; proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+      proxy_set_header X-Forwarded-Proto \$scheme; proxy_set_header X-Forwarded-Host \$host; } }"
 }

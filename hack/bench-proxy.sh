@@ -3,7 +3,8 @@
 #
 # - Upstream: an nginx instance (1 worker) answering a small static body on 127.0.0.1.
 # - Peers: nginx (Debian package, worker_processes auto, keep-alive upstream pool, no access
-#   log) and portcullis (release build, no access log), both proxying that same upstream.
+#   log, Host kept and X-Forwarded-For/-Proto/-Host set as portcullis does) and portcullis
+#   (release build, no access log), both proxying that same upstream.
 # - Load: wrk, 50 keep-alive connections, GET /, $ROUNDS alternating rounds of $DURATION each;
 #   the median round is reported, with the CPU time each proxy spent per request (utime+stime
 #   from /proc), which stays meaningful when the machine is noisy or the load generator limits.
