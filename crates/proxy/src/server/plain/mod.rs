@@ -36,6 +36,7 @@ use super::{activity::ActivityIo, framing::HeadProgress};
 use crate::{
     forward::{Connection, ObservedBody},
     gateway::Gateway,
+    turn,
     wire::{push_last_chunk, push_number},
 };
 
@@ -225,9 +226,11 @@ async fn respond<T: AsyncRead + AsyncWrite + Unpin>(
         trailers,
     } = request;
     let method = head.method.clone();
-    // Served once the requests ready with it have been read, so that what it sends the
-    // endpoint goes out with theirs (`turn`).
-    crate::turn::end_of_turn().await;
+    // Served two turns on, so that what it sends the endpoint goes out with the others
+    // (`turn`).
+    let _serving = turn::Serving::start();
+    turn::end_of_turn().await;
+    turn::end_of_turn().await;
     let response = {
         // Pinned where it is made: moving a kilobytes-large future into a helper costs a copy.
         let mut handling = pin!(
@@ -240,7 +243,7 @@ async fn respond<T: AsyncRead + AsyncWrite + Unpin>(
         poll_fn(|cx| poll_while_connected(handling.as_mut(), io, buf, room, cx)).await?
     };
     // The response goes out with the others of this turn (`turn`).
-    crate::turn::end_of_turn().await;
+    turn::end_of_turn().await;
     // What the gateway left of the head goes now: its bytes would keep the read buffer's
     // memory from being reused.
     head.uri = Uri::default();
