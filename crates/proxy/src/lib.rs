@@ -35,7 +35,7 @@ pub mod tls;
 mod turn;
 pub mod upstream;
 pub mod watch;
-pub mod wire;
+mod wire;
 
 pub use dataplane::{DataPlane, DataPlaneOptions, Loader, proxy, run};
 pub use demo::{DemoOptions, demo};

@@ -10,7 +10,9 @@
 //! The plain server waits before serving a request (twice: after one turn its write to the
 //! endpoint still went out among the next turn's responses, after two it goes out with them)
 //! and before writing its response. A request alone on its worker has nothing to be grouped
-//! with and does not wait.
+//! with and does not wait, and neither does one served off the workers (the fallback when
+//! their threads cannot start): the count is per thread, and a multi-threaded runtime moves
+//! tasks between threads.
 //!
 //! Measured with the proxy pinned to one core and the load generator and endpoint sharing the
 //! other (`hack/bench-proxy.sh`), against the same build without the waits: context switches on
@@ -47,7 +49,7 @@ impl Drop for Serving {
 /// Returns once the tasks that were ready before this one have had their turn, when other
 /// requests are being served on this worker; at once otherwise.
 pub async fn end_of_turn() {
-    if SERVING.with(Cell::get) > 1 {
+    if crate::server::workers::current() != 0 && SERVING.with(Cell::get) > 1 {
         tokio::task::yield_now().await;
     }
 }
@@ -56,30 +58,41 @@ pub async fn end_of_turn() {
 mod tests {
     use std::{
         pin::pin,
+        sync::mpsc,
         task::{Context, Poll, Waker},
     };
 
     use super::*;
+    use crate::server::workers::Worker;
 
-    fn polls_until_ready() -> usize {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .expect("runtime");
-        let _entered = runtime.enter();
-        let mut wait = pin!(end_of_turn());
-        let mut cx = Context::from_waker(Waker::noop());
-        (1..10)
-            .find(|_| matches!(wait.as_mut().poll(&mut cx), Poll::Ready(())))
-            .unwrap_or(10)
+    /// How many polls `end_of_turn` takes with `others` other requests being served, on a
+    /// worker when `on_worker`.
+    fn polls(on_worker: bool, others: usize) -> usize {
+        let count = move || {
+            let _serving: Vec<Serving> = (0..=others).map(|_| Serving::start()).collect();
+            let mut wait = pin!(end_of_turn());
+            let mut cx = Context::from_waker(Waker::noop());
+            (1..10)
+                .find(|_| matches!(wait.as_mut().poll(&mut cx), Poll::Ready(())))
+                .unwrap_or(10)
+        };
+        if !on_worker {
+            return count();
+        }
+        let worker = Worker::start(1).expect("worker");
+        let (sender, receiver) = mpsc::channel();
+        worker.spawn(async move {
+            let _ = sender.send(count());
+        });
+        receiver.recv().expect("the worker answers")
     }
 
     #[test]
-    fn a_request_alone_does_not_wait_and_one_among_others_waits_a_turn() {
-        let alone = Serving::start();
-        assert_eq!(polls_until_ready(), 1);
-        let other = Serving::start();
-        assert_eq!(polls_until_ready(), 2);
-        drop((alone, other));
+    fn a_request_among_others_on_a_worker_waits_a_turn_and_a_lone_one_does_not() {
+        assert_eq!(polls(true, 1), 2);
+        assert_eq!(polls(true, 0), 1);
+        // Off the workers the per-thread count means nothing: no wait.
+        assert_eq!(polls(false, 1), 1);
         assert_eq!(SERVING.with(Cell::get), 0);
     }
 }

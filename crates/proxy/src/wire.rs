@@ -56,12 +56,16 @@ pub fn push_field(out: &mut Vec<u8>, name: &HeaderName, value: &HeaderValue) {
     out.extend_from_slice(b"\r\n");
 }
 
-/// Appends the last chunk and the trailer section of a chunked body (RFC 9112 §7.1.2): only the
-/// fields `announced` (the message's `Trailer` header) names, and none that may not trail a
-/// message (RFC 9110 §6.5.1), as hyper does.
-pub fn push_last_chunk(out: &mut Vec<u8>, trailers: &HeaderMap, announced: Option<&HeaderValue>) {
+/// Appends the last chunk and the trailer section of a chunked body (RFC 9112 §7.1.2): of
+/// `trailers`, only the fields `announced` (the message's `Trailer` header) names, and none that
+/// may not trail a message (RFC 9110 §6.5.1), as hyper does.
+pub fn push_last_chunk(
+    out: &mut Vec<u8>,
+    trailers: Option<&HeaderMap>,
+    announced: Option<&HeaderValue>,
+) {
     out.extend_from_slice(b"0\r\n");
-    if let Some(announced) = announced {
+    if let (Some(trailers), Some(announced)) = (trailers, announced) {
         for (name, value) in trailers {
             let named = tokens(announced.as_bytes()).any(|t| t.eq_ignore_ascii_case(name.as_ref()));
             if named && may_trail(name) {
@@ -135,10 +139,13 @@ mod tests {
         trailers.insert(CONTENT_LENGTH, HeaderValue::from_static("5"));
         let announced = HeaderValue::from_static("X-Checksum, content-length");
         let mut out = Vec::new();
-        push_last_chunk(&mut out, &trailers, Some(&announced));
+        push_last_chunk(&mut out, Some(&trailers), Some(&announced));
         assert_eq!(out, b"0\r\nx-checksum: abc\r\n\r\n");
         out.clear();
-        push_last_chunk(&mut out, &trailers, None);
+        push_last_chunk(&mut out, Some(&trailers), None);
+        assert_eq!(out, b"0\r\n\r\n");
+        out.clear();
+        push_last_chunk(&mut out, None, Some(&announced));
         assert_eq!(out, b"0\r\n\r\n");
     }
 

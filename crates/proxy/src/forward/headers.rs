@@ -9,7 +9,7 @@ use http::{
 
 use crate::{
     filters::Scheme,
-    upstream::{Forwarded, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO},
+    forwarded::{Forwarded, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO},
 };
 
 /// Headers that describe one connection and never travel through a proxy (RFC 9110 §7.6.1),
@@ -106,15 +106,14 @@ pub fn forwarded(
         proto: Some(HeaderValue::from_static(scheme.as_str())),
         host: original_host,
     };
-    // Most requests carry none of them: one pass over the names instead of a lookup each.
-    let carried = |name: &HeaderName| {
-        *name == X_FORWARDED_FOR || *name == X_FORWARDED_PROTO || *name == X_FORWARDED_HOST
-    };
-    if !headers.keys().any(carried) {
-        return fields;
+    // Most requests carry none of them: one pass over the names finds which are there.
+    let (mut has_for, mut has_proto, mut has_host) = (false, false, false);
+    for name in headers.keys() {
+        has_for |= *name == X_FORWARDED_FOR;
+        has_proto |= *name == X_FORWARDED_PROTO;
+        has_host |= *name == X_FORWARDED_HOST;
     }
-    let mut keep_host = false;
-    if trusted {
+    if trusted && has_for {
         let previous: Vec<&str> = headers
             .get_all(&X_FORWARDED_FOR)
             .iter()
@@ -125,35 +124,25 @@ pub fn forwarded(
             // A chain that makes no valid value leaves the client's as it is.
             fields.chain = HeaderValue::try_from(format!("{}, {peer}", previous.join(", "))).ok();
         }
-        if headers.contains_key(&X_FORWARDED_PROTO) {
-            fields.proto = None;
-        }
-        if headers.contains_key(&X_FORWARDED_HOST) {
-            fields.host = None;
-            keep_host = true;
-        }
     }
-    if fields.chain.is_some() {
+    // A trusted proxy's own -Proto and -Host are kept as they are.
+    if trusted && has_proto {
+        fields.proto = None;
+    }
+    if trusted && has_host {
+        fields.host = None;
+    }
+    // The client's fields that Portcullis replaces go.
+    if has_for && fields.chain.is_some() {
         headers.remove(&X_FORWARDED_FOR);
     }
-    if fields.proto.is_some() {
+    if has_proto && fields.proto.is_some() {
         headers.remove(&X_FORWARDED_PROTO);
     }
-    if !keep_host {
+    if has_host && !trusted {
         headers.remove(&X_FORWARDED_HOST);
     }
     fields
-}
-
-/// Sets `X-Forwarded-For`, `-Proto` and `-Host` in `headers`, as [`forwarded`] makes them.
-pub fn set_forwarded(
-    headers: &mut HeaderMap,
-    peer: &HeaderValue,
-    trusted: bool,
-    scheme: Scheme,
-    original_host: Option<HeaderValue>,
-) {
-    forwarded(headers, peer, trusted, scheme, original_host).apply(headers);
 }
 
 #[cfg(test)]
@@ -206,13 +195,14 @@ mod tests {
             ("x-forwarded-host", "evil"),
         ]);
         let peer: IpAddr = "203.0.113.1".parse().expect("ip");
-        set_forwarded(
+        forwarded(
             &mut h,
             &peer_value(peer),
             false,
             Scheme::Http,
             Some(HeaderValue::from_static("shop.example")),
-        );
+        )
+        .apply(&mut h);
         assert_eq!(h["x-forwarded-for"], "203.0.113.1");
         assert_eq!(h["x-forwarded-proto"], "http");
         assert_eq!(h["x-forwarded-host"], "shop.example");
@@ -247,11 +237,47 @@ mod tests {
         let mut h = map(&[
             ("x-forwarded-for", "1.1.1.1"),
             ("x-forwarded-proto", "https"),
+            ("x-forwarded-host", "shop.example"),
         ]);
         let peer: IpAddr = "10.0.0.2".parse().expect("ip");
-        set_forwarded(&mut h, &peer_value(peer), true, Scheme::Http, None);
-        assert_eq!(h["x-forwarded-for"], "1.1.1.1, 10.0.0.2");
+        let fields = forwarded(
+            &mut h,
+            &peer_value(peer),
+            true,
+            Scheme::Http,
+            Some(HeaderValue::from_static("inner.example")),
+        );
+        // The proxy's -Proto and -Host stay in the map and nothing replaces them.
+        assert!(
+            fields.proto.is_none() && fields.host.is_none(),
+            "{fields:?}"
+        );
         assert_eq!(h["x-forwarded-proto"], "https");
+        assert_eq!(h["x-forwarded-host"], "shop.example");
+        fields.apply(&mut h);
+        assert_eq!(h["x-forwarded-for"], "1.1.1.1, 10.0.0.2");
+        assert_eq!(h.get_all("x-forwarded-for").iter().count(), 1);
+        assert_eq!(h["x-forwarded-proto"], "https");
+        assert_eq!(h["x-forwarded-host"], "shop.example");
+    }
+
+    #[test]
+    fn a_trusted_proxy_without_forwarded_fields_gets_the_gateways() {
+        let mut h = map(&[("x-kept", "yes")]);
+        let peer = peer_value("10.0.0.2".parse().expect("ip"));
+        let fields = forwarded(&mut h, &peer, true, Scheme::Https, None);
+        assert_eq!(h.len(), 1);
+        let added: Vec<(&str, &str)> = fields
+            .fields()
+            .map(|(n, v)| (n.as_str(), v.to_str().expect("ascii")))
+            .collect();
+        assert_eq!(
+            added,
+            [
+                ("x-forwarded-for", "10.0.0.2"),
+                ("x-forwarded-proto", "https")
+            ]
+        );
     }
 
     #[test]

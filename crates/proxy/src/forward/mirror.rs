@@ -4,10 +4,9 @@
 use std::{sync::Arc, time::Duration};
 
 use bytes::Bytes;
-use http::{Request, Uri, Version};
 
 use crate::upstream::RequestTemplate;
-use crate::{body, filters::Mirror, route::RouteTable, upstream::Protocol};
+use crate::{body, filters::Mirror, route::RouteTable};
 
 /// How long a mirrored request may take before it is abandoned.
 const MIRROR_TIMEOUT: Duration = Duration::from_secs(30);
@@ -24,22 +23,14 @@ pub fn spawn(table: &RouteTable, mirrors: &[Mirror], template: &RequestTemplate,
         let Some(endpoint) = backend.pick(None, None) else {
             continue;
         };
-        let uri = Uri::builder()
-            .scheme("http")
-            .authority(endpoint.authority.clone())
-            .path_and_query(template.path_and_query.clone())
-            .build();
-        let Ok(uri) = uri else {
+        let headers = template.headers.clone();
+        let Ok(request) = template.request(
+            &endpoint,
+            backend.spec.protocol,
+            body::full(body.clone()),
+            headers,
+        ) else {
             continue;
-        };
-        let mut request = Request::new(body::full(body.clone()));
-        *request.method_mut() = template.method.clone();
-        *request.uri_mut() = uri;
-        *request.headers_mut() = template.headers.clone();
-        template.forwarded.apply(request.headers_mut());
-        *request.version_mut() = match backend.spec.protocol {
-            Protocol::Http1 => Version::HTTP_11,
-            Protocol::Http2 => Version::HTTP_2,
         };
         let backend = Arc::clone(&backend);
         tokio::spawn(async move {

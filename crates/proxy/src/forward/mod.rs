@@ -16,9 +16,7 @@ use std::{net::SocketAddr, pin::pin, sync::Arc};
 pub use attempt::{Failure, UpstreamBody, backoff, retryable};
 use bytes::Bytes;
 pub use exchange::{Exchange, ObservedBody};
-pub use headers::{
-    forwarded, is_hop_by_hop, peer_value, set_forwarded, strip_hop_by_hop, upgrade_request,
-};
+pub use headers::{forwarded, is_hop_by_hop, peer_value, strip_hop_by_hop, upgrade_request};
 use http::{
     HeaderValue, Response, StatusCode, Version,
     header::{CONNECTION, CONTENT_TYPE, LOCATION, ORIGIN},
@@ -242,10 +240,9 @@ impl Gateway {
         };
         exchange.admission = Some(admission);
 
-        // An upgrade needs hyper's handle on the client connection; a request without one (the
-        // plain server's never ask) is forwarded as an ordinary request.
-        // hyper gives that handle only to requests that may upgrade: without one, the headers
-        // are not even looked at.
+        // An upgrade needs hyper's handle on the client connection, which hyper gives only to
+        // requests that may upgrade: a request without one (the plain server's never ask) is
+        // forwarded as an ordinary request, its headers not even looked at.
         let (upgrade, client_upgrade) = match head.extensions.remove::<OnUpgrade>() {
             Some(on) => match upgrade_request(head.version, &head.headers) {
                 Some(protocol) => (Some(protocol), Some(on)),

@@ -1,5 +1,6 @@
 //! The request sent upstream: hop-by-hop headers removed, Host kept (or rewritten),
-//! `X-Forwarded-*` set, request header filter applied, path rewritten or forwarded as is.
+//! `X-Forwarded-*` made (beside the header map), request header filter applied, path rewritten
+//! or forwarded as is.
 
 use http::{
     HeaderValue, StatusCode,
@@ -9,8 +10,7 @@ use http::{
 };
 
 use super::{Connection, forwarded, strip_hop_by_hop};
-use crate::route::RouteEntry;
-use crate::upstream::RequestTemplate;
+use crate::{route::RouteEntry, upstream::RequestTemplate};
 
 /// Builds the upstream request (without body) from the client's request head, taking its
 /// headers and target out of it. `normalized` is the normalized path when normalizing changed

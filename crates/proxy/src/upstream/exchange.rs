@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use http::{
-    HeaderMap, HeaderName, HeaderValue, Method, Request, Response, Uri, Version,
+    HeaderMap, Method, Request, Response, Uri, Version,
     uri::{PathAndQuery, Scheme},
 };
 use tower::Service;
@@ -30,49 +30,36 @@ pub struct RequestTemplate {
     /// Headers sent upstream, besides `forwarded`.
     pub headers: HeaderMap,
     /// The `X-Forwarded-*` fields sent upstream, which `headers` does not hold.
-    pub forwarded: Forwarded,
+    pub forwarded: crate::forwarded::Forwarded,
     /// A protocol-upgrade handshake (WebSocket): its connection outlives the response.
     pub upgrade: bool,
 }
 
-/// `X-Forwarded-For`.
-pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-/// `X-Forwarded-Proto`.
-pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-/// `X-Forwarded-Host`.
-pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
-
-/// The `X-Forwarded-*` fields the gateway adds to an upstream request. They travel beside the
-/// request's header map, not in it: the HTTP/1.1 writer appends them as they are, which spares
-/// three header-map insertions per request, and the pooled client and mirrors get them
-/// inserted ([`Forwarded::apply`]).
-#[derive(Debug, Clone, Default)]
-pub struct Forwarded {
-    /// `X-Forwarded-For`: the client addresses, the peer's last.
-    pub chain: Option<HeaderValue>,
-    /// `X-Forwarded-Proto`.
-    pub proto: Option<HeaderValue>,
-    /// `X-Forwarded-Host`.
-    pub host: Option<HeaderValue>,
-}
-
-impl Forwarded {
-    /// The fields to add, as name and value.
-    pub fn fields(&self) -> impl Iterator<Item = (&'static HeaderName, &HeaderValue)> {
-        [
-            (&X_FORWARDED_FOR, &self.chain),
-            (&X_FORWARDED_PROTO, &self.proto),
-            (&X_FORWARDED_HOST, &self.host),
-        ]
-        .into_iter()
-        .filter_map(|(name, value)| Some((name, value.as_ref()?)))
-    }
-
-    /// Puts the fields into `headers`, each replacing any of its name.
-    pub fn apply(&self, headers: &mut HeaderMap) {
-        for (name, value) in self.fields() {
-            headers.insert(name, value.clone());
-        }
+impl RequestTemplate {
+    /// The request for `endpoint` in `protocol`, with the absolute URI hyper's pooled client
+    /// needs, `headers` (the template's, taken or copied) and the forwarded fields.
+    pub fn request(
+        &self,
+        endpoint: &Endpoint,
+        protocol: Protocol,
+        body: Body,
+        headers: HeaderMap,
+    ) -> Result<Request<Body>, http::Error> {
+        let uri = Uri::builder()
+            .scheme(Scheme::HTTP)
+            .authority(endpoint.authority.clone())
+            .path_and_query(self.path_and_query.clone())
+            .build()?;
+        let mut request = Request::new(body);
+        *request.method_mut() = self.method.clone();
+        *request.uri_mut() = uri;
+        *request.version_mut() = match protocol {
+            Protocol::Http1 => Version::HTTP_11,
+            Protocol::Http2 => Version::HTTP_2,
+        };
+        *request.headers_mut() = headers;
+        self.forwarded.apply(request.headers_mut());
+        Ok(request)
     }
 }
 
@@ -88,9 +75,8 @@ pub enum SendFailure {
 impl Backend {
     /// Sends the request `template` describes, with `body`, to `endpoint` and returns the
     /// response head, with a body that streams from the endpoint. `last`: no other attempt
-    /// follows, so the template's header
-    /// map may be taken (it then holds the response's fields, or the request's on the pooled
-    /// client) instead of copied.
+    /// follows, so the template's header map may be taken (it then holds the response's
+    /// fields, or the request's on the pooled client) instead of copied.
     pub async fn send(
         &self,
         endpoint: &Arc<Endpoint>,
@@ -150,26 +136,14 @@ impl Backend {
         body: Body,
         last: bool,
     ) -> Result<Request<Body>, SendFailure> {
-        let uri = Uri::builder()
-            .scheme(Scheme::HTTP)
-            .authority(endpoint.authority.clone())
-            .path_and_query(template.path_and_query.clone())
-            .build()
-            .map_err(|_| SendFailure::Reset)?;
-        let mut request = Request::new(body);
-        *request.method_mut() = template.method.clone();
-        *request.uri_mut() = uri;
-        *request.version_mut() = match self.spec.protocol {
-            Protocol::Http1 => Version::HTTP_11,
-            Protocol::Http2 => Version::HTTP_2,
-        };
-        *request.headers_mut() = if last {
+        let headers = if last {
             std::mem::take(&mut template.headers)
         } else {
             template.headers.clone()
         };
-        template.forwarded.apply(request.headers_mut());
-        Ok(request)
+        template
+            .request(endpoint, self.spec.protocol, body, headers)
+            .map_err(|_| SendFailure::Reset)
     }
 
     /// Through hyper's pooled client.

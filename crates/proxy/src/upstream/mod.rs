@@ -14,7 +14,5 @@ pub use backend::{
 };
 pub use connector::{UpstreamConnector, UpstreamIo, UpstreamTls};
 pub use endpoint::{Endpoint, InFlight, Outcome, OutlierSettings};
-pub use exchange::{
-    Forwarded, RequestTemplate, SendFailure, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO,
-};
+pub use exchange::{RequestTemplate, SendFailure};
 pub use h1::H1Body;

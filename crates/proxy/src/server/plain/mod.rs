@@ -397,7 +397,7 @@ async fn write_body<T: AsyncWrite + Unpin>(
         )),
         Some(_) => Ok(()),
         None => {
-            push_last_chunk(out, &trailer_fields.unwrap_or_default(), announced);
+            push_last_chunk(out, trailer_fields.as_ref(), announced);
             Ok(())
         }
     }

@@ -573,7 +573,7 @@ mod tests {
             method: Method::GET,
             path_and_query: http::uri::PathAndQuery::from_static("/"),
             headers: HeaderMap::new(),
-            forwarded: crate::upstream::Forwarded {
+            forwarded: crate::forwarded::Forwarded {
                 chain: Some(HeaderValue::from_static("10.0.0.1")),
                 proto: Some(HeaderValue::from_static("http")),
                 host: None,

@@ -54,7 +54,7 @@ pub struct H1Conn {
     head: Vec<u8>,
     /// What the response parser keeps between responses.
     scratch: codec::Scratch,
-    /// When it was taken from the idle list (or connected); when it went idle while idle.
+    /// When it went idle, while it is in the idle list (stamped by the list).
     idle_since_ms: u64,
     reused: bool,
 }
@@ -86,7 +86,7 @@ impl H1Conn {
             read: BytesMut::with_capacity(READ_CHUNK),
             head: Vec::with_capacity(1024),
             scratch: codec::Scratch::default(),
-            idle_since_ms: crate::clock::now_ms(),
+            idle_since_ms: 0,
             reused: false,
         })
     }
@@ -99,8 +99,8 @@ impl H1Conn {
         tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.read)
     }
 
-    /// Sends the request `template` describes (origin-form target, `Host` set), with `body`,
-    /// and reads the response head. The response body streams from this connection, which
+    /// Sends the request `template` describes (origin-form target; `Host` is the endpoint's
+    /// authority when the template has none), with `body`, and reads the response head. The response body streams from this connection, which
     /// returns to `endpoint`'s idle list after it. `last`: the template's header map may be
     /// taken to hold the response's fields (no other attempt reads it).
     pub async fn send(
@@ -303,8 +303,7 @@ impl BodyWriter {
         match self.framing {
             RequestFraming::Chunked => {
                 let mut end = Vec::new();
-                let none = HeaderMap::new();
-                push_last_chunk(&mut end, trailers.unwrap_or(&none), self.announced.as_ref());
+                push_last_chunk(&mut end, trailers, self.announced.as_ref());
                 self.pending.push(Bytes::from(end));
             }
             RequestFraming::Length(declared) if self.produced != declared => {

@@ -154,9 +154,8 @@ mod tests {
     #[tokio::test]
     async fn a_connection_back_from_a_long_exchange_does_not_flush_the_fresh_ones() {
         let pool = IdlePool::new(1);
-        // Idle since 0 when its exchange began; that exchange ends after the idle timeout.
-        let (mut long, _long_backend) = connected().await;
-        long.idle_since_ms = 0;
+        // Its exchange began at 0 and ends after the idle timeout.
+        let (long, _long_backend) = connected().await;
         let (fresh, _fresh_backend) = connected().await;
         pool.put_at(fresh, IDLE_TIMEOUT_MS - 1_000);
         pool.put_at(long, IDLE_TIMEOUT_MS + 1_000);
@@ -169,16 +168,15 @@ mod tests {
             pool.take_at(now).is_some(),
             "the fresh connection is still there"
         );
+        // Idle past the limit, a connection is not handed out.
+        let (stale, _stale_backend) = connected().await;
+        pool.put_at(stale, now);
+        assert!(pool.take_at(now + IDLE_TIMEOUT_MS + 1).is_none());
     }
 
     #[tokio::test]
     async fn pruning_closes_the_idle_connections_the_backend_closed() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let tcp = TcpStream::connect(listener.local_addr().expect("addr"))
-            .await
-            .expect("connect");
-        let (backend_side, _) = listener.accept().await.expect("accept");
-        let conn = H1Conn::new(UpstreamIo::Plain(tcp));
+        let (conn, backend_side) = connected().await;
         let pool = IdlePool::new(1);
         pool.put(conn);
         pool.prune();
