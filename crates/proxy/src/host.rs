@@ -135,5 +135,8 @@ mod tests {
         assert_eq!(strip_port("[::1]:8080"), "[::1]");
         assert_eq!(strip_port("[::1]"), "[::1]");
         assert_eq!(strip_port("host"), "host");
+        assert_eq!(strip_port("host:8080"), "host");
+        // Not a port: kept as it is.
+        assert_eq!(strip_port("host:abc"), "host:abc");
     }
 }

@@ -102,6 +102,11 @@ async fn answers_carry_one_date_and_connection_close_is_honoured() {
           GET /after HTTP/1.1\r\nHost: h\r\n\r\n",
     )
     .await;
+    assert!(reply.starts_with("HTTP/1.1 200 OK\r\n"), "{reply}");
+    assert!(
+        reply.contains(r#""path":"/""#),
+        "the backend's answer: {reply}"
+    );
     let head = reply.split("\r\n\r\n").next().unwrap_or_default();
     assert!(head.contains("\r\nconnection: close"), "{head}");
     // The backend's Date is relayed, not doubled (the gateway adds one only when it is missing).
@@ -142,7 +147,9 @@ async fn a_body_the_backend_streams_reaches_the_client_chunked_as_it_comes() {
     let (_a, gw) = gateway().await;
     let mut stream = connect(&gw).await;
     stream
-        .write_all(b"GET /stall/1000 HTTP/1.1\r\nHost: h\r\n\r\n")
+        // Held back 2.5 s: long enough that a loaded machine still reads the first chunk
+        // alone, short enough for `closed`'s 5 s.
+        .write_all(b"GET /stall/2500 HTTP/1.1\r\nHost: h\r\n\r\n")
         .await
         .expect("write");
     // The first chunk arrives while the backend still holds the end of the body back.

@@ -195,7 +195,7 @@ mod tests {
                 ("content-length", "3"),
                 ("content-length", "9"),
             ],
-            Some(3),
+            None,
             false,
         );
         assert_eq!(written.framing, BodyFraming::Length(3));

@@ -612,7 +612,7 @@ mod tests {
             .header("content-length", "50")
             .body(())
             .expect("request");
-        let (two, two_framing) = encoded(two, false, Some(3));
+        let (two, two_framing) = encoded(two, false, None);
         assert_eq!(two_framing, RequestFraming::Length(3));
         assert_eq!(two.matches("content-length").count(), 1, "{two}");
         assert!(two.contains("content-length: 3\r\n"), "{two}");
