@@ -9,4 +9,3 @@ use std::collections::HashMap;
 
 /// A `HashMap` with foldhash's fast hasher; see the module documentation.
 pub type FastMap<K, V> = HashMap<K, V, foldhash::fast::FixedState>;
-
