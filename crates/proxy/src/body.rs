@@ -13,7 +13,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, combinators::BoxBody};
 use hyper::body::{Body as HttpBody, Frame, SizeHint};
 
-use crate::upstream::H1Body;
+use crate::upstream::{H1Body, Relayed};
 
 /// Any error a body can fail with.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -45,6 +45,16 @@ impl std::fmt::Debug for Body {
 }
 
 impl Body {
+    /// An endpoint's response fields, when they are relayed as they came
+    /// ([`crate::upstream::Relayed`]): the header map of the response this body belongs to
+    /// does not hold them. Boxing a body loses them: see `upstream::materialize`.
+    pub fn take_relayed(&mut self) -> Option<Box<Relayed>> {
+        match self {
+            Body::Upstream(body) => body.take_relayed(),
+            _ => None,
+        }
+    }
+
     /// Boxes any other body.
     pub fn boxed<B>(body: B) -> Self
     where

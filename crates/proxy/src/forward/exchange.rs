@@ -78,6 +78,11 @@ pub struct ObservedBody {
 }
 
 impl ObservedBody {
+    /// An endpoint's response fields, when relayed as they came ([`Body::take_relayed`]).
+    pub fn take_relayed(&mut self) -> Option<Box<crate::upstream::Relayed>> {
+        self.inner.take_relayed()
+    }
+
     /// Wraps `inner`, the body of a response with `status`.
     pub fn new(inner: Body, status: StatusCode, exchange: Exchange, gateway: Arc<Gateway>) -> Self {
         Self {

@@ -33,7 +33,7 @@ use crate::{
     host::request_host,
     path,
     route::{Action, RouteEntry, RouteTable},
-    upstream::{Backend, HashOn},
+    upstream::{Backend, HashOn, materialize},
 };
 
 /// Marks a request whose head carried both `Content-Length` and `Transfer-Encoding`, seen by the
@@ -56,6 +56,10 @@ pub struct Connection {
     pub scheme: Scheme,
     /// The peer's address as `X-Forwarded-For` gives it (made once, shared by every request).
     pub peer_value: HeaderValue,
+    /// The client's server writes an endpoint's response fields as they came
+    /// ([`crate::upstream::Relayed`]; the plain server): responses then reach it with them
+    /// beside the header map, not in it.
+    pub relays_heads: bool,
 }
 
 impl Connection {
@@ -66,6 +70,7 @@ impl Connection {
             port,
             scheme,
             peer_value: peer_value(peer.ip()),
+            relays_heads: false,
         }
     }
 }
@@ -196,6 +201,7 @@ impl Gateway {
             }
         };
         if let Some(cors) = cors {
+            materialize(&mut response);
             cors.decorate(origin.as_ref(), response.headers_mut());
         }
         response
@@ -304,9 +310,12 @@ impl Gateway {
             let (parts, _) = response.into_parts();
             return Response::from_parts(parts, body::empty());
         }
-        // Changed where it is: a response is not taken apart and made again.
+        // Changed where it is: a response is not taken apart and made again. Relayed fields
+        // (`upstream::Relayed`) hold nothing hop-by-hop; a filter that reads or changes the
+        // fields, or a wrapper that hides the body, needs them in the map.
         strip_hop_by_hop(response.headers_mut());
         if let Some(modifier) = &rule.filters.response_headers {
+            materialize(&mut response);
             modifier.apply(response.headers_mut());
         }
         let deadline = match (request_deadline, exchange.attempt_deadline) {
@@ -315,6 +324,7 @@ impl Gateway {
         };
         match deadline {
             Some(deadline) => {
+                materialize(&mut response);
                 response.map(|body| Body::boxed(deadline::DeadlineBody::new(body, deadline)))
             }
             None => response,

@@ -91,5 +91,6 @@ pub fn template(
         headers,
         forwarded,
         upgrade: upgrade_requested,
+        relay: conn.relays_heads,
     })
 }

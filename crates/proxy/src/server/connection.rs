@@ -236,9 +236,15 @@ impl Server {
             return;
         }
         let io = ActivityIo::unscanned(stream, activity, heads.clone());
+        // The plain server writes an endpoint's fields as they came; hyper, after a hand-over,
+        // from the header map.
+        let plain_conn = Arc::new(Connection {
+            relays_heads: true,
+            ..Connection::clone(&conn_info)
+        });
         let setup = plain::Setup {
             gateway: self.gateway.clone(),
-            conn: conn_info.clone(),
+            conn: plain_conn,
             heads: heads.clone(),
             max_headers: self.limits.max_headers,
             max_header_bytes: self.limits.max_header_bytes,
@@ -387,6 +393,10 @@ fn hyper_service(
         async move {
             let (mut head, body) = req.into_parts();
             let mut response = gateway.handle(&conn_info, &mut head, body).await;
+            // hyper writes the header map (its connections never ask for relayed fields).
+            if let Some(relayed) = response.body_mut().take_relayed() {
+                relayed.fill(response.headers_mut());
+            }
             // Once the scanner stopped following the requests (an upgrade or tunnel the
             // backend refused, framing it cannot follow), neither the smuggling defence nor
             // the header read timeout covers a next request: the connection ends here.

@@ -33,6 +33,9 @@ pub struct RequestTemplate {
     pub forwarded: crate::forwarded::Forwarded,
     /// A protocol-upgrade handshake (WebSocket): its connection outlives the response.
     pub upgrade: bool,
+    /// The response's fields may be relayed as they came (`Relayed`), for a server that writes
+    /// them so: an HTTP/1.1 response's header map then holds none of them.
+    pub relay: bool,
 }
 
 impl RequestTemplate {

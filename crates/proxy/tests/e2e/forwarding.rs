@@ -341,9 +341,10 @@ async fn a_backend_that_stalls_its_body_past_the_timeout_is_cut_off() {
         body.is_err(),
         "the body ends in an error, not a complete response"
     );
-    // A body that ends in time is untouched.
+    // A body that ends in time is untouched, and so are the endpoint's fields.
     assert_eq!(
         get(&gw, "h", "/stall/10").await.body,
         "head arrives in time; "
     );
+    assert_eq!(get(&gw, "h", "/").await.upstream().as_deref(), Some("a"));
 }

@@ -30,7 +30,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use self::{
     head::{HeadLimits, Parsed, PlainRequest, Scratch, empty_head},
-    response::{BodyFraming, encode_head},
+    response::{BodyFraming, Fields, encode_head},
 };
 use super::{activity::ActivityIo, framing::HeadProgress};
 use crate::{
@@ -251,14 +251,20 @@ async fn respond<T: AsyncRead + AsyncWrite + Unpin>(
     let (parts, mut body) = response.into_parts();
     let close = close || closing.load(Ordering::Relaxed);
     out.clear();
+    let relayed = body.take_relayed();
+    let fields = Fields {
+        relayed: relayed.as_deref(),
+        headers: &parts.headers,
+    };
     let written = encode_head(
         out,
         &method,
         parts.status,
-        &parts.headers,
+        fields,
         body.size_hint().exact(),
         close,
     );
+    drop(relayed);
     // The trailer fields the response announces, for a client that takes them (rare).
     let announced = trailers
         .then(|| parts.headers.get(TRAILER).cloned())

@@ -7,7 +7,10 @@ use http::{
     header::{CONNECTION, CONTENT_LENGTH, DATE, TRANSFER_ENCODING},
 };
 
-use crate::wire::{content_length, push_field, push_number, tokens};
+use crate::{
+    upstream::Relayed,
+    wire::{content_length, push_field, push_number, tokens},
+};
 
 /// How the body follows the head.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,13 +32,22 @@ pub(super) struct Written {
     pub closes: bool,
 }
 
+/// A response's fields.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Fields<'a> {
+    /// The endpoint's, when relayed as they came; they go first.
+    pub relayed: Option<&'a Relayed>,
+    /// The header map's: all of them, or those the gateway added to relayed ones.
+    pub headers: &'a HeaderMap,
+}
+
 /// Writes the head of a response to a request with `method` into `out` (appended). `exact` is
 /// the body's length when known; `close` adds `Connection: close` unless the response says so.
 pub(super) fn encode_head(
     out: &mut Vec<u8>,
     method: &Method,
     status: StatusCode,
-    headers: &HeaderMap,
+    fields: Fields<'_>,
     exact: Option<u64>,
     close: bool,
 ) -> Written {
@@ -50,9 +62,14 @@ pub(super) fn encode_head(
     let no_body = no_length || status == StatusCode::NOT_MODIFIED || *method == Method::HEAD;
     // One length line at most, the one that frames the body: a second, different one would
     // leave the client to choose (RFC 9112 §6.3).
-    let mut declared = None;
-    let (mut has_date, mut closes) = (false, false);
-    for (name, value) in headers {
+    let (mut declared, mut has_date, mut closes) = (None, false, false);
+    if let Some(relayed) = fields.relayed {
+        // Neither framing nor connection fields among them; its length is apart.
+        relayed.write(out);
+        declared = relayed.length;
+        has_date = relayed.date;
+    }
+    for (name, value) in fields.headers {
         if *name == CONTENT_LENGTH {
             declared = declared.or_else(|| content_length(value.as_bytes()));
             continue;
@@ -142,7 +159,11 @@ mod tests {
             );
         }
         let mut out = Vec::new();
-        let written = encode_head(&mut out, &method, status, &headers, exact, close);
+        let fields = Fields {
+            relayed: None,
+            headers: &headers,
+        };
+        let written = encode_head(&mut out, &method, status, fields, exact, close);
         (String::from_utf8(out).expect("utf-8"), written)
     }
 

@@ -16,6 +16,7 @@ use hyper::body::{Body as HttpBody, Frame, SizeHint};
 use super::{
     H1Conn,
     codec::{MAX_HEAD_BYTES, MAX_HEADERS, ResponseFraming},
+    relay::Relayed,
 };
 use crate::{body::BoxError, upstream::Endpoint};
 
@@ -181,6 +182,9 @@ pub struct H1Body {
     state: State,
     keep_alive: bool,
     endpoint: Arc<Endpoint>,
+    /// The response's fields, when relayed as they came (until the server takes them); boxed,
+    /// as responses move whole through the gateway's layers.
+    relayed: Option<Box<Relayed>>,
 }
 
 impl std::fmt::Debug for H1Body {
@@ -199,17 +203,25 @@ impl H1Body {
         framing: ResponseFraming,
         keep_alive: bool,
         endpoint: Arc<Endpoint>,
+        relayed: Option<Box<Relayed>>,
     ) -> Self {
         let mut body = Self {
             conn: Some(conn),
             state: State::new(framing),
             keep_alive: keep_alive && framing != ResponseFraming::Close,
             endpoint,
+            relayed,
         };
         if body.state == State::Done {
             body.release();
         }
         body
+    }
+
+    /// The response's fields, when they are relayed as they came: the header map of the
+    /// response this body belongs to does not hold them.
+    pub fn take_relayed(&mut self) -> Option<Box<Relayed>> {
+        self.relayed.take()
     }
 
     /// The body has ended: the connection goes back to the pool if it can carry another

@@ -6,9 +6,10 @@ use std::mem::MaybeUninit;
 use bytes::{Bytes, BytesMut};
 use http::{
     HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, Version,
-    header::{CONNECTION, CONTENT_LENGTH, HOST, TRANSFER_ENCODING},
+    header::{CONNECTION, CONTENT_LENGTH, DATE, HOST, TRAILER, TRANSFER_ENCODING},
 };
 
+use super::relay::{Relayed, Runs};
 use crate::{
     upstream::RequestTemplate,
     wire::{content_length, push_field, push_number, tokens},
@@ -113,12 +114,14 @@ pub enum ResponseFraming {
 /// A parsed response head.
 #[derive(Debug)]
 pub struct ResponseHead {
-    /// The response without its body.
+    /// The response without its body; its header map is empty when the fields are `relayed`.
     pub response: Response<()>,
     /// How its body is delimited.
     pub framing: ResponseFraming,
     /// Whether the connection can carry another request after this exchange.
     pub keep_alive: bool,
+    /// The fields, as they are passed on, when relayed as they came.
+    pub relayed: Option<Box<Relayed>>,
 }
 
 /// Why a response head could not be read.
@@ -133,9 +136,14 @@ pub enum HeadError {
 }
 
 /// Parses a response head at the start of `buf`. `Ok(None)`: incomplete, read more. On success
-/// the head's bytes are taken out of `buf` (header values share them, no copy) and its fields
-/// go into `headers` (cleared first, taken: the request's map lends its capacity); an interim
-/// (1xx) response other than 101 is consumed and skipped.
+/// the head's bytes are taken out of `buf` (header values share them, no copy); an interim (1xx)
+/// response other than 101 is consumed and skipped.
+///
+/// The fields go into `headers` (cleared first, taken: the request's map lends its capacity),
+/// or, with `relay`, are kept as they came ([`Relayed`]) when they can be: the map then comes
+/// back empty. Fields that cannot be relayed as they are go into the map: a `Connection` naming
+/// other fields (the gateway removes those), a `Trailer` (the plain server reads it), lines not
+/// ended by CRLF, a 101's.
 ///
 /// `scratch` is kept by the caller from one response to the next.
 pub fn parse_response(
@@ -143,6 +151,7 @@ pub fn parse_response(
     method: &Method,
     headers: &mut HeaderMap,
     scratch: &mut Scratch,
+    relay: bool,
 ) -> Result<Option<ResponseHead>, HeadError> {
     loop {
         let mut fields = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
@@ -173,27 +182,67 @@ pub fn parse_response(
             Some(0) => Version::HTTP_10,
             _ => Version::HTTP_11,
         };
-        // Where each field sits in the head, so that values can share the head's bytes.
-        // The framing fields are read on the way, without a lookup each afterwards, and the
-        // fields that only concern this connection are left out.
-        let base = buf.as_ptr() as usize;
+        // Where each field sits in the head, so that values (or the relayed lines) can share
+        // the head's bytes. The framing fields are read on the way, without a lookup each
+        // afterwards, and the fields that only concern this connection are left out.
+        let bytes: &[u8] = buf;
+        let base = bytes.as_ptr() as usize;
         let mut framing = FramingFields::default();
+        let mut runs = (relay
+            && status != StatusCode::SWITCHING_PROTOCOLS
+            && bytes.get(..len).is_some_and(|h| h.ends_with(b"\r\n\r\n")))
+        .then(Runs::default);
         scratch.spans.clear();
-        for (index, field) in parsed.headers.iter().enumerate() {
+        let fields = &*parsed.headers;
+        for (index, field) in fields.iter().enumerate() {
             let (name, kind) = scratch.name(index, field.name)?;
-            if framing.note(kind, field.value) {
-                continue;
+            let passed_on = framing.note(kind, field.value);
+            if let Some(lines) = runs.as_mut() {
+                // The line runs to the next field's name, or to the empty line.
+                let start = field.name.as_ptr() as usize - base;
+                let end = fields
+                    .get(index + 1)
+                    .map_or(len - 2, |next| next.name.as_ptr() as usize - base);
+                let relayed = match kind {
+                    Kind::Connection | Kind::Trailer if passed_on => false,
+                    Kind::ContentLength => true,
+                    _ if !passed_on => true,
+                    _ => lines.add(start..end, bytes, kind == Kind::Date),
+                };
+                if relayed {
+                    continue;
+                }
+                // Into the map after all, with the fields before this one.
+                runs = None;
+                for (index, field) in fields.iter().enumerate().take(index) {
+                    let (name, kind) = scratch.name(index, field.name)?;
+                    if FramingFields::default().note(kind, field.value) {
+                        scratch.spans.push(Span::new(name, field.value, base));
+                    }
+                }
             }
-            scratch.spans.push(Span {
-                name,
-                value: (field.value.as_ptr() as usize - base, field.value.len()),
-            });
+            if passed_on {
+                scratch.spans.push(Span::new(name, field.value, base));
+            }
         }
         let head = buf.split_to(len).freeze();
         let mut headers = std::mem::take(headers);
         headers.clear();
-        fill_headers(&mut headers, &head, scratch)?;
-        return finish(status, version, headers, &framing, method).map(Some);
+        let relayed = match runs {
+            Some(runs) => {
+                // A transfer coding frames the body: a length next to it is not passed on.
+                let length = framing
+                    .length
+                    .flatten()
+                    .filter(|_| framing.chunked.is_none());
+                Some(Box::new(runs.relayed(head, length)))
+            }
+            None => {
+                fill_headers(&mut headers, &head, scratch)?;
+                None
+            }
+        };
+        return finish(status, version, headers, &framing, method, relayed).map(Some);
     }
 }
 
@@ -239,6 +288,10 @@ enum Kind {
     /// Another field that only concerns this connection (RFC 9110 §7.6.1; the gateway's one
     /// list, `forward::is_hop_by_hop`).
     HopByHop,
+    /// `Date` (a relayed head says whether it has one).
+    Date,
+    /// `Trailer` (never relayed: the plain server reads it).
+    Trailer,
     /// Anything else.
     Other,
 }
@@ -253,6 +306,10 @@ impl Kind {
             Kind::Connection
         } else if crate::forward::is_hop_by_hop(name) {
             Kind::HopByHop
+        } else if *name == DATE {
+            Kind::Date
+        } else if *name == TRAILER {
+            Kind::Trailer
         } else {
             Kind::Other
         }
@@ -268,6 +325,16 @@ struct Span {
     name: HeaderName,
     /// Offset and length.
     value: (usize, usize),
+}
+
+impl Span {
+    /// The field `name: value`, `value` in the head that starts at address `base`.
+    fn new(name: HeaderName, value: &[u8], base: usize) -> Self {
+        Self {
+            name,
+            value: (value.as_ptr() as usize - base, value.len()),
+        }
+    }
 }
 
 fn fill_headers(
@@ -300,21 +367,26 @@ struct FramingFields {
 }
 
 impl FramingFields {
-    /// Notes what a field says about framing. Returns whether the field only concerns this
-    /// connection (RFC 9110 §7.6.1) and is therefore not passed on; a `Connection` naming other
-    /// fields is kept, for the gateway's hop-by-hop cleanup to remove what it names.
+    /// Notes what a field says about framing. Returns whether the field is passed on: not one
+    /// that only concerns this connection (RFC 9110 §7.6.1). A `Connection` naming other fields
+    /// is passed on, for the gateway's hop-by-hop cleanup to remove what it names.
     fn note(&mut self, kind: Kind, value: &[u8]) -> bool {
         match kind {
             Kind::ContentLength => {
-                for token in tokens(value) {
-                    let n = content_length(token);
+                let mut note = |n| {
                     self.length = match self.length {
                         None => Some(n),
                         Some(previous) if previous == n => Some(previous),
                         Some(_) => Some(None),
                     };
+                };
+                // One value, nearly always; a list repeats it.
+                if value.contains(&b',') {
+                    tokens(value).for_each(|token| note(content_length(token)));
+                } else {
+                    note(content_length(value));
                 }
-                false
+                true
             }
             Kind::TransferEncoding => {
                 self.chunked = Some(
@@ -322,21 +394,26 @@ impl FramingFields {
                         .next_back()
                         .is_some_and(|t| t.eq_ignore_ascii_case(b"chunked")),
                 );
-                true
+                false
+            }
+            // What nearly every endpoint says, first.
+            Kind::Connection if value.eq_ignore_ascii_case(b"keep-alive") => {
+                self.keep_alive = true;
+                false
             }
             Kind::Connection => {
-                let mut only_ours = true;
+                let mut names_others = false;
                 for token in tokens(value) {
                     let close = token.eq_ignore_ascii_case(b"close");
                     let keep_alive = token.eq_ignore_ascii_case(b"keep-alive");
                     self.close |= close;
                     self.keep_alive |= keep_alive;
-                    only_ours &= close || keep_alive || token.is_empty();
+                    names_others |= !(close || keep_alive || token.is_empty());
                 }
-                only_ours
+                names_others
             }
-            Kind::HopByHop => true,
-            Kind::Other => false,
+            Kind::HopByHop => false,
+            Kind::Date | Kind::Trailer | Kind::Other => true,
         }
     }
 }
@@ -347,6 +424,7 @@ fn finish(
     mut headers: HeaderMap,
     fields: &FramingFields,
     method: &Method,
+    relayed: Option<Box<Relayed>>,
 ) -> Result<ResponseHead, HeadError> {
     let keep_alive = if version == Version::HTTP_10 {
         fields.keep_alive && !fields.close
@@ -356,7 +434,7 @@ fn finish(
     let (chunked, length) = (fields.chunked, fields.length);
     // A transfer coding frames the body: a Content-Length next to it is not passed on (RFC 9112
     // §6.3), or the client would frame the re-encoded body by it.
-    if chunked.is_some() {
+    if chunked.is_some() && relayed.is_none() {
         headers.remove(CONTENT_LENGTH);
     }
     // 101 is the only interim status that gets here (the others are skipped).
@@ -390,6 +468,7 @@ fn finish(
         response,
         framing,
         keep_alive,
+        relayed,
     })
 }
 
@@ -406,8 +485,94 @@ mod tests {
             &method,
             &mut HeaderMap::new(),
             &mut Scratch::default(),
+            false,
         );
         (head, buf)
+    }
+
+    /// Parsed for a server that relays fields: the head, and what the client would read of its
+    /// fields.
+    fn relay(raw: &str) -> (ResponseHead, Option<String>) {
+        let mut buf = BytesMut::from(raw);
+        let head = parse_response(
+            &mut buf,
+            &Method::GET,
+            &mut HeaderMap::new(),
+            &mut Scratch::default(),
+            true,
+        );
+        let head = head.expect("parsed").expect("complete");
+        let lines = head.relayed.as_ref().map(|relayed| {
+            let mut out = Vec::new();
+            relayed.write(&mut out);
+            String::from_utf8(out).expect("utf-8")
+        });
+        (head, lines)
+    }
+
+    fn names(head: &ResponseHead) -> Vec<&str> {
+        head.response.headers().keys().map(|n| n.as_str()).collect()
+    }
+
+    #[test]
+    fn relayed_fields_go_out_as_they_came_without_framing_or_connection_fields() {
+        let (head, lines) = relay(
+            "HTTP/1.1 200 OK\r\nServer: up\r\nDate: Fri, 27 Nov 2026 09:00:00 GMT\r\n\
+             Content-Length: 24\r\nX-Trace:  a b \r\nConnection: keep-alive\r\n\
+             Keep-Alive: timeout=5\r\n\r\nbody",
+        );
+        assert_eq!(
+            lines.as_deref(),
+            Some("Server: up\r\nDate: Fri, 27 Nov 2026 09:00:00 GMT\r\nX-Trace:  a b \r\n")
+        );
+        assert!(
+            head.response.headers().is_empty(),
+            "the map holds none of them"
+        );
+        assert_eq!(head.framing, ResponseFraming::Length(24));
+        assert!(head.keep_alive);
+        let relayed = head.relayed.expect("relayed");
+        assert_eq!(relayed.length, Some(24));
+        assert!(relayed.date);
+        // Into a map, they are what the map would have held.
+        let mut headers = HeaderMap::new();
+        relayed.fill(&mut headers);
+        assert_eq!(headers["x-trace"], "a b");
+        assert_eq!(headers["content-length"], "24");
+        assert_eq!(headers.len(), 4);
+        // A transfer coding frames the body: the length beside it is not passed on.
+        let (both, _) =
+            relay("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n");
+        assert_eq!(both.relayed.expect("relayed").length, None);
+    }
+
+    #[test]
+    fn fields_that_cannot_be_relayed_as_they_are_go_into_the_map() {
+        // A Connection naming another field: every field goes into the map, those before it
+        // too, for the gateway's hop-by-hop cleanup.
+        let (naming, lines) = relay(
+            "HTTP/1.1 200 OK\r\nX-Before: 1\r\nConnection: x-secret\r\nX-Secret: 1\r\n\
+             Content-Length: 0\r\n\r\n",
+        );
+        assert_eq!(lines, None);
+        assert_eq!(
+            names(&naming),
+            ["x-before", "connection", "x-secret", "content-length"]
+        );
+        // The plain server reads Trailer from the map.
+        let (trailer, lines) =
+            relay("HTTP/1.1 200 OK\r\nTrailer: x-sum\r\nTransfer-Encoding: chunked\r\n\r\n");
+        assert_eq!(lines, None);
+        assert_eq!(names(&trailer), ["trailer"]);
+        // Lines ended by a bare LF are not passed on as they are.
+        let (bare, lines) = relay("HTTP/1.1 200 OK\nX-A: 1\nContent-Length: 0\n\n");
+        assert_eq!(lines, None);
+        assert_eq!(names(&bare), ["x-a", "content-length"]);
+        // A 101's fields stay with the upgrade.
+        let (upgrade, lines) =
+            relay("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nX-A: 1\r\n\r\n");
+        assert_eq!(lines, None);
+        assert_eq!(names(&upgrade), ["x-a"]);
     }
 
     fn head(raw: &str) -> ResponseHead {
@@ -437,7 +602,7 @@ mod tests {
             let mut lent = HeaderMap::new();
             lent.insert("x-request-field", HeaderValue::from_static("1"));
             let mut buf = BytesMut::from("HTTP/1.1 200 OK\r\nX-A: b\r\nContent-Length: 0\r\n\r\n");
-            let head = parse_response(&mut buf, &Method::GET, &mut lent, &mut scratch)
+            let head = parse_response(&mut buf, &Method::GET, &mut lent, &mut scratch, false)
                 .expect("parsed")
                 .expect("complete");
             let names: Vec<&str> = head.response.headers().keys().map(|n| n.as_str()).collect();
@@ -561,6 +726,7 @@ mod tests {
             headers: parts.headers,
             forwarded: Default::default(),
             upgrade: false,
+            relay: false,
         };
         let mut out = Vec::new();
         let framing = encode_request(&mut out, &head, end, len, "endpoint:8080");
@@ -579,6 +745,7 @@ mod tests {
                 host: None,
             },
             upgrade: false,
+            relay: false,
         };
         let mut out = Vec::new();
         encode_request(&mut out, &head, true, Some(0), "endpoint:8080");

@@ -17,6 +17,7 @@
 mod body;
 mod codec;
 mod pool;
+mod relay;
 
 use std::{
     future::poll_fn,
@@ -31,9 +32,10 @@ use bytes::{Buf, Bytes, BytesMut};
 use http::{HeaderMap, HeaderValue, Response, header::TRAILER};
 use hyper::body::Body as HttpBody;
 pub use pool::{IDLE_TIMEOUT, IdlePool};
+pub use relay::{Relayed, materialize};
 use tokio::io::AsyncWrite;
 
-use self::codec::RequestFraming;
+use self::codec::{RequestFraming, ResponseHead};
 use super::{Endpoint, RequestTemplate, UpstreamIo};
 use crate::{
     body::Body,
@@ -164,6 +166,7 @@ impl H1Conn {
                         method,
                         &mut headers,
                         &mut self.scratch,
+                        template.relay,
                     ) {
                         Ok(Some(head)) => return Poll::Ready(Ok(head)),
                         Ok(None) => {}
@@ -193,9 +196,14 @@ impl H1Conn {
         // this connection: it is not reused.
         let keep_alive = head.keep_alive && writer.done;
         let endpoint = endpoint.clone();
-        Ok(head
-            .response
-            .map(|()| Body::Upstream(H1Body::new(self, head.framing, keep_alive, endpoint))))
+        let ResponseHead {
+            response,
+            framing,
+            relayed,
+            ..
+        } = head;
+        Ok(response
+            .map(|()| Body::Upstream(H1Body::new(self, framing, keep_alive, endpoint, relayed))))
     }
 }
 
