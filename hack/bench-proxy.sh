@@ -5,10 +5,13 @@
 # - Peers: nginx (Debian package, worker_processes auto, keep-alive upstream pool, no access
 #   log, Host kept and X-Forwarded-For/-Proto/-Host set as portcullis does) and portcullis
 #   (release build, no access log), both proxying that same upstream.
-# - Load: wrk, 50 keep-alive connections, GET /, $ROUNDS alternating rounds of $DURATION each;
-#   the median round is reported, with the CPU time each proxy spent per request (utime+stime
-#   from /proc), which stays meaningful when the machine is noisy or the load generator limits.
-#   It is also shown split: user time is the proxy's own code, kernel time mostly the sockets.
+# - Load: wrk, 50 keep-alive connections, GET /, $ROUNDS alternating rounds of $DURATION each
+#   (which goes first swaps every round); the median round is reported, with the CPU time each
+#   proxy spent per request (utime+stime from /proc), which stays meaningful when the machine is
+#   noisy or the load generator limits. It is also shown split: user time is the proxy's own code,
+#   kernel time mostly the sockets. On a shared machine whose speed swings from minute to minute,
+#   the paired ratios (each round against the other proxy's round next to it) are the steadier
+#   figure.
 # - Placement: with 2+ CPUs the proxy under test gets CPU 1 to itself (nginx with one worker,
 #   portcullis with one connection worker: a per-core comparison) and wrk and the upstream share
 #   CPU 0. PIN=0 runs everything unpinned (nginx worker_processes auto, portcullis one worker per
@@ -22,7 +25,7 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 DURATION="${DURATION:-10s}"
-ROUNDS="${ROUNDS:-3}"
+ROUNDS="${ROUNDS:-5}"
 CONNECTIONS="${CONNECTIONS:-50}"
 PIN="${PIN:-1}"
 [ "$(nproc)" -ge 2 ] || PIN=0
@@ -116,14 +119,37 @@ run_round() { # name port pids...
 }
 
 median() { sort -n -k1 "$WORK/$1.rounds" | awk -v n="$ROUNDS" 'NR == int((n + 1) / 2)'; }
+# wrk's latency ("950.00us", "1.12ms", "1.01s") in milliseconds.
+ms() { awk -v t="$1" 'BEGIN { v = t + 0; if (t ~ /us$/) v /= 1000; else if (t ~ /[0-9]s$/ && t !~ /ms$/) v *= 1000; print v }'; }
+# Round by round, portcullis against the nginx round run next to it: "rps-ratio p99-ratio" per
+# line. Paired, the ratios cancel the machine's slow swings that the medians still feel.
+paired() {
+  paste -d' ' "$WORK/portcullis.rounds" "$WORK/nginx.rounds" | while read -r prps pp99 _ _ _ _ nrps np99 _; do
+    awk -v a="$prps" -v b="$nrps" -v c="$(ms "$pp99")" -v d="$(ms "$np99")" 'BEGIN { printf "%.3f %.3f\n", a / b, c / d }'
+  done
+}
+column_median() { sort -n | awk '{ v[NR] = $1 } END { printf "%.2f", v[int((NR + 1) / 2)] }'; }
+column_range() { sort -n | awk 'NR == 1 { lo = $1 } { hi = $1 } END { printf "%.2f-%.2f", lo, hi }'; }
 
 echo "== load: wrk -t$THREADS -c$CONNECTIONS -d$DURATION --latency, GET /, $ROUNDS alternating rounds (pinned: $PIN)"
 "${LOAD_CPU[@]}" wrk -t"$THREADS" -c"$CONNECTIONS" -d2s "http://127.0.0.1:$PORTCULLIS_PORT/" >/dev/null
 "${LOAD_CPU[@]}" wrk -t"$THREADS" -c"$CONNECTIONS" -d2s "http://127.0.0.1:$NGINX_PORT/" >/dev/null
+# Alternating, and the order swapped every round (portcullis first in odd rounds), so that
+# neither always runs right after the other.
 for round in $(seq "$ROUNDS"); do
-  run_round portcullis "$PORTCULLIS_PORT" "$PORTCULLIS_PID"
-  run_round nginx "$NGINX_PORT" "${NGINX_PIDS[@]}"
+  if [ $((round % 2)) = 1 ]; then
+    run_round portcullis "$PORTCULLIS_PORT" "$PORTCULLIS_PID"
+    run_round nginx "$NGINX_PORT" "${NGINX_PIDS[@]}"
+  else
+    run_round nginx "$NGINX_PORT" "${NGINX_PIDS[@]}"
+    run_round portcullis "$PORTCULLIS_PORT" "$PORTCULLIS_PID"
+  fi
 done
+PAIRED_RPS=$(paired | cut -d' ' -f1 | column_median)
+PAIRED_RPS_RANGE=$(paired | cut -d' ' -f1 | column_range)
+PAIRED_P99=$(paired | cut -d' ' -f2 | column_median)
+P_P99_MEDIAN=$(cut -d' ' -f2 "$WORK/portcullis.rounds" | while read -r t; do ms "$t"; done | column_median)
+N_P99_MEDIAN=$(cut -d' ' -f2 "$WORK/nginx.rounds" | while read -r t; do ms "$t"; done | column_median)
 read -r P_RPS P_P99 P_US P_ERR P_USER P_KERNEL <<<"$(median portcullis)"
 read -r N_RPS N_P99 N_US N_ERR N_USER N_KERNEL <<<"$(median nginx)"
 
@@ -155,12 +181,16 @@ cat <<REPORT
 Portcullis data-plane benchmark ($(date -u +%Y-%m-%dT%H:%MZ))
 machine: $CPU, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo) RAM; $(nginx -v 2>&1); $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2)
 load: wrk -t$THREADS -c$CONNECTIONS -d$DURATION --latency, GET /, static upstream (nginx, 1 worker);
-      median of $ROUNDS alternating rounds; pinned: $PIN (1 = proxy alone on CPU 1, wrk + upstream on CPU 0)
+      median of $ROUNDS alternating rounds (the median round by requests/s below); pinned: $PIN
+      (1 = proxy alone on CPU 1, wrk + upstream on CPU 0)
 
                  requests/s     p99        CPU/request (user + kernel)   errors
   portcullis     $P_RPS      $P_P99    ${P_US} us (${P_USER} + ${P_KERNEL})          $P_ERR
   nginx          $N_RPS      $N_P99    ${N_US} us (${N_USER} + ${N_KERNEL})          $N_ERR
   ratio portcullis / nginx: requests/s $RATIO, CPU per request $CPU_RATIO
+  p99 over all rounds (median): portcullis ${P_P99_MEDIAN} ms, nginx ${N_P99_MEDIAN} ms
+  paired rounds (each against the other's round next to it), median ratio: requests/s $PAIRED_RPS
+      (rounds $PAIRED_RPS_RANGE), p99 $PAIRED_P99
 
 memory (RSS): idle $((IDLE_RSS / 1024)) MB; 1,000 routes $((RSS_1000 / 1024)) MB; 5,000 routes $((RSS_5000 / 1024)) MB
 reload of 5,000 routes: compile + swap ${SWAP_MS} ms; read + parse + compile + swap ${RELOAD_MS} ms
