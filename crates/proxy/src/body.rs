@@ -13,7 +13,10 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, combinators::BoxBody};
 use hyper::body::{Body as HttpBody, Frame, SizeHint};
 
-use crate::upstream::{H1Body, Relayed};
+use crate::{
+    forward::DeadlineBody,
+    upstream::{H1Body, Relayed},
+};
 
 /// Any error a body can fail with.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -26,6 +29,8 @@ pub enum Body {
     Full(Option<Bytes>),
     /// A response streaming from an HTTP/1.1 endpoint connection.
     Upstream(H1Body),
+    /// A response body cut off at its route's timeout.
+    Deadline(Box<DeadlineBody>),
     /// Any other body (a client's request body, wrappers), boxed.
     Boxed(BoxBody<Bytes, BoxError>),
 }
@@ -39,6 +44,7 @@ impl std::fmt::Debug for Body {
                 .field(&bytes.as_ref().map_or(0, Bytes::len))
                 .finish(),
             Body::Upstream(body) => f.debug_tuple("Body::Upstream").field(body).finish(),
+            Body::Deadline(body) => f.debug_tuple("Body::Deadline").field(body).finish(),
             Body::Boxed(_) => f.write_str("Body::Boxed"),
         }
     }
@@ -47,11 +53,12 @@ impl std::fmt::Debug for Body {
 impl Body {
     /// An endpoint's response fields, when they are relayed as they came
     /// ([`crate::upstream::Relayed`]): the header map of the response this body belongs to
-    /// does not hold them. Boxing a body loses them: see `upstream::materialize`.
+    /// does not hold them. Boxing a body hides them: see `upstream::materialize`.
     pub fn take_relayed(&mut self) -> Option<Box<Relayed>> {
         match self {
             Body::Upstream(body) => body.take_relayed(),
-            _ => None,
+            Body::Deadline(body) => body.inner_mut().take_relayed(),
+            Body::Empty | Body::Full(_) | Body::Boxed(_) => None,
         }
     }
 
@@ -97,6 +104,7 @@ impl HttpBody for Body {
             Body::Empty => Poll::Ready(None),
             Body::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             Body::Upstream(body) => Pin::new(body).poll_frame(cx),
+            Body::Deadline(body) => Pin::new(&mut **body).poll_frame(cx),
             Body::Boxed(body) => Pin::new(body).poll_frame(cx),
         }
     }
@@ -106,6 +114,7 @@ impl HttpBody for Body {
             Body::Empty => true,
             Body::Full(bytes) => bytes.is_none(),
             Body::Upstream(body) => body.is_end_stream(),
+            Body::Deadline(body) => body.is_end_stream(),
             Body::Boxed(body) => body.is_end_stream(),
         }
     }
@@ -115,6 +124,7 @@ impl HttpBody for Body {
             Body::Empty => SizeHint::with_exact(0),
             Body::Full(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
             Body::Upstream(body) => body.size_hint(),
+            Body::Deadline(body) => body.size_hint(),
             Body::Boxed(body) => body.size_hint(),
         }
     }

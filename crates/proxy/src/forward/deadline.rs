@@ -51,6 +51,7 @@ impl<F: Future> Future for Within<'_, F> {
 
 /// A response body that fails when `deadline` passes before it ends (the client sees the
 /// response cut off: the connection or stream is reset).
+#[derive(Debug)]
 pub struct DeadlineBody {
     inner: Body,
     sleep: Pin<Box<Sleep>>,
@@ -63,6 +64,11 @@ impl DeadlineBody {
             inner,
             sleep: Box::pin(tokio::time::sleep_until(deadline)),
         }
+    }
+
+    /// The body it wraps.
+    pub fn inner_mut(&mut self) -> &mut Body {
+        &mut self.inner
     }
 }
 

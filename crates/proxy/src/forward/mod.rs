@@ -15,6 +15,7 @@ use std::{net::SocketAddr, pin::pin, sync::Arc};
 
 pub use attempt::{Failure, UpstreamBody, backoff, retryable};
 use bytes::Bytes;
+pub use deadline::DeadlineBody;
 pub use exchange::{Exchange, ObservedBody};
 pub use headers::{forwarded, is_hop_by_hop, peer_value, strip_hop_by_hop, upgrade_request};
 use http::{
@@ -312,7 +313,7 @@ impl Gateway {
         }
         // Changed where it is: a response is not taken apart and made again. Relayed fields
         // (`upstream::Relayed`) hold nothing hop-by-hop; a filter that reads or changes the
-        // fields, or a wrapper that hides the body, needs them in the map.
+        // fields needs them in the map.
         strip_hop_by_hop(response.headers_mut());
         if let Some(modifier) = &rule.filters.response_headers {
             materialize(&mut response);
@@ -323,10 +324,8 @@ impl Gateway {
             (a, b) => a.or(b),
         };
         match deadline {
-            Some(deadline) => {
-                materialize(&mut response);
-                response.map(|body| Body::boxed(deadline::DeadlineBody::new(body, deadline)))
-            }
+            Some(deadline) => response
+                .map(|body| Body::Deadline(Box::new(deadline::DeadlineBody::new(body, deadline)))),
             None => response,
         }
     }
