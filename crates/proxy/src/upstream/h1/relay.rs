@@ -7,8 +7,8 @@
 //! are left out, and the rest goes to the client byte for byte, in the endpoint's spelling.
 //!
 //! A relayed response's header map holds only what the gateway adds. Whatever must read or
-//! change the endpoint's fields (response filters, CORS, hyper)
-//! first moves them into the header map with [`materialize`].
+//! change the endpoint's fields (response filters, CORS, hyper) first moves them into the
+//! header map with [`materialize`].
 
 use std::ops::Range;
 
