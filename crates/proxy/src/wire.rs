@@ -1,7 +1,11 @@
 //! HTTP/1.1 wire helpers shared by the plain server (`server::plain`) and the upstream client
-//! (`upstream::h1`): field-value tokens, `Content-Length` values, and numbers and fields written
-//! into a buffer without allocating.
+//! (`upstream::h1`): the field names a connection remembers, fields taken from a parsed head
+//! into a header map, field-value tokens, `Content-Length` values, and numbers and fields
+//! written into a buffer without allocating.
 
+use std::ops::Range;
+
+use bytes::Bytes;
 use http::{
     HeaderMap, HeaderName, HeaderValue,
     header::{
@@ -9,6 +13,94 @@ use http::{
         CONTENT_TYPE, HOST, MAX_FORWARDS, SET_COOKIE, TE, TRAILER, TRANSFER_ENCODING,
     },
 };
+
+/// Field names a connection remembers.
+const NAMES_KEPT: usize = 32;
+
+/// The field names a connection's peer sends, parsed once: a peer sends much the same fields in
+/// the same order in every message. Each comes with what it means to the parser (`T`).
+#[derive(Debug)]
+pub struct NameCache<T> {
+    /// As the peer spells them, parsed, and their meaning, in the order they first came.
+    names: Vec<(Box<[u8]>, HeaderName, T)>,
+}
+
+impl<T> Default for NameCache<T> {
+    fn default() -> Self {
+        Self { names: Vec::new() }
+    }
+}
+
+impl<T: Copy> NameCache<T> {
+    /// The parsed name of the head's field at `index`, spelled `raw`, and its meaning
+    /// (`meaning` of the name, for a name not remembered yet); `None` when `raw` is not a field
+    /// name. The name remembered at the same place is tried first.
+    pub fn name(
+        &mut self,
+        index: usize,
+        raw: &[u8],
+        meaning: impl FnOnce(&HeaderName) -> T,
+    ) -> Option<(HeaderName, T)> {
+        let same = |(seen, ..): &&(Box<[u8]>, HeaderName, T)| **seen == *raw;
+        if let Some((_, name, kind)) = self
+            .names
+            .get(index)
+            .filter(same)
+            .or_else(|| self.names.iter().find(same))
+        {
+            return Some((name.clone(), *kind));
+        }
+        let name = HeaderName::from_bytes(raw).ok()?;
+        let kind = meaning(&name);
+        if self.names.len() < NAMES_KEPT {
+            self.names.push((raw.into(), name.clone(), kind));
+        }
+        Some((name, kind))
+    }
+
+    /// How many names it remembers.
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+}
+
+/// A field of a parsed head: its name, and where its value sits in the head.
+#[derive(Debug, Clone)]
+pub struct FieldSpan {
+    name: HeaderName,
+    value: Range<usize>,
+}
+
+impl FieldSpan {
+    /// The field `name: value`, `value` in the head that starts at address `base`.
+    pub fn new(name: HeaderName, value: &[u8], base: usize) -> Self {
+        let at = value.as_ptr() as usize - base;
+        Self {
+            name,
+            value: at..at + value.len(),
+        }
+    }
+}
+
+/// Appends `fields` (taken out of the list) to `headers`, their values sharing `head`'s bytes.
+/// Fails with the name of a field whose value a header map does not take.
+pub fn append_fields(
+    headers: &mut HeaderMap,
+    head: &Bytes,
+    fields: &mut Vec<FieldSpan>,
+) -> Result<(), HeaderName> {
+    headers.reserve(fields.len());
+    for field in fields.drain(..) {
+        match HeaderValue::from_maybe_shared(head.slice(field.value)) {
+            Ok(value) => {
+                headers.append(field.name, value);
+            }
+            Err(_) => return Err(field.name),
+        }
+    }
+    Ok(())
+}
 
 /// The comma-separated tokens of a field value, trimmed (RFC 9110 §5.6.1).
 pub fn tokens(value: &[u8]) -> impl DoubleEndedIterator<Item = &[u8]> {
@@ -147,6 +239,48 @@ mod tests {
         out.clear();
         push_last_chunk(&mut out, None, Some(&announced));
         assert_eq!(out, b"0\r\n\r\n");
+    }
+
+    #[test]
+    fn names_are_parsed_once_and_found_where_they_were_or_elsewhere() {
+        let mut cache = NameCache::default();
+        let mut classified = 0;
+        let mut name = |cache: &mut NameCache<bool>, index, raw: &[u8]| {
+            cache.name(index, raw, |name| {
+                classified += 1;
+                *name == HOST
+            })
+        };
+        assert_eq!(name(&mut cache, 0, b"Host"), Some((HOST, true)));
+        let custom = name(&mut cache, 1, b"X-Trace").expect("a name");
+        assert_eq!(custom.0.as_str(), "x-trace");
+        assert!(!custom.1);
+        // The same names again, in another order: found, not parsed again.
+        assert_eq!(
+            name(&mut cache, 0, b"X-Trace").map(|(_, host)| host),
+            Some(false)
+        );
+        assert_eq!(name(&mut cache, 1, b"Host"), Some((HOST, true)));
+        // Another spelling is another name to the cache, the same to the map.
+        assert_eq!(name(&mut cache, 0, b"host"), Some((HOST, true)));
+        assert_eq!(name(&mut cache, 2, b"bad name"), None);
+        assert_eq!(classified, 3);
+        assert_eq!(cache.len(), 3);
+    }
+
+    #[test]
+    fn fields_share_the_head_and_a_value_a_map_refuses_is_named() {
+        let head = Bytes::from_static(b"x-a: 1\r\nx-b: \x01\r\n");
+        let base = head.as_ptr() as usize;
+        let mut fields = vec![
+            FieldSpan::new(HeaderName::from_static("x-a"), &head[5..6], base),
+            FieldSpan::new(HeaderName::from_static("x-b"), &head[13..14], base),
+        ];
+        let mut headers = HeaderMap::new();
+        let refused = append_fields(&mut headers, &head, &mut fields);
+        assert_eq!(refused, Err(HeaderName::from_static("x-b")));
+        assert_eq!(headers["x-a"], "1");
+        assert!(fields.is_empty());
     }
 
     #[test]

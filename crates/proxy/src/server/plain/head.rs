@@ -10,9 +10,13 @@
 use std::mem::MaybeUninit;
 
 use bytes::{Bytes, BytesMut};
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Uri, Version, request::Parts};
+use http::{
+    HeaderMap, HeaderName, Method, Request, Uri, Version,
+    header::{CONNECTION, CONTENT_LENGTH, EXPECT, TE, TRANSFER_ENCODING, UPGRADE},
+    request::Parts,
+};
 
-use crate::wire::{content_length, tokens};
+use crate::wire::{FieldSpan, NameCache, append_fields, content_length, tokens};
 
 /// Most header fields the parser has room for; more is handed over (hyper answers 431 above
 /// the configured limit).
@@ -56,17 +60,13 @@ pub(super) struct HeadLimits {
     pub max_body: usize,
 }
 
-/// A field of the head, as offsets into it.
-#[derive(Debug)]
-struct Field {
-    name: HeaderName,
-    value: (usize, usize),
-}
-
 /// What the parser keeps from one head to the next.
 #[derive(Debug, Default)]
 pub(super) struct Scratch {
-    fields: Vec<Field>,
+    /// Where the fields of the head being parsed are.
+    fields: Vec<FieldSpan>,
+    /// The field names the client sends, and what they mean to the plain server.
+    names: NameCache<Meaning>,
     /// A header map to fill, emptied: the last response's, whose storage the next request
     /// takes instead of allocating its own.
     spare: Option<HeaderMap>,
@@ -81,6 +81,7 @@ impl Scratch {
 }
 
 /// What a field means to the plain server.
+#[derive(Debug, Clone, Copy)]
 enum Meaning {
     /// Passed on as it is.
     Other,
@@ -94,15 +95,12 @@ enum Meaning {
     NotPlain,
 }
 
-fn meaning(name: &[u8]) -> Meaning {
-    let is = |known: &[u8]| name.eq_ignore_ascii_case(known);
-    match name.len() {
-        2 if is(b"te") => Meaning::Te,
-        6 if is(b"expect") => Meaning::NotPlain,
-        7 if is(b"upgrade") => Meaning::NotPlain,
-        10 if is(b"connection") => Meaning::Connection,
-        14 if is(b"content-length") => Meaning::ContentLength,
-        17 if is(b"transfer-encoding") => Meaning::NotPlain,
+fn meaning(name: &HeaderName) -> Meaning {
+    match *name {
+        TE => Meaning::Te,
+        EXPECT | UPGRADE | TRANSFER_ENCODING => Meaning::NotPlain,
+        CONNECTION => Meaning::Connection,
+        CONTENT_LENGTH => Meaning::ContentLength,
         _ => Meaning::Other,
     }
 }
@@ -148,8 +146,12 @@ pub(super) fn parse_request(
     };
     let (mut close, mut trailers, mut length) = (false, false, None);
     scratch.fields.clear();
-    for field in parsed.headers.iter() {
-        match meaning(field.name.as_bytes()) {
+    for (index, field) in parsed.headers.iter().enumerate() {
+        let Some((name, meaning)) = scratch.names.name(index, field.name.as_bytes(), meaning)
+        else {
+            return Parsed::HandOver;
+        };
+        match meaning {
             Meaning::Other => {}
             Meaning::Connection => {
                 for token in tokens(field.value) {
@@ -166,13 +168,7 @@ pub(super) fn parse_request(
             },
             Meaning::NotPlain => return Parsed::HandOver,
         }
-        let Ok(name) = HeaderName::from_bytes(field.name.as_bytes()) else {
-            return Parsed::HandOver;
-        };
-        scratch.fields.push(Field {
-            name,
-            value: offsets(field.value),
-        });
+        scratch.fields.push(FieldSpan::new(name, field.value, base));
     }
     let body_len = length.unwrap_or(0);
     if buf.len() - len < body_len {
@@ -217,24 +213,15 @@ fn body_length(value: &[u8], limits: HeadLimits) -> Option<usize> {
 
 /// The head's fields as a header map whose values share the head's bytes.
 fn headers(head: &Bytes, scratch: &mut Scratch) -> Option<HeaderMap> {
-    let room = scratch.fields.len();
-    let mut headers = match scratch.spare.take() {
-        Some(mut spare) => {
-            spare.reserve(room);
-            spare
-        }
-        None => HeaderMap::with_capacity(room),
-    };
-    for field in scratch.fields.drain(..) {
-        let (at, len) = field.value;
-        let value = HeaderValue::from_maybe_shared(head.slice(at..at + len)).ok()?;
-        headers.append(field.name, value);
-    }
+    let mut headers = scratch.spare.take().unwrap_or_default();
+    append_fields(&mut headers, head, &mut scratch.fields).ok()?;
     Some(headers)
 }
 
 #[cfg(test)]
 mod tests {
+    use http::HeaderValue;
+
     use super::*;
 
     const LIMITS: HeadLimits = HeadLimits {

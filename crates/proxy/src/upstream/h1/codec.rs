@@ -3,16 +3,16 @@
 
 use std::mem::MaybeUninit;
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use http::{
-    HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, Version,
+    HeaderMap, HeaderName, Method, Response, StatusCode, Version,
     header::{CONNECTION, CONTENT_LENGTH, DATE, HOST, TRAILER, TRANSFER_ENCODING},
 };
 
 use super::relay::{Relayed, Runs};
 use crate::{
     upstream::RequestTemplate,
-    wire::{content_length, push_field, push_number, tokens},
+    wire::{FieldSpan, NameCache, append_fields, content_length, push_field, push_number, tokens},
 };
 
 /// Most header fields in a response head (or a chunked body's trailer section).
@@ -217,12 +217,12 @@ pub fn parse_response(
                 for (index, field) in fields.iter().enumerate().take(index) {
                     let (name, kind) = scratch.name(index, field.name)?;
                     if FramingFields::default().note(kind, field.value) {
-                        scratch.spans.push(Span::new(name, field.value, base));
+                        scratch.spans.push(FieldSpan::new(name, field.value, base));
                     }
                 }
             }
             if passed_on {
-                scratch.spans.push(Span::new(name, field.value, base));
+                scratch.spans.push(FieldSpan::new(name, field.value, base));
             }
         }
         let head = buf.split_to(len).freeze();
@@ -238,7 +238,8 @@ pub fn parse_response(
                 Some(Box::new(runs.relayed(head, length)))
             }
             None => {
-                fill_headers(&mut headers, &head, scratch)?;
+                append_fields(&mut headers, &head, &mut scratch.spans)
+                    .map_err(|name| HeadError::Malformed(format!("value of {name}")))?;
                 None
             }
         };
@@ -250,32 +251,17 @@ pub fn parse_response(
 #[derive(Debug, Default)]
 pub struct Scratch {
     /// Where the fields of the head being parsed are.
-    spans: Vec<Span>,
-    /// Field names as the endpoint spells them, already parsed, in the order they first came:
-    /// an endpoint sends much the same fields in the same order in every response.
-    names: Vec<(Box<[u8]>, HeaderName, Kind)>,
+    spans: Vec<FieldSpan>,
+    /// The field names the endpoint sends, and what they mean for framing.
+    names: NameCache<Kind>,
 }
 
 impl Scratch {
-    /// The parsed name of the head's field at `index`, and what it means for framing. The name
-    /// remembered at the same place is tried first.
+    /// The parsed name of the head's field at `index`, and what it means for framing.
     fn name(&mut self, index: usize, raw: &str) -> Result<(HeaderName, Kind), HeadError> {
-        let same = |(seen, ..): &&(Box<[u8]>, HeaderName, Kind)| **seen == *raw.as_bytes();
-        if let Some((_, name, kind)) = self
-            .names
-            .get(index)
-            .filter(same)
-            .or_else(|| self.names.iter().find(same))
-        {
-            return Ok((name.clone(), *kind));
-        }
-        let name = HeaderName::from_bytes(raw.as_bytes())
-            .map_err(|_| HeadError::Malformed("header name".to_owned()))?;
-        let kind = Kind::of(&name);
-        if self.names.len() < NAMES_KEPT {
-            self.names.push((raw.as_bytes().into(), name.clone(), kind));
-        }
-        Ok((name, kind))
+        self.names
+            .name(index, raw.as_bytes(), Kind::of)
+            .ok_or_else(|| HeadError::Malformed("header name".to_owned()))
     }
 }
 
@@ -314,43 +300,6 @@ impl Kind {
             Kind::Other
         }
     }
-}
-
-/// Field names a connection remembers.
-const NAMES_KEPT: usize = 32;
-
-/// A header field of the head, its value as where it sits in the head.
-#[derive(Debug, Clone)]
-struct Span {
-    name: HeaderName,
-    /// Offset and length.
-    value: (usize, usize),
-}
-
-impl Span {
-    /// The field `name: value`, `value` in the head that starts at address `base`.
-    fn new(name: HeaderName, value: &[u8], base: usize) -> Self {
-        Self {
-            name,
-            value: (value.as_ptr() as usize - base, value.len()),
-        }
-    }
-}
-
-fn fill_headers(
-    headers: &mut HeaderMap,
-    head: &Bytes,
-    scratch: &mut Scratch,
-) -> Result<(), HeadError> {
-    headers.reserve(scratch.spans.len());
-    for span in scratch.spans.drain(..) {
-        let name = span.name;
-        let value =
-            HeaderValue::from_maybe_shared(head.slice(span.value.0..span.value.0 + span.value.1))
-                .map_err(|_| HeadError::Malformed(format!("value of {name}")))?;
-        headers.append(name, value);
-    }
-    Ok(())
 }
 
 /// What the fields that frame a response said.
@@ -474,7 +423,7 @@ fn finish(
 
 #[cfg(test)]
 mod tests {
-    use http::Request;
+    use http::{HeaderValue, Request};
 
     use super::*;
 
