@@ -241,9 +241,7 @@ async fn websocket_upgrade_is_spliced_through() {
         .route("*", prefix("/"), to("ws", &[(Some("a"), 1)]))
         .build();
     let gw = Gateway::start(&snapshot).await;
-    let mut stream = tokio::net::TcpStream::connect(gw.addr)
-        .await
-        .expect("connect");
+    let mut stream = connect(&gw).await;
     stream
         .write_all(
             b"GET /ws HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",

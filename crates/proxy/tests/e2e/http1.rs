@@ -17,13 +17,6 @@ async fn gateway() -> (Upstream, Gateway) {
     one_upstream(ServerLimits::default()).await
 }
 
-/// A connection to the gateway, Nagle off (so that the pieces a test writes go out apart).
-async fn connect(gw: &Gateway) -> TcpStream {
-    let stream = TcpStream::connect(gw.addr).await.expect("connect");
-    stream.set_nodelay(true).expect("nodelay");
-    stream
-}
-
 /// What the gateway sent until it closed `stream`, which it must within 5 s.
 async fn closed(stream: &mut TcpStream) -> String {
     until_closed(stream)
@@ -129,10 +122,7 @@ async fn bodyless_answers_keep_their_length_fields_but_send_no_body() {
     assert_eq!(answers.len(), 3, "{reply}");
     // HEAD: the length of the body a GET would get, and no body.
     assert!(answers[0].starts_with("200 OK\r\n"), "{reply}");
-    let length = answers[0]
-        .split("\r\n")
-        .find_map(|line| line.strip_prefix("content-length: "))
-        .and_then(|n| n.parse::<usize>().ok());
+    let length = content_length(answers[0]);
     assert!(length.is_some_and(|n| n > 100), "{reply}");
     assert!(answers[0].ends_with("\r\n\r\n"), "{reply}");
     assert!(answers[1].starts_with("204 No Content\r\n"), "{reply}");
@@ -218,11 +208,7 @@ async fn a_large_answer_arrives_whole_and_the_connection_carries_on() {
     );
     let reply = raw(&gw, request.as_bytes()).await;
     let (head, rest) = reply.split_once("\r\n\r\n").expect("a head");
-    let length: usize = head
-        .split("\r\n")
-        .find_map(|line| line.strip_prefix("content-length: "))
-        .and_then(|n| n.parse().ok())
-        .expect("a length");
+    let length = content_length(head).expect("a length");
     assert!(length > big.len(), "{head}");
     let (body, next) = rest.split_at(length);
     assert!(body.contains(&big), "the answer arrived whole");

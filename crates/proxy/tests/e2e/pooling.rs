@@ -194,10 +194,7 @@ async fn read_body(
             buf.drain(..size + 2);
         }
     }
-    let length: usize = lower
-        .lines()
-        .find_map(|l| l.strip_prefix("content-length: "))
-        .and_then(|v| v.trim().parse().ok())?;
+    let length = content_length(&lower)?;
     while buf.len() < length {
         fill(stream, buf).await?;
     }
@@ -224,31 +221,6 @@ async fn fill(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<()> {
             Some(())
         }
     }
-}
-
-/// Reads the gateway's reply on `client` until `done` says it is complete; fails if the gateway
-/// closes the connection first.
-async fn read_until(client: &mut TcpStream, done: impl Fn(&[u8]) -> bool) -> String {
-    let mut reply = Vec::new();
-    while !done(&reply) {
-        let mut chunk = [0u8; 1024];
-        let n = tokio::time::timeout(Duration::from_secs(5), client.read(&mut chunk))
-            .await
-            .unwrap_or_else(|_| {
-                panic!(
-                    "reply incomplete after 5 s: {}",
-                    String::from_utf8_lossy(&reply)
-                )
-            })
-            .expect("read");
-        assert!(
-            n > 0,
-            "reply cut short: {}",
-            String::from_utf8_lossy(&reply)
-        );
-        reply.extend_from_slice(&chunk[..n]);
-    }
-    String::from_utf8_lossy(&reply).into_owned()
 }
 
 async fn gateway_to(backend: &RawBackend) -> Gateway {
@@ -318,7 +290,7 @@ async fn a_body_the_client_abandoned_does_not_poison_the_pool() {
     let backend = RawBackend::start(AfterAnswer::KeepAlive).await;
     let gw = gateway_to(&backend).await;
     // Read the start of a large, slow body, then hang up.
-    let mut client = TcpStream::connect(gw.addr).await.expect("connect");
+    let mut client = connect(&gw).await;
     client
         .write_all(b"GET /big HTTP/1.1\r\nHost: h\r\n\r\n")
         .await
@@ -352,7 +324,7 @@ async fn chunked_answers_arrive_whole_with_their_trailers_and_keep_the_connectio
     let backend = RawBackend::start(AfterAnswer::KeepAlive).await;
     let gw = gateway_to(&backend).await;
     // Raw, so that the chunked framing and trailers the client gets are visible.
-    let mut client = TcpStream::connect(gw.addr).await.expect("connect");
+    let mut client = connect(&gw).await;
     client
         .write_all(b"GET /chunked HTTP/1.1\r\nHost: h\r\nTE: trailers\r\n\r\n")
         .await
@@ -395,7 +367,7 @@ async fn request_bodies_reach_the_backend_in_their_framing() {
     let reply = send(post).await;
     assert_eq!(reply.body, "sized 10: sized body");
     // A chunked upload is streamed upstream chunked.
-    let mut client = TcpStream::connect(gw.addr).await.expect("connect");
+    let mut client = connect(&gw).await;
     client
         .write_all(
             b"POST /echo HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n\

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use http::StatusCode;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 use crate::support::*;
 
@@ -204,9 +204,7 @@ async fn spoofed_forwarded_for_from_an_untrusted_client_is_replaced() {
 #[tokio::test]
 async fn a_slow_client_is_cut_off_by_the_header_read_timeout() {
     let (a, gw) = gateway_with_timeouts(Duration::from_millis(200), Duration::from_secs(60)).await;
-    let mut stream = tokio::net::TcpStream::connect(gw.addr)
-        .await
-        .expect("connect");
+    let mut stream = connect(&gw).await;
     stream
         .write_all(b"GET / HTTP/1.1\r\nHost: h\r\n")
         .await
@@ -232,10 +230,7 @@ async fn gateway_with_timeouts(header_read: Duration, idle: Duration) -> (Upstre
 #[tokio::test]
 async fn a_request_whose_first_bytes_look_like_the_http2_preface_is_served_whole() {
     let (a, gw) = gateway().await;
-    let mut stream = tokio::net::TcpStream::connect(gw.addr)
-        .await
-        .expect("connect");
-    stream.set_nodelay(true).expect("nodelay");
+    let mut stream = connect(&gw).await;
     // "P" could begin the HTTP/2 preface: the gateway waits for more before deciding, and the
     // bytes it read to decide still reach HTTP/1.
     stream.write_all(b"P").await.expect("write");
@@ -260,9 +255,7 @@ async fn after_an_upgrade_the_backend_refused_the_connection_ends_with_the_answe
     // The framing scanner stops following at an upgrade; a connection it no longer follows must
     // not carry more requests (no smuggling defence, no header read timeout for them).
     let (a, gw) = gateway_with_timeouts(Duration::from_millis(200), Duration::from_secs(60)).await;
-    let mut stream = tokio::net::TcpStream::connect(gw.addr)
-        .await
-        .expect("connect");
+    let mut stream = connect(&gw).await;
     stream
         .write_all(
             b"GET /not-ws HTTP/1.1\r\nHost: h\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n\
@@ -282,9 +275,7 @@ async fn after_an_upgrade_the_backend_refused_the_connection_ends_with_the_answe
 #[tokio::test]
 async fn a_client_that_sends_nothing_is_cut_off_by_the_header_read_timeout() {
     let (a, gw) = gateway_with_timeouts(Duration::from_millis(200), Duration::from_secs(60)).await;
-    let mut stream = tokio::net::TcpStream::connect(gw.addr)
-        .await
-        .expect("connect");
+    let mut stream = connect(&gw).await;
     assert_eq!(until_closed(&mut stream).await.as_deref(), Some(""));
     assert_eq!(a.hits(), 0);
 }
@@ -292,9 +283,7 @@ async fn a_client_that_sends_nothing_is_cut_off_by_the_header_read_timeout() {
 #[tokio::test]
 async fn a_keep_alive_connection_waits_for_its_next_request_until_the_idle_timeout() {
     let (_a, gw) = gateway_with_timeouts(Duration::from_millis(200), Duration::from_secs(60)).await;
-    let mut stream = tokio::net::TcpStream::connect(gw.addr)
-        .await
-        .expect("connect");
+    let mut stream = connect(&gw).await;
     assert!(get_on(&mut stream).await.starts_with("HTTP/1.1 200"));
     // Well past the header read timeout: between requests only the idle timeout counts.
     tokio::time::sleep(Duration::from_millis(800)).await;
@@ -304,9 +293,7 @@ async fn a_keep_alive_connection_waits_for_its_next_request_until_the_idle_timeo
 #[tokio::test]
 async fn an_idle_connection_is_closed_after_the_idle_timeout() {
     let (_a, gw) = gateway_with_timeouts(Duration::from_secs(10), Duration::from_millis(300)).await;
-    let mut stream = tokio::net::TcpStream::connect(gw.addr)
-        .await
-        .expect("connect");
+    let mut stream = connect(&gw).await;
     assert!(get_on(&mut stream).await.starts_with("HTTP/1.1 200"));
     assert_eq!(until_closed(&mut stream).await.as_deref(), Some(""));
 }
@@ -317,29 +304,7 @@ async fn get_on(stream: &mut tokio::net::TcpStream) -> String {
         .write_all(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
         .await
         .expect("write");
-    let mut buf = Vec::new();
-    loop {
-        let mut chunk = [0u8; 4096];
-        let n = stream.read(&mut chunk).await.expect("read");
-        assert!(n > 0, "the gateway closed the connection");
-        buf.extend_from_slice(&chunk[..n]);
-        let text = String::from_utf8_lossy(&buf).into_owned();
-        let Some((head, body)) = text.split_once("\r\n\r\n") else {
-            continue;
-        };
-        let length = head
-            .lines()
-            .find_map(|l| {
-                l.to_ascii_lowercase()
-                    .strip_prefix("content-length: ")
-                    .map(str::to_owned)
-            })
-            .and_then(|v| v.trim().parse::<usize>().ok())
-            .expect("content-length");
-        if body.len() >= length {
-            return text;
-        }
-    }
+    read_until(stream, sized_answer_complete).await
 }
 
 #[tokio::test]
@@ -349,20 +314,14 @@ async fn at_the_connection_cap_a_new_client_waits_until_a_connection_closes() {
         ..Default::default()
     })
     .await;
-    let mut first = tokio::net::TcpStream::connect(gw.addr)
-        .await
-        .expect("connect");
-    let mut second = tokio::net::TcpStream::connect(gw.addr)
-        .await
-        .expect("connect");
+    let mut first = connect(&gw).await;
+    let mut second = connect(&gw).await;
     assert!(get_on(&mut first).await.starts_with("HTTP/1.1 200"));
     assert!(get_on(&mut second).await.starts_with("HTTP/1.1 200"));
 
     // The kernel queues the third client; the gateway does not take it while two are open.
     let third = tokio::spawn(async move {
-        let mut stream = tokio::net::TcpStream::connect(gw.addr)
-            .await
-            .expect("connect");
+        let mut stream = connect(&gw).await;
         let reply = get_on(&mut stream).await;
         (gw, reply, stream)
     });

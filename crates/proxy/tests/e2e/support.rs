@@ -571,14 +571,68 @@ pub async fn until_closed(stream: &mut tokio::net::TcpStream) -> Option<String> 
     Some(String::from_utf8_lossy(&out).into_owned())
 }
 
+/// A connection to the gateway, Nagle off (so that the pieces a test writes go out apart).
+pub async fn connect(gw: &Gateway) -> tokio::net::TcpStream {
+    let stream = tokio::net::TcpStream::connect(gw.addr)
+        .await
+        .expect("connect");
+    stream.set_nodelay(true).expect("nodelay");
+    stream
+}
+
+/// Reads the gateway's reply on `client` until `done` says it is complete; fails if the gateway
+/// closes the connection first, or 5 s pass.
+pub async fn read_until(
+    client: &mut tokio::net::TcpStream,
+    done: impl Fn(&[u8]) -> bool,
+) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut reply = Vec::new();
+    while !done(&reply) {
+        let mut chunk = [0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(5), client.read(&mut chunk))
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "reply incomplete after 5 s: {}",
+                    String::from_utf8_lossy(&reply)
+                )
+            })
+            .expect("read");
+        assert!(
+            n > 0,
+            "reply cut short: {}",
+            String::from_utf8_lossy(&reply)
+        );
+        reply.extend_from_slice(&chunk[..n]);
+    }
+    String::from_utf8_lossy(&reply).into_owned()
+}
+
+/// The `Content-Length` of a message head, its field names in any case.
+pub fn content_length(head: &str) -> Option<usize> {
+    head.split("\r\n").find_map(|line| {
+        let (name, value) = line.split_once(':')?;
+        name.eq_ignore_ascii_case("content-length")
+            .then(|| value.trim().parse().ok())
+            .flatten()
+    })
+}
+
+/// Whether `reply` holds a whole answer framed by its `Content-Length`.
+pub fn sized_answer_complete(reply: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(reply);
+    let Some((head, body)) = text.split_once("\r\n\r\n") else {
+        return false;
+    };
+    content_length(head).is_some_and(|length| body.len() >= length)
+}
+
 /// Sends `request` on a new connection (Nagle off) and returns everything the gateway sent
 /// until it closed the connection, which it must within 5 s.
 pub async fn raw(gw: &Gateway, request: &[u8]) -> String {
     use tokio::io::AsyncWriteExt;
-    let mut stream = tokio::net::TcpStream::connect(gw.addr)
-        .await
-        .expect("connect");
-    stream.set_nodelay(true).expect("nodelay");
+    let mut stream = connect(gw).await;
     stream.write_all(request).await.expect("write");
     until_closed(&mut stream)
         .await
