@@ -32,7 +32,6 @@ pub mod path;
 pub mod route;
 pub mod server;
 pub mod tls;
-mod turn;
 pub mod upstream;
 pub mod watch;
 mod wire;

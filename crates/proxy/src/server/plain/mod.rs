@@ -36,7 +36,6 @@ use super::{activity::ActivityIo, framing::HeadProgress};
 use crate::{
     forward::{Connection, ObservedBody},
     gateway::Gateway,
-    turn,
     wire::{push_last_chunk, push_number},
 };
 
@@ -226,11 +225,6 @@ async fn respond<T: AsyncRead + AsyncWrite + Unpin>(
         trailers,
     } = request;
     let method = head.method.clone();
-    // Served two turns on, so that what it sends the endpoint goes out with the others
-    // (`turn`).
-    let _serving = turn::Serving::start();
-    turn::end_of_turn().await;
-    turn::end_of_turn().await;
     let response = {
         // Pinned where it is made: moving a kilobytes-large future into a helper costs a copy.
         let mut handling = pin!(
@@ -242,8 +236,6 @@ async fn respond<T: AsyncRead + AsyncWrite + Unpin>(
         let room = setup.max_header_bytes;
         poll_fn(|cx| poll_while_connected(handling.as_mut(), io, buf, room, cx)).await?
     };
-    // The response goes out with the others of this turn (`turn`).
-    turn::end_of_turn().await;
     // What the gateway left of the head goes now: its bytes would keep the read buffer's
     // memory from being reused.
     head.uri = Uri::default();
