@@ -22,12 +22,12 @@
 # - Reload: time to compile and swap in 5,000 routes while wrk keeps sending (non-2xx counted).
 #
 # Needs: wrk, nginx, curl, jq (apt-get install wrk nginx curl jq). Run from anywhere:
-#   hack/bench-proxy.sh            # DURATION=10s CONNECTIONS=50 THREADS=2 by default
+#   hack/bench-proxy.sh            # DURATION=5s ROUNDS=9 CONNECTIONS=50 PIN=1 by default
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-DURATION="${DURATION:-10s}"
-ROUNDS="${ROUNDS:-5}"
+DURATION="${DURATION:-5s}"
+ROUNDS="${ROUNDS:-9}"
 CONNECTIONS="${CONNECTIONS:-50}"
 PIN="${PIN:-1}"
 [ "$(nproc)" -ge 2 ] || PIN=0
