@@ -182,49 +182,11 @@ pub fn parse_response(
             Some(0) => Version::HTTP_10,
             _ => Version::HTTP_11,
         };
-        // Where each field sits in the head, so that values (or the relayed lines) can share
-        // the head's bytes. The framing fields are read on the way, without a lookup each
-        // afterwards, and the fields that only concern this connection are left out.
-        let bytes: &[u8] = buf;
-        let base = bytes.as_ptr() as usize;
         let mut framing = FramingFields::default();
-        let mut runs = (relay
+        let relayable = relay
             && status != StatusCode::SWITCHING_PROTOCOLS
-            && bytes.get(..len).is_some_and(|h| h.ends_with(b"\r\n\r\n")))
-        .then(Runs::default);
-        scratch.spans.clear();
-        let fields = &*parsed.headers;
-        for (index, field) in fields.iter().enumerate() {
-            let (name, kind) = scratch.name(index, field.name)?;
-            let passed_on = framing.note(kind, field.value);
-            if let Some(lines) = runs.as_mut() {
-                // The line runs to the next field's name, or to the empty line.
-                let start = field.name.as_ptr() as usize - base;
-                let end = fields
-                    .get(index + 1)
-                    .map_or(len - 2, |next| next.name.as_ptr() as usize - base);
-                let relayed = match kind {
-                    Kind::Connection | Kind::Trailer if passed_on => false,
-                    Kind::ContentLength => true,
-                    _ if !passed_on => true,
-                    _ => lines.add(start..end, bytes, kind == Kind::Date),
-                };
-                if relayed {
-                    continue;
-                }
-                // Into the map after all, with the fields before this one.
-                runs = None;
-                for (index, field) in fields.iter().enumerate().take(index) {
-                    let (name, kind) = scratch.name(index, field.name)?;
-                    if FramingFields::default().note(kind, field.value) {
-                        scratch.spans.push(FieldSpan::new(name, field.value, base));
-                    }
-                }
-            }
-            if passed_on {
-                scratch.spans.push(FieldSpan::new(name, field.value, base));
-            }
-        }
+            && buf.get(..len).is_some_and(|h| h.ends_with(b"\r\n\r\n"));
+        let runs = gather(parsed.headers, buf, len, scratch, &mut framing, relayable)?;
         let head = buf.split_to(len).freeze();
         let mut headers = std::mem::take(headers);
         headers.clear();
@@ -245,6 +207,58 @@ pub fn parse_response(
         };
         return finish(status, version, headers, &framing, method, relayed).map(Some);
     }
+}
+
+/// Goes over the fields of the head at the start of `head` (`len` bytes): notes what frames the
+/// body, and gathers the fields that are passed on. With `relay`, they are gathered as the lines
+/// they came in ([`Runs`], returned) while they can be; otherwise, or from the first field
+/// that cannot be relayed as it is, as spans into `scratch`.
+fn gather(
+    fields: &[httparse::Header<'_>],
+    head: &[u8],
+    len: usize,
+    scratch: &mut Scratch,
+    framing: &mut FramingFields,
+    relay: bool,
+) -> Result<Option<Runs>, HeadError> {
+    // Where each field sits in the head, so that values (or the relayed lines) can share the
+    // head's bytes. The framing fields are read on the way, without a lookup each afterwards,
+    // and the fields that only concern this connection are left out.
+    let base = head.as_ptr() as usize;
+    let mut runs = relay.then(Runs::default);
+    scratch.spans.clear();
+    for (index, field) in fields.iter().enumerate() {
+        let (name, kind) = scratch.name(index, field.name)?;
+        let passed_on = framing.note(kind, field.value);
+        if let Some(lines) = runs.as_mut() {
+            // The line runs to the next field's name, or to the empty line.
+            let start = field.name.as_ptr() as usize - base;
+            let end = fields
+                .get(index + 1)
+                .map_or(len - 2, |next| next.name.as_ptr() as usize - base);
+            let relayed = match kind {
+                Kind::Connection | Kind::Trailer if passed_on => false,
+                Kind::ContentLength => true,
+                _ if !passed_on => true,
+                _ => lines.add(start..end, head, kind == Kind::Date),
+            };
+            if relayed {
+                continue;
+            }
+            // Into the map after all, with the fields before this one.
+            runs = None;
+            for (index, field) in fields.iter().enumerate().take(index) {
+                let (name, kind) = scratch.name(index, field.name)?;
+                if FramingFields::default().note(kind, field.value) {
+                    scratch.spans.push(FieldSpan::new(name, field.value, base));
+                }
+            }
+        }
+        if passed_on {
+            scratch.spans.push(FieldSpan::new(name, field.value, base));
+        }
+    }
+    Ok(runs)
 }
 
 /// What [`parse_response`] keeps from one response of a connection to the next.
