@@ -140,6 +140,19 @@ pub fn push_number(out: &mut Vec<u8>, mut n: u64, radix: u64) {
     out.extend_from_slice(&digits[at..]);
 }
 
+/// Appends the line `content-length: n` and its CRLF.
+pub fn push_content_length(out: &mut Vec<u8>, n: u64) {
+    out.extend_from_slice(b"content-length: ");
+    push_number(out, n, 10);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Appends the size line of a chunk of `n` bytes (RFC 9112 §7.1).
+pub fn push_chunk_size(out: &mut Vec<u8>, n: u64) {
+    push_number(out, n, 16);
+    out.extend_from_slice(b"\r\n");
+}
+
 /// Appends the field line `name: value` and its CRLF.
 pub fn push_field(out: &mut Vec<u8>, name: &HeaderName, value: &HeaderValue) {
     out.extend_from_slice(name.as_str().as_bytes());

@@ -10,6 +10,7 @@ use http::{
 use crate::{
     filters::Scheme,
     forwarded::{Forwarded, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO},
+    wire::tokens,
 };
 
 /// Headers that describe one connection and never travel through a proxy (RFC 9110 §7.6.1),
@@ -50,8 +51,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     let named: Vec<HeaderName> = headers
         .get_all(CONNECTION)
         .iter()
-        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
-        .map(<[u8]>::trim_ascii)
+        .flat_map(|v| tokens(v.as_bytes()))
         .filter(|token| {
             !token.eq_ignore_ascii_case(b"keep-alive") && !token.eq_ignore_ascii_case(b"close")
         })
@@ -78,9 +78,7 @@ pub fn upgrade_request(version: Version, headers: &HeaderMap) -> Option<HeaderVa
     let asks = headers
         .get_all(CONNECTION)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|token| token.trim().eq_ignore_ascii_case("upgrade"));
+        .any(|v| tokens(v.as_bytes()).any(|token| token.eq_ignore_ascii_case(b"upgrade")));
     if asks {
         headers.get(UPGRADE).cloned()
     } else {

@@ -36,7 +36,7 @@ use super::{activity::ActivityIo, framing::HeadProgress};
 use crate::{
     forward::{Connection, ObservedBody},
     gateway::Gateway,
-    wire::{push_last_chunk, push_number},
+    wire::{push_chunk_size, push_last_chunk},
 };
 
 /// Most bytes of request body the plain server reads whole before serving the request; a
@@ -361,8 +361,7 @@ async fn write_body<T: AsyncWrite + Unpin>(
         };
         let payload = data.chunk().get(..take).unwrap_or_default();
         if left.is_none() {
-            push_number(out, data.len() as u64, 16);
-            out.extend_from_slice(b"\r\n");
+            push_chunk_size(out, data.len() as u64);
         }
         if payload.len() >= WRITE_BATCH {
             // A large frame goes out as it is, not copied into the batch.

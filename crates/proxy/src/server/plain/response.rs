@@ -9,7 +9,7 @@ use http::{
 
 use crate::{
     upstream::Relayed,
-    wire::{content_length, push_field, push_number, tokens},
+    wire::{content_length, push_content_length, push_field, tokens},
 };
 
 /// How the body follows the head.
@@ -102,9 +102,7 @@ pub(super) fn encode_head(
         declared.or(exact.filter(|&n| !no_body || (head && n > 0)))
     };
     if let Some(n) = length {
-        out.extend_from_slice(b"content-length: ");
-        push_number(out, n, 10);
-        out.extend_from_slice(b"\r\n");
+        push_content_length(out, n);
     }
     let framing = match length {
         _ if no_body => BodyFraming::None,

@@ -12,7 +12,10 @@ use http::{
 use super::relay::{Relayed, Runs};
 use crate::{
     upstream::RequestTemplate,
-    wire::{FieldSpan, NameCache, append_fields, content_length, push_field, push_number, tokens},
+    wire::{
+        FieldSpan, NameCache, append_fields, content_length, push_content_length, push_field,
+        tokens,
+    },
 };
 
 /// Most header fields in a response head (or a chunked body's trailer section).
@@ -92,9 +95,7 @@ pub fn encode_request(
         }
     };
     if let Some(n) = length {
-        out.extend_from_slice(b"content-length: ");
-        push_number(out, n, 10);
-        out.extend_from_slice(b"\r\n");
+        push_content_length(out, n);
     }
     out.extend_from_slice(b"\r\n");
     framing

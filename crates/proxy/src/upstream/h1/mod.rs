@@ -39,7 +39,7 @@ use self::codec::{RequestFraming, ResponseHead};
 use super::{Endpoint, RequestTemplate, UpstreamIo};
 use crate::{
     body::Body,
-    wire::{push_last_chunk, push_number},
+    wire::{push_chunk_size, push_last_chunk},
 };
 
 /// Read buffer growth: when less than this is free, room for [`READ_CHUNK`] more is made.
@@ -292,8 +292,7 @@ impl BodyWriter {
         match self.framing {
             RequestFraming::Chunked => {
                 let mut size = Vec::with_capacity(18);
-                push_number(&mut size, data.len() as u64, 16);
-                size.extend_from_slice(b"\r\n");
+                push_chunk_size(&mut size, data.len() as u64);
                 self.pending.push(Bytes::from(size));
                 self.pending.push(data);
                 self.pending.push(Bytes::from_static(b"\r\n"));
