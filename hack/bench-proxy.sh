@@ -193,10 +193,10 @@ load: wrk -t$THREADS -c$CONNECTIONS -d$DURATION --latency, GET /, static upstrea
                  requests/s     p99        CPU/request (user + kernel)   errors
   portcullis     $P_RPS      $P_P99    ${P_US} us (${P_USER} + ${P_KERNEL})          $P_ERR
   nginx          $N_RPS      $N_P99    ${N_US} us (${N_USER} + ${N_KERNEL})          $N_ERR
-  ratio portcullis / nginx: requests/s $RATIO, CPU per request $CPU_RATIO
+  portcullis / nginx, paired rounds (each round against the other's next to it; median ratio):
+      requests/s $PAIRED_RPS (rounds $PAIRED_RPS_RANGE), p99 $PAIRED_P99
+  portcullis / nginx, the median rounds above: requests/s $RATIO, CPU per request $CPU_RATIO
   p99 over all rounds (median): portcullis ${P_P99_MEDIAN} ms, nginx ${N_P99_MEDIAN} ms
-  paired rounds (each against the other's round next to it), median ratio: requests/s $PAIRED_RPS
-      (rounds $PAIRED_RPS_RANGE), p99 $PAIRED_P99
 
 memory (RSS): idle $((IDLE_RSS / 1024)) MB; 1,000 routes $((RSS_1000 / 1024)) MB; 5,000 routes $((RSS_5000 / 1024)) MB
 reload of 5,000 routes: compile + swap ${SWAP_MS} ms; read + parse + compile + swap ${RELOAD_MS} ms
