@@ -12,7 +12,7 @@
 CARGO ?= cargo
 BIN := target/debug/portcullis
 
-.PHONY: build release test demo lint crds chart-rbac install-yaml generate check-generated bench \
+.PHONY: build release release-pgo test demo lint crds chart-rbac install-yaml generate check-generated bench \
 	bench-instructions \
 	control-plane helm image
 
@@ -21,6 +21,11 @@ build:
 
 release:
 	$(CARGO) build --release
+
+# A profile-guided build of portcullis, trained on proxied traffic (hack/build-pgo.sh: needs
+# llvm-profdata of rustc's LLVM, nginx, wrk); prints the binary's path.
+release-pgo:
+	hack/build-pgo.sh portcullis
 
 # The operator tests run against a real kube-apiserver, etcd and kube-controller-manager, built
 # once from the upstream Go modules and cached in ~/.cache/portcullis/k8s (a second run costs

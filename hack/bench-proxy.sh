@@ -20,6 +20,8 @@
 #   core).
 # - Memory: portcullis RSS idle, then with 1,000 routes loaded.
 # - Reload: time to compile and swap in 5,000 routes while wrk keeps sending (non-2xx counted).
+# - Build: the plain release build; PGO=1 measures the profile-guided one (hack/build-pgo.sh),
+#   PORTCULLIS_BIN=path a serve_snapshot binary built before.
 #
 # Needs: wrk, nginx, curl, jq (apt-get install wrk nginx curl jq). Run from anywhere:
 #   hack/bench-proxy.sh            # DURATION=5s ROUNDS=9 CONNECTIONS=50 PIN=1 by default
@@ -45,9 +47,19 @@ for tool in wrk nginx curl jq; do
   command -v "$tool" >/dev/null || { echo "bench: $tool is missing (apt-get install $tool)" >&2; exit 1; }
 done
 
-echo "== building portcullis (release)"
-(cd "$ROOT" && cargo build --quiet --release -p portcullis-proxy --example serve_snapshot)
-BIN="$ROOT/target/release/examples/serve_snapshot"
+if [ -n "${PORTCULLIS_BIN:-}" ]; then
+  BIN="$PORTCULLIS_BIN"
+  BUILD_KIND="$BIN"
+elif [ "${PGO:-0}" = 1 ]; then
+  echo "== building portcullis (release, profile-guided: hack/build-pgo.sh)"
+  BIN="$("$ROOT/hack/build-pgo.sh" serve_snapshot | tail -n 1)"
+  BUILD_KIND="release, profile-guided (hack/build-pgo.sh)"
+else
+  echo "== building portcullis (release)"
+  (cd "$ROOT" && cargo build --quiet --release -p portcullis-proxy --example serve_snapshot)
+  BIN="$ROOT/target/release/examples/serve_snapshot"
+  BUILD_KIND="release"
+fi
 
 WORK="$(mktemp -d)"
 PIDS=()
@@ -186,6 +198,7 @@ cat <<REPORT
 
 Portcullis data-plane benchmark ($(date -u +%Y-%m-%dT%H:%MZ))
 machine: $CPU, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo) RAM; $(nginx -v 2>&1); $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2)
+portcullis build: $BUILD_KIND
 load: wrk -t$THREADS -c$CONNECTIONS -d$DURATION --latency, GET /, static upstream (nginx, 1 worker);
       median of $ROUNDS alternating rounds (the median round by requests/s below); pinned: $PIN
       (1 = proxy alone on CPU 1, wrk + upstream on CPU 0)
