@@ -55,12 +55,11 @@ cleanup() {
 trap cleanup EXIT
 
 echo "== instrumented build" >&2
-rm -rf "$CACHE/raw"
 (cd "$ROOT" && RUSTFLAGS="-Cprofile-generate=$CACHE/raw" cargo build --quiet --release \
   -p portcullis-proxy --example serve_snapshot --target-dir "$CACHE/generate")
 TRAINEE="$CACHE/generate/release/examples/serve_snapshot"
-# The build scripts the instrumented build ran wrote profiles of their own: only the training
-# run's count.
+# Earlier runs' profiles, and those of the build scripts the instrumented build ran, go: only
+# this training run's count.
 rm -rf "$CACHE/raw"
 
 echo "== training" >&2

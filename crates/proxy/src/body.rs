@@ -15,7 +15,7 @@ use hyper::body::{Body as HttpBody, Frame, SizeHint};
 
 use crate::{
     forward::DeadlineBody,
-    upstream::{H1Body, Relayed},
+    upstream::{CarriesRelayed, H1Body, Relayed},
 };
 
 /// Any error a body can fail with.
@@ -50,18 +50,18 @@ impl std::fmt::Debug for Body {
     }
 }
 
-impl Body {
-    /// An endpoint's response fields, when they are relayed as they came
-    /// ([`crate::upstream::Relayed`]): the header map of the response this body belongs to
-    /// does not hold them. Boxing a body hides them: see `upstream::materialize`.
-    pub fn take_relayed(&mut self) -> Option<Box<Relayed>> {
+/// Boxing a body hides its relayed fields: see `upstream::materialize`.
+impl CarriesRelayed for Body {
+    fn take_relayed(&mut self) -> Option<Box<Relayed>> {
         match self {
             Body::Upstream(body) => body.take_relayed(),
             Body::Deadline(body) => body.inner_mut().take_relayed(),
             Body::Empty | Body::Full(_) | Body::Boxed(_) => None,
         }
     }
+}
 
+impl Body {
     /// Boxes any other body.
     pub fn boxed<B>(body: B) -> Self
     where

@@ -102,6 +102,16 @@ pub fn append_fields(
     Ok(())
 }
 
+/// Fields as name and text, in order, for tests to compare.
+#[cfg(test)]
+pub fn field_pairs<'n, 'v>(
+    fields: impl Iterator<Item = (&'n HeaderName, &'v HeaderValue)>,
+) -> Vec<(&'n str, &'v str)> {
+    fields
+        .map(|(name, value)| (name.as_str(), value.to_str().expect("visible ASCII")))
+        .collect()
+}
+
 /// The comma-separated tokens of a field value, trimmed (RFC 9110 §5.6.1).
 pub fn tokens(value: &[u8]) -> impl DoubleEndedIterator<Item = &[u8]> {
     value.split(|&b| b == b',').map(<[u8]>::trim_ascii)

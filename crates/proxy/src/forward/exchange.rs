@@ -18,7 +18,7 @@ use crate::{
     body::{Body, BoxError},
     gateway::Gateway,
     metrics::StatusClass,
-    upstream::{Admission, Endpoint, InFlight},
+    upstream::{Admission, CarriesRelayed, Endpoint, InFlight, Relayed},
 };
 
 /// What is known about a request as it goes through the gateway.
@@ -77,12 +77,13 @@ pub struct ObservedBody {
     gateway: Arc<Gateway>,
 }
 
-impl ObservedBody {
-    /// An endpoint's response fields, when relayed as they came ([`Body::take_relayed`]).
-    pub fn take_relayed(&mut self) -> Option<Box<crate::upstream::Relayed>> {
+impl CarriesRelayed for ObservedBody {
+    fn take_relayed(&mut self) -> Option<Box<Relayed>> {
         self.inner.take_relayed()
     }
+}
 
+impl ObservedBody {
     /// Wraps `inner`, the body of a response with `status`.
     pub fn new(inner: Body, status: StatusCode, exchange: Exchange, gateway: Arc<Gateway>) -> Self {
         Self {

@@ -146,6 +146,7 @@ pub fn forwarded(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::field_pairs;
 
     fn map(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
@@ -217,12 +218,8 @@ mod tests {
         let fields = forwarded(&mut h, &peer, false, Scheme::Https, None);
         let left: Vec<&str> = h.keys().map(|n| n.as_str()).collect();
         assert_eq!(left, ["x-kept"]);
-        let added: Vec<(&str, &str)> = fields
-            .fields()
-            .map(|(n, v)| (n.as_str(), v.to_str().expect("ascii")))
-            .collect();
         assert_eq!(
-            added,
+            field_pairs(fields.fields()),
             [
                 ("x-forwarded-for", "203.0.113.1"),
                 ("x-forwarded-proto", "https")
@@ -265,12 +262,8 @@ mod tests {
         let peer = peer_value("10.0.0.2".parse().expect("ip"));
         let fields = forwarded(&mut h, &peer, true, Scheme::Https, None);
         assert_eq!(h.len(), 1);
-        let added: Vec<(&str, &str)> = fields
-            .fields()
-            .map(|(n, v)| (n.as_str(), v.to_str().expect("ascii")))
-            .collect();
         assert_eq!(
-            added,
+            field_pairs(fields.fields()),
             [
                 ("x-forwarded-for", "10.0.0.2"),
                 ("x-forwarded-proto", "https")

@@ -91,6 +91,8 @@ pub fn template(
         headers,
         forwarded,
         upgrade: upgrade_requested,
-        relay: conn.relays_heads,
+        // Not for a rule whose filters read or change the response's fields: they would go
+        // into the map at once (`upstream::materialize`), parsed twice.
+        relay: conn.relays_heads && filters.response_headers.is_none() && filters.cors.is_none(),
     })
 }

@@ -39,6 +39,7 @@ use crate::{
     filters::Scheme,
     forward::{Connection, FramingConflict, ObservedBody},
     gateway::Gateway,
+    upstream::materialize,
 };
 
 /// The HTTP/1.1 and HTTP/2 settings of client connections, from `limits`.
@@ -213,11 +214,7 @@ impl Server {
     {
         let activity = Arc::new(AtomicU64::new(0));
         let heads = Arc::new(HeadProgress::default());
-        let conn_info = Arc::new(Connection::new(
-            accepted.peer,
-            accepted.port,
-            accepted.scheme,
-        ));
+        let conn_info = Connection::new(accepted.peer, accepted.port, accepted.scheme);
         let watch = Watch {
             activity: activity.clone(),
             // HTTP/2 has no request heads to wait for; its connections idle between streams.
@@ -227,7 +224,8 @@ impl Server {
         if h2 {
             let conflicts = Arc::new(ConflictingFraming::default());
             let io = ActivityIo::new(stream, start, activity, conflicts.clone(), heads.clone());
-            let service = hyper_service(self.gateway.clone(), conn_info, conflicts, heads);
+            let service =
+                hyper_service(self.gateway.clone(), Arc::new(conn_info), conflicts, heads);
             let conn = self
                 .protocols
                 .http2
@@ -240,11 +238,11 @@ impl Server {
         // from the header map.
         let plain_conn = Arc::new(Connection {
             relays_heads: true,
-            ..Connection::clone(&conn_info)
+            ..conn_info
         });
         let setup = plain::Setup {
             gateway: self.gateway.clone(),
-            conn: plain_conn,
+            conn: plain_conn.clone(),
             heads: heads.clone(),
             max_headers: self.limits.max_headers,
             max_header_bytes: self.limits.max_header_bytes,
@@ -262,6 +260,10 @@ impl Server {
         };
         let conflicts = Arc::new(ConflictingFraming::default());
         io.hand_over(unread.to_vec(), conflicts.clone());
+        let conn_info = Arc::new(Connection {
+            relays_heads: false,
+            ..Connection::clone(&plain_conn)
+        });
         let service = hyper_service(self.gateway.clone(), conn_info, conflicts, heads);
         let conn = self
             .protocols
@@ -394,9 +396,7 @@ fn hyper_service(
             let (mut head, body) = req.into_parts();
             let mut response = gateway.handle(&conn_info, &mut head, body).await;
             // hyper writes the header map (its connections never ask for relayed fields).
-            if let Some(relayed) = response.body_mut().take_relayed() {
-                relayed.fill(response.headers_mut());
-            }
+            materialize(&mut response);
             // Once the scanner stopped following the requests (an upgrade or tunnel the
             // backend refused, framing it cannot follow), neither the smuggling defence nor
             // the header read timeout covers a next request: the connection ends here.

@@ -15,4 +15,4 @@ pub use backend::{
 pub use connector::{UpstreamConnector, UpstreamIo, UpstreamTls};
 pub use endpoint::{Endpoint, InFlight, Outcome, OutlierSettings};
 pub use exchange::{RequestTemplate, SendFailure};
-pub use h1::{H1Body, Relayed, materialize};
+pub use h1::{CarriesRelayed, H1Body, Relayed, materialize};

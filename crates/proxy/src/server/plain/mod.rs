@@ -36,6 +36,7 @@ use super::{activity::ActivityIo, framing::HeadProgress};
 use crate::{
     forward::{Connection, ObservedBody},
     gateway::Gateway,
+    upstream::CarriesRelayed,
     wire::{push_chunk_size, push_last_chunk},
 };
 

@@ -16,7 +16,7 @@ use hyper::body::{Body as HttpBody, Frame, SizeHint};
 use super::{
     H1Conn,
     codec::{MAX_HEAD_BYTES, MAX_HEADERS, ResponseFraming},
-    relay::Relayed,
+    relay::{CarriesRelayed, Relayed},
 };
 use crate::{body::BoxError, upstream::Endpoint};
 
@@ -218,12 +218,6 @@ impl H1Body {
         body
     }
 
-    /// The response's fields, when they are relayed as they came: the header map of the
-    /// response this body belongs to does not hold them.
-    pub fn take_relayed(&mut self) -> Option<Box<Relayed>> {
-        self.relayed.take()
-    }
-
     /// The body has ended: the connection goes back to the pool if it can carry another
     /// exchange (nothing unexpected buffered after this response).
     fn release(&mut self) {
@@ -233,6 +227,12 @@ impl H1Body {
         {
             self.endpoint.idle.put(conn);
         }
+    }
+}
+
+impl CarriesRelayed for H1Body {
+    fn take_relayed(&mut self) -> Option<Box<Relayed>> {
+        self.relayed.take()
     }
 }
 

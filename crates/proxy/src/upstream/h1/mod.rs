@@ -32,7 +32,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use http::{HeaderMap, HeaderValue, Response, header::TRAILER};
 use hyper::body::Body as HttpBody;
 pub use pool::{IDLE_TIMEOUT, IdlePool};
-pub use relay::{Relayed, materialize};
+pub use relay::{CarriesRelayed, Relayed, materialize};
 use tokio::io::AsyncWrite;
 
 use self::codec::{RequestFraming, ResponseHead};
@@ -102,9 +102,10 @@ impl H1Conn {
     }
 
     /// Sends the request `template` describes (origin-form target; `Host` is the endpoint's
-    /// authority when the template has none), with `body`, and reads the response head. The response body streams from this connection, which
-    /// returns to `endpoint`'s idle list after it. `last`: the template's header map may be
-    /// taken to hold the response's fields (no other attempt reads it).
+    /// authority when the template has none), with `body`, and reads the response head. The
+    /// response body streams from this connection, which returns to `endpoint`'s idle list
+    /// after it. `last`: the template's header map may be taken to hold the response's fields
+    /// (no other attempt reads it).
     pub async fn send(
         mut self: Box<Self>,
         template: &mut RequestTemplate,

@@ -15,8 +15,6 @@ use std::ops::Range;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Response, header::CONTENT_LENGTH};
 
-use crate::body::Body;
-
 /// Runs of adjacent field lines a relayed head may have; a head whose passed-on fields are
 /// more scattered goes into a header map instead.
 const RUNS: usize = 4;
@@ -138,9 +136,16 @@ impl Runs {
     }
 }
 
+/// A response body that may carry its endpoint's fields, relayed as they came.
+pub trait CarriesRelayed {
+    /// The fields, when relayed: the header map of the response this body belongs to does not
+    /// hold them.
+    fn take_relayed(&mut self) -> Option<Box<Relayed>>;
+}
+
 /// Moves a relayed response's fields into its header map, after any the gateway added; a
 /// response whose fields are already there is left as it is.
-pub fn materialize(response: &mut Response<Body>) {
+pub fn materialize<B: CarriesRelayed>(response: &mut Response<B>) {
     if let Some(relayed) = response.body_mut().take_relayed() {
         relayed.fill(response.headers_mut());
     }
@@ -149,6 +154,7 @@ pub fn materialize(response: &mut Response<Body>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::field_pairs;
 
     /// The relayed fields of `head` when the lines starting with `lines` are passed on.
     fn relayed(head: &'static str, lines: &[&str]) -> Option<Relayed> {
@@ -175,12 +181,8 @@ mod tests {
         assert_eq!(out, b"Server: up\r\nDate: x\r\nX-A:  b \r\n");
         let mut headers = HeaderMap::new();
         relayed.fill(&mut headers);
-        let fields: Vec<(&str, &str)> = headers
-            .iter()
-            .map(|(n, v)| (n.as_str(), v.to_str().expect("text")))
-            .collect();
         assert_eq!(
-            fields,
+            field_pairs(headers.iter()),
             [
                 ("server", "up"),
                 ("date", "x"),
