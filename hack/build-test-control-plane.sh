@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds the Kubernetes control plane that Portcullis' integration tests run against:
 # etcd, kube-apiserver, kube-controller-manager and kube-scheduler, plus kwok (fake nodes
-# that mark scheduled pods Running and Ready), compiled from the upstream Go modules (the Go
-# module proxy is the only source; no download sites).
+# that mark scheduled pods Running and Ready) and kubectl (the same release as the API server,
+# for the tests that apply manifests as a user does), compiled from the upstream Go modules (the
+# Go module proxy is the only source; no download sites).
 #
 # Usage: hack/build-test-control-plane.sh [--cached-only]
 #   Prints the directory holding the binaries as its last (and only) line on stdout;
@@ -31,7 +32,7 @@ CACHE_ROOT="${PORTCULLIS_K8S_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/portcullis/k
 OUT="$CACHE_ROOT/${K8S_VERSION}-etcd${ETCD_VERSION}"
 STAMP="$OUT/.complete"
 # A stamp from a build with other components (say, before kwok was added) is not a cache hit.
-STAMP_TEXT="kubernetes $K8S_VERSION, etcd $ETCD_VERSION, kwok $KWOK_VERSION"
+STAMP_TEXT="kubernetes $K8S_VERSION (with kubectl), etcd $ETCD_VERSION, kwok $KWOK_VERSION"
 cache_hit() { [[ -f "$STAMP" && "$(<"$STAMP")" == "$STAMP_TEXT" ]]; }
 
 CACHED_ONLY=0
@@ -136,7 +137,7 @@ EDITS=(-require="k8s.io/kubernetes@${K8S_VERSION}")
 for m in "${STAGING[@]}"; do
   EDITS+=(-replace="$m=$m@$STAGING_VERSION")
 done
-K8S_CMDS=(kube-apiserver kube-controller-manager kube-scheduler)
+K8S_CMDS=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
 for c in "${K8S_CMDS[@]}"; do
   EDITS+=(-tool="k8s.io/kubernetes/cmd/$c")
 done
@@ -189,6 +190,8 @@ done >"$PARTIAL/kwok-stages.yaml"
 # ---------------------------------------------------------------------------------------------
 got="$("$PARTIAL/kube-apiserver" --version)"
 [[ "$got" == "Kubernetes $K8S_VERSION" ]] || die "kube-apiserver --version printed '$got'"
+got_kubectl="$("$PARTIAL/kubectl" version --client 2>/dev/null | head -n1)"
+[[ "$got_kubectl" == "Client Version: $K8S_VERSION" ]] || die "kubectl version --client printed '$got_kubectl'"
 "$PARTIAL/etcd" --version | grep -q "^etcd Version: ${ETCD_VERSION#v}$" ||
   die "etcd --version printed '$("$PARTIAL/etcd" --version | head -n1)'"
 got_kwok="$("$PARTIAL/kwok" --version)"

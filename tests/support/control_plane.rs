@@ -584,7 +584,7 @@ async fn fake_nodes_ready(client: &Client) -> bool {
 }
 
 /// Finds the directory with the binaries; never builds them (see the module docs).
-fn binary_dir() -> Result<PathBuf> {
+pub(crate) fn binary_dir() -> Result<PathBuf> {
     if let Some(dir) = std::env::var_os(BIN_DIR_ENV) {
         let dir = PathBuf::from(dir);
         ensure!(

@@ -2,3 +2,4 @@
 //! `mod support;`.
 
 pub mod control_plane;
+pub mod kubectl;

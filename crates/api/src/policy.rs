@@ -53,9 +53,10 @@ pub struct RetryPolicy {
     #[schemars(range(min = 0, max = 10))]
     pub attempts: u32,
     /// The failures that are retried. Retries never happen once the response has started.
+    /// (Not named `on`: YAML 1.1 parsers, kubectl's among them, read that key as `true`.)
     #[serde(default = "default_retry_on")]
     #[schemars(length(max = 3))]
-    pub on: Vec<RetryOn>,
+    pub retry_on: Vec<RetryOn>,
     /// Wait before each retry (doubled each time, with jitter).
     #[serde(default = "default_retry_backoff")]
     #[schemars(regex(pattern = r"^([0-9]{1,5}(h|m|s|ms)){1,4}$"), length(max = 32))]

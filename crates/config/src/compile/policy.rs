@@ -223,12 +223,12 @@ fn timeouts(t: &Timeouts, ctx: &mut Ctx<'_>, field: &str) -> Result<TimeoutsConf
 
 fn retry(r: &RetryPolicy, ctx: &mut Ctx<'_>, field: &str) -> Result<RetryConfig, Invalid> {
     let backoff_ms = ctx.millis(&r.backoff, &format!("{field}.backoff"))?;
-    let mut on = r.on.clone();
-    on.sort();
-    on.dedup();
+    let mut retry_on = r.retry_on.clone();
+    retry_on.sort();
+    retry_on.dedup();
     Ok(RetryConfig {
         attempts: r.attempts,
-        on,
+        retry_on,
         backoff_ms,
         budget_percent: r.budget_percent,
         non_idempotent: r.non_idempotent,

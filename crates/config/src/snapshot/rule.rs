@@ -232,7 +232,7 @@ pub struct RetryConfig {
     /// Retries after the first attempt (`2` means up to three tries).
     pub attempts: u32,
     /// The failures retried (sorted, unique).
-    pub on: Vec<RetryOn>,
+    pub retry_on: Vec<RetryOn>,
     /// Wait before the first retry, in milliseconds (doubled each time, with jitter).
     pub backoff_ms: u64,
     /// Retries may add at most this percentage to the requests in flight to a backend.

@@ -125,10 +125,13 @@ pub fn compile(config: &RuleConfig, snapshot: &Snapshot, errors: &mut Vec<String
         retry: policies.retry.as_ref().map(|retry| RetryPolicy {
             attempts: retry.attempts,
             on_gateway_error: retry
-                .on
+                .retry_on
                 .iter()
                 .any(|on| matches!(on, RetryOn::GatewayError)),
-            on_server_error: retry.on.iter().any(|on| matches!(on, RetryOn::ServerError)),
+            on_server_error: retry
+                .retry_on
+                .iter()
+                .any(|on| matches!(on, RetryOn::ServerError)),
             backoff: Duration::from_millis(retry.backoff_ms),
             budget_percent: retry.budget_percent,
             non_idempotent: retry.non_idempotent,

@@ -20,10 +20,10 @@ async fn dead_addr() -> SocketAddr {
     addr
 }
 
-fn retry(attempts: u32, on: Vec<RetryOn>) -> Option<RetryConfig> {
+fn retry(attempts: u32, retry_on: Vec<RetryOn>) -> Option<RetryConfig> {
     Some(RetryConfig {
         attempts,
-        on,
+        retry_on,
         backoff_ms: 1,
         budget_percent: 100,
         non_idempotent: false,
