@@ -24,8 +24,9 @@ pub struct Args {
     /// (`POD_NAMESPACE`), else `portcullis-system`.
     #[arg(long, env = "POD_NAMESPACE", default_value = "portcullis-system")]
     pub lease_namespace: String,
-    /// Seconds a Lease holds without renewal: how long a dead leader goes unnoticed at most.
-    #[arg(long, default_value_t = 15)]
+    /// Seconds a Lease holds without renewal: how long a dead leader goes unnoticed at most
+    /// (at least 2; the holder renews a third of it, at most 5 s, before it expires).
+    #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u64).range(2..))]
     pub lease_duration: u64,
     /// The image of the gateway pods.
     #[arg(long, default_value_t = default_proxy_image(), env = "PORTCULLIS_PROXY_IMAGE")]
@@ -57,11 +58,12 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             options: BuildOptions {
                 proxy_image: args.proxy_image.clone(),
             },
-            leader_election: args.leader_election.then(|| LeaderElection {
-                lease_name: args.lease_name.clone(),
-                lease_namespace: args.lease_namespace.clone(),
-                lease_duration: Duration::from_secs(args.lease_duration),
-                ..LeaderElection::default()
+            leader_election: args.leader_election.then(|| {
+                LeaderElection::new(
+                    &args.lease_name,
+                    &args.lease_namespace,
+                    Duration::from_secs(args.lease_duration),
+                )
             }),
             metrics_addr: Some(args.metrics_addr),
             resync: Duration::from_secs(args.resync),

@@ -28,6 +28,20 @@ pub struct LeaderElection {
     pub renew_before: Duration,
 }
 
+impl LeaderElection {
+    /// A Lease of `lease_duration`, renewed a third of it before expiry (at most 5 s before):
+    /// a short Lease still leaves the holder time to renew.
+    pub fn new(lease_name: &str, lease_namespace: &str, lease_duration: Duration) -> Self {
+        Self {
+            lease_name: lease_name.to_owned(),
+            lease_namespace: lease_namespace.to_owned(),
+            lease_duration,
+            renew_before: (lease_duration / 3)
+                .clamp(Duration::from_secs(1), Duration::from_secs(5)),
+        }
+    }
+}
+
 impl Default for LeaderElection {
     fn default() -> Self {
         Self {
@@ -52,11 +66,21 @@ pub(crate) async fn lead(
         name: election.lease_name.clone(),
         message,
     };
+    let (duration, grace) = (
+        election.lease_duration.as_secs(),
+        election.renew_before.as_secs(),
+    );
+    if duration < 2 || grace < 1 || grace >= duration {
+        return Err(lease_error(format!(
+            "a lease of {duration} s renewed {grace} s before expiry leaves no time to renew: \
+             use a lease duration of at least 2 s, renewed at least 1 s before it expires"
+        )));
+    }
     let manager = LeaseManagerBuilder::new(client.clone(), &election.lease_name)
         .with_namespace(&election.lease_namespace)
         .with_identity(&config.identity)
-        .with_duration(election.lease_duration.as_secs().max(2))
-        .with_grace(election.renew_before.as_secs().max(1))
+        .with_duration(duration)
+        .with_grace(grace)
         .build()
         .await
         .map_err(|e| lease_error(e.to_string()))?;

@@ -25,7 +25,7 @@ use kube::{
 use portcullis_api::{Gateway, Route, ServiceBackend, gateway::FromNamespaces};
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::{
     backends,
@@ -36,7 +36,7 @@ use crate::{
     metrics::Metrics,
     reconcile::{self, Context},
     relations::Relations,
-    stores::{ChildStores, Stores},
+    stores::{ChildStores, Readiness, ReadyFlag, Stores},
 };
 
 /// How the operator runs.
@@ -211,10 +211,12 @@ async fn preflight(client: &Client, config: &ControllerConfig) -> Result<(), Run
     Ok(())
 }
 
-/// A watched kind's store and the stream that feeds it (and triggers reconciles).
+/// A watched kind's store and the stream that feeds it (and triggers reconciles); the stream
+/// sets `listed` once the store holds the initial list.
 fn reflect<K>(
     api: Api<K>,
     config: watcher::Config,
+    listed: ReadyFlag,
 ) -> (
     Store<K>,
     impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static,
@@ -232,8 +234,16 @@ where
             }
         })
         .reflect(writer)
+        .inspect(move |event| mark_listed(event, &listed))
         .touched_objects();
     (store, stream)
+}
+
+/// Sets `listed` when `event` ends an initial list (the reflector has applied it to the store).
+fn mark_listed<K>(event: &Result<watcher::Event<K>, watcher::Error>, listed: &ReadyFlag) {
+    if let Ok(watcher::Event::InitDone) = event {
+        listed.set();
+    }
 }
 
 /// The Gateway a child belongs to: its controller owner reference, or for children in other
@@ -255,30 +265,56 @@ fn owner_of<K: Resource>(child: &K) -> Option<ObjectRef<Gateway>> {
 
 /// Runs the Gateway and ServiceBackend controllers until `stop` resolves.
 pub(crate) async fn run_controllers(client: Client, config: &ControllerConfig, stop: Stop) {
+    let mut readiness = Readiness::default();
     let managed = watcher::Config::default().labels(&meta::managed_selector());
     macro_rules! child {
-        ($kind:ty) => {
-            reflect(config.api::<$kind>(&client), managed.clone())
+        ($kind:ty, $name:literal) => {
+            reflect(
+                config.api::<$kind>(&client),
+                managed.clone(),
+                readiness.flag($name),
+            )
         };
     }
-    let (config_maps, config_map_events) = child!(k8s_openapi::api::core::v1::ConfigMap);
+    let (config_maps, config_map_events) =
+        child!(k8s_openapi::api::core::v1::ConfigMap, "ConfigMap");
     let (service_accounts, service_account_events) =
-        child!(k8s_openapi::api::core::v1::ServiceAccount);
-    let (roles, role_events) = child!(k8s_openapi::api::rbac::v1::Role);
-    let (role_bindings, role_binding_events) = child!(k8s_openapi::api::rbac::v1::RoleBinding);
-    let (copied_secrets, copied_secret_events) = child!(k8s_openapi::api::core::v1::Secret);
-    let (deployments, deployment_events) = child!(k8s_openapi::api::apps::v1::Deployment);
-    let (services, service_events) = child!(k8s_openapi::api::core::v1::Service);
-    let (pdbs, pdb_events) = child!(k8s_openapi::api::policy::v1::PodDisruptionBudget);
-    let (hpas, hpa_events) = child!(k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler);
+        child!(k8s_openapi::api::core::v1::ServiceAccount, "ServiceAccount");
+    let (roles, role_events) = child!(k8s_openapi::api::rbac::v1::Role, "Role");
+    let (role_bindings, role_binding_events) =
+        child!(k8s_openapi::api::rbac::v1::RoleBinding, "RoleBinding");
+    let (copied_secrets, copied_secret_events) =
+        child!(k8s_openapi::api::core::v1::Secret, "copied Secret");
+    let (deployments, deployment_events) =
+        child!(k8s_openapi::api::apps::v1::Deployment, "Deployment");
+    let (services, service_events) = child!(k8s_openapi::api::core::v1::Service, "Service");
+    let (pdbs, pdb_events) = child!(
+        k8s_openapi::api::policy::v1::PodDisruptionBudget,
+        "PodDisruptionBudget"
+    );
+    let (hpas, hpa_events) = child!(
+        k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler,
+        "HorizontalPodAutoscaler"
+    );
 
     let everything = watcher::Config::default();
-    let (routes, route_events) = reflect(config.api::<Route>(&client), everything.clone());
-    let (backends, backend_events) =
-        reflect(config.api::<ServiceBackend>(&client), everything.clone());
-    let (namespaces, namespace_events) =
-        reflect(Api::<Namespace>::all(client.clone()), everything.clone());
+    let (routes, route_events) = reflect(
+        config.api::<Route>(&client),
+        everything.clone(),
+        readiness.flag("Route"),
+    );
+    let (backends, backend_events) = reflect(
+        config.api::<ServiceBackend>(&client),
+        everything.clone(),
+        readiness.flag("ServiceBackend"),
+    );
+    let (namespaces, namespace_events) = reflect(
+        Api::<Namespace>::all(client.clone()),
+        everything.clone(),
+        readiness.flag("Namespace"),
+    );
     let (secrets, secret_writer) = reflector::store();
+    let secrets_listed = readiness.flag("Secret");
     let secret_events = watcher(
         config.api::<PartialObjectMeta<k8s_openapi::api::core::v1::Secret>>(&client),
         everything.clone(),
@@ -286,6 +322,7 @@ pub(crate) async fn run_controllers(client: Client, config: &ControllerConfig, s
     .default_backoff()
     .modify(|secret| secret.managed_fields_mut().clear())
     .reflect(secret_writer)
+    .inspect(move |event| mark_listed(event, &secrets_listed))
     .touched_objects();
 
     let controller = Controller::new(config.api::<Gateway>(&client), everything.clone());
@@ -310,6 +347,7 @@ pub(crate) async fn run_controllers(client: Client, config: &ControllerConfig, s
                 pod_disruption_budgets: pdbs,
                 horizontal_pod_autoscalers: hpas,
             },
+            readiness,
         },
         relations: relations.clone(),
         recorder: Recorder::new(
@@ -368,7 +406,13 @@ pub(crate) async fn run_controllers(client: Client, config: &ControllerConfig, s
         .for_each(|outcome| {
             if let Err(error) = outcome {
                 match error {
+                    // Logged by the error policy.
                     kube::runtime::controller::Error::ReconcilerFailed(..) => {}
+                    // A change to a Gateway's child or Route arrived for a Gateway that is
+                    // being created or was just deleted: nothing to do, nothing to warn about.
+                    kube::runtime::controller::Error::ObjectNotFound(object) => {
+                        debug!("gateway controller: {object} is not (or no longer) in the store");
+                    }
                     other => warn!("gateway controller: {other}"),
                 }
             }

@@ -4,6 +4,8 @@
 //! child from a drifted one without a read, and the fetch stage reads Routes and
 //! ServiceBackends from memory.
 
+use std::time::Duration;
+
 use k8s_openapi::api::{
     apps::v1::Deployment,
     autoscaling::v2::HorizontalPodAutoscaler,
@@ -13,6 +15,7 @@ use k8s_openapi::api::{
 };
 use kube::{core::PartialObjectMeta, runtime::reflector::Store};
 use portcullis_api::{Gateway, Route, ServiceBackend};
+use tokio::sync::watch;
 
 /// The stores of the objects the operator creates (selected by `managed-by: portcullis`).
 #[derive(Clone)]
@@ -52,43 +55,94 @@ pub struct Stores {
     pub secrets: Store<PartialObjectMeta<Secret>>,
     /// The operator's own children.
     pub children: ChildStores,
+    /// Whether every store but the Gateways' holds its initial list (the controller starts no
+    /// reconcile before its own Gateway store is listed).
+    pub readiness: Readiness,
 }
 
-/// A store stopped being fed (the operator is shutting down).
-#[derive(Debug, thiserror::Error)]
-#[error("the {0} store is no longer fed")]
-pub struct StoreGone(&'static str);
+/// Which watched kinds have had their initial list, so that a reconcile can wait for a complete
+/// view of the cluster.
+///
+/// Not [`Store::wait_until_ready`]: that future is backed by a one-shot channel which remembers
+/// only the last task that polled it, so when several reconciles wait at once (every Gateway at
+/// the start of leadership) all but one are never woken, and their Gateways are never
+/// reconciled again. A `watch` channel wakes every waiter. The flags are set by the watch
+/// streams themselves (`runtime::reflect`), right after their store applied the initial list.
+#[derive(Clone, Default)]
+pub struct Readiness {
+    flags: Vec<(&'static str, watch::Receiver<bool>)>,
+}
 
-impl Stores {
-    /// Waits until every store has its initial list, so that no reconcile ever compiles a
-    /// Gateway from a partial view (which would publish a config missing Routes).
-    pub async fn ready(&self) -> Result<(), StoreGone> {
-        let children = &self.children;
-        wait(&self.gateways, "Gateway").await?;
-        wait(&self.routes, "Route").await?;
-        wait(&self.backends, "ServiceBackend").await?;
-        wait(&self.namespaces, "Namespace").await?;
-        wait(&self.secrets, "Secret").await?;
-        wait(&children.config_maps, "ConfigMap").await?;
-        wait(&children.service_accounts, "ServiceAccount").await?;
-        wait(&children.roles, "Role").await?;
-        wait(&children.role_bindings, "RoleBinding").await?;
-        wait(&children.secrets, "copied Secret").await?;
-        wait(&children.deployments, "Deployment").await?;
-        wait(&children.services, "Service").await?;
-        wait(&children.pod_disruption_budgets, "PodDisruptionBudget").await?;
-        wait(
-            &children.horizontal_pod_autoscalers,
-            "HorizontalPodAutoscaler",
-        )
-        .await
+/// The sending half of one kind's readiness flag: set once its store holds the initial list.
+#[derive(Clone)]
+pub struct ReadyFlag(watch::Sender<bool>);
+
+impl ReadyFlag {
+    /// Marks the kind listed.
+    pub fn set(&self) {
+        self.0.send_replace(true);
     }
 }
 
-async fn wait<K>(store: &Store<K>, what: &'static str) -> Result<(), StoreGone>
-where
-    K: kube::Resource + Clone + 'static,
-    K::DynamicType: Eq + std::hash::Hash + Clone,
-{
-    store.wait_until_ready().await.map_err(|_| StoreGone(what))
+impl Readiness {
+    /// A new flag for `kind`, not set yet.
+    pub fn flag(&mut self, kind: &'static str) -> ReadyFlag {
+        let (sender, receiver) = watch::channel(false);
+        self.flags.push((kind, receiver));
+        ReadyFlag(sender)
+    }
+
+    /// Waits until every kind has been listed, at most `timeout`.
+    ///
+    /// # Errors
+    /// The kinds still unlisted when the time is up, or the first whose watch is gone.
+    pub async fn wait(&self, timeout: Duration) -> Result<(), StoresNotReady> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut missing = Vec::new();
+        for (kind, flag) in &self.flags {
+            let mut flag = flag.clone();
+            match tokio::time::timeout_at(deadline, flag.wait_for(|listed| *listed)).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(_)) => return Err(StoresNotReady::Gone(kind)),
+                Err(_) => missing.push(*kind),
+            }
+        }
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(StoresNotReady::Timeout {
+                kinds: missing.join(", "),
+                timeout,
+            })
+        }
+    }
+}
+
+/// The watches have not given a complete view of the cluster.
+#[derive(Debug, thiserror::Error)]
+pub enum StoresNotReady {
+    /// A watch is no longer fed (the operator is shutting down).
+    #[error("the {0} watch is no longer fed")]
+    Gone(&'static str),
+    /// The initial lists did not all arrive in time (the API server is slow or unreachable);
+    /// the reconcile is retried.
+    #[error("the initial list of {kinds} has not arrived after {timeout:?}")]
+    Timeout {
+        /// The kinds not listed yet.
+        kinds: String,
+        /// How long was waited.
+        timeout: Duration,
+    },
+}
+
+impl Stores {
+    /// Waits until every store has its initial list, so that no reconcile ever compiles a
+    /// Gateway from a partial view (which would publish a config missing Routes); at most
+    /// `timeout`, so that a reconcile never waits forever.
+    ///
+    /// # Errors
+    /// See [`Readiness::wait`].
+    pub async fn ready(&self, timeout: Duration) -> Result<(), StoresNotReady> {
+        self.readiness.wait(timeout).await
+    }
 }

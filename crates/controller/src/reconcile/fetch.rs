@@ -17,9 +17,9 @@ use crate::{children::secrets::SecretRefs, stores::Stores};
 /// Why the fetch stage failed.
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
-    /// The operator is shutting down.
+    /// The watches have not given a complete view yet (or the operator is shutting down).
     #[error(transparent)]
-    StoreGone(#[from] crate::stores::StoreGone),
+    NotReady(#[from] crate::stores::StoresNotReady),
     /// A Secret could not be read.
     #[error(
         "cannot read Secret {secret}: {source} (the operator needs get on secrets in the \

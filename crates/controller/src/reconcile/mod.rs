@@ -83,6 +83,9 @@ pub enum Error {
     /// Stage 5.
     #[error("status: {0}")]
     Status(#[from] StatusError),
+    /// The reconcile took too long and was abandoned.
+    #[error("the reconcile did not finish within {0:?}; it is retried")]
+    Timeout(Duration),
 }
 
 impl Error {
@@ -94,15 +97,34 @@ impl Error {
             Error::Build(_) => "build",
             Error::Apply(_) => "apply",
             Error::Status(_) => "status",
+            Error::Timeout(_) => "timeout",
         }
     }
 }
+
+/// How long a reconcile waits for the watches' initial lists before it fails and is retried.
+const STORES_READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long a whole reconcile may take. Every API call has its own timeout, but a reconcile
+/// makes many; past this it is abandoned (each write is an idempotent server-side apply, so a
+/// half-done reconcile is simply done again) and retried, so no Gateway waits behind a stuck one.
+const RECONCILE_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Reconciles one Gateway.
 #[instrument(skip(gateway, ctx), fields(gateway = %format!("{}/{}", gateway.namespace().unwrap_or_default(), gateway.name_any())))]
 pub async fn reconcile(gateway: Arc<Gateway>, ctx: Arc<Context>) -> Result<Action, Error> {
     let _timer = ctx.metrics.reconcile(CONTROLLER);
-    ctx.stores.ready().await.map_err(FetchError::from)?;
+    match tokio::time::timeout(RECONCILE_TIMEOUT, reconcile_stages(gateway, &ctx)).await {
+        Ok(outcome) => outcome,
+        Err(_) => Err(Error::Timeout(RECONCILE_TIMEOUT)),
+    }
+}
+
+async fn reconcile_stages(gateway: Arc<Gateway>, ctx: &Context) -> Result<Action, Error> {
+    ctx.stores
+        .ready(STORES_READY_TIMEOUT)
+        .await
+        .map_err(FetchError::from)?;
     let namespace = gateway.namespace().unwrap_or_default();
     let key = ObjectKey::new(&namespace, gateway.name_any());
     if gateway.meta().deletion_timestamp.is_some() {
@@ -118,7 +140,7 @@ pub async fn reconcile(gateway: Arc<Gateway>, ctx: Arc<Context>) -> Result<Actio
         Ok(compilation) => compilation,
         Err(error) => {
             let facts = failed_facts(Programmed::No(reason::INVALID_CONFIG, error.to_string()));
-            write_status(&ctx, &gateway, &facts).await?;
+            write_status(ctx, &gateway, &facts).await?;
             return Err(error.into());
         }
     };
@@ -163,7 +185,7 @@ pub async fn reconcile(gateway: Arc<Gateway>, ctx: Arc<Context>) -> Result<Actio
         Err(error) => {
             let mut facts = failed_facts(Programmed::No(reason::INVALID_CONFIG, error.to_string()));
             facts.compilation = Some(&compilation);
-            write_status(&ctx, &gateway, &facts).await?;
+            write_status(ctx, &gateway, &facts).await?;
             return Err(error.into());
         }
     };
@@ -204,7 +226,7 @@ pub async fn reconcile(gateway: Arc<Gateway>, ctx: Arc<Context>) -> Result<Actio
         missing_secrets: &secrets.missing,
         config_bytes,
     };
-    write_status(&ctx, &gateway, &facts).await?;
+    write_status(ctx, &gateway, &facts).await?;
     route_status::write_all(
         &ctx.client,
         &ctx.recorder,
