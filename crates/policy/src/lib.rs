@@ -1,0 +1,13 @@
+//! The policies a Portcullis rule enforces around forwarding, as engines the data plane drives
+//! per request:
+//!
+//! - `auth`: who the caller is — API keys, JWTs, basic credentials — and what the upstream
+//!   learns of it;
+//! - `rate`: how often a caller may call — token buckets per key, per replica or shared;
+//! - `cache`: which answers may be served from memory, and for how long.
+//!
+//! Each engine is built from a rule's compiled policy and the Secret material it reads, and knows
+//! nothing of sockets, routing or the snapshot format: the proxy compiles a rule's policies into
+//! these engines (`portcullis-proxy`'s `compile`) and calls them on the request path. Keeping
+//! them here keeps them small, testable on their own, and out of the request path's hot code
+//! until a rule asks for them.
