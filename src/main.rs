@@ -36,6 +36,8 @@ enum Command {
     ///
     /// Exit 0 when every Gateway, Route and ServiceBackend is valid; otherwise exit 1 and print
     /// one line per problem: `FILE: Kind/namespace/name: spec.path.to.field: message`.
+    /// Warns, on standard error, wherever kubectl (which reads YAML 1.1) would read a manifest
+    /// differently; `--strict` makes those problems too.
     Check(commands::check::Args),
     /// Print the Kubernetes objects the operator would create for the Gateways in the manifests.
     Render(commands::render::Args),

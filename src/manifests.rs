@@ -3,6 +3,15 @@
 //!
 //! `check`, `render`, `run` and `demo` all load manifests through here, so a manifest that
 //! passes `check` is exactly what the other commands serve.
+//!
+//! The loader reads YAML 1.2; kubectl reads YAML 1.1. Every place where the two would read a
+//! manifest differently comes back as a warning ([`readings`]).
+
+mod nodes;
+mod readings;
+#[cfg(test)]
+mod shipped;
+mod yaml11;
 
 use std::{
     fmt,
@@ -74,6 +83,9 @@ pub struct Loaded {
     pub problems: Vec<Problem>,
     /// Documents that are not Portcullis resources and were skipped.
     pub notes: Vec<String>,
+    /// Places that kubectl, which reads YAML 1.1, would read differently from this loader
+    /// (YAML 1.2): `on:` as a key, an unquoted `yes` in a string field, ...
+    pub warnings: Vec<Problem>,
 }
 
 /// Loads every `*.yaml`/`*.yml` file under `paths` (files, or folders walked recursively in
@@ -138,7 +150,8 @@ pub fn collect_files(path: &Path, files: &mut Vec<PathBuf>, problems: &mut Vec<P
 
 /// Loads the documents of one file's text.
 pub fn load_text(file: &Path, text: &str, loaded: &mut Loaded) {
-    let documents: Vec<Value> = match serde_saphyr::from_multiple(text) {
+    let documents: Vec<Value> = match serde_saphyr::from_multiple_with_options(text, yaml_options())
+    {
         Ok(documents) => documents,
         Err(error) => {
             loaded.problems.push(Problem {
@@ -150,9 +163,43 @@ pub fn load_text(file: &Path, text: &str, loaded: &mut Loaded) {
             return;
         }
     };
+    loaded.warnings.extend(readings::warnings(file, text));
     for document in documents.into_iter().filter(|d| !d.is_null()) {
         load_document(file, document, loaded);
     }
+}
+
+/// How manifests are read: YAML 1.2, whose booleans are `true` and `false` only. (The parser's
+/// default also takes YAML 1.1's `yes`, `on`, `y`... in any case, which agrees with neither
+/// kubectl nor YAML 1.2.)
+fn yaml_options() -> serde_saphyr::Options {
+    serde_saphyr::options! { strict_booleans: true }
+}
+
+/// `Kind/namespace/name`.
+fn object_id(kind: &str, namespace: &str, name: &str) -> String {
+    format!("{kind}/{}/{name}", namespace_or_default(namespace))
+}
+
+/// Namespaced objects without a namespace land in `default`, as with `kubectl apply`.
+fn namespace_or_default(namespace: &str) -> &str {
+    if namespace.is_empty() {
+        "default"
+    } else {
+        namespace
+    }
+}
+
+/// The kinds the loader reads; others are skipped with a note.
+fn is_loaded_kind(api_version: &str, kind: &str) -> bool {
+    matches!(
+        (api_version, kind),
+        ("v1", "Secret" | "Namespace")
+            | (
+                portcullis_api::API_VERSION,
+                "Gateway" | "Route" | "ServiceBackend"
+            )
+    )
 }
 
 /// The parser's first line names the position and the cause; the rest is a source excerpt.
@@ -176,12 +223,8 @@ fn load_document(file: &Path, document: Value, loaded: &mut Loaded) {
     let (api_version, kind, name) = (text("/apiVersion"), text("/kind"), text("/metadata/name"));
     let (api_version, kind, name) = (api_version.as_str(), kind.as_str(), name.as_str());
     let namespace = text("/metadata/namespace");
-    let namespace = if namespace.is_empty() {
-        "default"
-    } else {
-        namespace.as_str()
-    };
-    let object = format!("{kind}/{namespace}/{name}");
+    let namespace = namespace_or_default(&namespace);
+    let object = object_id(kind, namespace, name);
     let problem = |field: &str, message: String| Problem {
         file: file.to_owned(),
         object: Some(object.clone()),
@@ -198,15 +241,7 @@ fn load_document(file: &Path, document: Value, loaded: &mut Loaded) {
         return;
     }
     let is_portcullis = api_version.split('/').next() == Some(portcullis_api::GROUP);
-    let known = matches!(
-        (api_version, kind),
-        ("v1", "Secret" | "Namespace")
-            | (
-                portcullis_api::API_VERSION,
-                "Gateway" | "Route" | "ServiceBackend"
-            )
-    );
-    if !known {
+    if !is_loaded_kind(api_version, kind) {
         if is_portcullis {
             loaded.problems.push(problem(
                 "",

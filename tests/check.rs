@@ -135,3 +135,74 @@ fn a_reference_to_a_missing_backend_is_reported_like_the_operator_would() {
         ]
     );
 }
+
+/// `portcullis check --strict` on `paths`.
+fn check_strict(paths: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["check", "--strict"])
+        .args(paths.iter().flat_map(|p| ["-f", p]))
+        .output()
+        .expect("portcullis check runs")
+}
+
+const YAML11_FIXTURE: &str = "tests/fixtures/yaml11/on-key-and-yes-header.yaml";
+
+/// The two lines for the fixture's `on:` annotation key and unquoted `yes` header value.
+const YAML11_LINES: [&str; 2] = [
+    "tests/fixtures/yaml11/on-key-and-yes-header.yaml: Route/shop/flags: metadata.annotations.on: \
+     line 31 column 5: kubectl reads the key on as the boolean true (YAML 1.1) and sends the \
+     field \"true\"; quote the key (\"on\") to mean the text",
+    "tests/fixtures/yaml11/on-key-and-yes-header.yaml: Route/shop/flags: \
+     spec.rules[0].filters[0].requestHeaderModifier.set[0].value: line 44 column 24: kubectl \
+     reads yes as the boolean true (YAML 1.1), not the string \"yes\" (YAML 1.2); quote it: \
+     \"yes\"",
+];
+
+#[test]
+fn what_kubectl_reads_differently_is_a_warning_that_keeps_the_exit_status() {
+    let output = check(&[YAML11_FIXTURE]);
+    assert_eq!(output.status.code(), Some(0));
+    assert!(stdout_lines(&output).is_empty());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    for line in YAML11_LINES {
+        assert!(
+            stderr.contains(&format!("warning: {line}\n")),
+            "no warning {line:?} in:\n{stderr}"
+        );
+    }
+}
+
+#[test]
+fn strict_refuses_what_kubectl_reads_differently() {
+    let output = check_strict(&[YAML11_FIXTURE]);
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(stdout_lines(&output), YAML11_LINES);
+}
+
+#[test]
+fn strict_refuses_the_retry_key_on_as_kubectl_does() {
+    let output = check_strict(&["tests/fixtures/yaml11/retry-on-key.yaml"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stdout_lines(&output).contains(
+            &"tests/fixtures/yaml11/retry-on-key.yaml: Gateway/shop/edge: \
+              spec.defaults.retry.on: line 17 column 7: kubectl reads the key on as the boolean \
+              true (YAML 1.1) and sends the field \"true\"; quote the key (\"on\") to mean the text"
+                .to_owned()
+        ),
+        "{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+}
+
+#[test]
+fn strict_passes_quoted_keys_and_values_and_the_examples() {
+    for path in ["tests/fixtures/yaml11/quoted.yaml", "deploy/examples"] {
+        let output = check_strict(&[path]);
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert_eq!(output.status.code(), Some(0), "{path}: {stdout}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!stderr.contains("warning"), "{path}: {stderr}");
+    }
+}

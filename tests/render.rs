@@ -75,3 +75,28 @@ fn invalid_manifests_render_nothing() {
     assert_eq!(code, Some(1));
     assert!(yaml.is_empty());
 }
+
+#[test]
+fn render_warns_where_kubectl_reads_the_manifests_differently_as_check_does() {
+    let fixture = "tests/fixtures/yaml11/on-key-and-yes-header.yaml";
+    let output = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["render", "-f", fixture])
+        .output()
+        .expect("portcullis render runs");
+    assert_eq!(output.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("kind: Deployment"));
+    let warnings: Vec<String> = String::from_utf8_lossy(&output.stderr)
+        .lines()
+        .filter(|line| line.starts_with("warning: "))
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(warnings.len(), 2, "{warnings:#?}");
+    assert!(
+        warnings[0].starts_with(&format!(
+            "warning: {fixture}: Route/shop/flags: metadata.annotations.on: line 31 column 5: \
+             kubectl reads the key on"
+        )),
+        "{warnings:#?}"
+    );
+}

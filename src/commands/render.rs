@@ -25,6 +25,9 @@ pub struct Args {
 /// manifests are reported as `check` does, and nothing is printed.
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let loaded = manifests::load(&args.paths);
+    for warning in &loaded.warnings {
+        eprintln!("warning: {warning}");
+    }
     if !loaded.problems.is_empty() {
         for problem in &loaded.problems {
             eprintln!("{problem}");

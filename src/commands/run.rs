@@ -53,6 +53,9 @@ fn load(
     root: &Path,
 ) -> Result<(Snapshot, PathBuf), String> {
     let loaded = manifests::load(paths);
+    for warning in &loaded.warnings {
+        eprintln!("warning: {warning}");
+    }
     if !loaded.problems.is_empty() {
         let lines: Vec<String> = loaded.problems.iter().map(ToString::to_string).collect();
         return Err(lines.join("\n"));

@@ -71,7 +71,9 @@ pub fn validate(crd: &CustomResourceDefinition, object: &Value) -> Result<Value,
     Ok(apply_defaults(&schema, object))
 }
 
-fn join(path: &str, key: &str) -> String {
+/// The path of the field `key` of the object at `path` (`spec` and `retry` make
+/// `spec.retry`), as messages name fields; the path of a top-level field is its name.
+pub fn join(path: &str, key: &str) -> String {
     if path.is_empty() {
         key.to_owned()
     } else {
