@@ -58,8 +58,9 @@ impl ApiKeyAuth {
             KeyLocation::Query(name) => format!("query={}", quoted("query parameter", name)?),
         };
         let challenge = format!("ApiKey realm={}, {param}", quoted("realm", realm)?);
-        let challenge = HeaderValue::try_from(challenge)
-            .map_err(|_| ConfigError::Setting("the API-key challenge is not a header value".into()))?;
+        let challenge = HeaderValue::try_from(challenge).map_err(|_| {
+            ConfigError::Setting("the API-key challenge is not a header value".into())
+        })?;
         Ok(Self {
             consumers,
             location,
@@ -136,7 +137,10 @@ fn parse_lines(secret: &[u8]) -> Result<HashMap<Digest32, Arc<str>>, ConfigError
             return Err(line_error("expected `consumer:key`"));
         };
         let (consumer, key) = (consumer.trim(), key.trim());
-        if consumer.is_empty() || consumer.len() > 128 || !consumer.bytes().all(|b| b.is_ascii_graphic()) {
+        if consumer.is_empty()
+            || consumer.len() > 128
+            || !consumer.bytes().all(|b| b.is_ascii_graphic())
+        {
             return Err(line_error(
                 "the consumer name must be 1 to 128 printable ASCII characters without spaces",
             ));
@@ -145,9 +149,14 @@ fn parse_lines(secret: &[u8]) -> Result<HashMap<Digest32, Arc<str>>, ConfigError
             return Err(line_error("the key is empty"));
         }
         if !names.insert(consumer.to_owned()) {
-            return Err(line_error(&format!("consumer {consumer:?} is listed twice")));
+            return Err(line_error(&format!(
+                "consumer {consumer:?} is listed twice"
+            )));
         }
-        if consumers.insert(digest(&[key.as_bytes()]), Arc::from(consumer)).is_some() {
+        if consumers
+            .insert(digest(&[key.as_bytes()]), Arc::from(consumer))
+            .is_some()
+        {
             return Err(line_error(
                 "this key is already given to another consumer; every key must be unique",
             ));

@@ -19,9 +19,13 @@ fn reason(result: Result<Identity, Refusal>) -> RefusalReason {
 #[test]
 fn a_listed_key_names_its_consumer() {
     let auth = header_auth();
-    let identity = auth.authenticate(&with_key("k-alice-0123456789"), None).unwrap();
+    let identity = auth
+        .authenticate(&with_key("k-alice-0123456789"), None)
+        .unwrap();
     assert_eq!(identity.consumer.as_deref(), Some("alice"));
-    let identity = auth.authenticate(&with_key("k-bob-9876543210"), None).unwrap();
+    let identity = auth
+        .authenticate(&with_key("k-bob-9876543210"), None)
+        .unwrap();
     assert_eq!(identity.consumer.as_deref(), Some("bob"));
     assert_eq!(auth.consumer_count(), 2);
 }
@@ -36,7 +40,10 @@ fn missing_unknown_and_prefix_keys_are_refused_with_a_challenge() {
         refusal.www_authenticate(),
         "ApiKey realm=\"shop\", header=\"x-api-key\""
     );
-    assert_eq!(reason(auth.authenticate(&with_key(""), None)), RefusalReason::Missing);
+    assert_eq!(
+        reason(auth.authenticate(&with_key(""), None)),
+        RefusalReason::Missing
+    );
     assert_eq!(
         reason(auth.authenticate(&with_key("k-alice-0123456788"), None)),
         RefusalReason::UnknownKey
@@ -57,7 +64,10 @@ fn two_key_headers_are_refused_rather_than_guessed() {
     let auth = header_auth();
     let mut headers = with_key("k-alice-0123456789");
     headers.append("x-api-key", HeaderValue::from_static("k-bob-9876543210"));
-    assert_eq!(reason(auth.authenticate(&headers, None)), RefusalReason::Malformed);
+    assert_eq!(
+        reason(auth.authenticate(&headers, None)),
+        RefusalReason::Malformed
+    );
 }
 
 #[test]
@@ -72,7 +82,10 @@ fn a_key_in_the_query_string_is_percent_decoded() {
         reason(auth.authenticate(&HeaderMap::new(), Some("apikeys=a%2Fb%20c+d"))),
         RefusalReason::Missing
     );
-    assert_eq!(reason(auth.authenticate(&HeaderMap::new(), None)), RefusalReason::Missing);
+    assert_eq!(
+        reason(auth.authenticate(&HeaderMap::new(), None)),
+        RefusalReason::Missing
+    );
     let refusal = auth.authenticate(&HeaderMap::new(), None).unwrap_err();
     assert_eq!(
         refusal.www_authenticate(),
@@ -94,7 +107,11 @@ fn the_key_header_is_removed_before_forwarding_unless_kept() {
 #[test]
 fn bad_secrets_are_refused_naming_the_line_but_never_the_key() {
     let cases: &[(&[u8], usize, &str)] = &[
-        (b"alice:k1\nbob-without-colon-s3cret\n", 2, "expected `consumer:key`"),
+        (
+            b"alice:k1\nbob-without-colon-s3cret\n",
+            2,
+            "expected `consumer:key`",
+        ),
         (b"alice:\n", 1, "the key is empty"),
         (b":s3cret\n", 1, "consumer name"),
         (b"al ice:s3cret\n", 1, "consumer name"),

@@ -44,10 +44,14 @@ impl StoredHash {
                 .map_err(|_| "is not a well-formed argon2id hash")
         } else if hash.starts_with("$apr1$") || hash.starts_with("{SHA}") || hash.starts_with("$1$")
         {
-            Err("uses MD5 or SHA-1, which Portcullis refuses: re-create it with `htpasswd -B` (bcrypt)")
+            Err(
+                "uses MD5 or SHA-1, which Portcullis refuses: re-create it with `htpasswd -B` (bcrypt)",
+            )
         } else {
-            Err("is not a bcrypt ($2y$) or argon2id hash (plain-text passwords are refused): \
-                 create it with `htpasswd -B`")
+            Err(
+                "is not a bcrypt ($2y$) or argon2id hash (plain-text passwords are refused): \
+                 create it with `htpasswd -B`",
+            )
         }
     }
 
@@ -55,7 +59,7 @@ impl StoredHash {
     fn verify(&self, password: &[u8]) -> bool {
         match self {
             Self::Bcrypt(hash) => bcrypt::verify(password, hash).unwrap_or(false),
-            Self::Argon2id(hash) => Argon2::default().verify_password(password, hash).is_ok(),
+            Self::Argon2id(hash) => Argon2::default().verify_password(password, &**hash).is_ok(),
         }
     }
 }
@@ -74,7 +78,11 @@ impl BasicAuth {
     /// Builds the engine from htpasswd lines `user:hash` (blank lines and `#` comments are
     /// skipped). Only bcrypt (`$2a$`, `$2b$`, `$2y$`) and argon2id hashes are accepted; errors
     /// name the line. `keep_authorization` forwards the credential to the upstream.
-    pub fn new(htpasswd: &[u8], realm: &str, keep_authorization: bool) -> Result<Self, ConfigError> {
+    pub fn new(
+        htpasswd: &[u8],
+        realm: &str,
+        keep_authorization: bool,
+    ) -> Result<Self, ConfigError> {
         let text = String::from_utf8_lossy(htpasswd);
         let mut users = HashMap::new();
         for (index, line) in text.lines().enumerate() {
@@ -87,22 +95,30 @@ impl BasicAuth {
                 continue;
             }
             let Some((user, hash)) = line.split_once(':') else {
-                return Err(line_error("expected `user:hash` (as `htpasswd -B` writes)".into()));
+                return Err(line_error(
+                    "expected `user:hash` (as `htpasswd -B` writes)".into(),
+                ));
             };
             if user.is_empty() || user.chars().any(char::is_control) {
-                return Err(line_error("the user name is empty or has control characters".into()));
+                return Err(line_error(
+                    "the user name is empty or has control characters".into(),
+                ));
             }
-            let hash = StoredHash::parse(hash).map_err(|why| line_error(format!("the hash of {user:?} {why}")))?;
+            let hash = StoredHash::parse(hash)
+                .map_err(|why| line_error(format!("the hash of {user:?} {why}")))?;
             if users.insert(user.to_owned(), hash).is_some() {
                 return Err(line_error(format!("user {user:?} is listed twice")));
             }
         }
         let Some(decoy) = users.values().next().cloned() else {
-            return Err(ConfigError::Setting("the htpasswd Secret lists no user".into()));
+            return Err(ConfigError::Setting(
+                "the htpasswd Secret lists no user".into(),
+            ));
         };
         let challenge = format!("Basic realm={}, charset=\"UTF-8\"", quoted("realm", realm)?);
-        let challenge = HeaderValue::try_from(challenge)
-            .map_err(|_| ConfigError::Setting("the Basic challenge is not a header value".into()))?;
+        let challenge = HeaderValue::try_from(challenge).map_err(|_| {
+            ConfigError::Setting("the Basic challenge is not a header value".into())
+        })?;
         Ok(Self {
             users,
             decoy,
@@ -129,7 +145,8 @@ impl BasicAuth {
             return Err(refuse(RefusalReason::BadCredentials));
         }
         let consumer: Arc<str> = Arc::from(user);
-        self.cache.insert(cache_key, consumer.clone(), now, CACHE_TTL);
+        self.cache
+            .insert(cache_key, consumer.clone(), now, CACHE_TTL);
         Ok(identity(consumer))
     }
 

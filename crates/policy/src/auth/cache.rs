@@ -67,14 +67,6 @@ impl<V: Clone> VerifiedCache<V> {
         entries.insert(key, (now + ttl, value));
     }
 
-    /// Forgets everything (the credentials or keys behind the entries changed).
-    pub(crate) fn clear(&self) {
-        self.entries
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clear();
-    }
-
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.entries

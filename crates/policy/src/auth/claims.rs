@@ -28,7 +28,9 @@ impl ClaimHeaders {
     pub(crate) fn new(pairs: &[(String, HeaderName)]) -> Result<Self, ConfigError> {
         for (claim, name) in pairs {
             if claim.is_empty() {
-                return Err(ConfigError::Setting(format!("header {name}: the claim name is empty")));
+                return Err(ConfigError::Setting(format!(
+                    "header {name}: the claim name is empty"
+                )));
             }
             if RESERVED.contains(name) || name.as_str().starts_with("keep-alive") {
                 return Err(ConfigError::Setting(format!(
@@ -113,7 +115,12 @@ mod tests {
 
     #[test]
     fn claims_cannot_overwrite_the_request_framing_or_credentials() {
-        for name in ["authorization", "host", "content-length", "transfer-encoding"] {
+        for name in [
+            "authorization",
+            "host",
+            "content-length",
+            "transfer-encoding",
+        ] {
             let pair = ("sub".to_owned(), HeaderName::from_static(name));
             assert!(ClaimHeaders::new(&[pair]).is_err(), "{name}");
         }

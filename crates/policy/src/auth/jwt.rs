@@ -83,7 +83,9 @@ impl JwtAuth {
     /// framing or credentials.
     pub fn new(config: JwtConfig, source: JwksSource) -> Result<Self, ConfigError> {
         if config.algorithms.is_empty() {
-            return Err(ConfigError::Setting("list at least one JWT algorithm".into()));
+            return Err(ConfigError::Setting(
+                "list at least one JWT algorithm".into(),
+            ));
         }
         if let Some(hmac) = config.algorithms.iter().find(|alg| alg.is_hmac())
             && source.is_remote()
@@ -96,8 +98,9 @@ impl JwtAuth {
         }
         let realm = quoted("realm", &config.realm)?;
         let challenge = |text: String| {
-            HeaderValue::try_from(text)
-                .map_err(|_| ConfigError::Setting("the Bearer challenge is not a header value".into()))
+            HeaderValue::try_from(text).map_err(|_| {
+                ConfigError::Setting("the Bearer challenge is not a header value".into())
+            })
         };
         let validations = config
             .algorithms
@@ -131,13 +134,17 @@ impl JwtAuth {
             return Ok(identity);
         }
         let refuse = |reason| Refusal::new(reason, &self.invalid);
-        let header = jsonwebtoken::decode_header(token).map_err(|_| refuse(unparsed_reason(token)))?;
+        let header =
+            jsonwebtoken::decode_header(token).map_err(|_| refuse(unparsed_reason(token)))?;
         let validation = self
             .validations
             .get(&header.alg)
             .ok_or_else(|| refuse(RefusalReason::AlgorithmNotAllowed))?;
         let mut keys = self.source.keys();
-        if matches!(keys.select(header.kid.as_deref(), header.alg), Selection::UnknownKid) {
+        if matches!(
+            keys.select(header.kid.as_deref(), header.alg),
+            Selection::UnknownKid
+        ) {
             self.source.refresh_for_unknown_kid().await;
             keys = self.source.keys();
         }
@@ -163,7 +170,8 @@ impl JwtAuth {
     }
 
     pub(crate) fn prepare_upstream(&self, identity: &Identity, headers: &mut HeaderMap) {
-        self.claim_headers.apply(identity.claims.as_deref(), headers);
+        self.claim_headers
+            .apply(identity.claims.as_deref(), headers);
         if !self.keep_authorization {
             headers.remove(AUTHORIZATION);
         }
@@ -174,7 +182,9 @@ impl JwtAuth {
         let value = match (values.next(), values.next()) {
             (None, _) => return Err(Refusal::new(RefusalReason::Missing, &self.missing)),
             (Some(value), None) => value,
-            (Some(_), Some(_)) => return Err(Refusal::new(RefusalReason::Malformed, &self.invalid)),
+            (Some(_), Some(_)) => {
+                return Err(Refusal::new(RefusalReason::Malformed, &self.invalid));
+            }
         };
         let malformed = || Refusal::new(RefusalReason::Malformed, &self.invalid);
         let value = value.to_str().map_err(|_| malformed())?;
@@ -243,7 +253,9 @@ fn verify_reason(kind: &ErrorKind) -> RefusalReason {
 
 /// How long until the verified token's `exp` (zero when it is already in its leeway).
 fn remaining_life(claims: Option<&Map<String, Value>>) -> Duration {
-    let exp = claims.and_then(|claims| claims.get("exp")).and_then(Value::as_f64);
+    let exp = claims
+        .and_then(|claims| claims.get("exp"))
+        .and_then(Value::as_f64);
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0.0, |since| since.as_secs_f64());
@@ -254,8 +266,11 @@ fn remaining_life(claims: Option<&Map<String, Value>>) -> Duration {
 
 impl std::fmt::Debug for JwtAuth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mut algorithms: Vec<String> =
-            self.validations.keys().map(|alg| format!("{alg:?}")).collect();
+        let mut algorithms: Vec<String> = self
+            .validations
+            .keys()
+            .map(|alg| format!("{alg:?}"))
+            .collect();
         algorithms.sort();
         f.debug_struct("JwtAuth")
             .field("algorithms", &algorithms)
@@ -268,4 +283,4 @@ impl std::fmt::Debug for JwtAuth {
 
 #[cfg(test)]
 #[path = "jwt_tests.rs"]
-mod tests;
+pub(crate) mod tests;

@@ -9,7 +9,11 @@ const ISSUER: &str = "https://issuer.example";
 
 macro_rules! fixture {
     ($name:literal) => {
-        include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/", $name))
+        include_bytes!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/",
+            $name
+        ))
     };
 }
 
@@ -36,7 +40,10 @@ fn with(claims: Value, changes: Value) -> Value {
     for (name, value) in changes.as_object().unwrap() {
         match value {
             Value::Null => claims.as_object_mut().unwrap().remove(name),
-            value => claims.as_object_mut().unwrap().insert(name.clone(), value.clone()),
+            value => claims
+                .as_object_mut()
+                .unwrap()
+                .insert(name.clone(), value.clone()),
         };
     }
     claims
@@ -63,14 +70,20 @@ fn auth() -> JwtAuth {
 
 pub(crate) fn bearer(token: &str) -> HeaderMap {
     let mut headers = HeaderMap::new();
-    headers.insert(AUTHORIZATION, HeaderValue::try_from(format!("Bearer {token}")).unwrap());
+    headers.insert(
+        AUTHORIZATION,
+        HeaderValue::try_from(format!("Bearer {token}")).unwrap(),
+    );
     headers
 }
 
 async fn refused(auth: &JwtAuth, token: &str) -> RefusalReason {
     let refusal = auth.authenticate(&bearer(token)).await.unwrap_err();
     let challenge = refusal.www_authenticate().to_str().unwrap();
-    assert_eq!(challenge, "Bearer realm=\"portcullis\", error=\"invalid_token\"");
+    assert_eq!(
+        challenge,
+        "Bearer realm=\"portcullis\", error=\"invalid_token\""
+    );
     refusal.reason()
 }
 
@@ -81,16 +94,35 @@ async fn every_algorithm_family_accepts_its_good_token() {
     let cases = [
         (Algorithm::RS256, "rsa-1", rsa_key()),
         (Algorithm::PS256, "rsa-1", rsa_key()),
-        (Algorithm::ES256, "ec256-1", EncodingKey::from_ec_pem(fixture!("ec256.key.pem")).unwrap()),
-        (Algorithm::ES384, "ec384-1", EncodingKey::from_ec_pem(fixture!("ec384.key.pem")).unwrap()),
-        (Algorithm::EdDSA, "ed-1", EncodingKey::from_ed_pem(fixture!("ed25519.key.pem")).unwrap()),
-        (Algorithm::HS256, "hmac-1", EncodingKey::from_secret(&hmac)),
+        (
+            Algorithm::ES256,
+            "ec256-1",
+            EncodingKey::from_ec_pem(fixture!("ec256.key.pem")).unwrap(),
+        ),
+        (
+            Algorithm::ES384,
+            "ec384-1",
+            EncodingKey::from_ec_pem(fixture!("ec384.key.pem")).unwrap(),
+        ),
+        (
+            Algorithm::EdDSA,
+            "ed-1",
+            EncodingKey::from_ed_pem(fixture!("ed25519.key.pem")).unwrap(),
+        ),
+        (
+            Algorithm::HS256,
+            "hmac-1",
+            EncodingKey::from_secret(&hmac).unwrap(),
+        ),
     ];
     for (alg, kid, key) in cases {
         let token = sign(alg, Some(kid), &good_claims(), &key);
-        let identity = auth.authenticate(&bearer(&token)).await.unwrap_or_else(|refusal| {
-            panic!("{alg:?} refused: {refusal:?}");
-        });
+        let identity = auth
+            .authenticate(&bearer(&token))
+            .await
+            .unwrap_or_else(|refusal| {
+                panic!("{alg:?} refused: {refusal:?}");
+            });
         assert_eq!(identity.consumer.as_deref(), Some("alice"));
         assert_eq!(identity.claims.unwrap()["scope"], "read");
     }
@@ -104,20 +136,37 @@ async fn time_issuer_and_audience_are_enforced() {
         (json!({"exp": now - 120}), RefusalReason::Expired),
         (json!({"exp": null}), RefusalReason::InvalidClaims),
         (json!({"nbf": now + 120}), RefusalReason::NotYetValid),
-        (json!({"nbf": (now - 10).to_string()}), RefusalReason::InvalidClaims),
+        (
+            json!({"nbf": (now - 10).to_string()}),
+            RefusalReason::InvalidClaims,
+        ),
         (json!({"nbf": "2099-01-01"}), RefusalReason::InvalidClaims),
-        (json!({"exp": (now + 600).to_string()}), RefusalReason::InvalidClaims),
-        (json!({"iss": "https://evil.example"}), RefusalReason::WrongIssuer),
+        (
+            json!({"exp": (now + 600).to_string()}),
+            RefusalReason::InvalidClaims,
+        ),
+        (
+            json!({"iss": "https://evil.example"}),
+            RefusalReason::WrongIssuer,
+        ),
         (json!({"iss": null}), RefusalReason::WrongIssuer),
         (json!({"aud": "billing"}), RefusalReason::WrongAudience),
         (json!({"aud": null}), RefusalReason::WrongAudience),
     ];
     for (changes, expected) in cases {
-        let token = sign(Algorithm::RS256, Some("rsa-1"), &with(good_claims(), changes.clone()), &rsa_key());
+        let token = sign(
+            Algorithm::RS256,
+            Some("rsa-1"),
+            &with(good_claims(), changes.clone()),
+            &rsa_key(),
+        );
         assert_eq!(refused(&auth, &token).await, expected, "{changes}");
     }
     // Inside the leeway, and any one of several audiences, pass.
-    let lenient = with(good_claims(), json!({"exp": now - 5, "aud": ["billing", "admin"]}));
+    let lenient = with(
+        good_claims(),
+        json!({"exp": now - 5, "aud": ["billing", "admin"]}),
+    );
     let token = sign(Algorithm::RS256, Some("rsa-1"), &lenient, &rsa_key());
     assert!(auth.authenticate(&bearer(&token)).await.is_ok());
 }
@@ -129,14 +178,24 @@ async fn forged_tokens_are_refused() {
 
     let none_header = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#);
     let payload = URL_SAFE_NO_PAD.encode(good_claims().to_string());
-    for token in [format!("{none_header}.{payload}."), format!("{none_header}.{payload}")] {
-        assert_eq!(refused(&auth, &token).await, RefusalReason::AlgorithmNotAllowed, "{token}");
+    for token in [
+        format!("{none_header}.{payload}."),
+        format!("{none_header}.{payload}"),
+    ] {
+        assert_eq!(
+            refused(&auth, &token).await,
+            RefusalReason::AlgorithmNotAllowed,
+            "{token}"
+        );
     }
 
     // HS256 keyed with the RSA public key's bytes, naming the RSA key or no key at all.
-    let public = EncodingKey::from_secret(fixture!("rsa.pub.pem"));
+    let public = EncodingKey::from_secret(fixture!("rsa.pub.pem")).unwrap();
     let confused = sign(Algorithm::HS256, Some("rsa-1"), &good_claims(), &public);
-    assert_eq!(refused(&auth, &confused).await, RefusalReason::AlgorithmNotAllowed);
+    assert_eq!(
+        refused(&auth, &confused).await,
+        RefusalReason::AlgorithmNotAllowed
+    );
     let confused = sign(Algorithm::HS256, None, &good_claims(), &public);
     assert_eq!(refused(&auth, &confused).await, RefusalReason::BadSignature);
 
@@ -150,10 +209,16 @@ async fn forged_tokens_are_refused() {
 
     let other = EncodingKey::from_rsa_pem(fixture!("rsa-other.key.pem")).unwrap();
     let wrong_key = sign(Algorithm::RS256, Some("rsa-1"), &good_claims(), &other);
-    assert_eq!(refused(&auth, &wrong_key).await, RefusalReason::BadSignature);
+    assert_eq!(
+        refused(&auth, &wrong_key).await,
+        RefusalReason::BadSignature
+    );
 
     let rs512 = sign(Algorithm::RS512, Some("rsa-1"), &good_claims(), &rsa_key());
-    assert_eq!(refused(&auth, &rs512).await, RefusalReason::AlgorithmNotAllowed);
+    assert_eq!(
+        refused(&auth, &rs512).await,
+        RefusalReason::AlgorithmNotAllowed
+    );
 
     assert_eq!(refused(&auth, "not.a.jwt").await, RefusalReason::Malformed);
     assert_eq!(refused(&auth, "garbage").await, RefusalReason::Malformed);
@@ -170,7 +235,13 @@ async fn missing_tokens_get_a_bare_challenge_that_echoes_nothing() {
     basic.insert(AUTHORIZATION, HeaderValue::from_static("Basic YTpi"));
     let refusal = auth.authenticate(&basic).await.unwrap_err();
     assert_eq!(refusal.reason(), RefusalReason::Malformed);
-    assert!(!refusal.www_authenticate().to_str().unwrap().contains("YTpi"));
+    assert!(
+        !refusal
+            .www_authenticate()
+            .to_str()
+            .unwrap()
+            .contains("YTpi")
+    );
 }
 
 #[tokio::test]
@@ -178,11 +249,7 @@ async fn a_token_without_kid_needs_exactly_one_key_for_its_algorithm() {
     let auth = auth();
     let token = sign(Algorithm::RS256, None, &good_claims(), &rsa_key());
     assert!(auth.authenticate(&bearer(&token)).await.is_ok());
-    let two_rsa = format!(
-        r#"{{"keys":[{0},{1}]}}"#,
-        rsa_jwk("a"),
-        rsa_jwk("b")
-    );
+    let two_rsa = format!(r#"{{"keys":[{0},{1}]}}"#, rsa_jwk("a"), rsa_jwk("b"));
     auth.source().replace(two_rsa.as_bytes()).unwrap();
     assert_eq!(refused(&auth, &token).await, RefusalReason::UnknownKid);
 }
@@ -217,7 +284,10 @@ async fn claims_replace_client_sent_headers_and_the_token_is_not_forwarded() {
     let identity = auth.authenticate(&headers).await.unwrap();
     let no_tier = with(good_claims(), json!({"tier": null}));
     auth.prepare_upstream(&identity, &mut headers);
-    assert_eq!(headers.get_all("x-user").iter().collect::<Vec<_>>(), ["alice"]);
+    assert_eq!(
+        headers.get_all("x-user").iter().collect::<Vec<_>>(),
+        ["alice"]
+    );
     assert_eq!(headers["x-tier"], "2");
     assert!(headers.get(AUTHORIZATION).is_none());
 
@@ -233,11 +303,19 @@ async fn claims_replace_client_sent_headers_and_the_token_is_not_forwarded() {
 fn hmac_with_a_key_set_from_a_url_is_refused() {
     struct Never;
     impl crate::auth::JwksFetch for Never {
-        fn fetch(&self) -> crate::auth::BoxFuture<'_, Result<crate::auth::JwksResponse, crate::auth::FetchError>> {
+        fn fetch(
+            &self,
+        ) -> crate::auth::BoxFuture<'_, Result<crate::auth::JwksResponse, crate::auth::FetchError>>
+        {
             Box::pin(async { Err(crate::auth::FetchError("offline".into())) })
         }
     }
     let source = JwksSource::remote(Arc::new(Never), Default::default());
     let error = JwtAuth::new(config(), source).unwrap_err();
-    assert!(error.to_string().contains("HS256 needs its shared secret in a Secret"), "{error}");
+    assert!(
+        error
+            .to_string()
+            .contains("HS256 needs its shared secret in a Secret"),
+        "{error}"
+    );
 }

@@ -65,7 +65,11 @@ impl KeySet {
             .filter_map(|entry| compile(entry, allow_symmetric))
             .collect();
         if keys.is_empty() {
-            let hint = if allow_symmetric { "" } else { " (oct keys are only read from a Secret)" };
+            let hint = if allow_symmetric {
+                ""
+            } else {
+                " (oct keys are only read from a Secret)"
+            };
             return Err(ConfigError::Jwks(format!(
                 "none of its {} keys can verify signatures: expected RSA, EC P-256/P-384, \
                  Ed25519 or oct keys without \"use\": \"enc\"{hint}",
@@ -96,7 +100,10 @@ impl KeySet {
         };
         match kid {
             Some(kid) => {
-                let mut named = self.keys.iter().filter(|key| key.kid.as_deref() == Some(kid));
+                let mut named = self
+                    .keys
+                    .iter()
+                    .filter(|key| key.kid.as_deref() == Some(kid));
                 let Some(first) = named.next() else {
                     return Selection::UnknownKid;
                 };

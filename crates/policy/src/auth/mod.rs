@@ -51,7 +51,7 @@ pub struct Identity {
 
 /// A Secret (or JWKS document) a Portcullis rule cannot use, with the line or key at fault.
 /// Messages never contain key material.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum ConfigError {
     /// A line of a `consumer:key` or htpasswd Secret is wrong.
     #[error("line {line}: {message}")]
@@ -135,7 +135,9 @@ pub fn strip_query_param<'q>(query: &'q str, name: &str) -> Option<Cow<'q, str>>
 fn quoted(what: &str, value: &str) -> Result<String, ConfigError> {
     if value.is_empty()
         || value.len() > 256
-        || !value.bytes().all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
+        || !value
+            .bytes()
+            .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
     {
         return Err(ConfigError::Setting(format!(
             "{what} {value:?} must be 1 to 256 printable ASCII characters without '\"' or '\\'"

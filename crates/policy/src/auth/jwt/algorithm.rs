@@ -85,13 +85,15 @@ impl FromStr for JwtAlgorithm {
     type Err = ConfigError;
 
     fn from_str(name: &str) -> Result<Self, Self::Err> {
-        ALL.into_iter().find(|alg| alg.name() == name).ok_or_else(|| {
-            let names: Vec<&str> = ALL.iter().map(|alg| alg.name()).collect();
-            ConfigError::Setting(format!(
-                "JWT algorithm {name:?} is not accepted; use one of {}",
-                names.join(", ")
-            ))
-        })
+        ALL.into_iter()
+            .find(|alg| alg.name() == name)
+            .ok_or_else(|| {
+                let names: Vec<&str> = ALL.iter().map(|alg| alg.name()).collect();
+                ConfigError::Setting(format!(
+                    "JWT algorithm {name:?} is not accepted; use one of {}",
+                    names.join(", ")
+                ))
+            })
     }
 }
 
