@@ -225,3 +225,22 @@ fn encryption_and_unknown_keys_are_skipped() {
     let source = JwksSource::from_secret(jwks).unwrap();
     assert_eq!(source.key_count(), 1);
 }
+
+#[test]
+fn hmac_with_a_key_set_from_a_url_is_refused() {
+    let source = JwksSource::remote(Issuer::new(vec![down()]), RefreshSchedule::default());
+    let config = JwtConfig {
+        algorithms: vec![
+            crate::auth::JwtAlgorithm::RS256,
+            crate::auth::JwtAlgorithm::HS256,
+        ],
+        ..JwtConfig::new("https://issuer.example")
+    };
+    let error = JwtAuth::new(config, source).unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("HS256 needs its shared secret in a Secret"),
+        "{error}"
+    );
+}

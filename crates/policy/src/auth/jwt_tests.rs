@@ -298,24 +298,3 @@ async fn claims_replace_client_sent_headers_and_the_token_is_not_forwarded() {
     auth.prepare_upstream(&identity, &mut headers);
     assert!(headers.get("x-tier").is_none());
 }
-
-#[test]
-fn hmac_with_a_key_set_from_a_url_is_refused() {
-    struct Never;
-    impl crate::auth::JwksFetch for Never {
-        fn fetch(
-            &self,
-        ) -> crate::auth::BoxFuture<'_, Result<crate::auth::JwksResponse, crate::auth::FetchError>>
-        {
-            Box::pin(async { Err(crate::auth::FetchError("offline".into())) })
-        }
-    }
-    let source = JwksSource::remote(Arc::new(Never), Default::default());
-    let error = JwtAuth::new(config(), source).unwrap_err();
-    assert!(
-        error
-            .to_string()
-            .contains("HS256 needs its shared secret in a Secret"),
-        "{error}"
-    );
-}

@@ -5,7 +5,8 @@
 //!
 //! - [`ApiKeyAuth`]: `consumer:key` lines, keys held only as SHA-256 digests;
 //! - [`BasicAuth`]: htpasswd lines with bcrypt or argon2id hashes, verified off the I/O threads;
-//! - [`JwtAuth`]: signed JWTs checked against a [`JwksSource`] (a Secret or an `https` URL).
+//! - [`JwtAuth`]: signed JWTs checked against a [`JwksSource`] (a Secret, or an `https` URL
+//!   fetched by [`HttpsJwksFetch`]).
 //!
 //! [`Authenticator`] puts them behind one call: [`Authenticator::authenticate`] answers an
 //! [`Identity`] or a [`Refusal`] (status, metric label and `WWW-Authenticate` value), and
@@ -15,6 +16,7 @@ mod apikey;
 mod basic;
 mod cache;
 mod claims;
+mod fetch;
 mod jwks;
 mod jwt;
 mod keyset;
@@ -28,6 +30,7 @@ use serde_json::Value;
 pub use self::{
     apikey::{ApiKeyAuth, KeyLocation},
     basic::BasicAuth,
+    fetch::HttpsJwksFetch,
     jwks::{
         BoxFuture, FetchError, JwksFetch, JwksResponse, JwksSource, RefreshError, RefreshSchedule,
         max_age,
