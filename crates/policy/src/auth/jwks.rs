@@ -208,6 +208,11 @@ impl JwksSource {
         }
     }
 
+    /// Which key set is being served (cheaper than [`keys`](Self::keys): no reference taken).
+    pub(crate) fn generation(&self) -> u64 {
+        self.keys.load().generation()
+    }
+
     /// The keys being served.
     pub(crate) fn keys(&self) -> Arc<KeySet> {
         self.keys.load_full()

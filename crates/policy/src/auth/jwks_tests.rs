@@ -208,7 +208,11 @@ fn a_secret_change_replaces_the_set_and_a_bad_one_is_refused() {
     assert!(error.to_string().contains("none of its 0 keys"), "{error}");
     assert_eq!(source.key_count(), 5);
     assert!(source.replace(b"not json").is_err());
-    let only_oct = br#"{"keys":[{"kty":"oct","kid":"h","k":"c2VjcmV0"}]}"#;
+    let short_oct = br#"{"keys":[{"kty":"oct","kid":"h","k":"c2VjcmV0"}]}"#;
+    let error = source.replace(short_oct).unwrap_err();
+    assert!(error.to_string().contains("at least 32 bytes"), "{error}");
+    let only_oct =
+        br#"{"keys":[{"kty":"oct","kid":"h","k":"MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY"}]}"#;
     source.replace(only_oct).unwrap();
     assert_eq!(source.key_count(), 1);
     // The same document from a URL has no usable key: HMAC secrets are not fetched.
@@ -221,7 +225,7 @@ fn encryption_and_unknown_keys_are_skipped() {
     let jwks = br#"{"keys":[
         {"kty":"RSA","use":"enc","kid":"e","n":"AQAB","e":"AQAB"},
         {"kty":"XYZ","kid":"x"},
-        {"kty":"oct","kid":"h","k":"c2VjcmV0"}]}"#;
+        {"kty":"oct","kid":"h","k":"MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY"}]}"#;
     let source = JwksSource::from_secret(jwks).unwrap();
     assert_eq!(source.key_count(), 1);
 }

@@ -129,7 +129,7 @@ impl JwtAuth {
         let cache_key = digest(&[token.as_bytes()]);
         let now = Instant::now();
         if let Some((generation, identity)) = self.cache.get(&cache_key, now)
-            && generation == self.source.keys().generation()
+            && generation == self.source.generation()
         {
             return Ok(identity);
         }

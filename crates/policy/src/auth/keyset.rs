@@ -3,6 +3,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{
     Algorithm, DecodingKey,
     jwk::{AlgorithmParameters, EllipticCurve, Jwk, PublicKeyUse},
@@ -66,7 +67,7 @@ impl KeySet {
             .collect();
         if keys.is_empty() {
             let hint = if allow_symmetric {
-                ""
+                " (oct keys need at least 32 bytes)"
             } else {
                 " (oct keys are only read from a Secret)"
             };
@@ -147,7 +148,12 @@ fn compile(entry: &Value, allow_symmetric: bool) -> Option<VerifyingKey> {
             EllipticCurve::Ed25519 => &[Algorithm::EdDSA],
             _ => return None,
         },
-        AlgorithmParameters::OctetKey(_) if allow_symmetric => {
+        // RFC 7518 §3.2: an HMAC key is at least as long as the hash; shorter ones are guessable.
+        AlgorithmParameters::OctetKey(oct)
+            if allow_symmetric
+                && base64::Engine::decode(&URL_SAFE_NO_PAD, &oct.value)
+                    .is_ok_and(|secret| secret.len() >= 32) =>
+        {
             &[Algorithm::HS256, Algorithm::HS384, Algorithm::HS512]
         }
         _ => return None,
