@@ -11,3 +11,8 @@
 //! these engines (`portcullis-proxy`'s `compile`) and calls them on the request path. Keeping
 //! them here keeps them small, testable on their own, and out of the request path's hot code
 //! until a rule asks for them.
+
+// Tests may unwrap: a panic is how they fail.
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+pub mod auth;
