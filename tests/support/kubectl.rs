@@ -5,7 +5,10 @@
 //! control plane; otherwise the `kubectl` that `hack/build-test-control-plane.sh` builds from the
 //! same `k8s.io/kubernetes` module as the test API server, next to it.
 
-#![allow(dead_code, reason = "each test binary uses a different part of the harness")]
+#![allow(
+    dead_code,
+    reason = "each test binary uses a different part of the harness"
+)]
 
 use std::{
     path::{Path, PathBuf},
