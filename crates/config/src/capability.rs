@@ -245,14 +245,20 @@ pub fn rule_field(rule_index: usize) -> String {
 
 /// Why `rule` cannot be served by this build: nothing when it can. `secret` tells what the
 /// caller knows about each Secret file the rule reads.
-pub fn unservable(
+pub fn unservable(rule: &RuleConfig, secret: impl FnMut(&SecretFile) -> SecretState) -> Vec<Gap> {
+    unservable_with(rule, Feature::is_supported, secret)
+}
+
+/// [`unservable`], with `supported` in place of this build's table (tests switch features on).
+fn unservable_with(
     rule: &RuleConfig,
+    supported: impl Fn(Feature) -> bool,
     mut secret: impl FnMut(&SecretFile) -> SecretState,
 ) -> Vec<Gap> {
     let index = rule.rule_index;
     let mut gaps: Vec<Gap> = features(rule)
         .into_iter()
-        .filter(|feature| !feature.is_supported())
+        .filter(|feature| !supported(*feature))
         .map(|feature| {
             Gap::new(
                 index,

@@ -119,6 +119,30 @@ fn the_support_table_decides_what_is_reported() {
 }
 
 #[test]
+fn a_supported_policy_is_not_reported_but_its_secret_still_is() {
+    let mut guarded = rule(3);
+    api_keys(&mut guarded);
+    guarded.policies.rate_limit = Some(rate_limit(RateLimitScope::Local));
+    let api_keys_only = |feature| feature == Feature::ApiKeyAuth;
+    assert_eq!(
+        lines(&unservable_with(&guarded, api_keys_only, present)),
+        [
+            "spec.rules[3].rateLimit: rate limiting is not supported by this version of the gateway yet"
+        ]
+    );
+    assert_eq!(
+        lines(&unservable_with(&guarded, api_keys_only, |_| {
+            SecretState::Missing
+        })),
+        [
+            "spec.rules[3].rateLimit: rate limiting is not supported by this version of the gateway yet",
+            "spec.rules[3].auth.apiKey.secretRef: Secret shop/api-keys (key \"keys\") not found",
+        ]
+    );
+    assert_eq!(unservable_with(&guarded, |_| true, present), []);
+}
+
+#[test]
 fn a_missing_or_unreadable_secret_is_named_with_its_field() {
     let mut guarded = rule(1);
     api_keys(&mut guarded);

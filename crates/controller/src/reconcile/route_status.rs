@@ -163,8 +163,7 @@ async fn write_one(
             .await
         {
             Ok(_) => {
-                publish_broken_references(recorder, &route, live, &wanted).await;
-                publish_unserved_rules(recorder, &route, live, &wanted).await;
+                publish_warnings(recorder, &route, live, &wanted).await;
                 return Ok(true);
             }
             Err(kube::Error::Api(status)) if status.code == 409 && attempt < ATTEMPTS => {
@@ -193,74 +192,49 @@ async fn write_one(
     Ok(false)
 }
 
-/// A Warning Event on the Route for each parent whose ResolvedRefs just turned False.
-async fn publish_broken_references(
-    recorder: &Recorder,
-    route: &Route,
-    before: &[RouteParentStatus],
-    after: &[RouteParentStatus],
-) {
-    for parent in after {
-        let Some(condition) = parent
-            .conditions
-            .iter()
-            .find(|c| c.type_ == conditions::RESOLVED_REFS && c.status == "False")
-        else {
-            continue;
-        };
-        let was_broken = before
-            .iter()
-            .find(|p| p.parent_ref == parent.parent_ref)
-            .and_then(|p| conditions::status_of(&p.conditions, conditions::RESOLVED_REFS))
-            == Some(false);
-        if !was_broken {
-            super::publish(
-                recorder,
-                &route.object_ref(&()),
-                EventType::Warning,
-                &condition.reason,
-                format!("Gateway {}: {}", parent.parent_ref.name, condition.message),
-            )
-            .await;
-        }
-    }
-}
+/// The Route conditions that deserve a Warning Event, with the status that is bad: a reference
+/// that does not resolve, rules that answer 503.
+const WARNED: [(&str, &str); 2] = [
+    (conditions::RESOLVED_REFS, "False"),
+    (conditions::PARTIALLY_INVALID, "True"),
+];
 
-/// A Warning Event on the Route for each parent whose `PartiallyInvalid` just turned True or
-/// now names other rules or reasons: once per change, not on every resync (nothing is written
-/// then).
-async fn publish_unserved_rules(
+/// A Warning Event on the Route for each parent whose condition of [`WARNED`] just turned bad
+/// or now says something else (another reference, other rules): once per change, not on every
+/// resync (nothing is written then).
+async fn publish_warnings(
     recorder: &Recorder,
     route: &Route,
     before: &[RouteParentStatus],
     after: &[RouteParentStatus],
 ) {
     for parent in after {
-        let Some(condition) = parent
-            .conditions
-            .iter()
-            .find(|c| c.type_ == conditions::PARTIALLY_INVALID && c.status == "True")
-        else {
-            continue;
-        };
-        let known = before
+        let previous = before
             .iter()
             .find(|p| p.parent_ref == parent.parent_ref)
-            .and_then(|p| {
-                p.conditions
-                    .iter()
-                    .find(|c| c.type_ == conditions::PARTIALLY_INVALID)
-            })
-            .is_some_and(|c| c.status == "True" && c.message == condition.message);
-        if !known {
-            super::publish(
-                recorder,
-                &route.object_ref(&()),
-                EventType::Warning,
-                &condition.reason,
-                format!("Gateway {}: {}", parent.parent_ref.name, condition.message),
-            )
-            .await;
+            .map(|p| p.conditions.as_slice())
+            .unwrap_or_default();
+        for (type_, bad) in WARNED {
+            let Some(condition) = parent
+                .conditions
+                .iter()
+                .find(|c| c.type_ == type_ && c.status == bad)
+            else {
+                continue;
+            };
+            let known = previous
+                .iter()
+                .any(|c| c.type_ == type_ && c.status == bad && c.message == condition.message);
+            if !known {
+                super::publish(
+                    recorder,
+                    &route.object_ref(&()),
+                    EventType::Warning,
+                    &condition.reason,
+                    format!("Gateway {}: {}", parent.parent_ref.name, condition.message),
+                )
+                .await;
+            }
         }
     }
 }
