@@ -5,9 +5,11 @@ use std::{collections::BTreeMap, path::PathBuf};
 
 use kube::ResourceExt;
 use portcullis_config::{
-    Compiled, NamespaceInfo, compile,
+    Compiled, NamespaceInfo,
+    capability::{self, SecretState},
+    compile,
     diagnostics::{Diagnostic, Kind, ObjectRef},
-    snapshot::ObjectKey,
+    snapshot::{ObjectKey, SecretFile},
 };
 
 use crate::manifests::{Manifests, Problem, Sourced};
@@ -47,7 +49,8 @@ pub fn compile_gateways(manifests: &Manifests) -> Vec<CompiledGateway<'_>> {
 }
 
 /// The semantic findings of every compiled Gateway, as `check` problems (errors) and warning
-/// lines, each reported once even when several Gateways share the object.
+/// lines, each reported once even when several Gateways share the object. The rules this build
+/// would answer with 503 are warnings: the gateway serves every other rule.
 pub fn findings(
     manifests: &Manifests,
     compiled: &[CompiledGateway<'_>],
@@ -66,7 +69,59 @@ pub fn findings(
             portcullis_config::Severity::Warning => warnings.push(problem.to_string()),
         }
     }
+    for line in unserved(manifests, compiled, &files) {
+        if seen.insert(line.clone()) {
+            warnings.push(line);
+        }
+    }
     (problems, warnings)
+}
+
+/// One line per reason a rule of a compiled Gateway is not served by this build, judged by the
+/// capability check the gateway itself makes. A Secret in the manifests has its content
+/// checked; one that is not there may exist in the cluster, so only its absence from a Secret
+/// of the manifests counts as missing.
+fn unserved(
+    manifests: &Manifests,
+    compiled: &[CompiledGateway<'_>],
+    files: &BTreeMap<ObjectRef, PathBuf>,
+) -> Vec<String> {
+    let secret = |file: &SecretFile| {
+        let found = manifests.secrets.iter().map(|s| &s.object).find(|s| {
+            s.metadata.name.as_deref() == Some(file.name.as_str())
+                && s.metadata.namespace.as_deref().unwrap_or("default") == file.namespace
+        });
+        let Some(found) = found else {
+            return SecretState::Present(None);
+        };
+        let data = found.data.iter().flatten().map(|(k, v)| (k, v.0.clone()));
+        let string_data = found
+            .string_data
+            .iter()
+            .flatten()
+            .map(|(k, v)| (k, v.as_bytes().to_vec()));
+        data.chain(string_data)
+            .find(|(key, _)| **key == file.key)
+            .map_or(SecretState::Missing, |(_, value)| {
+                SecretState::Present(Some(value))
+            })
+    };
+    let mut lines = Vec::new();
+    for gateway in compiled {
+        for rule in capability::unserved_rules(&gateway.compiled.snapshot, &secret) {
+            let object = ObjectRef::new(Kind::Route, rule.route.clone());
+            for gap in &rule.gaps {
+                let problem = Problem {
+                    file: files.get(&object).cloned().unwrap_or_default(),
+                    object: Some(object.to_string()),
+                    field: Some(gap.field.clone()),
+                    message: format!("{}: this gateway answers 503 for the rule", gap.message),
+                };
+                lines.push(problem.to_string());
+            }
+        }
+    }
+    lines
 }
 
 fn to_problem(diagnostic: &Diagnostic, files: &BTreeMap<ObjectRef, PathBuf>) -> Problem {

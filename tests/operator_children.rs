@@ -70,8 +70,7 @@ async fn the_examples_become_every_child_with_the_redundancy_defaults() {
     apply_all(&ctx.client, &examples("shop")).await;
 
     await_gateway(&ctx, "edge", "every example Route attached", |g| {
-        has_condition(g, "Programmed", "True", None)
-            && g.status.as_ref().is_some_and(|s| s.attached_routes == 4)
+        is_applied(g) && g.status.as_ref().is_some_and(|s| s.attached_routes == 4)
     })
     .await;
     // kube-scheduler places the pods on the fake nodes and kwok makes them Ready.
@@ -256,8 +255,7 @@ async fn editing_a_route_changes_the_config_but_never_restarts_pods() {
     let mut documents = examples(&ctx.namespace);
     apply_all(&ctx.client, &documents).await;
     let gateway = await_gateway(&ctx, "edge", "all Routes attached", |g| {
-        has_condition(g, "Programmed", "True", None)
-            && g.status.as_ref().is_some_and(|s| s.attached_routes == 4)
+        is_applied(g) && g.status.as_ref().is_some_and(|s| s.attached_routes == 4)
     })
     .await;
     let before = deployment(&ctx, "edge").await;

@@ -75,8 +75,7 @@ async fn routes_of_another_namespace_get_copied_secrets_and_endpoint_access() {
     ];
     apply_all(&ctx.client, &documents).await;
     await_gateway(&ctx, "edge", "the team's Route attached", |g| {
-        has_condition(g, "Programmed", "True", None)
-            && g.status.as_ref().is_some_and(|s| s.attached_routes == 1)
+        is_applied(g) && g.status.as_ref().is_some_and(|s| s.attached_routes == 1)
     })
     .await;
 

@@ -87,10 +87,7 @@ async fn the_generated_cluster_role_is_all_the_operator_needs() {
         &ctx,
         "edge",
         "the Gateway programmed and its Routes attached",
-        |g| {
-            has_condition(g, "Programmed", "True", None)
-                && g.status.as_ref().is_some_and(|s| s.attached_routes == 4)
-        },
+        |g| is_applied(g) && g.status.as_ref().is_some_and(|s| s.attached_routes == 4),
     )
     .await;
     let role: Role = ctx.api().get("edge-proxy").await.expect("the Role");

@@ -260,8 +260,7 @@ async fn a_converged_resync_makes_no_api_write() {
     let operator = Operator::start_default(&ctx).await;
     apply_all(&ctx.client, &examples(&ctx.namespace)).await;
     await_gateway(&ctx, "edge", "all Routes attached", |g| {
-        has_condition(g, "Programmed", "True", None)
-            && g.status.as_ref().is_some_and(|s| s.attached_routes == 4)
+        is_applied(g) && g.status.as_ref().is_some_and(|s| s.attached_routes == 4)
     })
     .await;
 

@@ -12,8 +12,6 @@ mod operator_support;
 mod proxy_support;
 mod support;
 
-use k8s_openapi::api::{core::v1::Service, discovery::v1::EndpointSlice};
-use kube::api::{Patch, PatchParams, PostParams};
 use operator_support::*;
 use proxy_support::*;
 use serde_json::{Value, json};
@@ -112,42 +110,9 @@ async fn service_backend_endpoints_follow_the_endpoint_slices() {
     let b = Upstream::start("b", (ip, 0).into()).await;
     let port = free_addr().port();
 
-    let service: Service = serde_json::from_value(json!({
-        "apiVersion": "v1", "kind": "Service",
-        "metadata": { "name": "web" },
-        "spec": { "ports": [{ "name": "http", "port": 8080 }] },
-    }))
-    .expect("a Service");
-    ctx.api::<Service>()
-        .create(&PostParams::default(), &service)
-        .await
-        .expect("the Service is created");
-    // Hand-made slices, without the EndpointSlice controller's managed-by label: the control
-    // plane leaves them alone. The slice port is named after the Service port.
-    let slices = ctx.api::<EndpointSlice>();
-    let put_slice = |name: &str, upstream: &Upstream, ready: bool| {
-        let slices = slices.clone();
-        let name = name.to_owned();
-        let document = json!({
-            "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-            "metadata": { "name": name, "labels": { "kubernetes.io/service-name": "web" } },
-            "addressType": "IPv4",
-            "endpoints": [{
-                "addresses": [upstream.addr.ip().to_string()],
-                "conditions": { "ready": ready },
-            }],
-            "ports": [{ "name": "http", "port": upstream.addr.port(), "protocol": "TCP" }],
-        });
-        async move {
-            slices
-                .patch(
-                    &name,
-                    &PatchParams::apply(TEST_MANAGER).force(),
-                    &Patch::Apply(&document),
-                )
-                .await
-                .unwrap_or_else(|e| panic!("the API server refuses EndpointSlice {name}: {e}"));
-        }
+    create_service(&ctx, "web", 8080).await;
+    let put_slice = |name: &'static str, upstream: &Upstream, ready: bool| {
+        put_endpoint_slice(&ctx, name, "web", upstream.addr, ready)
     };
     put_slice("web-a", &a, true).await;
 

@@ -89,6 +89,7 @@ pub struct Upstream {
     /// Where it listens.
     pub addr: SocketAddr,
     hits: Arc<AtomicUsize>,
+    paths: Arc<std::sync::Mutex<Vec<String>>>,
     task: JoinHandle<()>,
 }
 
@@ -100,16 +101,20 @@ impl Upstream {
             .unwrap_or_else(|e| panic!("upstream {name} binds {addr}: {e}"));
         let addr = listener.local_addr().expect("a bound address");
         let hits = Arc::new(AtomicUsize::new(0));
-        let counter = hits.clone();
+        let paths = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (counter, seen) = (hits.clone(), paths.clone());
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
-                let counter = counter.clone();
+                let (counter, seen) = (counter.clone(), seen.clone());
                 tokio::spawn(async move {
                     let service = service_fn(move |request: Request<Incoming>| {
                         counter.fetch_add(1, Ordering::Relaxed);
+                        if let Ok(mut seen) = seen.lock() {
+                            seen.push(format!("{} {}", request.method(), request.uri().path()));
+                        }
                         let body = format!("{name} {}", request.uri().path());
                         async move { Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(body)))) }
                     });
@@ -119,12 +124,22 @@ impl Upstream {
                 });
             }
         });
-        Self { addr, hits, task }
+        Self {
+            addr,
+            hits,
+            paths,
+            task,
+        }
     }
 
     /// Requests answered so far.
     pub fn hits(&self) -> usize {
         self.hits.load(Ordering::Relaxed)
+    }
+
+    /// The method and path of every request answered so far (`GET /healthz`), in order.
+    pub fn requests(&self) -> Vec<String> {
+        self.paths.lock().map(|p| p.clone()).unwrap_or_default()
     }
 }
 
@@ -195,11 +210,13 @@ pub async fn await_config(ctx: &TestContext, check: impl Fn(&Snapshot) -> bool) 
     .await
 }
 
-/// A status and body.
+/// A status, headers and body.
 #[derive(Debug, Clone)]
 pub struct Answer {
     /// The status code.
     pub status: u16,
+    /// The response headers.
+    pub headers: http::HeaderMap,
     /// The body, as text.
     pub body: String,
 }
@@ -282,8 +299,25 @@ impl Proxy {
         self.get_url(&format!("http://{}{path}", self.addr)).await
     }
 
+    /// `method` `path` on the client listener, without a body.
+    pub async fn send(&self, method: &str, path: &str) -> Result<Answer, String> {
+        self.call(method, &format!("http://{}{path}", self.addr))
+            .await
+    }
+
+    /// GET `path` on the admin listener.
+    pub async fn admin(&self, path: &str) -> Result<Answer, String> {
+        self.get_url(&format!("http://{}{path}", self.admin)).await
+    }
+
     async fn get_url(&self, url: &str) -> Result<Answer, String> {
-        let request = Request::get(url)
+        self.call("GET", url).await
+    }
+
+    async fn call(&self, method: &str, url: &str) -> Result<Answer, String> {
+        let request = Request::builder()
+            .method(method)
+            .uri(url)
             .body(Full::new(Bytes::new()))
             .map_err(|e| e.to_string())?;
         let exchange = async {
@@ -293,6 +327,7 @@ impl Proxy {
                 .await
                 .map_err(|e| e.to_string())?;
             let status = response.status().as_u16();
+            let headers = response.headers().clone();
             let body = response
                 .into_body()
                 .collect()
@@ -301,12 +336,13 @@ impl Proxy {
                 .to_bytes();
             Ok(Answer {
                 status,
+                headers,
                 body: String::from_utf8_lossy(&body).into_owned(),
             })
         };
         tokio::time::timeout(Duration::from_secs(5), exchange)
             .await
-            .map_err(|_| format!("GET {url} timed out"))?
+            .map_err(|_| format!("{method} {url} timed out"))?
     }
 
     /// The admin `/config` document, if the proxy answers.
@@ -364,4 +400,50 @@ impl Drop for Proxy {
             }
         }
     }
+}
+
+/// Creates the Kubernetes Service `name` with the one port `port`, named `http` (no selector:
+/// its EndpointSlices are the test's, see [`put_endpoint_slice`]).
+pub async fn create_service(ctx: &TestContext, name: &str, port: u16) {
+    let service: k8s_openapi::api::core::v1::Service = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": { "name": name },
+        "spec": { "ports": [{ "name": "http", "port": port }] },
+    }))
+    .expect("a Service");
+    ctx.api::<k8s_openapi::api::core::v1::Service>()
+        .create(&kube::api::PostParams::default(), &service)
+        .await
+        .unwrap_or_else(|e| panic!("the API server refuses Service {name}: {e}"));
+}
+
+/// Applies the EndpointSlice `name` of Service `service`: the one endpoint `upstream`, ready or
+/// not. Hand-made, without the EndpointSlice controller's managed-by label, so the control plane
+/// leaves it alone; its port is named after the Service port (`http`). The API server refuses
+/// loopback addresses here: the upstream listens on [`host_ip`].
+pub async fn put_endpoint_slice(
+    ctx: &TestContext,
+    name: &str,
+    service: &str,
+    upstream: SocketAddr,
+    ready: bool,
+) {
+    let document = json!({
+        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": { "name": name, "labels": { "kubernetes.io/service-name": service } },
+        "addressType": "IPv4",
+        "endpoints": [{
+            "addresses": [upstream.ip().to_string()],
+            "conditions": { "ready": ready },
+        }],
+        "ports": [{ "name": "http", "port": upstream.port(), "protocol": "TCP" }],
+    });
+    ctx.api::<k8s_openapi::api::discovery::v1::EndpointSlice>()
+        .patch(
+            name,
+            &kube::api::PatchParams::apply(crate::operator_support::TEST_MANAGER).force(),
+            &kube::api::Patch::Apply(&document),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("the API server refuses EndpointSlice {name}: {e}"));
 }

@@ -7,6 +7,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod capability;
 mod compile;
 pub mod configmap;
 pub mod diagnostics;

@@ -18,6 +18,12 @@ pub const READY: &str = "Ready";
 pub const DEGRADED: &str = "Degraded";
 /// Condition type: every reference resolved.
 pub const RESOLVED_REFS: &str = "ResolvedRefs";
+/// Condition type, on a Route's parent: some of its rules are not served (they answer 503),
+/// the others are. Gateway API's type for "a combination of valid and invalid rules" (v1.1+),
+/// written only while it is True, as Gateway API implementations do. Accepted stays True: the
+/// Route is attached, and its unserved rules still take their requests (answering 503) so
+/// that those never fall through to a less specific rule without the protection they ask for.
+pub const PARTIALLY_INVALID: &str = "PartiallyInvalid";
 
 /// Reasons the operator writes, besides those of the config compiler
 /// ([`portcullis_config::diagnostics::reason`]), which Route conditions carry as they are.
@@ -32,6 +38,13 @@ pub mod reason {
     pub const INVALID_CONFIG: &str = "InvalidConfig";
     /// Programmed=False: a child could not be applied (see the message and the Events).
     pub const APPLY_FAILED: &str = "ApplyFailed";
+    /// Programmed=False: the config is applied, but rules of attached Routes answer 503
+    /// because this build cannot serve them (the message names each Route, rule and reason).
+    /// Gateway API has no reason for it (its `Invalid` would say the Gateway itself is wrong),
+    /// so the operator names it.
+    pub const RULES_NOT_SERVED: &str = "RulesNotServed";
+    /// Event: every rule is served again after some were not.
+    pub const RULES_SERVED: &str = "RulesServed";
     /// Ready=True: at least one replica serves.
     pub const REPLICAS_READY: &str = "ReplicasReady";
     /// Ready=False: no replica serves.

@@ -14,6 +14,7 @@ use crate::{
     body::{self, Body},
     gateway::Gateway,
     metrics::EndpointLabels,
+    route::Action,
 };
 
 /// Serves the admin endpoints on `listener` until the task is dropped.
@@ -50,7 +51,13 @@ pub fn respond<B>(gateway: &Gateway, req: &Request<B>) -> Response<Body> {
             } else if gateway.is_draining() {
                 text(StatusCode::SERVICE_UNAVAILABLE, "draining\n")
             } else {
-                text(StatusCode::SERVICE_UNAVAILABLE, "no config loaded\n")
+                // Why, when a config was refused: the pod's readiness probe shows it in Events.
+                let why = gateway.reload_status().last_error;
+                let body = why.map_or_else(
+                    || "no config loaded\n".to_owned(),
+                    |error| format!("no config loaded: {error}\n"),
+                );
+                text(StatusCode::SERVICE_UNAVAILABLE, body)
             }
         }
         "/metrics" => {
@@ -105,7 +112,8 @@ fn refresh_endpoint_health(gateway: &Gateway) {
     }
 }
 
-/// What `/config` shows: the revision, a summary, the last reload error and endpoint health.
+/// What `/config` shows: the revision, a summary, the rules that answer 503 and what else is not
+/// served as written, the last reload error and endpoint health.
 pub fn config_summary(gateway: &Gateway) -> Value {
     let table = gateway.table();
     let status = gateway.reload_status();
@@ -150,6 +158,18 @@ pub fn config_summary(gateway: &Gateway) -> Value {
             json!({ "failover": backend.spec.failover, "endpoints": endpoints }),
         );
     }
+    let unserved: Vec<Value> = table
+        .unserved
+        .iter()
+        .filter_map(|rule| match &rule.action {
+            Action::Unserved(unserved) => Some(json!({
+                "route": rule.route.as_ref(),
+                "rule": rule.index,
+                "reasons": unserved.reasons,
+            })),
+            _ => None,
+        })
+        .collect();
     json!({
         "revision": table.revision,
         "ready": gateway.is_ready(),
@@ -159,6 +179,8 @@ pub fn config_summary(gateway: &Gateway) -> Value {
         "lastReloadMillis": status.last_reload_micros as f64 / 1000.0,
         "lastReloadError": status.last_error,
         "routeEntries": table.entry_count(),
+        "unservedRules": unserved,
+        "problems": table.problems,
         "listeners": listeners,
         "backends": backends,
     })

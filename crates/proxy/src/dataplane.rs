@@ -18,6 +18,7 @@ use crate::{
     forwarded::TrustedProxies,
     gateway::{Gateway, GatewaySettings},
     lifecycle,
+    route::Action,
     server::{Server, ServerLimits},
     watch,
 };
@@ -109,12 +110,14 @@ impl DataPlane {
     }
 
     /// Compiles `snapshot` and swaps it in, then opens the ports it adds and closes those it
-    /// drops. On error the previous config keeps serving and the error shows in `/config`.
+    /// drops. What it cannot serve (rules answering 503, a listener without a usable
+    /// certificate) is logged and shown at `/config`; a port that cannot be opened too, and is
+    /// the error returned. The process keeps running whatever the snapshot holds.
     pub async fn apply(&self, snapshot: &Snapshot, secrets: &Secrets) -> Result<(), String> {
         let mut applied = self.applied.lock().await;
-        self.compile_and_swap(snapshot, secrets).await?;
+        let result = self.compile_and_swap(snapshot, secrets).await;
         *applied = Some(snapshot.clone());
-        Ok(())
+        result
     }
 
     /// Compiles the snapshot applied last again, reading its Secret files anew (a rotated
@@ -147,10 +150,22 @@ impl DataPlane {
     async fn compile_and_swap(&self, snapshot: &Snapshot, secrets: &Secrets) -> Result<(), String> {
         let started = Instant::now();
         let previous = self.gateway.table();
-        let compiled = compile(snapshot, &previous, secrets)
-            .inspect_err(|error| self.gateway.reload_failed(error.clone()))?;
+        let compiled = compile(snapshot, &previous, secrets);
         let revision = compiled.revision.clone();
         let entries = compiled.entry_count();
+        for rule in &compiled.unserved {
+            if let Action::Unserved(unserved) = &rule.action {
+                tracing::warn!(
+                    route = %rule.route,
+                    rule = rule.index,
+                    reasons = %unserved.reasons.join("; "),
+                    "rule not served: it answers 503"
+                );
+            }
+        }
+        for problem in &compiled.problems {
+            tracing::warn!(%problem, "not served as written");
+        }
         {
             // Held until the new table is installed, so endpoints discovered meanwhile reach
             // it (set_endpoints waits) instead of only the table being replaced.
@@ -177,7 +192,7 @@ impl DataPlane {
         self.server
             .sync_ports(self.listen_host)
             .await
-            .inspect_err(|error| self.gateway.reload_failed(error.clone()))
+            .inspect_err(|error| self.gateway.listen_failed(error.clone()))
     }
 
     /// Sets the endpoints of a backend discovered from a Kubernetes Service (EndpointSlices);
@@ -229,37 +244,38 @@ pub type Loader = Arc<dyn Fn() -> Result<(Snapshot, PathBuf), String> + Send + S
 
 /// `portcullis run`: serves what `loader` returns, reloads whenever a file under `watch`
 /// changes (a bad change is logged and shown in `/config`; the previous config keeps serving),
-/// and drains on SIGTERM. Fails only when the first load fails or a port cannot be bound.
+/// and drains on SIGTERM. Fails only when the admin listener cannot start: a config that cannot
+/// be loaded at start-up leaves the process up and not ready, saying why at `/config`, until a
+/// change to the files can be loaded.
 pub async fn run(
     options: DataPlaneOptions,
     watch_paths: Vec<PathBuf>,
     loader: Loader,
 ) -> Result<(), String> {
     let plane = Arc::new(DataPlane::start(options).await?);
-    let (snapshot, root) = load(&loader).await?;
-    plane.apply(&snapshot, &Secrets::new(root)).await?;
-    let reloader = plane.clone();
-    let watcher = tokio::spawn(on_change(
-        watch_paths,
-        Duration::from_millis(500),
+    let reload = {
+        let plane = plane.clone();
         move || {
-            let reloader = reloader.clone();
+            let plane = plane.clone();
             let loader = loader.clone();
             async move {
                 let started = Instant::now();
                 match load(&loader).await {
                     Ok((snapshot, root)) => {
-                        if reloader.apply(&snapshot, &Secrets::new(root)).await.is_ok() {
-                            reloader
+                        // Whatever cannot be served is logged and shown in /config by apply.
+                        if plane.apply(&snapshot, &Secrets::new(root)).await.is_ok() {
+                            plane
                                 .gateway()
                                 .record_reload_time(started.elapsed().as_micros());
                         }
                     }
-                    Err(error) => reloader.gateway().reload_failed(error),
+                    Err(error) => plane.gateway().reload_failed(error),
                 }
             }
-        },
-    ));
+        }
+    };
+    reload().await;
+    let watcher = tokio::spawn(on_change(watch_paths, Duration::from_millis(500), reload));
     plane.run_until_signal().await;
     watcher.abort();
     Ok(())

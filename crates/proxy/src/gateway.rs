@@ -14,7 +14,7 @@ use arc_swap::ArcSwap;
 use crate::{
     forwarded::TrustedProxies,
     metrics::{Metrics, ReloadLabels, RevisionLabels},
-    route::RouteTable,
+    route::{Action, RouteTable},
 };
 
 /// Settings that do not come from the snapshot: they belong to the process.
@@ -101,6 +101,15 @@ impl Gateway {
         self.metrics
             .route_entries
             .set(i64::try_from(table.entry_count()).unwrap_or(i64::MAX));
+        self.metrics.unserved_rules.clear();
+        for rule in &table.unserved {
+            if let Action::Unserved(unserved) = &rule.action {
+                self.metrics
+                    .unserved_rules
+                    .get_or_create(&unserved.labels)
+                    .set(1);
+            }
+        }
         self.table.store(Arc::new(table));
         self.loaded.store(true, Ordering::SeqCst);
         self.metrics
@@ -114,13 +123,27 @@ impl Gateway {
         }
     }
 
-    /// Records a refused config: the previous table keeps serving.
+    /// Records a config that could not be read: the previous table keeps serving, or, before
+    /// any was loaded, the process stays up and not ready, saying why at `/config` and `/ready`.
     pub fn reload_failed(&self, error: String) {
-        tracing::error!(%error, "config refused; the previous config keeps serving");
+        if self.loaded.load(Ordering::SeqCst) {
+            tracing::error!(%error, "config refused; the previous config keeps serving");
+        } else {
+            tracing::error!(%error, "config refused; not ready until a config can be loaded");
+        }
         self.metrics
             .reloads
             .get_or_create(&ReloadLabels { result: "failure" })
             .inc();
+        if let Ok(mut status) = self.status.lock() {
+            status.last_error = Some(error);
+        }
+    }
+
+    /// Records ports of the table being served that could not be opened (in use, or privileged):
+    /// the other ports serve, and the next reload tries again.
+    pub fn listen_failed(&self, error: String) {
+        tracing::error!(%error, "cannot open every port; the others serve");
         if let Ok(mut status) = self.status.lock() {
             status.last_error = Some(error);
         }

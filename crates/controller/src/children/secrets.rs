@@ -14,7 +14,10 @@ use k8s_openapi::{
     api::core::v1::{Secret, SecretVolumeSource, Volume, VolumeMount},
     apimachinery::pkg::apis::meta::v1::ObjectMeta,
 };
-use portcullis_config::snapshot::{AuthConfig, ObjectKey, SecretFile, Snapshot};
+use portcullis_config::{
+    capability,
+    snapshot::{ObjectKey, SecretFile, Snapshot},
+};
 
 use super::Owner;
 use crate::meta;
@@ -68,13 +71,9 @@ pub fn secret_refs(snapshot: &Snapshot, gateway_namespace: &str) -> SecretRefs {
         }
     }
     for rule in &snapshot.rules {
-        let file = match &rule.policies.auth {
-            Some(AuthConfig::ApiKey { keys, .. }) => keys,
-            Some(AuthConfig::Jwt { jwks, .. }) => jwks,
-            Some(AuthConfig::Basic { users }) => users,
-            None => continue,
-        };
-        add(file, &rule.route.namespace);
+        for needed in capability::secret_files(rule) {
+            add(needed.file, &rule.route.namespace);
+        }
     }
     for (key, backend) in &snapshot.backends {
         if let Some(ca) = backend.tls.as_ref().and_then(|tls| tls.ca.as_ref()) {

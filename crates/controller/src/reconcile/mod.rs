@@ -10,6 +10,7 @@ pub mod route_status;
 pub mod status;
 #[cfg(test)]
 mod status_tests;
+pub mod unserved;
 
 use std::{sync::Arc, time::Duration};
 
@@ -171,12 +172,14 @@ async fn reconcile_stages(gateway: Arc<Gateway>, ctx: &Context) -> Result<Action
             EventType::Warning,
             reason::SECRET_NOT_FOUND,
             format!(
-                "Secret {missing} is referenced but does not exist: the replicas refuse this \
-                 config and keep serving the previous one until it does"
+                "Secret {missing} is referenced but does not exist: the rules and listeners \
+                 that need it are not served until it does; everything else is"
             ),
         )
         .await;
     }
+    // The same check the replicas make: these rules answer 503, the others serve.
+    let unserved = unserved::unserved_rules(&compilation.compiled.snapshot, &secrets.missing);
 
     // 3. build
     let snapshot = &compilation.compiled.snapshot;
@@ -224,6 +227,7 @@ async fn reconcile_stages(gateway: Arc<Gateway>, ctx: &Context) -> Result<Action
         deployment: deployment.as_ref(),
         service: service.as_ref(),
         missing_secrets: &secrets.missing,
+        unserved: &unserved,
         config_bytes,
     };
     write_status(ctx, &gateway, &facts).await?;
@@ -232,11 +236,8 @@ async fn reconcile_stages(gateway: Arc<Gateway>, ctx: &Context) -> Result<Action
         &ctx.recorder,
         ctx.stores.routes.state(),
         &gateway,
-        &route_status::with_missing_secrets(
-            &compilation.compiled.diagnostics.parents,
-            snapshot,
-            &secrets.missing,
-        ),
+        &unserved::with_missing_secrets(&compilation.compiled.diagnostics.parents, &unserved),
+        &unserved,
         status::now(),
     )
     .await?;
@@ -253,6 +254,7 @@ fn failed_facts(programmed: Programmed) -> Facts<'static> {
         deployment: None,
         service: None,
         missing_secrets: &NO_SECRETS,
+        unserved: &[],
         config_bytes: None,
     }
 }
@@ -270,6 +272,16 @@ async fn write_status(ctx: &Context, gateway: &Gateway, facts: &Facts<'_>) -> Re
         .lock()
         .map(|set| set.contains(&key))
         .unwrap_or(false);
+    if let Some(rules) = status::rules_transition(&previous, &status) {
+        publish(
+            &ctx.recorder,
+            &gateway.object_ref(&()),
+            rules.type_,
+            rules.reason,
+            rules.note,
+        )
+        .await;
+    }
     if let Some(transition) = status::transition(&previous, &status, alerted) {
         if let Ok(mut set) = ctx.alerted.lock() {
             if transition.type_ == EventType::Warning {

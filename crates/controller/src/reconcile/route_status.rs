@@ -1,11 +1,12 @@
 //! Route status: each Route's `status.parents[]` entries for this Gateway, with `Accepted` and
-//! `ResolvedRefs` from the compiler's attachment results, written only when they changed.
+//! `ResolvedRefs` from the compiler's attachment results, and `PartiallyInvalid` while rules
+//! of the Route answer 503, written only when they changed.
 //!
 //! `parents` is one list shared by every Gateway a Route names, so each Gateway rewrites its
 //! own entries and keeps the others', guarded by the Route's resourceVersion; on a conflict the
 //! Route is read again and the entries recomputed.
 
-use std::{collections::BTreeSet, sync::Arc};
+use std::sync::Arc;
 
 use futures::{StreamExt, stream};
 use k8s_openapi::jiff::Timestamp;
@@ -19,13 +20,12 @@ use portcullis_api::{
     route::{ParentRef, RouteParentStatus},
 };
 use portcullis_config::{
-    diagnostics::{ConditionResult, RouteParentResult},
-    snapshot::{AuthConfig, ObjectKey, Snapshot},
+    capability::UnservedRule, diagnostics::RouteParentResult, snapshot::ObjectKey,
 };
 use serde_json::json;
 
-use super::{fetch::names_gateway, status::StatusError};
-use crate::conditions::{self, Observed, reason};
+use super::{fetch::names_gateway, status::StatusError, unserved::route_condition};
+use crate::conditions::{self, Observed};
 
 /// Status writes in flight at once (1,000 Routes attach in a few seconds, not minutes).
 const CONCURRENT_WRITES: usize = 16;
@@ -39,13 +39,18 @@ fn is_gateway(parent: &ParentRef, route_namespace: &str, gateway: &ObjectKey) ->
 }
 
 /// The `parents` list of `route` with this Gateway's entries replaced by `results` (pure).
+/// `unserved` are the rules of this Gateway's snapshot that answer 503: those of `route` make
+/// its entries `PartiallyInvalid`.
 pub fn parents(
     route: &Route,
     gateway: &ObjectKey,
     results: &[&RouteParentResult],
+    unserved: &[UnservedRule],
     now: Timestamp,
 ) -> Vec<RouteParentStatus> {
     let namespace = route.namespace().unwrap_or_default();
+    let partially_invalid =
+        route_condition(&ObjectKey::new(&namespace, route.name_any()), unserved);
     let generation = route.meta().generation;
     let live = route
         .status
@@ -69,60 +74,20 @@ pub fn parents(
             reason: c.reason.to_owned(),
             message: c.message.clone(),
         };
+        let mut wanted = vec![
+            observed(conditions::ACCEPTED, &result.accepted),
+            observed(conditions::RESOLVED_REFS, &result.resolved_refs),
+        ];
+        // Only where the Route attached: a Route that is not accepted serves no rule at all.
+        if result.accepted.status {
+            wanted.extend(partially_invalid.clone());
+        }
         parents.push(RouteParentStatus {
             parent_ref: result.parent_ref.clone(),
-            conditions: conditions::merge(
-                before,
-                vec![
-                    observed(conditions::ACCEPTED, &result.accepted),
-                    observed(conditions::RESOLVED_REFS, &result.resolved_refs),
-                ],
-                generation,
-                now,
-            ),
+            conditions: conditions::merge(before, wanted, generation, now),
         });
     }
     parents
-}
-
-/// `results`, with ResolvedRefs turned False for Routes whose rules read a Secret that does not
-/// exist (the compiler does not see Secrets; the operator does).
-pub fn with_missing_secrets(
-    results: &[RouteParentResult],
-    snapshot: &Snapshot,
-    missing: &BTreeSet<ObjectKey>,
-) -> Vec<RouteParentResult> {
-    let mut results = results.to_vec();
-    if missing.is_empty() {
-        return results;
-    }
-    for rule in &snapshot.rules {
-        let file = match &rule.policies.auth {
-            Some(AuthConfig::ApiKey { keys, .. }) => keys,
-            Some(AuthConfig::Jwt { jwks, .. }) => jwks,
-            Some(AuthConfig::Basic { users }) => users,
-            None => continue,
-        };
-        let secret = ObjectKey::new(&file.namespace, &file.name);
-        if !missing.contains(&secret) {
-            continue;
-        }
-        for result in results
-            .iter_mut()
-            .filter(|r| r.route == rule.route && r.resolved_refs.status)
-        {
-            result.resolved_refs = ConditionResult {
-                status: false,
-                reason: reason::SECRET_NOT_FOUND,
-                message: format!(
-                    "Secret {secret} (auth of spec.rules[{}]) not found: the replicas refuse \
-                     this config and keep serving the previous one until it exists",
-                    rule.rule_index
-                ),
-            };
-        }
-    }
-    results
 }
 
 /// Writes the status of every Route that names `gateway` or carries an entry for it; returns
@@ -133,6 +98,7 @@ pub async fn write_all(
     routes: Vec<Arc<Route>>,
     gateway: &Gateway,
     results: &[RouteParentResult],
+    unserved: &[UnservedRule],
     now: Timestamp,
 ) -> Result<usize, StatusError> {
     let key = ObjectKey::new(gateway.namespace().unwrap_or_default(), gateway.name_any());
@@ -151,7 +117,7 @@ pub async fn write_all(
     let writes = stream::iter(concerned)
         .map(|route| {
             let key = &key;
-            async move { write_one(client, recorder, route, key, results, now).await }
+            async move { write_one(client, recorder, route, key, results, unserved, now).await }
         })
         .buffer_unordered(CONCURRENT_WRITES)
         .collect::<Vec<_>>()
@@ -169,6 +135,7 @@ async fn write_one(
     route: Arc<Route>,
     gateway: &ObjectKey,
     results: &[RouteParentResult],
+    unserved: &[UnservedRule],
     now: Timestamp,
 ) -> Result<bool, StatusError> {
     let namespace = route.namespace().unwrap_or_default();
@@ -178,7 +145,7 @@ async fn write_one(
     let api: Api<Route> = Api::namespaced(client.clone(), &namespace);
     let mut route = route;
     for attempt in 1..=ATTEMPTS {
-        let wanted = parents(&route, gateway, &mine, now);
+        let wanted = parents(&route, gateway, &mine, unserved, now);
         let live = route
             .status
             .as_ref()
@@ -196,7 +163,7 @@ async fn write_one(
             .await
         {
             Ok(_) => {
-                publish_broken_references(recorder, &route, live, &wanted).await;
+                publish_warnings(recorder, &route, live, &wanted).await;
                 return Ok(true);
             }
             Err(kube::Error::Api(status)) if status.code == 409 && attempt < ATTEMPTS => {
@@ -225,35 +192,49 @@ async fn write_one(
     Ok(false)
 }
 
-/// A Warning Event on the Route for each parent whose ResolvedRefs just turned False.
-async fn publish_broken_references(
+/// The Route conditions that deserve a Warning Event, with the status that is bad: a reference
+/// that does not resolve, rules that answer 503.
+const WARNED: [(&str, &str); 2] = [
+    (conditions::RESOLVED_REFS, "False"),
+    (conditions::PARTIALLY_INVALID, "True"),
+];
+
+/// A Warning Event on the Route for each parent whose condition of [`WARNED`] just turned bad
+/// or now says something else (another reference, other rules): once per change, not on every
+/// resync (nothing is written then).
+async fn publish_warnings(
     recorder: &Recorder,
     route: &Route,
     before: &[RouteParentStatus],
     after: &[RouteParentStatus],
 ) {
     for parent in after {
-        let Some(condition) = parent
-            .conditions
-            .iter()
-            .find(|c| c.type_ == conditions::RESOLVED_REFS && c.status == "False")
-        else {
-            continue;
-        };
-        let was_broken = before
+        let previous = before
             .iter()
             .find(|p| p.parent_ref == parent.parent_ref)
-            .and_then(|p| conditions::status_of(&p.conditions, conditions::RESOLVED_REFS))
-            == Some(false);
-        if !was_broken {
-            super::publish(
-                recorder,
-                &route.object_ref(&()),
-                EventType::Warning,
-                &condition.reason,
-                format!("Gateway {}: {}", parent.parent_ref.name, condition.message),
-            )
-            .await;
+            .map(|p| p.conditions.as_slice())
+            .unwrap_or_default();
+        for (type_, bad) in WARNED {
+            let Some(condition) = parent
+                .conditions
+                .iter()
+                .find(|c| c.type_ == type_ && c.status == bad)
+            else {
+                continue;
+            };
+            let known = previous
+                .iter()
+                .any(|c| c.type_ == type_ && c.status == bad && c.message == condition.message);
+            if !known {
+                super::publish(
+                    recorder,
+                    &route.object_ref(&()),
+                    EventType::Warning,
+                    &condition.reason,
+                    format!("Gateway {}: {}", parent.parent_ref.name, condition.message),
+                )
+                .await;
+            }
         }
     }
 }

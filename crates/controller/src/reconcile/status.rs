@@ -18,12 +18,13 @@ use portcullis_api::{
 };
 use portcullis_config::{
     Severity,
+    capability::UnservedRule,
     diagnostics::{Kind, ObjectRef as DiagnosticObject},
     snapshot::ObjectKey,
 };
 use serde_json::json;
 
-use super::compile::Compilation;
+use super::{compile::Compilation, unserved};
 use crate::{
     conditions::{self, Observed, reason},
     meta::FIELD_MANAGER,
@@ -65,6 +66,8 @@ pub struct Facts<'a> {
     pub service: Option<&'a Service>,
     /// Referenced Secrets that do not exist.
     pub missing_secrets: &'a BTreeSet<ObjectKey>,
+    /// Rules of the snapshot the replicas answer with 503 (see [`super::unserved`]).
+    pub unserved: &'a [UnservedRule],
     /// Size of the stored snapshot, when it was stored.
     pub config_bytes: Option<usize>,
 }
@@ -99,7 +102,7 @@ pub fn gateway_status(gateway: &Gateway, facts: &Facts<'_>, now: Timestamp) -> G
     } else {
         Observed::no(conditions::ACCEPTED, reason::INVALID, errors.join("; "))
     };
-    let programmed = match &facts.programmed {
+    let applied = match &facts.programmed {
         Programmed::Yes => Observed::yes(
             conditions::PROGRAMMED,
             reason::PROGRAMMED,
@@ -111,6 +114,17 @@ pub fn gateway_status(gateway: &Gateway, facts: &Facts<'_>, now: Timestamp) -> G
             }),
         ),
         Programmed::No(why, message) => Observed::no(conditions::PROGRAMMED, why, message.clone()),
+    };
+    // Applied, but not everything is served: Programmed says what is not, until it is. The
+    // listeners keep the applied state: a rule is not a listener's.
+    let programmed = if applied.status && !facts.unserved.is_empty() {
+        Observed::no(
+            conditions::PROGRAMMED,
+            reason::RULES_NOT_SERVED,
+            unserved::gateway_message(facts.unserved),
+        )
+    } else {
+        applied.clone()
     };
     let ready_condition = if ready > 0 {
         Observed::yes(
@@ -161,7 +175,7 @@ pub fn gateway_status(gateway: &Gateway, facts: &Facts<'_>, now: Timestamp) -> G
         attached_routes: facts.compilation.map_or(previous.attached_routes, |c| {
             i32::try_from(c.compiled.diagnostics.attached_routes).unwrap_or(i32::MAX)
         }),
-        listeners: listeners(gateway, facts, &previous, programmed, generation, now),
+        listeners: listeners(gateway, facts, &previous, applied, generation, now),
         config: match (facts.compilation, facts.config_bytes, &facts.programmed) {
             (Some(c), Some(size), Programmed::Yes) => Some(ConfigStatus {
                 revision: c.compiled.snapshot.revision.clone(),
@@ -341,12 +355,12 @@ pub async fn write(
     Ok(true)
 }
 
-/// An Event worth publishing about a Gateway's replicas.
+/// An Event worth publishing about a Gateway's replicas or the rules it serves.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Transition {
     /// Warning or Normal.
     pub type_: EventType,
-    /// `NoReadyReplicas`, `Degraded` or `Recovered`.
+    /// `NoReadyReplicas`, `Degraded`, `Recovered`, `RulesNotServed` or `RulesServed`.
     pub reason: &'static str,
     /// For the user.
     pub note: String,
@@ -388,6 +402,37 @@ pub fn transition(
         reason: "Recovered",
         note: format!("all {counts} gateway replicas are ready again"),
     })
+}
+
+/// The Event a change of the rules served deserves, if any (pure): a Warning when rules stop
+/// being served or the list of those not served changes, a Normal event when every rule is
+/// served again. Nothing while the list stays the same (a resync changes nothing).
+pub fn rules_transition(previous: &GatewayStatus, status: &GatewayStatus) -> Option<Transition> {
+    let programmed = |s: &GatewayStatus| {
+        s.conditions
+            .iter()
+            .find(|c| c.type_ == conditions::PROGRAMMED)
+            .map(|c| (c.status == "True", c.reason.clone(), c.message.clone()))
+    };
+    let not_served = |p: &Option<(bool, String, String)>| {
+        p.as_ref()
+            .filter(|(_, why, _)| why == reason::RULES_NOT_SERVED)
+            .map(|(_, _, message)| message.clone())
+    };
+    let (before, after) = (programmed(previous), programmed(status));
+    match (not_served(&before), not_served(&after)) {
+        (was, Some(message)) if was.as_ref() != Some(&message) => Some(Transition {
+            type_: EventType::Warning,
+            reason: reason::RULES_NOT_SERVED,
+            note: message,
+        }),
+        (Some(_), None) if after.is_some_and(|(ok, _, _)| ok) => Some(Transition {
+            type_: EventType::Normal,
+            reason: reason::RULES_SERVED,
+            note: "every rule of the attached Routes is served".to_owned(),
+        }),
+        _ => None,
+    }
 }
 
 /// An Event about one object.

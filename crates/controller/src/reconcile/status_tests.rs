@@ -9,8 +9,10 @@ use k8s_openapi::{
     },
     jiff::Timestamp,
 };
+use kube::runtime::events::EventType;
 use portcullis_api::{Gateway, Route};
 use portcullis_config::{
+    capability::{Gap, UnservedRule},
     diagnostics::{ConditionResult, RouteParentResult},
     snapshot::ObjectKey,
 };
@@ -18,7 +20,7 @@ use serde_json::json;
 
 use super::{
     route_status::parents,
-    status::{Facts, Programmed, gateway_status, transition},
+    status::{Facts, Programmed, gateway_status, rules_transition, transition},
 };
 use crate::conditions::status_of;
 
@@ -64,6 +66,7 @@ fn status_for(
         deployment: Some(deployment),
         service,
         missing_secrets: &missing,
+        unserved: &[],
         config_bytes: None,
     };
     gateway_status(gateway, &facts, at(1_000))
@@ -107,6 +110,7 @@ fn a_condition_keeps_its_transition_time_until_it_flips() {
             deployment: Some(&deployment(2, 1)),
             service: None,
             missing_secrets: &missing,
+            unserved: &[],
             config_bytes: None,
         };
         gateway_status(&gateway, &facts, at(2_000))
@@ -187,7 +191,13 @@ fn a_route_keeps_the_entries_other_gateways_wrote() {
         },
         listeners: vec!["http".to_owned()],
     };
-    let written = parents(&route, &ObjectKey::new("shop", "edge"), &[&result], at(5));
+    let written = parents(
+        &route,
+        &ObjectKey::new("shop", "edge"),
+        &[&result],
+        &[],
+        at(5),
+    );
     assert_eq!(written.len(), 2);
     assert_eq!(
         written[0].parent_ref.name, "internal",
@@ -220,4 +230,89 @@ fn events_go_out_when_a_serving_gateway_loses_replicas_and_when_it_recovers() {
         Some("NoReadyReplicas")
     );
     assert_eq!(reason(transition(&one, &two, true)), Some("Recovered"));
+}
+
+fn unserved_rule(route: &str, field: &str) -> UnservedRule {
+    UnservedRule {
+        route: ObjectKey::new("shop", route),
+        rule_index: 0,
+        name: None,
+        gaps: vec![Gap::new(
+            0,
+            field,
+            "UnsupportedValue",
+            format!("{field} is not supported by this version of the gateway yet"),
+        )],
+    }
+}
+
+fn status_with_unserved(
+    gateway: &Gateway,
+    unserved: &[UnservedRule],
+) -> portcullis_api::gateway::GatewayStatus {
+    let missing = BTreeSet::new();
+    let facts = Facts {
+        compilation: None,
+        programmed: Programmed::Yes,
+        deployment: Some(&deployment(2, 2)),
+        service: None,
+        missing_secrets: &missing,
+        unserved,
+        config_bytes: None,
+    };
+    gateway_status(gateway, &facts, at(1_000))
+}
+
+#[test]
+fn programmed_is_false_naming_route_and_rule_while_rules_are_not_served() {
+    let gateway = gateway();
+    let status = status_with_unserved(&gateway, &[unserved_rule("orders", "rateLimit")]);
+    let programmed = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Programmed")
+        .expect("Programmed");
+    assert_eq!(programmed.status, "False");
+    assert_eq!(programmed.reason, "RulesNotServed");
+    assert!(
+        programmed
+            .message
+            .contains("Route shop/orders spec.rules[0].rateLimit: rateLimit is not supported"),
+        "{}",
+        programmed.message
+    );
+    // The listener itself is programmed: a rule is not a listener's.
+    assert_eq!(
+        status_of(&status.listeners[0].conditions, "Programmed"),
+        Some(true)
+    );
+}
+
+#[test]
+fn the_rules_event_goes_out_once_per_change_and_when_all_are_served_again() {
+    let gateway = gateway();
+    let served = status_with_unserved(&gateway, &[]);
+    let one = status_with_unserved(&gateway, &[unserved_rule("orders", "rateLimit")]);
+    let two = status_with_unserved(
+        &gateway,
+        &[
+            unserved_rule("orders", "rateLimit"),
+            unserved_rule("users", "auth"),
+        ],
+    );
+    let event = |before, after| rules_transition(before, after).map(|t| (t.type_, t.reason));
+    assert_eq!(
+        event(&served, &one),
+        Some((EventType::Warning, "RulesNotServed"))
+    );
+    assert_eq!(event(&one, &one), None, "a resync changes nothing");
+    assert_eq!(
+        event(&one, &two),
+        Some((EventType::Warning, "RulesNotServed"))
+    );
+    assert_eq!(
+        event(&two, &served),
+        Some((EventType::Normal, "RulesServed"))
+    );
+    assert_eq!(event(&served, &served), None);
 }

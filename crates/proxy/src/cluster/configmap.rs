@@ -37,8 +37,9 @@ pub async fn follow(
         let snapshot = match snapshot_from_configmap(&config_map) {
             Ok(snapshot) => snapshot,
             Err(error) => {
+                // Logged and shown at /config; the previous config keeps serving (or, before
+                // the first one, the process stays up and not ready).
                 let message = format!("ConfigMap {}/{}: {error}", source.namespace, source.name);
-                tracing::error!(%message, "config refused; the previous one keeps serving");
                 plane.gateway().reload_failed(message);
                 continue;
             }
@@ -49,7 +50,7 @@ pub async fn follow(
         if plane.gateway().table().revision == snapshot.revision {
             continue;
         }
-        // A refused snapshot is logged and shown in /config by apply; the old one keeps serving.
+        // What it cannot serve is logged and shown in /config by apply; the rest serves.
         let _ = plane.apply(&snapshot, &secrets).await;
     }
 }

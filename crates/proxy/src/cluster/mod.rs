@@ -45,18 +45,22 @@ fn read_start_up_copy(file: &std::path::Path) -> std::io::Result<Vec<u8>> {
 pub async fn serve(options: DataPlaneOptions, source: ClusterSource) -> Result<(), String> {
     let plane = Arc::new(DataPlane::start(options).await?);
     let secrets = Secrets::new(source.secrets_root.clone());
-    match read_start_up_copy(&source.config_file) {
-        Ok(bytes) => match snapshot_from_bytes(&bytes) {
-            Ok(snapshot) => plane.apply(&snapshot, &secrets).await?,
-            Err(error) => tracing::warn!(
-                file = %source.config_file.display(), %error,
-                "the mounted config is unusable; waiting for the ConfigMap"
-            ),
-        },
-        Err(error) => tracing::warn!(
-            file = %source.config_file.display(), %error,
-            "no mounted config; waiting for the ConfigMap"
-        ),
+    // Nothing in the snapshot stops the process: what cannot be served answers 503 or is left
+    // out (apply logs it and shows it at /config), and a start-up copy that cannot be read
+    // leaves the process up and not ready until the ConfigMap brings one that can.
+    let start_up = read_start_up_copy(&source.config_file)
+        .map_err(|e| format!("no mounted config at {}: {e}", source.config_file.display()))
+        .and_then(|bytes| {
+            snapshot_from_bytes(&bytes)
+                .map_err(|e| format!("{}: {e}", source.config_file.display()))
+        });
+    match start_up {
+        Ok(snapshot) => {
+            let _ = plane.apply(&snapshot, &secrets).await;
+        }
+        Err(error) => plane
+            .gateway()
+            .reload_failed(format!("{error}; waiting for the ConfigMap")),
     }
     let client = kube::Client::try_default()
         .await

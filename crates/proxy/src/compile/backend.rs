@@ -19,34 +19,36 @@ use crate::{
     },
 };
 
-/// Builds every backend of the snapshot; problems go to `errors`.
+/// Builds every backend of the snapshot. A backend that cannot be built (its CA bundle is
+/// missing, say) keeps running as it was when the previous table had it, and is left out
+/// otherwise (its shares of traffic answer 500); either way the problem goes to `problems`.
 pub fn compile_all(
     snapshot: &Snapshot,
     previous: &RouteTable,
     secrets: &Secrets,
-    errors: &mut Vec<String>,
+    problems: &mut Vec<String>,
 ) -> FastMap<String, Arc<Backend>> {
     let mut backends =
         FastMap::with_capacity_and_hasher(snapshot.backends.len(), Default::default());
     for (name, config) in &snapshot.backends {
-        let spec = match spec(name, config, secrets) {
-            Ok(spec) => spec,
-            Err(e) => {
-                errors.push(format!("ServiceBackend {name}: {e}"));
-                continue;
+        let running = previous.backends.get(name);
+        let built = spec(name, config, secrets).and_then(|spec| match running {
+            Some(running) if running.spec == spec => Ok(running.clone()),
+            _ => Backend::new(spec).map(Arc::new),
+        });
+        match (built, running) {
+            (Ok(backend), _) => {
+                backends.insert(name.clone(), backend);
             }
-        };
-        if let Some(running) = previous.backends.get(name)
-            && running.spec == spec
-        {
-            backends.insert(name.clone(), running.clone());
-            continue;
-        }
-        match Backend::new(spec) {
-            Ok(backend) => {
-                backends.insert(name.clone(), Arc::new(backend));
+            (Err(e), Some(running)) => {
+                problems.push(format!(
+                    "ServiceBackend {name}: {e}; it keeps its previous definition"
+                ));
+                backends.insert(name.clone(), running.clone());
             }
-            Err(e) => errors.push(format!("ServiceBackend {name}: {e}")),
+            (Err(e), None) => problems.push(format!(
+                "ServiceBackend {name}: {e}; requests for it answer 500"
+            )),
         }
     }
     backends

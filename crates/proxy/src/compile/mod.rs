@@ -1,27 +1,34 @@
 //! Compiles a config snapshot into a [`RouteTable`].
 //!
-//! This is where the proxy fails closed: a snapshot whose rules ask for something this build
-//! cannot provide (authentication, rate limits, caching, aggregation) is
-//! refused with an error naming the rule, and the previous table keeps serving. Backends whose
-//! definition did not change are carried over from the previous table, with their connection
-//! pools and endpoint health.
+//! This is where the proxy fails closed, per rule: a rule this build cannot serve as written
+//! (a policy it does not implement, a Secret it needs that is missing or malformed — see
+//! [`portcullis_config::capability`], the check the operator shares — or a value that does not
+//! compile) answers 503 with the reason, and every other rule serves. A listener whose
+//! certificate cannot be loaded keeps the previous one, or is not opened; the other listeners
+//! serve. Backends whose definition did not change are carried over from the previous table,
+//! with their connection pools and endpoint health.
 
 mod backend;
 mod rule;
 
 use std::{
+    collections::BTreeMap,
     path::{Path, PathBuf},
     sync::Arc,
     time::Duration,
 };
 
-use portcullis_config::snapshot::{
-    ListenerConfig, Protocol as ListenerProtocol, SecretFile, Snapshot, TlsConfig,
+use portcullis_config::{
+    capability::{Gap, SecretState, reason},
+    snapshot::{ListenerConfig, Protocol as ListenerProtocol, SecretFile, Snapshot, TlsConfig},
 };
 
 use crate::{
     host::HostPattern,
-    route::{DrainTiming, ListenerRoutes, RouteEntry, RouteTable, Rule, VirtualHost},
+    route::{
+        Action, DrainTiming, ListenerRoutes, RequestMatch, RouteEntry, RouteTable, Rule,
+        VirtualHost,
+    },
     tls::{SniCertificate, SniResolver, certified_key, server_config},
 };
 
@@ -42,6 +49,17 @@ impl Secrets {
         &self.root
     }
 
+    /// What the secrets root holds for `file`, for the capability check: its content, or why
+    /// there is none (the message names the file, never its content).
+    pub fn state(&self, file: &SecretFile) -> SecretState {
+        let path = self.root.join(&file.path);
+        match std::fs::read(&path) {
+            Ok(content) => SecretState::Present(Some(content)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => SecretState::Missing,
+            Err(e) => SecretState::Unreadable(format!("{}: {e}", path.display())),
+        }
+    }
+
     pub(crate) fn read(&self, file: &SecretFile) -> Result<Vec<u8>, String> {
         let path = self.root.join(&file.path);
         std::fs::read(&path).map_err(|e| {
@@ -57,32 +75,79 @@ impl Secrets {
 }
 
 /// Builds the routing table for `snapshot`. `previous` is the table being served: unchanged
-/// backends are reused from it. Every problem is reported, one per line.
-pub fn compile(
-    snapshot: &Snapshot,
-    previous: &RouteTable,
-    secrets: &Secrets,
-) -> Result<RouteTable, String> {
-    let mut errors = Vec::new();
-    let backends = backend::compile_all(snapshot, previous, secrets, &mut errors);
-    let rules: Vec<Option<Arc<Rule>>> = snapshot
-        .rules
-        .iter()
-        .map(|config| rule::compile(config, snapshot, &mut errors).map(Arc::new))
+/// backends are reused from it, and so is the certificate of a port whose new one cannot be
+/// loaded. Never fails: what cannot be served is left out or answers 503, and says so in the
+/// table's [`RouteTable::unserved`] and [`RouteTable::problems`].
+pub fn compile(snapshot: &Snapshot, previous: &RouteTable, secrets: &Secrets) -> RouteTable {
+    let mut problems = Vec::new();
+    let backends = backend::compile_all(snapshot, previous, secrets, &mut problems);
+    // Matches first: a match that does not compile makes its whole rule answer 503 (its other
+    // matches must not fall through to a less specific rule).
+    let entries = || {
+        snapshot
+            .listeners
+            .iter()
+            .flat_map(|l| &l.virtual_hosts)
+            .flat_map(|v| &v.routes)
+    };
+    let matchers: Vec<Result<RequestMatch, String>> = entries()
+        .map(|entry| rule::compile_match(&entry.r#match))
         .collect();
-    let mut listeners = crate::fast_hash::FastMap::default();
-    for listener in &snapshot.listeners {
-        match compile_listener(listener, &rules, secrets) {
-            Ok(routes) => {
-                listeners.insert(listener.port, routes);
-            }
-            Err(error) => errors.push(error),
+    let mut match_gaps: BTreeMap<usize, Vec<Gap>> = BTreeMap::new();
+    for (entry, matcher) in entries().zip(&matchers) {
+        if let (Err(error), Some(config)) = (matcher, snapshot.rules.get(entry.rule)) {
+            match_gaps.entry(entry.rule).or_default().push(Gap::new(
+                config.rule_index,
+                &format!("matches[{}]", entry.match_index),
+                reason::INVALID,
+                error.clone(),
+            ));
         }
     }
-    if !errors.is_empty() {
-        return Err(errors.join("\n"));
+    let rules: Vec<Arc<Rule>> = snapshot
+        .rules
+        .iter()
+        .enumerate()
+        .map(|(i, config)| {
+            // A match shared by several hosts or ports is reported once.
+            let mut gaps = match_gaps.remove(&i).unwrap_or_default();
+            gaps.sort();
+            gaps.dedup();
+            Arc::new(rule::compile(config, snapshot, secrets, gaps))
+        })
+        .collect();
+    let mut matchers = matchers.into_iter();
+    let mut listeners = crate::fast_hash::FastMap::default();
+    for listener in &snapshot.listeners {
+        let mut routes = compile_routes(listener, &rules, &mut matchers, &mut problems);
+        if listener.protocol == ListenerProtocol::Https {
+            let tls = listener
+                .tls
+                .as_ref()
+                .ok_or_else(|| "HTTPS without certificates".to_owned())
+                .and_then(|tls| compile_tls(tls, secrets));
+            match tls {
+                Ok(tls) => routes.tls = Some(tls),
+                Err(error) => {
+                    // The last certificate that loaded keeps serving (a bad renewal must not
+                    // close the port); without one, the port is not opened.
+                    let kept = previous.listener(listener.port).and_then(|l| l.tls.clone());
+                    let outcome = if kept.is_some() {
+                        "it keeps its previous certificate"
+                    } else {
+                        "it is not served"
+                    };
+                    problems.push(format!("HTTPS port {}: {error}; {outcome}", listener.port));
+                    match kept {
+                        Some(tls) => routes.tls = Some(tls),
+                        None => continue,
+                    }
+                }
+            }
+        }
+        listeners.insert(listener.port, routes);
     }
-    Ok(RouteTable {
+    RouteTable {
         revision: snapshot.revision.clone(),
         listeners,
         backends,
@@ -90,41 +155,45 @@ pub fn compile(
             delay: Duration::from_millis(snapshot.drain.delay_ms),
             timeout: Duration::from_millis(snapshot.drain.timeout_ms),
         },
-    })
+        unserved: rules
+            .iter()
+            .filter(|r| matches!(r.action, Action::Unserved(_)))
+            .cloned()
+            .collect(),
+        problems,
+    }
 }
 
-fn compile_listener(
+/// The virtual hosts of one listener. `matchers` yields the compiled match of each entry, in
+/// snapshot order.
+fn compile_routes(
     listener: &ListenerConfig,
-    rules: &[Option<Arc<Rule>>],
-    secrets: &Secrets,
-) -> Result<ListenerRoutes, String> {
+    rules: &[Arc<Rule>],
+    matchers: &mut impl Iterator<Item = Result<RequestMatch, String>>,
+    problems: &mut Vec<String>,
+) -> ListenerRoutes {
     let port = listener.port;
     let mut virtual_hosts = Vec::with_capacity(listener.virtual_hosts.len());
     for vhost in &listener.virtual_hosts {
         let mut entries = Vec::with_capacity(vhost.routes.len());
         for entry in &vhost.routes {
-            // A rule that failed to compile has already been reported.
-            let Some(Some(rule)) = rules.get(entry.rule) else {
-                if entry.rule >= rules.len() {
-                    return Err(format!(
-                        "port {port} host {}: entry names rule {} of {}",
-                        vhost.hostname,
-                        entry.rule,
-                        rules.len()
-                    ));
-                }
+            let matcher = matchers.next();
+            let Some(rule) = rules.get(entry.rule) else {
+                problems.push(format!(
+                    "port {port} host {}: an entry names rule {} of {}; it is left out",
+                    vhost.hostname,
+                    entry.rule,
+                    rules.len()
+                ));
                 continue;
             };
-            let matcher = rule::compile_match(&entry.r#match).map_err(|e| {
-                format!(
-                    "Route {} rule {} match {}: {e}",
-                    rule.route, rule.index, entry.match_index
-                )
-            })?;
-            entries.push(RouteEntry {
-                matcher,
-                rule: rule.clone(),
-            });
+            // A match that did not compile made its rule answer 503; it matches nothing itself.
+            if let Some(Ok(matcher)) = matcher {
+                entries.push(RouteEntry {
+                    matcher,
+                    rule: rule.clone(),
+                });
+            }
         }
         virtual_hosts.push(VirtualHost::new(
             HostPattern::parse(&vhost.hostname),
@@ -132,39 +201,26 @@ fn compile_listener(
             entries,
         ));
     }
-    let mut routes = ListenerRoutes::new(port, virtual_hosts);
-    if listener.protocol == ListenerProtocol::Https {
-        let tls = listener
-            .tls
-            .as_ref()
-            .ok_or_else(|| format!("port {port}: HTTPS without certificates"))?;
-        routes.tls = Some(compile_tls(port, tls, secrets)?);
-    }
-    Ok(routes)
+    ListenerRoutes::new(port, virtual_hosts)
 }
 
-fn compile_tls(
-    port: u16,
-    tls: &TlsConfig,
-    secrets: &Secrets,
-) -> Result<Arc<rustls::ServerConfig>, String> {
+fn compile_tls(tls: &TlsConfig, secrets: &Secrets) -> Result<Arc<rustls::ServerConfig>, String> {
     let mut certificates = Vec::with_capacity(tls.certificates.len());
     for cert in &tls.certificates {
         let chain = secrets.read(&cert.cert)?;
         let key = secrets.read(&cert.key)?;
-        let key = certified_key(&chain, &key).map_err(|e| {
-            format!(
-                "port {port}: Secret {}/{}: {e}",
-                cert.cert.namespace, cert.cert.name
-            )
-        })?;
+        let key = certified_key(&chain, &key)
+            .map_err(|e| format!("Secret {}/{}: {e}", cert.cert.namespace, cert.cert.name))?;
         certificates.push(SniCertificate {
             hostname: cert.hostname.as_deref().map(HostPattern::parse),
             key,
         });
     }
     if certificates.is_empty() {
-        return Err(format!("port {port}: HTTPS without certificates"));
+        return Err("HTTPS without certificates".to_owned());
     }
-    server_config(SniResolver::new(certificates)).map_err(|e| format!("port {port}: {e}"))
+    server_config(SniResolver::new(certificates))
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,39 +1,44 @@
-//! Rules and matches: snapshot → [`Rule`] and [`RequestMatch`], refusing what this proxy cannot
-//! provide.
+//! Rules and matches: snapshot → [`Rule`] and [`RequestMatch`]; a rule this proxy cannot serve
+//! as written answers 503.
 
 use std::{sync::Arc, time::Duration};
 
+use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Method, StatusCode};
-use portcullis_config::snapshot::{
-    Action as ActionConfig, FilterConfig, HeaderModifierConfig, MatchConfig, PathMatchType,
-    PathModifierConfig, PathModifierType, RetryOn, RuleConfig, Scheme as SchemeConfig, Snapshot,
-    ValueMatchConfig, ValueMatchType,
-};
-
-use crate::{
-    filters::{Cors, Filters, HeaderModifier, Mirror, PathRewrite, Redirect, Scheme, UrlRewrite},
-    route::{
-        Action, HeaderCondition, PathMatch, Policy, QueryCondition, RequestMatch, RetryPolicy,
-        Rule, ValueMatch, WeightedBackend, WeightedBackends,
+use portcullis_config::{
+    capability::{self, Gap},
+    snapshot::{
+        Action as ActionConfig, FilterConfig, HeaderModifierConfig, MatchConfig, PathMatchType,
+        PathModifierConfig, PathModifierType, RetryOn, RuleConfig, Scheme as SchemeConfig,
+        Snapshot, ValueMatchConfig, ValueMatchType,
     },
 };
 
-/// Compiles one rule; problems go to `errors`, each naming the rule.
-pub fn compile(config: &RuleConfig, snapshot: &Snapshot, errors: &mut Vec<String>) -> Option<Rule> {
-    let route = config.route.to_string();
+use super::Secrets;
+use crate::{
+    filters::{Cors, Filters, HeaderModifier, Mirror, PathRewrite, Redirect, Scheme, UrlRewrite},
+    metrics::{Label, UnservedLabels},
+    route::{
+        Action, HeaderCondition, PathMatch, Policy, QueryCondition, RequestMatch, RetryPolicy,
+        Rule, Unserved, ValueMatch, WeightedBackend, WeightedBackends,
+    },
+};
+
+/// Compiles one rule. A rule this build cannot serve as written — what
+/// [`capability::unservable`] finds, a value that does not compile, or one of `gaps` (found
+/// by the caller, such as a match that does not compile) — answers 503 with the reasons.
+pub fn compile(
+    config: &RuleConfig,
+    snapshot: &Snapshot,
+    secrets: &Secrets,
+    mut gaps: Vec<Gap>,
+) -> Rule {
     let index = config.rule_index;
-    let before = errors.len();
-    let mut fail = |what: String| errors.push(format!("Route {route} rule {index}: {what}"));
+    gaps.extend(capability::unservable(config, |file| secrets.state(file)));
+    let mut fail = |field: &str, message: String| {
+        gaps.push(Gap::new(index, field, capability::reason::INVALID, message));
+    };
     let policies = &config.policies;
-    for (present, name) in [
-        (policies.auth.is_some(), "auth"),
-        (policies.rate_limit.is_some(), "rateLimit"),
-        (policies.cache.is_some(), "cache"),
-    ] {
-        if present {
-            fail(format!("{name} is not supported by this proxy yet"));
-        }
-    }
     let mut filters = Filters {
         cors: policies.cors.as_ref().map(|c| Cors {
             allow_origins: c.allow_origins.clone(),
@@ -49,17 +54,20 @@ pub fn compile(config: &RuleConfig, snapshot: &Snapshot, errors: &mut Vec<String
         match filter {
             FilterConfig::RequestHeaderModifier(m) => match header_modifier(m) {
                 Ok(m) => filters.request_headers = Some(m),
-                Err(e) => fail(format!("RequestHeaderModifier: {e}")),
+                Err(e) => fail("filters", format!("RequestHeaderModifier: {e}")),
             },
             FilterConfig::ResponseHeaderModifier(m) => match header_modifier(m) {
                 Ok(m) => filters.response_headers = Some(m),
-                Err(e) => fail(format!("ResponseHeaderModifier: {e}")),
+                Err(e) => fail("filters", format!("ResponseHeaderModifier: {e}")),
             },
             FilterConfig::UrlRewrite(rewrite) => {
                 let hostname = match rewrite.hostname.as_deref().map(HeaderValue::from_str) {
                     Some(Ok(value)) => Some(value),
                     Some(Err(_)) => {
-                        fail("URLRewrite: hostname is not a valid header value".to_owned());
+                        fail(
+                            "filters",
+                            "URLRewrite: hostname is not a valid header value".to_owned(),
+                        );
                         None
                     }
                     None => None,
@@ -95,10 +103,8 @@ pub fn compile(config: &RuleConfig, snapshot: &Snapshot, errors: &mut Vec<String
                 })
                 .collect(),
         )),
-        ActionConfig::Aggregate { .. } => {
-            fail("aggregate is not supported by this proxy yet".to_owned());
-            Action::Status(StatusCode::INTERNAL_SERVER_ERROR)
-        }
+        // Reported by the capability check until aggregation is implemented.
+        ActionConfig::Aggregate { .. } => Action::Status(StatusCode::SERVICE_UNAVAILABLE),
         ActionConfig::Redirect(redirect) => match StatusCode::from_u16(redirect.status_code) {
             Ok(status) if status.is_redirection() => Action::Redirect(Redirect {
                 scheme: redirect.scheme.map(|s| match s {
@@ -111,14 +117,21 @@ pub fn compile(config: &RuleConfig, snapshot: &Snapshot, errors: &mut Vec<String
                 status,
             }),
             _ => {
-                fail(format!(
-                    "RequestRedirect: statusCode {} is not a redirect",
-                    redirect.status_code
-                ));
+                fail(
+                    "filters",
+                    format!(
+                        "RequestRedirect: statusCode {} is not a redirect",
+                        redirect.status_code
+                    ),
+                );
                 Action::Status(StatusCode::INTERNAL_SERVER_ERROR)
             }
         },
     };
+    let route: Arc<str> = Arc::from(config.route.to_string());
+    if !gaps.is_empty() {
+        return unserved(route, index, &gaps);
+    }
     let policy = Policy {
         request_timeout: timeout(policies.timeouts.request_ms),
         backend_timeout: timeout(policies.timeouts.backend_request_ms),
@@ -137,13 +150,43 @@ pub fn compile(config: &RuleConfig, snapshot: &Snapshot, errors: &mut Vec<String
             non_idempotent: retry.non_idempotent,
         }),
     };
-    (errors.len() == before).then(|| Rule {
-        route: Arc::from(config.route.to_string()),
+    Rule {
+        route,
         index,
         filters,
         action,
         policy,
-    })
+    }
+}
+
+/// A rule that answers every request with 503 and the reasons in `gaps` (never empty): no
+/// filter, no backend, no policy of it runs.
+fn unserved(route: Arc<str>, index: usize, gaps: &[Gap]) -> Rule {
+    let mut body =
+        format!("Service Unavailable: Route {route} rule {index} is not served by this gateway:\n");
+    for gap in gaps {
+        body.push_str("  ");
+        body.push_str(&gap.public());
+        body.push('\n');
+    }
+    let reason = gaps
+        .first()
+        .map_or(capability::reason::INVALID, |g| g.reason);
+    Rule {
+        route: route.clone(),
+        index,
+        filters: Filters::default(),
+        action: Action::Unserved(Unserved {
+            reasons: gaps.iter().map(ToString::to_string).collect(),
+            labels: UnservedLabels {
+                route: Label(Some(route)),
+                rule: index.to_string(),
+                reason,
+            },
+            body: Bytes::from(body),
+        }),
+        policy: Policy::default(),
+    }
 }
 
 /// `0` disables a timeout, like leaving it out.

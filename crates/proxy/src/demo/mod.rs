@@ -175,8 +175,9 @@ pub fn banner(demo: &Demo) -> String {
     }
     out.push_str(
         "\nStill to come in the demo: API-key auth on /users, a rate limit on /orders, caching on \
-         /catalog and the /profile aggregation route (the gateway refuses them until it can \
-         enforce them).\n\nCtrl-C to stop.\n",
+         /catalog and the /profile aggregation route (until this gateway implements them, a \
+         rule that asks for one answers 503 with the reason, and every other rule serves).\n\n\
+         Ctrl-C to stop.\n",
     );
     out
 }

@@ -33,7 +33,7 @@ use crate::{
     gateway::Gateway,
     host::request_host,
     path,
-    route::{Action, RouteEntry, RouteTable},
+    route::{Action, RouteEntry, RouteTable, Unserved},
     upstream::{Backend, HashOn, materialize},
 };
 
@@ -171,6 +171,13 @@ impl Gateway {
         let origin = cors.and_then(|_| head.headers.get(ORIGIN).cloned());
         let mut response = match &rule.action {
             Action::Status(status) => local(*status),
+            Action::Unserved(unserved) => {
+                self.metrics
+                    .unserved_requests
+                    .get_or_create(&unserved.labels)
+                    .inc();
+                return unserved_response(unserved);
+            }
             Action::Redirect(redirect) => {
                 let location = redirect.location(RedirectRequest {
                     scheme: conn.scheme,
@@ -379,6 +386,27 @@ fn cookie<'a>(req: &'a Parts, name: &str) -> Option<&'a str> {
             let (key, value) = pair.trim().split_once('=')?;
             (key == name).then_some(value)
         })
+}
+
+/// The header that tells a client its request reached a rule this gateway does not serve, with
+/// the reason (`UnsupportedValue`, `SecretNotFound`, ...).
+pub const UNSERVED_HEADER: &str = "portcullis-unserved";
+
+/// The 503 of a rule this build cannot serve: the reasons a client may read, and the reason
+/// code in [`UNSERVED_HEADER`].
+fn unserved_response(unserved: &Unserved) -> Response<Body> {
+    let mut response = Response::new(body::full(unserved.body.clone()));
+    *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+    let headers = response.headers_mut();
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    headers.insert(
+        UNSERVED_HEADER,
+        HeaderValue::from_static(unserved.labels.reason),
+    );
+    response
 }
 
 /// A response the gateway makes itself: the status and its reason as plain text.

@@ -95,6 +95,17 @@ pub struct ReloadLabels {
     pub result: &'static str,
 }
 
+/// Labels of a rule that answers 503 because this build cannot serve it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct UnservedLabels {
+    /// `namespace/name` of the Route.
+    pub route: Label,
+    /// The rule's index in the Route.
+    pub rule: String,
+    /// The first reason (`UnsupportedValue`, `SecretNotFound`, `InvalidSecret`, `Invalid`).
+    pub reason: &'static str,
+}
+
 /// Labels carrying the loaded revision.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub struct RevisionLabels {
@@ -132,6 +143,11 @@ pub struct Metrics {
     pub route_entries: Gauge,
     /// Access-log lines dropped because stdout could not keep up (set at scrape time).
     pub access_log_dropped: Gauge,
+    /// Requests answered 503 because their rule cannot be served by this build.
+    pub unserved_requests: Family<UnservedLabels, Counter>,
+    /// 1 for each rule of the table being served that answers 503 (set when a table is
+    /// installed).
+    pub unserved_rules: Family<UnservedLabels, Gauge>,
     /// Tells this instance's cached metric handles from another's (see `handles`).
     id: u64,
 }
@@ -152,6 +168,8 @@ impl Metrics {
         let revision = Family::<RevisionLabels, Gauge>::default();
         let route_entries = Gauge::default();
         let access_log_dropped = Gauge::default();
+        let unserved_requests = Family::<UnservedLabels, Counter>::default();
+        let unserved_rules = Family::<UnservedLabels, Gauge>::default();
         registry.register(
             "requests",
             "Requests served, by route, backend and status class",
@@ -198,6 +216,18 @@ impl Metrics {
             "Access-log lines dropped because standard output could not keep up",
             access_log_dropped.clone(),
         );
+        registry.register(
+            "unserved_requests",
+            "Requests answered 503 because this build cannot serve their rule, by route, rule \
+             and reason",
+            unserved_requests.clone(),
+        );
+        registry.register(
+            "unserved_rules",
+            "1 for each rule that answers 503 because this build cannot serve it, by route, rule \
+             and reason",
+            unserved_rules.clone(),
+        );
         Self {
             registry,
             requests,
@@ -210,6 +240,8 @@ impl Metrics {
             revision,
             route_entries,
             access_log_dropped,
+            unserved_requests,
+            unserved_rules,
             id: handles::next_id(),
         }
     }

@@ -7,5 +7,5 @@ mod table;
 pub use matching::{HeaderCondition, PathMatch, QueryCondition, RequestMatch, ValueMatch};
 pub use table::{
     Action, DrainTiming, ListenerRoutes, Policy, RetryPolicy, RouteEntry, RouteTable, Rule,
-    VirtualHost, WeightedBackend, WeightedBackends,
+    Unserved, VirtualHost, WeightedBackend, WeightedBackends,
 };

@@ -2,6 +2,7 @@
 
 use std::{sync::Arc, time::Duration};
 
+use bytes::Bytes;
 use http::{StatusCode, request::Parts};
 
 use super::matching::{PathMatch, RequestMatch};
@@ -9,6 +10,7 @@ use crate::{
     fast_hash::FastMap,
     filters::{Filters, Redirect},
     host::HostPattern,
+    metrics::UnservedLabels,
     upstream::Backend,
 };
 
@@ -24,6 +26,11 @@ pub struct RouteTable {
     pub backends: FastMap<String, Arc<Backend>>,
     /// How the process drains on SIGTERM.
     pub drain: DrainTiming,
+    /// The rules that answer 503 because this build cannot serve them (see [`Unserved`]).
+    pub unserved: Vec<Arc<Rule>>,
+    /// What else of the snapshot is not served as written (a listener without a usable
+    /// certificate, a backend that cannot be built), one line each, for `/config` and the log.
+    pub problems: Vec<String>,
 }
 
 /// Graceful shutdown timing.
@@ -261,6 +268,19 @@ pub enum Action {
     Redirect(Redirect),
     /// Answer with this status and no body.
     Status(StatusCode),
+    /// Answer 503: this build cannot serve the rule as written (fail closed, per rule).
+    Unserved(Unserved),
+}
+
+/// Why a rule is not served, and what a request that reaches it is told.
+#[derive(Debug)]
+pub struct Unserved {
+    /// Every reason in full, each `field: message` (for `/config` and the log).
+    pub reasons: Vec<String>,
+    /// The labels of the metrics counting the rule: its Route, index and first reason.
+    pub labels: UnservedLabels,
+    /// The response body: the reasons a client may read (no Secret or file names).
+    pub body: Bytes,
 }
 
 /// A weighted choice among backends; shares without a (valid) backend answer 500.

@@ -1,11 +1,12 @@
-//! The data plane as a process: SIGTERM drains and the process exits 0.
+//! The data plane as a process: SIGTERM drains and the process exits 0; no snapshot content
+//! stops it.
 
 use std::process::Stdio;
 
 use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::Full;
-use portcullis_config::snapshot::DrainConfig;
+use portcullis_config::snapshot::*;
 
 use crate::support::*;
 
@@ -175,4 +176,170 @@ async fn a_changed_file_is_reloaded_and_a_broken_one_is_refused_while_the_last_g
         "the last good config serves"
     );
     served.abort();
+}
+
+/// Starts `serve_snapshot serve FILE ADMIN` (what `portcullis proxy --config FILE` runs), its
+/// output discarded; killed when the guard drops.
+fn spawn_serving(file: &std::path::Path, admin: u16) -> (std::process::Child, KillOnDrop) {
+    let child = std::process::Command::new(serve_snapshot())
+        .arg("serve")
+        .arg(file)
+        .arg(format!("127.0.0.1:{admin}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let guard = KillOnDrop(child.id());
+    (child, guard)
+}
+
+/// GET `url`, or `None` when nothing answers.
+async fn fetch(url: String) -> Option<Reply> {
+    let req = Request::get(url)
+        .body(Full::new(Bytes::new()))
+        .expect("req");
+    Some(read(client().request(req).await.ok()?).await)
+}
+
+#[tokio::test]
+async fn a_process_started_with_a_rule_it_cannot_serve_serves_the_others_and_answers_503_for_it() {
+    let a = Upstream::start("a").await;
+    let (port, admin) = (free_port().await, free_port().await);
+    let mut limited = to("limited", &[(Some("a"), 1)]);
+    limited.policies.rate_limit = Some(RateLimitConfig {
+        requests: 20,
+        period_ms: 1000,
+        burst: 10,
+        key: RateLimitKeyConfig {
+            kind: RateLimitKeyType::ClientIp,
+            name: None,
+        },
+        scope: RateLimitScope::Local,
+    });
+    let mut snapshot = Snap::new()
+        .backend("a", &[a.addr])
+        .route("*", prefix("/limited"), limited)
+        .route("*", prefix("/"), to("open", &[(Some("a"), 1)]))
+        .build();
+    snapshot.listeners[0].port = port;
+    snapshot.seal();
+    let file = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("unserved-rule-{port}.yaml"));
+    std::fs::write(&file, snapshot.to_yaml().expect("yaml")).expect("write");
+    let (mut child, _guard) = spawn_serving(&file, admin);
+
+    let admin_url = |path: &str| format!("http://127.0.0.1:{admin}{path}");
+    assert!(
+        eventually(|| async {
+            fetch(admin_url("/ready"))
+                .await
+                .is_some_and(|r| r.status == StatusCode::OK)
+        })
+        .await,
+        "the process became ready"
+    );
+    let served = fetch(format!("http://127.0.0.1:{port}/shop"))
+        .await
+        .expect("the open rule answers");
+    assert_eq!(served.status, StatusCode::OK);
+    assert_eq!(served.upstream().as_deref(), Some("a"));
+
+    let refused = fetch(format!("http://127.0.0.1:{port}/limited/x"))
+        .await
+        .expect("the unserved rule answers");
+    assert_eq!(refused.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(refused.headers["portcullis-unserved"], "UnsupportedValue");
+    assert!(
+        refused.body.contains(
+            "spec.rules[0].rateLimit: rate limiting is not supported by this version of the \
+             gateway yet"
+        ),
+        "{}",
+        refused.body
+    );
+    assert_eq!(
+        a.hits(),
+        1,
+        "the rate-limited rule never reached the backend"
+    );
+
+    let metrics = fetch(admin_url("/metrics")).await.expect("metrics").body;
+    assert!(
+        metrics.contains(
+            r#"portcullis_unserved_requests_total{route="test/limited",rule="0",reason="UnsupportedValue"} 1"#
+        ),
+        "{metrics}"
+    );
+    let config = fetch(admin_url("/config")).await.expect("config").json();
+    assert_eq!(config["unservedRules"][0]["route"], "test/limited");
+    assert!(child.try_wait().expect("wait").is_none(), "still running");
+}
+
+#[tokio::test]
+async fn an_unreadable_snapshot_keeps_the_process_up_and_not_ready_and_says_why() {
+    let a = Upstream::start("a").await;
+    let (port, admin) = (free_port().await, free_port().await);
+    let mut snapshot = Snap::new()
+        .backend("a", &[a.addr])
+        .route("*", prefix("/"), to("r", &[(Some("a"), 1)]))
+        .build();
+    snapshot.listeners[0].port = port;
+    snapshot.seal();
+    let good = snapshot.to_yaml().expect("yaml");
+    let file = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("unreadable-{port}.yaml"));
+    std::fs::write(
+        &file,
+        good.replacen(API_VERSION, "portcullis.dev/config/v9", 1),
+    )
+    .expect("write");
+    let (mut child, _guard) = spawn_serving(&file, admin);
+
+    let admin_url = |path: &str| format!("http://127.0.0.1:{admin}{path}");
+    assert!(
+        eventually(|| async {
+            fetch(admin_url("/config")).await.is_some_and(|r| {
+                r.json()["lastReloadError"]
+                    .as_str()
+                    .is_some_and(|e| e.contains("portcullis.dev/config/v9"))
+            })
+        })
+        .await,
+        "/config says why nothing is loaded"
+    );
+    let ready = fetch(admin_url("/ready")).await.expect("/ready answers");
+    assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        ready.body.contains("is not supported"),
+        "/ready says why: {}",
+        ready.body
+    );
+    assert_eq!(
+        fetch(admin_url("/healthz")).await.map(|r| r.status),
+        Some(StatusCode::OK)
+    );
+    assert!(
+        child.try_wait().expect("wait").is_none(),
+        "the process is up"
+    );
+
+    // A readable snapshot later: served without a restart.
+    std::fs::write(&file, good).expect("write");
+    assert!(
+        eventually(|| async {
+            fetch(format!("http://127.0.0.1:{port}/x"))
+                .await
+                .is_some_and(|r| r.status == StatusCode::OK)
+        })
+        .await,
+        "the corrected snapshot is served"
+    );
+    assert_eq!(
+        fetch(admin_url("/ready")).await.map(|r| r.status),
+        Some(StatusCode::OK)
+    );
+    assert!(
+        child.try_wait().expect("wait").is_none(),
+        "the same process"
+    );
 }
