@@ -11,3 +11,6 @@
 //! these engines (`portcullis-proxy`'s `compile`) and calls them on the request path. Keeping
 //! them here keeps them small, testable on their own, and out of the request path's hot code
 //! until a rule asks for them.
+
+pub mod cache;
+pub mod rate;

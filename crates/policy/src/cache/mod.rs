@@ -1,0 +1,1 @@
+//! Response caching (in progress).
