@@ -165,7 +165,8 @@ impl LocalCache {
         }
     }
 
-    /// The bytes the cache holds now (as weighed; settles after [`run_pending_tasks`](Self::run_pending_tasks)).
+    /// The bytes the cache holds now, as weighed (settles after
+    /// [`run_pending_tasks`](Self::run_pending_tasks)).
     pub fn weighted_size(&self) -> u64 {
         self.store.weighted_size()
     }
@@ -218,17 +219,14 @@ impl LocalCache {
             names,
             Instant::now(),
         ));
-        let full = if entry.vary.is_empty() {
-            primary.clone()
-        } else {
-            let full = variant_key(primary, &entry.vary, headers);
+        let full = variant_key(primary, &entry.vary, headers);
+        if !entry.vary.is_empty() {
             let names = Slot::Vary {
                 names: entry.vary.clone().into(),
                 useful_for: rule.ttl() + rule.stale_if_error(),
             };
             self.store.insert(primary.clone(), names).await;
-            full
-        };
+        }
         self.store
             .insert(full.clone(), Slot::Entry(entry.clone()))
             .await;
@@ -253,8 +251,11 @@ mod fetching;
 use fetching::{Fetching, miss};
 
 /// The key of one `Vary` variant: the primary key, a marker no primary key contains, and the
-/// request's values of the response's `Vary` names.
+/// request's values of the response's `Vary` names; the primary key itself without `Vary`.
 fn variant_key(primary: &Bytes, names: &[String], headers: &HeaderMap) -> Bytes {
+    if names.is_empty() {
+        return primary.clone();
+    }
     let mut key = BytesMut::with_capacity(primary.len() + 64);
     key.put_slice(primary);
     key.put_slice(b"\0\0");
@@ -323,3 +324,7 @@ impl Expiry<Bytes, Slot> for SlotExpiry {
 fn is_backend_error(status: StatusCode) -> bool {
     matches!(status.as_u16(), 500 | 502 | 503 | 504)
 }
+
+#[cfg(test)]
+#[path = "local_tests.rs"]
+mod tests;
