@@ -26,16 +26,9 @@ async fn a_non_storable_answer_is_not_shared_with_waiters_who_fetch_their_own() 
 
 #[tokio::test(start_paused = true)]
 async fn an_unkeyed_header_cannot_change_what_others_are_served() {
-    let (cache, backend, none) = (
-        LocalCache::new(1 << 20, 1 << 16),
-        Backend::default(),
-        HeaderMap::new(),
-    );
-    body_and_status(
-        cache
-            .get_or_fetch(&rule(), &get("/", &none), backend.answer("good", &[]))
-            .await,
-    );
+    let fx = Fixture::default();
+    let (cache, backend, none) = (&fx.cache, &fx.backend, &fx.none);
+    fx.get("/", "good", &[]).await;
     let mut evil = HeaderMap::new();
     evil.insert("x-forwarded-host", HeaderValue::from_static("evil.example"));
     let attack = cache
@@ -43,7 +36,7 @@ async fn an_unkeyed_header_cannot_change_what_others_are_served() {
         .await;
     assert_eq!(body_and_status(attack), ("good".to_owned(), "HIT"));
     let victim = cache
-        .get_or_fetch(&rule(), &get("/", &none), backend.answer("evil", &[]))
+        .get_or_fetch(&rule(), &get("/", none), backend.answer("evil", &[]))
         .await;
     assert_eq!(body_and_status(victim), ("good".to_owned(), "HIT"));
     assert_eq!(backend.calls(), 1);
@@ -77,22 +70,15 @@ async fn the_cache_stays_within_its_byte_bound_and_skips_oversized_bodies() {
 
 #[tokio::test(start_paused = true)]
 async fn purge_by_prefix_drops_only_the_matching_entries() {
-    let (cache, backend, none) = (
-        LocalCache::new(1 << 20, 1 << 16),
-        Backend::default(),
-        HeaderMap::new(),
-    );
+    let fx = Fixture::default();
+    let (cache, backend, none) = (&fx.cache, &fx.backend, &fx.none);
     for path in ["/a/1", "/a/2", "/b/1"] {
-        body_and_status(
-            cache
-                .get_or_fetch(&rule(), &get(path, &none), backend.answer("v1", &[]))
-                .await,
-        );
+        fx.get(path, "v1", &[]).await;
     }
     cache.purge_prefix(b"shop.example.com/a/");
     for (path, expected) in [("/a/1", "MISS"), ("/a/2", "MISS"), ("/b/1", "HIT")] {
         let lookup = cache
-            .get_or_fetch(&rule(), &get(path, &none), backend.answer("v2", &[]))
+            .get_or_fetch(&rule(), &get(path, none), backend.answer("v2", &[]))
             .await;
         assert_eq!(body_and_status(lookup).1, expected, "{path}");
     }
@@ -100,19 +86,12 @@ async fn purge_by_prefix_drops_only_the_matching_entries() {
 
 #[tokio::test(start_paused = true)]
 async fn a_head_request_is_served_from_the_get_entry_without_a_body() {
-    let (cache, backend, none) = (
-        LocalCache::new(1 << 20, 1 << 16),
-        Backend::default(),
-        HeaderMap::new(),
-    );
-    body_and_status(
-        cache
-            .get_or_fetch(&rule(), &get("/doc", &none), backend.answer("text", &[]))
-            .await,
-    );
+    let fx = Fixture::default();
+    let (cache, backend, none) = (&fx.cache, &fx.backend, &fx.none);
+    fx.get("/doc", "text", &[]).await;
     let head = CacheRequest {
         method: &Method::HEAD,
-        ..get("/doc", &none)
+        ..get("/doc", none)
     };
     let Ok(Lookup::Hit(response)) = cache
         .get_or_fetch(&rule(), &head, backend.answer("", &[]))
@@ -126,16 +105,9 @@ async fn a_head_request_is_served_from_the_get_entry_without_a_body() {
 
 #[tokio::test(start_paused = true)]
 async fn a_backend_error_status_is_replaced_by_the_stale_copy() {
-    let (cache, backend, none) = (
-        LocalCache::new(1 << 20, 1 << 16),
-        Backend::default(),
-        HeaderMap::new(),
-    );
-    body_and_status(
-        cache
-            .get_or_fetch(&rule(), &get("/s", &none), backend.answer("ok", &[]))
-            .await,
-    );
+    let fx = Fixture::default();
+    let (cache, none) = (&fx.cache, &fx.none);
+    fx.get("/s", "ok", &[]).await;
     advance(TTL).await;
     let failing = async {
         Ok::<_, &'static str>(Upstream::Buffered(Fetched {
@@ -144,28 +116,19 @@ async fn a_backend_error_status_is_replaced_by_the_stale_copy() {
             body: Bytes::new(),
         }))
     };
-    let lookup = cache
-        .get_or_fetch(&rule(), &get("/s", &none), failing)
-        .await;
+    let lookup = cache.get_or_fetch(&rule(), &get("/s", none), failing).await;
     assert_eq!(body_and_status(lookup), ("ok".to_owned(), "STALE"));
 }
 
 #[tokio::test(start_paused = true)]
 async fn must_revalidate_answers_are_never_served_stale() {
-    let (cache, backend, none) = (
-        LocalCache::new(1 << 20, 1 << 16),
-        Backend::default(),
-        HeaderMap::new(),
-    );
+    let fx = Fixture::default();
+    let (cache, backend, none) = (&fx.cache, &fx.backend, &fx.none);
     let fields = [("cache-control", "max-age=10, must-revalidate")];
-    body_and_status(
-        cache
-            .get_or_fetch(&rule(), &get("/m", &none), backend.answer("ok", &fields))
-            .await,
-    );
+    fx.get("/m", "ok", &fields).await;
     advance(Duration::from_secs(11)).await;
     let lookup = cache
-        .get_or_fetch(&rule(), &get("/m", &none), backend.fail())
+        .get_or_fetch(&rule(), &get("/m", none), backend.fail())
         .await;
     assert_eq!(lookup.err(), Some("backend down"));
 }

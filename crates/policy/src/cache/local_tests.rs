@@ -66,24 +66,52 @@ fn body_and_status(lookup: Result<Lookup<()>, &'static str>) -> (String, &'stati
     )
 }
 
+/// A cache of 1 MiB, a counting backend, and a request without fields.
+struct Fixture {
+    cache: LocalCache,
+    backend: Backend,
+    none: HeaderMap,
+}
+
+impl Default for Fixture {
+    fn default() -> Self {
+        Self {
+            cache: LocalCache::new(1 << 20, 1 << 16),
+            backend: Backend::default(),
+            none: HeaderMap::new(),
+        }
+    }
+}
+
+impl Fixture {
+    /// GETs `path` under the default rule, the backend answering `body` with `fields`.
+    async fn get(
+        &self,
+        path: &str,
+        body: &'static str,
+        fields: &[(&'static str, &'static str)],
+    ) -> (String, &'static str) {
+        let request = get(path, &self.none);
+        let fetch = self.backend.answer(body, fields);
+        body_and_status(self.cache.get_or_fetch(&rule(), &request, fetch).await)
+    }
+}
+
 fn rule() -> CacheRule {
     CacheRule::new(TTL, Vec::new(), Duration::from_secs(30))
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_miss_is_stored_and_then_served_as_a_hit_with_its_age() {
-    let (cache, backend, none) = (
-        LocalCache::new(1 << 20, 1 << 16),
-        Backend::default(),
-        HeaderMap::new(),
-    );
+    let fx = Fixture::default();
+    let (cache, backend, none) = (&fx.cache, &fx.backend, &fx.none);
     let first = cache
-        .get_or_fetch(&rule(), &get("/items", &none), backend.answer("items", &[]))
+        .get_or_fetch(&rule(), &get("/items", none), backend.answer("items", &[]))
         .await;
     assert_eq!(body_and_status(first), ("items".to_owned(), "MISS"));
     advance(Duration::from_secs(7)).await;
     let Ok(Lookup::Hit(hit)) = cache
-        .get_or_fetch(&rule(), &get("/items", &none), backend.answer("new", &[]))
+        .get_or_fetch(&rule(), &get("/items", none), backend.answer("new", &[]))
         .await
     else {
         panic!("the second request must be a hit");
@@ -95,20 +123,13 @@ async fn a_miss_is_stored_and_then_served_as_a_hit_with_its_age() {
 
 #[tokio::test(start_paused = true)]
 async fn an_entry_expires_after_its_lifetime() {
-    let (cache, backend, none) = (
-        LocalCache::new(1 << 20, 1 << 16),
-        Backend::default(),
-        HeaderMap::new(),
-    );
+    let fx = Fixture::default();
+    let (cache, backend, none) = (&fx.cache, &fx.backend, &fx.none);
     let fields = [("cache-control", "max-age=10")];
-    body_and_status(
-        cache
-            .get_or_fetch(&rule(), &get("/a", &none), backend.answer("v1", &fields))
-            .await,
-    );
+    fx.get("/a", "v1", &fields).await;
     advance(Duration::from_secs(10)).await;
     let again = cache
-        .get_or_fetch(&rule(), &get("/a", &none), backend.answer("v2", &fields))
+        .get_or_fetch(&rule(), &get("/a", none), backend.answer("v2", &fields))
         .await;
     assert_eq!(body_and_status(again), ("v2".to_owned(), "MISS"));
     assert_eq!(backend.calls(), 2);
@@ -209,24 +230,17 @@ async fn authorization_bypasses_the_cache_unless_the_rule_keys_by_consumer() {
 
 #[tokio::test(start_paused = true)]
 async fn a_stale_copy_stands_in_for_a_failed_backend_within_the_window_only() {
-    let (cache, backend, none) = (
-        LocalCache::new(1 << 20, 1 << 16),
-        Backend::default(),
-        HeaderMap::new(),
-    );
-    body_and_status(
-        cache
-            .get_or_fetch(&rule(), &get("/p", &none), backend.answer("saved", &[]))
-            .await,
-    );
+    let fx = Fixture::default();
+    let (cache, backend, none) = (&fx.cache, &fx.backend, &fx.none);
+    fx.get("/p", "saved", &[]).await;
     advance(TTL + Duration::from_secs(29)).await;
     let stale = cache
-        .get_or_fetch(&rule(), &get("/p", &none), backend.fail())
+        .get_or_fetch(&rule(), &get("/p", none), backend.fail())
         .await;
     assert_eq!(body_and_status(stale), ("saved".to_owned(), "STALE"));
     advance(Duration::from_secs(1)).await;
     let gone = cache
-        .get_or_fetch(&rule(), &get("/p", &none), backend.fail())
+        .get_or_fetch(&rule(), &get("/p", none), backend.fail())
         .await;
     assert_eq!(gone.err(), Some("backend down"));
 }
