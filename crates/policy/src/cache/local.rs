@@ -1,10 +1,10 @@
 //! The per-replica cache (`backend: Local`): responses in memory, bounded in bytes.
 
-use std::{future::Future, sync::Arc, time::Duration};
+use std::{future::Future, sync::Arc};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use http::{HeaderMap, Method, Response, StatusCode};
-use moka::{Expiry, future::Cache};
+use moka::future::Cache;
 use tokio::time::Instant;
 
 use super::{
@@ -248,7 +248,10 @@ impl std::fmt::Debug for LocalCache {
 
 #[path = "fetching.rs"]
 mod fetching;
+#[path = "slot.rs"]
+mod slot;
 use fetching::{Fetching, miss};
+use slot::{Slot, SlotExpiry};
 
 /// The key of one `Vary` variant: the primary key, a marker no primary key contains, and the
 /// request's values of the response's `Vary` names; the primary key itself without `Vary`.
@@ -263,61 +266,6 @@ fn variant_key(primary: &Bytes, names: &[String], headers: &HeaderMap) -> Bytes 
         put_header(&mut key, headers, name);
     }
     key.freeze()
-}
-
-/// What the store holds under a key.
-#[derive(Clone)]
-enum Slot {
-    /// A response.
-    Entry(Arc<Entry>),
-    /// The answers for this primary key vary on these request headers: look up the variant.
-    Vary {
-        names: Arc<[String]>,
-        useful_for: Duration,
-    },
-}
-
-impl Slot {
-    fn weight(&self, key_len: usize) -> u32 {
-        match self {
-            Slot::Entry(entry) => entry.weight(key_len),
-            Slot::Vary { names, .. } => {
-                let names: usize = names.iter().map(|name| name.len() + 24).sum();
-                u32::try_from(key_len + names + 128).unwrap_or(u32::MAX)
-            }
-        }
-    }
-
-    fn useful_for(&self) -> Duration {
-        match self {
-            Slot::Entry(entry) => entry.useful_for(),
-            Slot::Vary { useful_for, .. } => *useful_for,
-        }
-    }
-}
-
-/// Frees an entry's memory once it can no longer be served, even stale.
-struct SlotExpiry;
-
-impl Expiry<Bytes, Slot> for SlotExpiry {
-    fn expire_after_create(
-        &self,
-        _key: &Bytes,
-        slot: &Slot,
-        _now: std::time::Instant,
-    ) -> Option<Duration> {
-        Some(slot.useful_for())
-    }
-
-    fn expire_after_update(
-        &self,
-        _key: &Bytes,
-        slot: &Slot,
-        _now: std::time::Instant,
-        _left: Option<Duration>,
-    ) -> Option<Duration> {
-        Some(slot.useful_for())
-    }
 }
 
 /// Statuses after which a stale copy stands in for the answer (RFC 5861 §4).
