@@ -16,3 +16,5 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod auth;
+pub mod cache;
+pub mod rate;
