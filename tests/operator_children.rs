@@ -14,7 +14,7 @@ use k8s_openapi::api::{
 };
 use kube::{
     Api, ResourceExt,
-    api::{DeleteParams, ListParams},
+    api::{DeleteParams, ListParams, Patch, PatchParams},
 };
 use operator_support::*;
 use portcullis_api::{Gateway, Route, ServiceBackend};
@@ -95,12 +95,44 @@ async fn the_examples_become_every_child_with_the_redundancy_defaults() {
     assert_eq!(status.observed_generation, gateway.metadata.generation);
     assert_eq!(status.listeners[0].name, "http");
     assert_eq!(status.listeners[0].attached_routes, 4);
-    let service: Service = ctx.api().get("edge").await.expect("the Service");
-    let cluster_ip = service.spec.as_ref().and_then(|s| s.cluster_ip.clone());
-    assert_eq!(
-        status.addresses.first().map(|a| Some(a.value.clone())),
-        Some(cluster_ip)
+    // The examples ask for a LoadBalancer Service, and this cluster has no load balancer: no
+    // address a client outside could use, and a condition that says it is pending.
+    assert!(status.addresses.is_empty(), "{status:#?}");
+    assert!(
+        has_condition(
+            &gateway,
+            "AddressAssigned",
+            "False",
+            Some("AddressNotAssigned")
+        ),
+        "{status:#?}"
     );
+    // The cloud's load balancer controller assigns one: the Gateway shows it.
+    let services: Api<Service> = ctx.api();
+    services
+        .patch_status(
+            "edge",
+            &PatchParams::default(),
+            &Patch::Merge(json!({
+                "status": { "loadBalancer": { "ingress": [{ "ip": "203.0.113.10" }] } }
+            })),
+        )
+        .await
+        .expect("the Service status is patched");
+    let gateway = await_gateway(&ctx, "edge", "the external address", |g| {
+        g.status.as_ref().is_some_and(|s| {
+            s.addresses
+                .first()
+                .is_some_and(|a| a.value == "203.0.113.10")
+        })
+    })
+    .await;
+    assert!(has_condition(
+        &gateway,
+        "AddressAssigned",
+        "True",
+        Some("AddressAssigned")
+    ));
 
     let config_map: ConfigMap = ctx.api().get("edge-config").await.expect("the ConfigMap");
     let config = &config_map.data.as_ref().expect("data")["config.yaml"];
@@ -167,6 +199,7 @@ async fn the_examples_become_every_child_with_the_redundancy_defaults() {
         "3 replicas spread over both nodes: {nodes:?}"
     );
 
+    let service: Service = services.get("edge").await.expect("the Service");
     assert_eq!(
         json_of(&service)["spec"]["type"],
         "LoadBalancer",

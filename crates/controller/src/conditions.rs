@@ -24,6 +24,11 @@ pub const RESOLVED_REFS: &str = "ResolvedRefs";
 /// Route is attached, and its unserved rules still take their requests (answering 503) so
 /// that those never fall through to a less specific rule without the protection they ask for.
 pub const PARTIALLY_INVALID: &str = "PartiallyInvalid";
+/// Condition type: `status.addresses` holds an address clients can use. False while a
+/// `LoadBalancer` Service waits for its external address (the addresses are then empty: the
+/// cluster IP is not what a client outside the cluster can use). Kept apart from `Programmed`,
+/// which says whether the replicas serve the config.
+pub const ADDRESS_ASSIGNED: &str = "AddressAssigned";
 
 /// Reasons the operator writes, besides those of the config compiler
 /// ([`portcullis_config::diagnostics::reason`]), which Route conditions carry as they are.
@@ -45,6 +50,11 @@ pub mod reason {
     pub const RULES_NOT_SERVED: &str = "RulesNotServed";
     /// Event: every rule is served again after some were not.
     pub const RULES_SERVED: &str = "RulesServed";
+    /// AddressAssigned=True: the Service has the address in `status.addresses`.
+    pub const ADDRESS_ASSIGNED: &str = "AddressAssigned";
+    /// AddressAssigned=False: the Service does not exist yet, or its load balancer has no
+    /// external address yet (Gateway API's reason for a Gateway without an address).
+    pub const ADDRESS_NOT_ASSIGNED: &str = "AddressNotAssigned";
     /// Ready=True: at least one replica serves.
     pub const REPLICAS_READY: &str = "ReplicasReady";
     /// Ready=False: no replica serves.

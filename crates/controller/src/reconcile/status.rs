@@ -158,9 +158,16 @@ pub fn gateway_status(gateway: &Gateway, facts: &Facts<'_>, now: Timestamp) -> G
             format!("{counts} replicas ready"),
         )
     };
+    let (addresses, address_assigned) = addresses(facts.service);
     let conditions = conditions::merge(
         &previous.conditions,
-        vec![accepted, programmed.clone(), ready_condition, degraded],
+        vec![
+            accepted,
+            programmed.clone(),
+            ready_condition,
+            degraded,
+            address_assigned,
+        ],
         generation,
         now,
     );
@@ -171,7 +178,7 @@ pub fn gateway_status(gateway: &Gateway, facts: &Facts<'_>, now: Timestamp) -> G
         ready_replicas: ready,
         updated_replicas: live.updated_replicas.unwrap_or(0),
         ready: Some(counts),
-        addresses: addresses(facts.service),
+        addresses,
         attached_routes: facts.compilation.map_or(previous.attached_routes, |c| {
             i32::try_from(c.compiled.diagnostics.attached_routes).unwrap_or(i32::MAX)
         }),
@@ -278,32 +285,75 @@ fn listeners(
         .collect()
 }
 
-/// Load balancer ingress addresses, else the cluster IP.
-fn addresses(service: Option<&Service>) -> Vec<GatewayAddress> {
+/// What a client can reach the Gateway at, and the condition that says so: a `LoadBalancer`
+/// Service's external addresses (nothing, and `AddressAssigned` False, until the load balancer
+/// has one: the cluster IP is not what a client outside can use); the cluster IP of a
+/// `ClusterIP` or `NodePort` Service.
+fn addresses(service: Option<&Service>) -> (Vec<GatewayAddress>, Observed) {
     let Some(service) = service else {
-        return Vec::new();
+        return (
+            Vec::new(),
+            Observed::no(
+                conditions::ADDRESS_ASSIGNED,
+                reason::ADDRESS_NOT_ASSIGNED,
+                "the gateway Service does not exist yet",
+            ),
+        );
     };
-    let ingress: Vec<GatewayAddress> = service
-        .status
-        .iter()
-        .flat_map(|s| s.load_balancer.iter())
-        .flat_map(|lb| lb.ingress.iter().flatten())
-        .filter_map(|i| match (&i.ip, &i.hostname) {
-            (Some(ip), _) => Some(address("IPAddress", ip)),
-            (None, Some(host)) => Some(address("Hostname", host)),
-            (None, None) => None,
-        })
-        .collect();
-    if !ingress.is_empty() {
-        return ingress;
+    let name = service.metadata.name.as_deref().unwrap_or_default();
+    let spec = service.spec.as_ref();
+    if spec.and_then(|s| s.type_.as_deref()) == Some("LoadBalancer") {
+        let ingress: Vec<GatewayAddress> = service
+            .status
+            .iter()
+            .flat_map(|s| s.load_balancer.iter())
+            .flat_map(|lb| lb.ingress.iter().flatten())
+            .filter_map(|i| match (&i.ip, &i.hostname) {
+                (Some(ip), _) => Some(address("IPAddress", ip)),
+                (None, Some(host)) => Some(address("Hostname", host)),
+                (None, None) => None,
+            })
+            .collect();
+        let condition = if ingress.is_empty() {
+            Observed::no(
+                conditions::ADDRESS_ASSIGNED,
+                reason::ADDRESS_NOT_ASSIGNED,
+                format!(
+                    "the LoadBalancer Service {name} has no external address yet: clients \
+                     outside the cluster cannot reach the Gateway until the cluster's load \
+                     balancer assigns one (see `kubectl describe service {name}`)"
+                ),
+            )
+        } else {
+            Observed::yes(
+                conditions::ADDRESS_ASSIGNED,
+                reason::ADDRESS_ASSIGNED,
+                format!("the load balancer of Service {name} has an external address"),
+            )
+        };
+        return (ingress, condition);
     }
-    service
-        .spec
-        .as_ref()
+    match spec
         .and_then(|spec| spec.cluster_ip.as_deref())
         .filter(|ip| !ip.is_empty() && *ip != "None")
-        .map(|ip| vec![address("IPAddress", ip)])
-        .unwrap_or_default()
+    {
+        Some(ip) => (
+            vec![address("IPAddress", ip)],
+            Observed::yes(
+                conditions::ADDRESS_ASSIGNED,
+                reason::ADDRESS_ASSIGNED,
+                format!("Service {name} has the cluster IP {ip}"),
+            ),
+        ),
+        None => (
+            Vec::new(),
+            Observed::no(
+                conditions::ADDRESS_ASSIGNED,
+                reason::ADDRESS_NOT_ASSIGNED,
+                format!("Service {name} has no cluster IP yet"),
+            ),
+        ),
+    }
 }
 
 fn address(kind: &str, value: &str) -> GatewayAddress {

@@ -127,18 +127,30 @@ fn a_condition_keeps_its_transition_time_until_it_flips() {
     assert_eq!(time(&later, "Degraded"), Some(at(2_000)));
 }
 
+fn address_condition(status: &portcullis_api::gateway::GatewayStatus) -> (&str, &str) {
+    let condition = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "AddressAssigned")
+        .expect("an AddressAssigned condition");
+    (condition.status.as_str(), condition.reason.as_str())
+}
+
 #[test]
-fn the_address_is_the_load_balancer_ingress_else_the_cluster_ip() {
+fn a_load_balancer_without_an_external_address_shows_none_and_says_it_is_pending() {
     let gateway = gateway();
     let mut service = Service {
         spec: Some(ServiceSpec {
+            type_: Some("LoadBalancer".to_owned()),
             cluster_ip: Some("10.0.0.7".to_owned()),
             ..ServiceSpec::default()
         }),
         ..Service::default()
     };
     let status = status_for(&gateway, &deployment(2, 2), Some(&service));
-    assert_eq!(status.addresses[0].value, "10.0.0.7");
+    // The cluster IP is not what a client outside the cluster can use.
+    assert!(status.addresses.is_empty(), "{:?}", status.addresses);
+    assert_eq!(address_condition(&status), ("False", "AddressNotAssigned"));
     service.status = Some(ServiceStatus {
         load_balancer: Some(LoadBalancerStatus {
             ingress: Some(vec![LoadBalancerIngress {
@@ -157,6 +169,23 @@ fn the_address_is_the_load_balancer_ingress_else_the_cluster_ip() {
         ),
         ("Hostname", "lb.example.com")
     );
+    assert_eq!(address_condition(&status), ("True", "AddressAssigned"));
+}
+
+#[test]
+fn a_cluster_ip_service_is_reached_at_its_cluster_ip() {
+    let gateway = gateway();
+    let service = Service {
+        spec: Some(ServiceSpec {
+            type_: Some("ClusterIP".to_owned()),
+            cluster_ip: Some("10.0.0.7".to_owned()),
+            ..ServiceSpec::default()
+        }),
+        ..Service::default()
+    };
+    let status = status_for(&gateway, &deployment(2, 2), Some(&service));
+    assert_eq!(status.addresses[0].value, "10.0.0.7");
+    assert_eq!(address_condition(&status), ("True", "AddressAssigned"));
 }
 
 #[test]
