@@ -66,12 +66,12 @@ impl Feature {
     /// Whether this build serves the feature: the one table of what is implemented.
     pub const fn is_supported(self) -> bool {
         match self {
-            Feature::ApiKeyAuth => false,
-            Feature::JwtAuth => false,
-            Feature::BasicAuth => false,
-            Feature::LocalRateLimit => false,
+            Feature::ApiKeyAuth => true,
+            Feature::JwtAuth => true,
+            Feature::BasicAuth => true,
+            Feature::LocalRateLimit => true,
             Feature::GlobalRateLimit => false,
-            Feature::LocalCache => false,
+            Feature::LocalCache => true,
             Feature::SharedCache => false,
             Feature::Aggregate => false,
         }

@@ -25,6 +25,7 @@ pub mod filters;
 pub mod forward;
 pub mod forwarded;
 pub mod gateway;
+pub mod guard;
 pub mod host;
 pub mod lifecycle;
 pub mod metrics;

@@ -9,6 +9,7 @@
 //! with their connection pools and endpoint health.
 
 mod backend;
+mod policy;
 mod rule;
 
 use std::{
@@ -24,6 +25,7 @@ use portcullis_config::{
 };
 
 use crate::{
+    guard::Engines,
     host::HostPattern,
     route::{
         Action, DrainTiming, ListenerRoutes, RequestMatch, RouteEntry, RouteTable, Rule,
@@ -104,6 +106,7 @@ pub fn compile(snapshot: &Snapshot, previous: &RouteTable, secrets: &Secrets) ->
             ));
         }
     }
+    let mut engines = Engines::default();
     let rules: Vec<Arc<Rule>> = snapshot
         .rules
         .iter()
@@ -113,7 +116,8 @@ pub fn compile(snapshot: &Snapshot, previous: &RouteTable, secrets: &Secrets) ->
             let mut gaps = match_gaps.remove(&i).unwrap_or_default();
             gaps.sort();
             gaps.dedup();
-            Arc::new(rule::compile(config, snapshot, secrets, gaps))
+            let engines = (&previous.engines, &mut engines);
+            Arc::new(rule::compile(config, snapshot, secrets, engines, gaps))
         })
         .collect();
     let mut matchers = matchers.into_iter();
@@ -161,6 +165,7 @@ pub fn compile(snapshot: &Snapshot, previous: &RouteTable, secrets: &Secrets) ->
             .cloned()
             .collect(),
         problems,
+        engines,
     }
 }
 

@@ -17,6 +17,7 @@ use portcullis_config::{
 use super::Secrets;
 use crate::{
     filters::{Cors, Filters, HeaderModifier, Mirror, PathRewrite, Redirect, Scheme, UrlRewrite},
+    guard::{Engines, Guard},
     metrics::{Label, UnservedLabels},
     route::{
         Action, HeaderCondition, PathMatch, Policy, QueryCondition, RequestMatch, RetryPolicy,
@@ -31,6 +32,7 @@ pub fn compile(
     config: &RuleConfig,
     snapshot: &Snapshot,
     secrets: &Secrets,
+    engines: (&Engines, &mut Engines),
     mut gaps: Vec<Gap>,
 ) -> Rule {
     let index = config.rule_index;
@@ -129,6 +131,20 @@ pub fn compile(
         },
     };
     let route: Arc<str> = Arc::from(config.route.to_string());
+    // The policies' engines are only built for a rule the capability check let through (a
+    // missing Secret is reported there, once).
+    let guard = if gaps.is_empty() {
+        let (previous, next) = engines;
+        match super::policy::compile(config, secrets, &route, previous, next) {
+            Ok(guard) => guard,
+            Err(gap) => {
+                gaps.push(gap);
+                Guard::default()
+            }
+        }
+    } else {
+        Guard::default()
+    };
     if !gaps.is_empty() {
         return unserved(route, index, &gaps);
     }
@@ -156,6 +172,7 @@ pub fn compile(
         filters,
         action,
         policy,
+        guard,
     }
 }
 
@@ -186,6 +203,7 @@ fn unserved(route: Arc<str>, index: usize, gaps: &[Gap]) -> Rule {
             body: Bytes::from(body),
         }),
         policy: Policy::default(),
+        guard: Guard::default(),
     }
 }
 

@@ -12,8 +12,8 @@ use crate::{
     forward::{Connection, UNSERVED_HEADER},
 };
 
-/// Two rules on port 80: `shop/limited` (rule 0, with a rate limit this build does not
-/// implement) on `/limited`, and `shop/open` (rule 0) on `/`.
+/// Two rules on port 80: `shop/limited` (rule 0, with a global rate limit this build does not
+/// implement yet) on `/limited`, and `shop/open` (rule 0) on `/`.
 const SNAPSHOT: &str = r#"
 apiVersion: portcullis.dev/config/v1
 gateway: { namespace: shop, name: edge }
@@ -37,7 +37,7 @@ rules:
       periodMs: 1000
       burst: 10
       key: { type: ClientIP }
-      scope: Local
+      scope: Global
 - route: { namespace: shop, name: open }
   ruleIndex: 0
   action: { type: Backends, backends: [{ backend: shop/web, weight: 1 }] }
@@ -92,7 +92,7 @@ async fn a_rule_this_build_cannot_serve_answers_503_and_the_other_rules_serve() 
     assert_eq!(
         reasons(&rule_at(&table, "/limited/x")),
         [
-            "spec.rules[0].rateLimit: rate limiting is not supported by this version of the gateway yet"
+            "spec.rules[0].rateLimit: global rate limiting is not supported by this version of the gateway yet"
         ]
     );
     assert_eq!(table.unserved.len(), 1);
@@ -174,9 +174,12 @@ fn a_missing_or_malformed_secret_file_is_a_reason_of_its_rule_only() {
         "clients never read Secret names: {body}"
     );
 
+    // A good Secret: the rule serves, behind its API key.
     std::fs::write(&file, "storefront:k1\n").expect("the key file");
     let table = compile(&snapshot, &RouteTable::default(), &secrets);
-    assert_eq!(secret_reasons(&table), Vec::<String>::new());
+    let rule = rule_at(&table, "/limited");
+    assert!(matches!(rule.action, Action::Forward(_)), "{rule:?}");
+    assert!(rule.guard.auth.is_some());
     let _ = std::fs::remove_dir_all(&root);
 }
 

@@ -11,7 +11,7 @@ mod mirror;
 mod request;
 mod upgrade;
 
-use std::{net::SocketAddr, pin::pin, sync::Arc};
+use std::{borrow::Cow, net::SocketAddr, pin::pin, sync::Arc};
 
 pub use attempt::{Failure, UpstreamBody, backoff, retryable};
 use bytes::Bytes;
@@ -31,6 +31,7 @@ use crate::{
     body::{self, Body, BoxError},
     filters::{Cors, RedirectRequest, Scheme},
     gateway::Gateway,
+    guard::Admitted,
     host::request_host,
     path,
     route::{Action, RouteEntry, RouteTable, Unserved},
@@ -169,6 +170,24 @@ impl Gateway {
             return cors.preflight(&head.headers);
         }
         let origin = cors.and_then(|_| head.headers.get(ORIGIN).cloned());
+        // Authentication and rate limiting, which edit the head: what was borrowed from it is
+        // copied first (only for a rule with policies).
+        let (host, path, admitted) = if rule.guard.is_empty() {
+            (host, Cow::Borrowed(path), None)
+        } else {
+            let (host, path) = (Cow::Owned(host.into_owned()), path.to_owned());
+            match rule.guard.admit(head, exchange.client).await {
+                Ok(admitted) => (host, Cow::Owned(path), Some(admitted)),
+                Err((mut response, stopped)) => {
+                    self.metrics.policy_stopped(&rule.route, stopped);
+                    if let Some(cors) = cors {
+                        cors.decorate(origin.as_ref(), response.headers_mut());
+                    }
+                    return response;
+                }
+            }
+        };
+        let path = &*path;
         let mut response = match &rule.action {
             Action::Status(status) => local(*status),
             Action::Unserved(unserved) => {
@@ -200,14 +219,41 @@ impl Gateway {
                 let Some(primary) = table.backends.get(name) else {
                     return local(StatusCode::INTERNAL_SERVER_ERROR);
                 };
-                // Pinned where it is made, in this future's own state: not built elsewhere and
-                // copied in (kilobytes), and no allocation.
-                let forwarding = pin!(self.forward(
-                    table, conn, entry, primary, head, body, normalized, exchange
-                ));
-                forwarding.await
+                let cached = rule.guard.cache.as_ref().and_then(|cache| {
+                    let keyed = cache.keyed(head, &host, path, admitted.as_ref())?;
+                    Some((cache, keyed))
+                });
+                match cached {
+                    Some((cache, keyed)) => {
+                        let forwarding = self.forward(
+                            table, conn, entry, primary, head, body, normalized, exchange,
+                        );
+                        let (response, outcome) = cache.serve(&keyed, forwarding).await;
+                        self.metrics.cache_outcome(&rule.route, outcome);
+                        response
+                    }
+                    None => {
+                        // Pinned where it is made, in this future's own state: not built
+                        // elsewhere and copied in (kilobytes), and no allocation.
+                        let forwarding = pin!(self.forward(
+                            table, conn, entry, primary, head, body, normalized, exchange
+                        ));
+                        forwarding.await
+                    }
+                }
             }
         };
+        if let (
+            Some(rate),
+            Some(Admitted {
+                rate: Some(decision),
+                ..
+            }),
+        ) = (&rule.guard.rate, &admitted)
+        {
+            materialize(&mut response);
+            rate.decorate(decision, response.headers_mut());
+        }
         if let Some(cors) = cors {
             materialize(&mut response);
             cors.decorate(origin.as_ref(), response.headers_mut());

@@ -15,6 +15,8 @@ use prometheus_client::{
     registry::Registry,
 };
 
+use crate::guard::{CacheOutcome, Stopped};
+
 /// The class of a status code (`2xx`, ...), to keep label cardinality bounded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct StatusClass(u8);
@@ -106,6 +108,18 @@ pub struct UnservedLabels {
     pub reason: &'static str,
 }
 
+/// Labels of a policy's decision on a request.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct PolicyLabels {
+    /// `namespace/name` of the Route.
+    pub route: Label,
+    /// `auth`, `rate_limit` or `cache`.
+    pub policy: &'static str,
+    /// What it decided: an authentication refusal's reason (`missing`, `expired`, ...),
+    /// `limited`, or the cache's `hit`, `miss` or `stale`.
+    pub result: &'static str,
+}
+
 /// Labels carrying the loaded revision.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub struct RevisionLabels {
@@ -148,6 +162,9 @@ pub struct Metrics {
     /// 1 for each rule of the table being served that answers 503 (set when a table is
     /// installed).
     pub unserved_rules: Family<UnservedLabels, Gauge>,
+    /// Requests refused by authentication or rate limiting, and cache lookups, by route,
+    /// policy and result.
+    pub policy_decisions: Family<PolicyLabels, Counter>,
     /// Tells this instance's cached metric handles from another's (see `handles`).
     id: u64,
 }
@@ -170,6 +187,7 @@ impl Metrics {
         let access_log_dropped = Gauge::default();
         let unserved_requests = Family::<UnservedLabels, Counter>::default();
         let unserved_rules = Family::<UnservedLabels, Gauge>::default();
+        let policy_decisions = Family::<PolicyLabels, Counter>::default();
         registry.register(
             "requests",
             "Requests served, by route, backend and status class",
@@ -228,6 +246,12 @@ impl Metrics {
              and reason",
             unserved_rules.clone(),
         );
+        registry.register(
+            "policy_decisions",
+            "Requests refused by authentication (by reason) or rate limiting, and cache hits, \
+             misses and stale answers, by route",
+            policy_decisions.clone(),
+        );
         Self {
             registry,
             requests,
@@ -242,8 +266,33 @@ impl Metrics {
             access_log_dropped,
             unserved_requests,
             unserved_rules,
+            policy_decisions,
             id: handles::next_id(),
         }
+    }
+
+    /// Counts a request the guard answered itself.
+    pub fn policy_stopped(&self, route: &Arc<str>, stopped: Stopped) {
+        let (policy, result) = match stopped {
+            Stopped::Auth(reason) => ("auth", reason),
+            Stopped::RateLimited => ("rate_limit", "limited"),
+        };
+        self.policy_decision(route, policy, result);
+    }
+
+    /// Counts a cache lookup.
+    pub fn cache_outcome(&self, route: &Arc<str>, outcome: CacheOutcome) {
+        self.policy_decision(route, "cache", outcome.label());
+    }
+
+    fn policy_decision(&self, route: &Arc<str>, policy: &'static str, result: &'static str) {
+        self.policy_decisions
+            .get_or_create(&PolicyLabels {
+                route: Label(Some(route.clone())),
+                policy,
+                result,
+            })
+            .inc();
     }
 
     /// Counts a failed attempt.

@@ -9,6 +9,7 @@ use super::matching::{PathMatch, RequestMatch};
 use crate::{
     fast_hash::FastMap,
     filters::{Filters, Redirect},
+    guard::{Engines, Guard},
     host::HostPattern,
     metrics::UnservedLabels,
     upstream::Backend,
@@ -31,6 +32,8 @@ pub struct RouteTable {
     /// What else of the snapshot is not served as written (a listener without a usable
     /// certificate, a backend that cannot be built), one line each, for `/config` and the log.
     pub problems: Vec<String>,
+    /// The policy engines that carry over to the next table (rate-limit buckets, the cache).
+    pub engines: Engines,
 }
 
 /// Graceful shutdown timing.
@@ -257,6 +260,8 @@ pub struct Rule {
     pub action: Action,
     /// Timeouts and retries.
     pub policy: Policy,
+    /// Authentication, rate limiting and caching, before the action.
+    pub guard: Guard,
 }
 
 /// What a rule does with a matching request.
@@ -379,6 +384,7 @@ mod tests {
                 filters: Filters::default(),
                 action: Action::Status(StatusCode::OK),
                 policy: Policy::default(),
+                guard: Guard::default(),
             }),
         }
     }

@@ -74,9 +74,12 @@ async fn a_reload_with_a_rule_asking_for_an_unbuilt_protection_serves_every_othe
         .route("*", prefix("/"), to("good", &[(Some("a"), 1)]))
         .build();
     let mut guarded = to("guarded", &[(Some("a"), 1)]);
-    guarded.policies.auth = Some(AuthConfig::ApiKey {
-        keys: SecretFile::new("test", "keys", "keys"),
-        header: "x-api-key".into(),
+    // A response cache shared by every replica through Redis: not built yet.
+    guarded.policies.cache = Some(CacheConfig {
+        ttl_ms: 60_000,
+        vary: Vec::new(),
+        stale_if_error_ms: None,
+        backend: CacheBackend::Shared,
     });
     // Entries in precedence order: the longer prefix first.
     let next = Snap::new()
@@ -90,8 +93,8 @@ async fn a_reload_with_a_rule_asking_for_an_unbuilt_protection_serves_every_othe
     assert_eq!(refused.status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(
         refused.body.contains(
-            "spec.rules[0].auth: API-key authentication is not supported by this version of the \
-             gateway yet"
+            "spec.rules[0].cache: shared response caching is not supported by this version of \
+             the gateway yet"
         ),
         "{}",
         refused.body

@@ -5,6 +5,7 @@ mod demo;
 mod forwarding;
 mod http1;
 mod lifecycle;
+mod policies;
 mod pooling;
 mod process;
 mod routing;

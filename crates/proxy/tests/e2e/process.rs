@@ -214,7 +214,8 @@ async fn a_process_started_with_a_rule_it_cannot_serve_serves_the_others_and_ans
             kind: RateLimitKeyType::ClientIp,
             name: None,
         },
-        scope: RateLimitScope::Local,
+        // Shared by every replica through Redis: not built yet.
+        scope: RateLimitScope::Global,
     });
     let mut snapshot = Snap::new()
         .backend("a", &[a.addr])
@@ -251,8 +252,8 @@ async fn a_process_started_with_a_rule_it_cannot_serve_serves_the_others_and_ans
     assert_eq!(refused.headers["portcullis-unserved"], "UnsupportedValue");
     assert!(
         refused.body.contains(
-            "spec.rules[0].rateLimit: rate limiting is not supported by this version of the \
-             gateway yet"
+            "spec.rules[0].rateLimit: global rate limiting is not supported by this version of \
+             the gateway yet"
         ),
         "{}",
         refused.body

@@ -1,0 +1,199 @@
+//! A rule's policies → its [`Guard`]: the engines of `portcullis-policy`, built from the rule's
+//! config and the Secret files it reads, or carried over from the previous table when the
+//! policy did not change.
+
+use std::{sync::Arc, time::Duration};
+
+use http::HeaderName;
+use portcullis_config::{
+    capability::{Gap, reason},
+    snapshot::{AuthConfig, CacheConfig, RateLimitConfig, RateLimitKeyType, RuleConfig},
+};
+use portcullis_policy::{
+    auth::{
+        ApiKeyAuth, Authenticator, BasicAuth, DEFAULT_REALM, JwksSource, JwtAlgorithm, JwtAuth,
+        JwtConfig, KeyLocation,
+    },
+    cache::{CacheRule, LocalCache},
+    rate::{DEFAULT_MAX_KEYS, LocalLimiter, RateLimitHeaders},
+};
+
+use super::Secrets;
+use crate::guard::{Auth, Cache, Engines, Guard, Rate, RateKey};
+
+/// The most a replica's response cache holds, bodies and fields together.
+pub const CACHE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// The largest body the cache keeps; larger answers stream through.
+pub const CACHE_ENTRY_BYTES: usize = 1024 * 1024;
+
+/// Builds the guard of `config`. `previous` holds the engines of the table being served, `next`
+/// gathers those of the table being built. A policy that cannot be built (a Secret whose
+/// content the engine refuses) is a gap: the rule answers 503.
+pub fn compile(
+    config: &RuleConfig,
+    secrets: &Secrets,
+    route: &Arc<str>,
+    previous: &Engines,
+    next: &mut Engines,
+) -> Result<Guard, Gap> {
+    let index = config.rule_index;
+    let policies = &config.policies;
+    let auth = match &policies.auth {
+        Some(auth) => Some(
+            compile_auth(auth, secrets)
+                .map_err(|(field, reason, message)| Gap::new(index, field, reason, message))?,
+        ),
+        None => None,
+    };
+    let rate = match &policies.rate_limit {
+        Some(limit) => Some(
+            compile_rate(limit, config.name.as_deref(), route, index, previous, next)
+                .map_err(|message| Gap::new(index, "rateLimit", reason::INVALID, message))?,
+        ),
+        None => None,
+    };
+    let cache = policies
+        .cache
+        .as_ref()
+        .map(|cache| compile_cache(cache, auth.is_some(), previous, next))
+        .transpose()
+        .map_err(|message| Gap::new(index, "cache", reason::INVALID, message))?;
+    Ok(Guard { auth, rate, cache })
+}
+
+type AuthError = (&'static str, &'static str, String);
+
+fn compile_auth(config: &AuthConfig, secrets: &Secrets) -> Result<Auth, AuthError> {
+    let read = |field: &'static str, file| {
+        secrets
+            .read(file)
+            .map_err(|message| (field, reason::INVALID_SECRET, message))
+    };
+    let refused = |field: &'static str| {
+        move |error: portcullis_policy::auth::ConfigError| {
+            (field, reason::INVALID_SECRET, error.to_string())
+        }
+    };
+    match config {
+        AuthConfig::ApiKey { keys, header } => {
+            const FIELD: &str = "auth.apiKey.secretRef";
+            let name = HeaderName::from_bytes(header.as_bytes()).map_err(|_| {
+                (
+                    "auth.apiKey.header",
+                    reason::INVALID,
+                    format!("{header:?} is not a valid header name"),
+                )
+            })?;
+            let content = read(FIELD, keys)?;
+            let engine = ApiKeyAuth::new(&content, KeyLocation::Header(name), DEFAULT_REALM, false)
+                .map_err(refused(FIELD))?;
+            Ok(Auth {
+                engine: Authenticator::ApiKey(Arc::new(engine)),
+                strip_query: None,
+            })
+        }
+        AuthConfig::Basic { users } => {
+            const FIELD: &str = "auth.basic.secretRef";
+            let content = read(FIELD, users)?;
+            let engine = BasicAuth::new(&content, DEFAULT_REALM, false).map_err(refused(FIELD))?;
+            Ok(Auth {
+                engine: Authenticator::Basic(Arc::new(engine)),
+                strip_query: None,
+            })
+        }
+        AuthConfig::Jwt {
+            issuer,
+            audiences,
+            jwks,
+            algorithms,
+        } => {
+            const FIELD: &str = "auth.jwt.jwksSecretRef";
+            let content = read(FIELD, jwks)?;
+            let source = JwksSource::from_secret(&content).map_err(refused(FIELD))?;
+            let mut jwt = JwtConfig::new(issuer.clone());
+            jwt.audiences.clone_from(audiences);
+            jwt.algorithms = algorithms
+                .iter()
+                .map(|alg| format!("{alg:?}").parse::<JwtAlgorithm>())
+                .collect::<Result<_, _>>()
+                .map_err(|e| ("auth.jwt.algorithms", reason::INVALID, e.to_string()))?;
+            let engine = JwtAuth::new(jwt, source).map_err(refused(FIELD))?;
+            Ok(Auth {
+                engine: Authenticator::Jwt(Arc::new(engine)),
+                strip_query: None,
+            })
+        }
+    }
+}
+
+fn compile_rate(
+    config: &RateLimitConfig,
+    name: Option<&str>,
+    route: &Arc<str>,
+    index: usize,
+    previous: &Engines,
+    next: &mut Engines,
+) -> Result<Rate, String> {
+    let period = Duration::from_millis(config.period_ms);
+    let slot = (route.clone(), index);
+    let limiter = match previous.limiters.get(&slot) {
+        Some((kept, limiter)) if kept == config => limiter.clone(),
+        _ => Arc::new(
+            LocalLimiter::new(config.requests, period, config.burst, DEFAULT_MAX_KEYS)
+                .map_err(|e| e.to_string())?,
+        ),
+    };
+    next.limiters
+        .insert(slot, (config.clone(), limiter.clone()));
+    let key = match (config.key.kind, config.key.name.as_deref()) {
+        (RateLimitKeyType::ClientIp, _) => RateKey::ClientIp,
+        (RateLimitKeyType::ApiKey, _) => RateKey::Consumer,
+        (RateLimitKeyType::Header, Some(header)) => RateKey::Header(
+            HeaderName::from_bytes(header.as_bytes())
+                .map_err(|_| format!("key.name {header:?} is not a valid header name"))?,
+        ),
+        (RateLimitKeyType::Claim, Some(claim)) => RateKey::Claim(claim.to_owned()),
+        (kind, None) => return Err(format!("a {kind:?} key needs a name")),
+    };
+    Ok(Rate {
+        limiter,
+        headers: RateLimitHeaders::new(name.unwrap_or("default"), config.requests, period),
+        key,
+    })
+}
+
+fn compile_cache(
+    config: &CacheConfig,
+    authenticated: bool,
+    previous: &Engines,
+    next: &mut Engines,
+) -> Result<Cache, String> {
+    let vary = config
+        .vary
+        .iter()
+        .map(|name| {
+            HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| format!("vary: {name:?} is not a valid header name"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut rule = CacheRule::new(
+        Duration::from_millis(config.ttl_ms),
+        vary,
+        Duration::from_millis(config.stale_if_error_ms.unwrap_or(0)),
+    );
+    // Behind authentication, answers may differ by caller: each consumer has its own entries.
+    if authenticated {
+        rule = rule.keyed_by_consumer();
+    }
+    let store = next
+        .cache
+        .get_or_insert_with(|| {
+            previous
+                .cache
+                .clone()
+                .unwrap_or_else(|| Arc::new(LocalCache::new(CACHE_BYTES, CACHE_ENTRY_BYTES)))
+        })
+        .clone();
+    Ok(Cache { rule, store })
+}

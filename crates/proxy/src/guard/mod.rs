@@ -1,0 +1,187 @@
+//! The policies a rule enforces before its action runs, in order: authentication (who calls),
+//! rate limiting (how often), then the response cache around the action (which answers can be
+//! served from memory). The engines live in `portcullis-policy`; this module drives them on the
+//! request path and turns their refusals into responses.
+//!
+//! A rule without policies has an empty [`Guard`]: the request path checks three `None`s and
+//! pays nothing else.
+
+mod cache;
+mod rate;
+
+use std::{net::IpAddr, sync::Arc};
+
+use http::{
+    HeaderValue, Response, StatusCode, Uri,
+    header::{CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE},
+    request::Parts,
+    uri::PathAndQuery,
+};
+use portcullis_config::snapshot::RateLimitConfig;
+use portcullis_policy::{
+    auth::{Authenticator, Identity, Refusal, strip_query_param},
+    cache::LocalCache,
+    rate::{Decision, LocalLimiter, retry_after_secs},
+};
+
+pub use self::{
+    cache::{Cache, CacheOutcome, Keyed},
+    rate::{Rate, RateKey},
+};
+use crate::{
+    body::{self, Body},
+    fast_hash::FastMap,
+};
+
+/// The policies of one rule that run before its action.
+#[derive(Debug, Default)]
+pub struct Guard {
+    /// Authentication.
+    pub auth: Option<Auth>,
+    /// Rate limiting.
+    pub rate: Option<Rate>,
+    /// Response caching (GET and HEAD).
+    pub cache: Option<Cache>,
+}
+
+/// A rule's authentication.
+#[derive(Debug)]
+pub struct Auth {
+    /// The engine.
+    pub engine: Authenticator,
+    /// The query parameter an API key may come in, removed before forwarding unless the rule
+    /// keeps the credential.
+    pub strip_query: Option<String>,
+}
+
+/// What the guard learnt about an admitted request, for the response and the cache.
+#[derive(Debug, Default)]
+pub struct Admitted {
+    /// The caller, when the rule authenticates.
+    pub identity: Option<Identity>,
+    /// The rate-limit decision, whose fields go on the response.
+    pub rate: Option<Decision>,
+}
+
+/// Why the guard answered a request itself, for the `portcullis_policy_decisions` metric.
+#[derive(Debug, Clone, Copy)]
+pub enum Stopped {
+    /// Authentication refused the request, with the refusal's reason label.
+    Auth(&'static str),
+    /// Over the rate limit.
+    RateLimited,
+}
+
+impl Guard {
+    /// Whether the rule has no policy here.
+    pub fn is_empty(&self) -> bool {
+        self.auth.is_none() && self.rate.is_none() && self.cache.is_none()
+    }
+
+    /// Authenticates and rate-limits the request with head `head` from `client`; on success
+    /// edits the head for the upstream (the credential removed unless kept, claim headers
+    /// set). `Err` is the response to send instead, and why.
+    pub async fn admit(
+        &self,
+        head: &mut Parts,
+        client: IpAddr,
+    ) -> Result<Admitted, (Response<Body>, Stopped)> {
+        let mut admitted = Admitted::default();
+        if let Some(auth) = &self.auth {
+            match auth
+                .engine
+                .authenticate(&head.headers, head.uri.query())
+                .await
+            {
+                Ok(identity) => admitted.identity = Some(identity),
+                Err(refusal) => {
+                    let stopped = Stopped::Auth(refusal.reason().label());
+                    return Err((refused(&refusal), stopped));
+                }
+            }
+        }
+        if let Some(rate) = &self.rate {
+            let decision = rate.check(head, client, admitted.identity.as_ref());
+            if !decision.is_allowed() {
+                return Err((rate.limited(&decision), Stopped::RateLimited));
+            }
+            admitted.rate = Some(decision);
+        }
+        if let (Some(auth), Some(identity)) = (&self.auth, &admitted.identity) {
+            auth.engine.prepare_upstream(identity, &mut head.headers);
+            if let Some(name) = &auth.strip_query {
+                strip_query(&mut head.uri, name);
+            }
+        }
+        Ok(admitted)
+    }
+}
+
+/// The answer to a refused credential: 401 with the challenge (RFC 9110 §11.6.1), or 403.
+fn refused(refusal: &Refusal) -> Response<Body> {
+    let status = refusal.status();
+    let mut response = text(status, status.canonical_reason().unwrap_or("Unauthorized"));
+    if status == StatusCode::UNAUTHORIZED {
+        response
+            .headers_mut()
+            .insert(WWW_AUTHENTICATE, refusal.www_authenticate().clone());
+    }
+    response
+}
+
+/// `status` with a one-line plain-text body.
+fn text(status: StatusCode, reason: &str) -> Response<Body> {
+    let mut response = Response::new(body::full(format!("{reason}\n")));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+/// 429 with `Retry-After` in whole seconds.
+fn too_many(decision: &Decision) -> Response<Body> {
+    let mut response = text(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests");
+    if let Decision::Limited { retry_after, .. } = decision {
+        response.headers_mut().insert(
+            RETRY_AFTER,
+            HeaderValue::from(retry_after_secs(*retry_after)),
+        );
+    }
+    response
+}
+
+/// Removes the query parameter `name` from `uri` (an API key must not reach the upstream).
+fn strip_query(uri: &mut Uri, name: &str) {
+    let Some(query) = uri.query() else {
+        return;
+    };
+    let path = uri.path();
+    let kept = match strip_query_param(query, name) {
+        Some(std::borrow::Cow::Borrowed(_)) => return,
+        Some(kept) => format!("{path}?{kept}"),
+        None => path.to_owned(),
+    };
+    let Ok(path_and_query) = PathAndQuery::try_from(kept) else {
+        return;
+    };
+    let mut parts = std::mem::take(uri).into_parts();
+    parts.path_and_query = Some(path_and_query);
+    if let Ok(stripped) = Uri::from_parts(parts) {
+        *uri = stripped;
+    }
+}
+
+/// The engines that outlive one routing table: a reload keeps them when the rule asks for the
+/// same policy (a Route edit elsewhere must not reset every caller's rate limit or empty the
+/// cache).
+#[derive(Debug, Default)]
+pub struct Engines {
+    /// The response cache of this replica, shared by every rule with `backend: Local`; made
+    /// when a rule first asks for it.
+    pub cache: Option<Arc<LocalCache>>,
+    /// Each rate-limited rule's limiter, by Route and rule index, with the policy it was made
+    /// for.
+    pub limiters: FastMap<(Arc<str>, usize), (RateLimitConfig, Arc<LocalLimiter>)>,
+}
