@@ -84,7 +84,8 @@ pub fn proxy_binary() -> String {
 }
 
 /// A real HTTP/1.1 server on loopback that answers every request `200` with
-/// `<name> <path>`.
+/// `<name> <path>`, or, to a request that accepts only JSON (as an aggregate's parts do), with
+/// `{"upstream": "<name>", "path": "<path>"}`.
 pub struct Upstream {
     /// Where it listens.
     pub addr: SocketAddr,
@@ -115,8 +116,23 @@ impl Upstream {
                         if let Ok(mut seen) = seen.lock() {
                             seen.push(format!("{} {}", request.method(), request.uri().path()));
                         }
-                        let body = format!("{name} {}", request.uri().path());
-                        async move { Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(body)))) }
+                        let path = request.uri().path();
+                        let wants_json = request
+                            .headers()
+                            .get(http::header::ACCEPT)
+                            .is_some_and(|accept| accept == "application/json");
+                        let response = if wants_json {
+                            let body = json!({ "upstream": name, "path": path }).to_string();
+                            let mut response = Response::new(Full::new(Bytes::from(body)));
+                            response.headers_mut().insert(
+                                http::header::CONTENT_TYPE,
+                                http::HeaderValue::from_static("application/json"),
+                            );
+                            response
+                        } else {
+                            Response::new(Full::new(Bytes::from(format!("{name} {path}"))))
+                        };
+                        async move { Ok::<_, Infallible>(response) }
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), service)

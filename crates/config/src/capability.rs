@@ -73,7 +73,7 @@ impl Feature {
             Feature::GlobalRateLimit => false,
             Feature::LocalCache => true,
             Feature::SharedCache => false,
-            Feature::Aggregate => false,
+            Feature::Aggregate => true,
         }
     }
 

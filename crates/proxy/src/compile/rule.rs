@@ -20,8 +20,9 @@ use crate::{
     guard::{Engines, Guard},
     metrics::{Label, UnservedLabels},
     route::{
-        Action, HeaderCondition, PathMatch, Policy, QueryCondition, RequestMatch, RetryPolicy,
-        Rule, Unserved, ValueMatch, WeightedBackend, WeightedBackends,
+        Action, Aggregate, AggregatePart, HeaderCondition, PartTarget, PathMatch, Policy,
+        QueryCondition, RequestMatch, RetryPolicy, Rule, Unserved, ValueMatch, WeightedBackend,
+        WeightedBackends,
     },
 };
 
@@ -105,8 +106,21 @@ pub fn compile(
                 })
                 .collect(),
         )),
-        // Reported by the capability check until aggregation is implemented.
-        ActionConfig::Aggregate { .. } => Action::Status(StatusCode::SERVICE_UNAVAILABLE),
+        ActionConfig::Aggregate { parts } => Action::Aggregate(Aggregate {
+            parts: parts
+                .iter()
+                .map(|part| AggregatePart {
+                    name: part.name.clone(),
+                    backend: part
+                        .backend
+                        .clone()
+                        .filter(|name| snapshot.backends.contains_key(name)),
+                    target: PartTarget::new(&part.path),
+                    timeout: timeout(Some(part.timeout_ms)),
+                    on_failure: part.on_failure,
+                })
+                .collect(),
+        }),
         ActionConfig::Redirect(redirect) => match StatusCode::from_u16(redirect.status_code) {
             Ok(status) if status.is_redirection() => Action::Redirect(Redirect {
                 scheme: redirect.scheme.map(|s| match s {

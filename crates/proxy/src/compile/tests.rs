@@ -3,7 +3,10 @@ use std::{path::PathBuf, time::Instant};
 use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::Empty;
-use portcullis_config::snapshot::{Action as ActionConfig, AuthConfig, SecretFile, Snapshot};
+use portcullis_config::snapshot::{
+    Action as ActionConfig, AggregatePartConfig, AuthConfig, PartFailurePolicy, SecretFile,
+    Snapshot,
+};
 
 use super::*;
 use crate::{
@@ -260,19 +263,48 @@ fn a_listener_whose_certificate_cannot_be_loaded_is_left_out_and_the_others_serv
 }
 
 #[test]
-fn aggregation_is_reported_rather_than_answered_with_an_error() {
+fn an_aggregate_rule_is_served_with_its_parts_in_order() {
     let mut snapshot = snapshot();
     snapshot.rules[0].policies.rate_limit = None;
-    snapshot.rules[0].action = ActionConfig::Aggregate { parts: Vec::new() };
+    snapshot.rules[0].action = ActionConfig::Aggregate {
+        parts: vec![
+            AggregatePartConfig {
+                name: "user".to_owned(),
+                backend: Some("shop/web".to_owned()),
+                path: "/users{path}".to_owned(),
+                timeout_ms: 0,
+                on_failure: PartFailurePolicy::Fail,
+            },
+            AggregatePartConfig {
+                name: "orders".to_owned(),
+                backend: Some("shop/gone".to_owned()),
+                path: "/orders".to_owned(),
+                timeout_ms: 250,
+                on_failure: PartFailurePolicy::Tolerate,
+            },
+        ],
+    };
     let table = compile(
         &snapshot,
         &RouteTable::default(),
         &Secrets::new("/nonexistent"),
     );
+    let rule = rule_at(&table, "/limited");
+    let Action::Aggregate(aggregate) = &rule.action else {
+        panic!("the aggregate rule is served: {:?}", rule.action);
+    };
+    let parts: Vec<_> = aggregate
+        .parts
+        .iter()
+        .map(|p| (p.name.as_str(), p.backend.as_deref(), p.timeout))
+        .collect();
     assert_eq!(
-        reasons(&rule_at(&table, "/limited")),
+        parts,
         [
-            "spec.rules[0].aggregate: aggregation is not supported by this version of the gateway yet"
-        ]
+            ("user", Some("shop/web"), None),
+            ("orders", None, Some(std::time::Duration::from_millis(250)))
+        ],
+        "a part whose backend is not in the snapshot has none; 0 ms is no timeout of its own"
     );
+    assert_eq!(aggregate.parts[0].target.render("/7", None), "/users/7");
 }

@@ -167,6 +167,7 @@ pub fn banner(demo: &Demo) -> String {
         ),
         format!("curl -s http://{gw}/orders"),
         format!("curl -si http://{gw}/catalog/2 -H 'X-Product-Id: 2'"),
+        format!("curl -s http://{gw}/profile/1"),
         format!("curl -si http://{gw}/shop"),
         format!("curl -s http://{admin}/config"),
         format!("curl -s http://{admin}/metrics | grep portcullis_requests"),
@@ -174,9 +175,9 @@ pub fn banner(demo: &Demo) -> String {
         out.push_str(&format!("  {line}\n"));
     }
     out.push_str(
-        "\nStill to come in the demo: API-key auth on /users, a rate limit on /orders, caching on \
-         /catalog and the /profile aggregation route (until this gateway implements them, a \
-         rule that asks for one answers 503 with the reason, and every other rule serves).\n\n\
+        "\nStill to come in the demo: API-key auth on /users, a rate limit on /orders and caching \
+         on /catalog (until this gateway implements them, a rule that asks for one answers 503 \
+         with the reason, and every other rule serves).\n\n\
          Ctrl-C to stop.\n",
     );
     out

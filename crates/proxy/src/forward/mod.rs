@@ -3,6 +3,7 @@
 //! forward (failover, circuit breaker, load balancing, timeouts, retries, mirrors), then apply
 //! the response filters and report the exchange.
 
+mod aggregate;
 mod attempt;
 mod deadline;
 mod exchange;
@@ -212,6 +213,10 @@ impl Gateway {
                 }
                 response
             }
+            Action::Aggregate(aggregate) => {
+                self.aggregate(table, conn, entry, aggregate, head, normalized, exchange)
+                    .await
+            }
             Action::Forward(backends) => {
                 let Some(name) = backends.pick(fastrand::u64(..)) else {
                     return local(StatusCode::INTERNAL_SERVER_ERROR);
@@ -278,17 +283,7 @@ impl Gateway {
         B::Error: Into<BoxError>,
     {
         let rule = &entry.rule;
-        // Failover (one level): the first backend with an available endpoint takes the request.
-        let backend = std::iter::once(primary)
-            .chain(
-                primary
-                    .spec
-                    .failover
-                    .iter()
-                    .filter_map(|name| table.backends.get(name)),
-            )
-            .find(|b| b.has_available_endpoint());
-        let Some(backend) = backend else {
+        let Some(backend) = table.available_backend(primary) else {
             exchange.backend = Some(primary.label.clone());
             self.metrics.upstream_error(primary.name(), "no_endpoint");
             return local(StatusCode::SERVICE_UNAVAILABLE);

@@ -1,8 +1,11 @@
 //! The routing table: an immutable, compiled form of a config snapshot that answers "which rule
 //! serves this request?" without allocating in the common case.
 
+mod aggregate;
 mod matching;
 mod table;
+
+pub use aggregate::{Aggregate, AggregatePart, PartTarget};
 
 pub use matching::{HeaderCondition, PathMatch, QueryCondition, RequestMatch, ValueMatch};
 pub use table::{

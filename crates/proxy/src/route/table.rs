@@ -5,7 +5,10 @@ use std::{sync::Arc, time::Duration};
 use bytes::Bytes;
 use http::{StatusCode, request::Parts};
 
-use super::matching::{PathMatch, RequestMatch};
+use super::{
+    aggregate::Aggregate,
+    matching::{PathMatch, RequestMatch},
+};
 use crate::{
     fast_hash::FastMap,
     filters::{Filters, Redirect},
@@ -67,6 +70,20 @@ impl RouteTable {
             .flat_map(|l| l.virtual_hosts.iter())
             .map(|v| v.entries.len())
             .sum()
+    }
+
+    /// The backend that takes a request meant for `primary`: `primary` itself, or the first of
+    /// its `failover` backends (one level) with an available endpoint; `None` when none has one.
+    pub fn available_backend<'a>(&'a self, primary: &'a Arc<Backend>) -> Option<&'a Arc<Backend>> {
+        std::iter::once(primary)
+            .chain(
+                primary
+                    .spec
+                    .failover
+                    .iter()
+                    .filter_map(|name| self.backends.get(name)),
+            )
+            .find(|b| b.has_available_endpoint())
     }
 }
 
@@ -269,6 +286,8 @@ pub struct Rule {
 pub enum Action {
     /// Forward to a backend chosen by weight.
     Forward(WeightedBackends),
+    /// Call several backends in parallel and merge their JSON bodies.
+    Aggregate(Aggregate),
     /// Answer with a redirect.
     Redirect(Redirect),
     /// Answer with this status and no body.

@@ -38,6 +38,13 @@ async fn demo_services_answer_through_the_gateway() {
     let catalog = send(get("/catalog/2")).await;
     assert_eq!(catalog.json()["name"], "Bombe");
     assert_eq!(catalog.headers["x-served-by"], "portcullis-demo");
+    let profile = send(get("/profile/1")).await;
+    assert_eq!(profile.status, StatusCode::OK, "{}", profile.body);
+    assert_eq!(profile.json()["user"]["name"], "Ada Lovelace");
+    assert_eq!(
+        profile.json()["orders"]["orders"][0]["item"],
+        "Analytical Engine"
+    );
     let shop = send(get("/shop")).await;
     assert_eq!(shop.status, StatusCode::FOUND);
     assert!(portcullis_proxy::demo::banner(&demo).contains("curl"));

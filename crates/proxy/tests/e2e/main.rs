@@ -1,6 +1,7 @@
 //! End-to-end tests of the data plane over real sockets on 127.0.0.1, with real upstream
 //! servers.
 
+mod aggregate;
 mod demo;
 mod forwarding;
 mod http1;

@@ -33,7 +33,8 @@ pub const PORT: u16 = 8080;
 /// A real HTTP server that answers with a JSON description of the request it got.
 ///
 /// Paths: `/delay/<ms>/...` waits, `/status/<code>/...` answers that status, `/ws` upgrades and
-/// echoes bytes. Every answer carries `x-upstream: <name>`.
+/// echoes bytes, `/text/...` answers plain text, `/big/<bytes>/...` a JSON string that long.
+/// Every answer carries `x-upstream: <name>`.
 pub struct Upstream {
     pub name: String,
     pub addr: SocketAddr,
@@ -180,6 +181,27 @@ async fn answer_full(
         && let Some(code) = segments.get(2).and_then(|s| s.parse::<u16>().ok())
     {
         status = StatusCode::from_u16(code).unwrap_or(StatusCode::OK);
+    }
+    if segments.get(1) == Some(&"text") {
+        return Response::builder()
+            .status(status)
+            .header("x-upstream", name)
+            .header("content-type", "text/plain")
+            .body(Full::new(Bytes::from(format!("{name} {path}"))))
+            .expect("response");
+    }
+    if segments.get(1) == Some(&"big")
+        && let Some(bytes) = segments.get(2).and_then(|s| s.parse::<usize>().ok())
+    {
+        return Response::builder()
+            .status(status)
+            .header("x-upstream", name)
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(format!(
+                "\"{}\"",
+                "x".repeat(bytes.saturating_sub(2))
+            ))))
+            .expect("response");
     }
     if path == "/ws" {
         let upgrade = hyper::upgrade::on(&mut req);
