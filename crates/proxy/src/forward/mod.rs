@@ -214,8 +214,17 @@ impl Gateway {
                 response
             }
             Action::Aggregate(aggregate) => {
-                self.aggregate(table, conn, entry, aggregate, head, normalized, exchange)
-                    .await
+                let cached = rule.guard.cached(head, &host, path, admitted.as_ref());
+                let aggregating =
+                    self.aggregate(table, conn, entry, aggregate, head, normalized, exchange);
+                match cached {
+                    Some((cache, keyed)) => {
+                        let (response, outcome) = cache.serve(&keyed, aggregating).await;
+                        self.metrics.cache_outcome(&rule.route, outcome);
+                        response
+                    }
+                    None => aggregating.await,
+                }
             }
             Action::Forward(backends) => {
                 let Some(name) = backends.pick(fastrand::u64(..)) else {
@@ -224,10 +233,7 @@ impl Gateway {
                 let Some(primary) = table.backends.get(name) else {
                     return local(StatusCode::INTERNAL_SERVER_ERROR);
                 };
-                let cached = rule.guard.cache.as_ref().and_then(|cache| {
-                    let keyed = cache.keyed(head, &host, path, admitted.as_ref())?;
-                    Some((cache, keyed))
-                });
+                let cached = rule.guard.cached(head, &host, path, admitted.as_ref());
                 match cached {
                     Some((cache, keyed)) => {
                         let forwarding = self.forward(

@@ -78,6 +78,19 @@ impl Guard {
         self.auth.is_none() && self.rate.is_none() && self.cache.is_none()
     }
 
+    /// The rule's cache and what it keys the request by, when the rule caches and the request
+    /// may be served from the cache (GET and HEAD).
+    pub fn cached(
+        &self,
+        head: &Parts,
+        host: &str,
+        path: &str,
+        admitted: Option<&Admitted>,
+    ) -> Option<(&Cache, Keyed)> {
+        let cache = self.cache.as_ref()?;
+        Some((cache, cache.keyed(head, host, path, admitted)?))
+    }
+
     /// Authenticates and rate-limits the request with head `head` from `client`; on success
     /// edits the head for the upstream (the credential removed unless kept, claim headers
     /// set). `Err` is the response to send instead, and why.
