@@ -1,6 +1,6 @@
 use super::*;
 use crate::snapshot::{
-    AggregatePartConfig, CacheConfig, PartFailurePolicy, RateLimitConfig, RateLimitKeyConfig,
+    AggregatePartConfig, ApiKeyLocation, CacheConfig, PartFailurePolicy, RateLimitConfig, RateLimitKeyConfig,
     RateLimitKeyType, ResolvedPolicies, WeightedBackend,
 };
 
@@ -23,7 +23,8 @@ fn rule(index: usize) -> RuleConfig {
 fn api_keys(rule: &mut RuleConfig) {
     rule.policies.auth = Some(AuthConfig::ApiKey {
         keys: SecretFile::new("shop", "api-keys", "keys"),
-        header: "x-api-key".to_owned(),
+        location: ApiKeyLocation::Header("x-api-key".to_owned()),
+        keep_credential: false,
     });
 }
 

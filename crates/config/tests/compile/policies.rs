@@ -2,7 +2,7 @@
 
 use portcullis_config::{
     diagnostics::reason,
-    snapshot::{AuthConfig, RateLimitScope},
+    snapshot::{ApiKeyLocation, AuthConfig, RateLimitScope},
 };
 
 use crate::fixture::{compile_yaml, findings, get, parents, route};
@@ -41,10 +41,15 @@ fn rules_inherit_gateway_defaults() {
     assert_eq!(rule.policies.timeouts.request_ms, Some(10_000));
     assert_eq!(rule.policies.timeouts.backend_request_ms, Some(2_000));
     match &rule.policies.auth {
-        Some(AuthConfig::ApiKey { keys, header }) => {
+        Some(AuthConfig::ApiKey {
+            keys,
+            location,
+            keep_credential,
+        }) => {
             // Secrets of defaults live in the Gateway's namespace.
             assert_eq!(keys.path, "shop/keys/consumers");
-            assert_eq!(header, "x-api-key");
+            assert_eq!(location, &ApiKeyLocation::Header("x-api-key".to_owned()));
+            assert!(!keep_credential, "the key is stripped by default");
         }
         other => panic!("expected inherited API-key auth, got {other:?}"),
     }
@@ -99,7 +104,7 @@ fn rule_secrets_are_read_from_the_route_namespace() {
     let c = compile_yaml(&yaml);
     let rule = route(&c.snapshot, &get("http://a/")).expect("served");
     match &rule.policies.auth {
-        Some(AuthConfig::Basic { users }) => assert_eq!(users.path, "team/users/htpasswd"),
+        Some(AuthConfig::Basic { users, .. }) => assert_eq!(users.path, "team/users/htpasswd"),
         other => panic!("expected basic auth, got {other:?}"),
     }
 }

@@ -8,7 +8,7 @@ use k8s_openapi::{
 };
 use portcullis_api::Gateway;
 use portcullis_config::snapshot::{
-    API_VERSION, Action, AuthConfig, BackendConfig, Discovery, DrainConfig, LoadBalancerConfig,
+    API_VERSION, Action, ApiKeyLocation, AuthConfig, BackendConfig, Discovery, DrainConfig, LoadBalancerConfig,
     LoadBalancerPolicy, ObjectKey, ResolvedPolicies, RuleConfig, SecretFile, Snapshot,
     UpstreamProtocol,
 };
@@ -63,7 +63,8 @@ fn rule_with_api_keys(namespace: &str) -> RuleConfig {
         policies: ResolvedPolicies {
             auth: Some(AuthConfig::ApiKey {
                 keys: SecretFile::new(namespace, "api-keys", "keys"),
-                header: "x-api-key".to_owned(),
+                location: ApiKeyLocation::Header("x-api-key".to_owned()),
+                keep_credential: false,
             }),
             ..ResolvedPolicies::default()
         },

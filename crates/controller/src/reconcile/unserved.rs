@@ -108,7 +108,7 @@ pub fn with_missing_secrets(
 mod tests {
     use portcullis_api::route::ParentRef;
     use portcullis_config::snapshot::{
-        Action, AuthConfig, RateLimitConfig, RateLimitKeyConfig, RateLimitKeyType, RateLimitScope,
+        Action, ApiKeyLocation, AuthConfig, RateLimitConfig, RateLimitKeyConfig, RateLimitKeyType, RateLimitScope,
         ResolvedPolicies, RuleConfig, SecretFile,
     };
 
@@ -131,7 +131,8 @@ mod tests {
         let mut users = rule("users", 0);
         users.policies.auth = Some(AuthConfig::ApiKey {
             keys: SecretFile::new("shop", "api-keys", "keys"),
-            header: "x-api-key".to_owned(),
+            location: ApiKeyLocation::Header("x-api-key".to_owned()),
+            keep_credential: false,
         });
         let mut orders = rule("orders", 1);
         orders.policies.rate_limit = Some(RateLimitConfig {

@@ -3,7 +3,7 @@ use std::{path::PathBuf, time::Instant};
 use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::Empty;
-use portcullis_config::snapshot::{Action as ActionConfig, AuthConfig, SecretFile, Snapshot};
+use portcullis_config::snapshot::{Action as ActionConfig, ApiKeyLocation, AuthConfig, SecretFile, Snapshot};
 
 use super::*;
 use crate::{
@@ -137,7 +137,8 @@ fn a_missing_or_malformed_secret_file_is_a_reason_of_its_rule_only() {
     snapshot.rules[0].policies.rate_limit = None;
     snapshot.rules[0].policies.auth = Some(AuthConfig::ApiKey {
         keys: SecretFile::new("shop", "api-keys", "keys"),
-        header: "x-api-key".to_owned(),
+        location: ApiKeyLocation::Header("x-api-key".to_owned()),
+        keep_credential: false,
     });
     let root = secrets_root("secret");
     let secrets = Secrets::new(&root);

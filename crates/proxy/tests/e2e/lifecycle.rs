@@ -76,7 +76,8 @@ async fn a_reload_with_a_rule_asking_for_an_unbuilt_protection_serves_every_othe
     let mut guarded = to("guarded", &[(Some("a"), 1)]);
     guarded.policies.auth = Some(AuthConfig::ApiKey {
         keys: SecretFile::new("test", "keys", "keys"),
-        header: "x-api-key".into(),
+        location: ApiKeyLocation::Header("x-api-key".to_owned()),
+        keep_credential: false,
     });
     // Entries in precedence order: the longer prefix first.
     let next = Snap::new()
