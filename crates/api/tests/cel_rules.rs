@@ -385,9 +385,7 @@ fn hmac_algorithms_need_the_key_set_in_a_secret() {
 #[test]
 fn jwt_leeway_is_at_most_five_minutes() {
     assert_refused(
-        &auth_rule(
-            "{type: JWT, jwt: {issuer: i, jwksSecretRef: {name: s, key: k}, leeway: 5m1s}}",
-        ),
+        &auth_rule("{type: JWT, jwt: {issuer: i, jwksSecretRef: {name: s, key: k}, leeway: 5m1s}}"),
         "leeway must be at most 5m",
     );
     assert_accepted(&auth_rule(

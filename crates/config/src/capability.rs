@@ -21,8 +21,8 @@ use std::fmt;
 use crate::{
     diagnostics::reason as diagnostics_reason,
     snapshot::{
-        Action, AuthConfig, CacheBackend, JwksConfig, ObjectKey, RateLimitScope, RuleConfig, SecretFile,
-        Snapshot,
+        Action, AuthConfig, CacheBackend, JwksConfig, ObjectKey, RateLimitScope, RuleConfig,
+        SecretFile, Snapshot,
     },
 };
 

@@ -1,7 +1,7 @@
 use super::*;
 use crate::snapshot::{
-    AggregatePartConfig, ApiKeyLocation, CacheConfig, PartFailurePolicy, RateLimitConfig, RateLimitKeyConfig,
-    RateLimitKeyType, ResolvedPolicies, WeightedBackend,
+    AggregatePartConfig, ApiKeyLocation, CacheConfig, PartFailurePolicy, RateLimitConfig,
+    RateLimitKeyConfig, RateLimitKeyType, ResolvedPolicies, WeightedBackend,
 };
 
 fn rule(index: usize) -> RuleConfig {
@@ -239,5 +239,43 @@ fn unserved_rules_of_a_snapshot_name_route_and_rule() {
         unserved[0].to_string(),
         "Route shop/users spec.rules[0].auth: API-key authentication is not supported by this \
          version of the gateway yet"
+    );
+}
+
+#[test]
+fn a_jwt_rule_reads_its_key_set_secret_and_a_jwks_url_reads_none() {
+    use crate::snapshot::{JwksConfig, JwtAlgorithm};
+
+    let jwt = |jwks: JwksConfig| {
+        let mut r = rule(1);
+        r.policies.auth = Some(AuthConfig::Jwt {
+            issuer: "https://id.example.com".to_owned(),
+            audiences: Vec::new(),
+            jwks,
+            algorithms: vec![JwtAlgorithm::RS256],
+            leeway_ms: 30_000,
+            claims_to_headers: Vec::new(),
+            keep_authorization: false,
+        });
+        r
+    };
+    let from_secret = jwt(JwksConfig::Secret(SecretFile::new("shop", "jwks", "keys")));
+    let files = secret_files(&from_secret);
+    assert_eq!(files.len(), 1);
+    assert_eq!(files[0].field, "auth.jwt.jwksSecretRef");
+    assert_eq!(files[0].content, SecretContent::Jwks);
+    assert!(
+        lines(&unservable(&from_secret, |_| SecretState::Missing))
+            .iter()
+            .any(|line| line.starts_with("spec.rules[1].auth.jwt.jwksSecretRef: Secret shop/jwks"))
+    );
+
+    let from_url = jwt(JwksConfig::Uri("https://id.example.com/jwks".to_owned()));
+    assert!(secret_files(&from_url).is_empty());
+    // No Secret to miss: only the feature itself can keep the rule from being served.
+    assert!(
+        lines(&unservable(&from_url, |_| SecretState::Missing))
+            .iter()
+            .all(|line| line.starts_with("spec.rules[1].auth: "))
     );
 }

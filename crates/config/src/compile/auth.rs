@@ -301,7 +301,9 @@ mod tests {
 
     #[test]
     fn jwks_urls_must_be_https_with_a_host() {
-        assert!(is_https_url("https://issuer.example.com/.well-known/jwks.json"));
+        assert!(is_https_url(
+            "https://issuer.example.com/.well-known/jwks.json"
+        ));
         assert!(is_https_url("https://issuer.example.com:8443"));
         assert!(!is_https_url("http://issuer.example.com/jwks"));
         assert!(!is_https_url("https:///jwks"));

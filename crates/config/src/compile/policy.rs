@@ -5,8 +5,8 @@
 //! as its author meant, so it is refused (fail closed) with a message naming the default.
 
 use portcullis_api::policy::{
-    AuthPolicy, CacheBackend, CachePolicy, CorsPolicy, Policies, RateLimitKeyType,
-    RateLimitPolicy, RateLimitScope, RetryPolicy, Timeouts,
+    AuthPolicy, CacheBackend, CachePolicy, CorsPolicy, Policies, RateLimitKeyType, RateLimitPolicy,
+    RateLimitScope, RetryPolicy, Timeouts,
 };
 
 use super::{Ctx, Invalid, auth::auth};

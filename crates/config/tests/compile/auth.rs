@@ -190,7 +190,13 @@ fn leeway_is_a_duration_of_at_most_five_minutes() {
 
 #[test]
 fn claims_cannot_be_forwarded_in_framing_or_credential_headers() {
-    for header in ["Authorization", "host", "Content-Length", "Keep-Alive", "TE"] {
+    for header in [
+        "Authorization",
+        "host",
+        "Content-Length",
+        "Keep-Alive",
+        "TE",
+    ] {
         assert_refused(
             &format!(
                 "{{type: JWT, jwt: {{issuer: i, jwksUri: 'https://id.example.com/jwks', claimsToHeaders: [{{claim: sub, header: {header}}}]}}}}"

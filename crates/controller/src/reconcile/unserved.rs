@@ -108,8 +108,8 @@ pub fn with_missing_secrets(
 mod tests {
     use portcullis_api::route::ParentRef;
     use portcullis_config::snapshot::{
-        Action, ApiKeyLocation, AuthConfig, RateLimitConfig, RateLimitKeyConfig, RateLimitKeyType, RateLimitScope,
-        ResolvedPolicies, RuleConfig, SecretFile,
+        Action, ApiKeyLocation, AuthConfig, RateLimitConfig, RateLimitKeyConfig, RateLimitKeyType,
+        RateLimitScope, ResolvedPolicies, RuleConfig, SecretFile,
     };
 
     use super::*;

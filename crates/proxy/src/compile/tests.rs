@@ -3,7 +3,9 @@ use std::{path::PathBuf, time::Instant};
 use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::Empty;
-use portcullis_config::snapshot::{Action as ActionConfig, ApiKeyLocation, AuthConfig, SecretFile, Snapshot};
+use portcullis_config::snapshot::{
+    Action as ActionConfig, ApiKeyLocation, AuthConfig, SecretFile, Snapshot,
+};
 
 use super::*;
 use crate::{
