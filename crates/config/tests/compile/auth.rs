@@ -8,20 +8,12 @@ use portcullis_config::{
     },
 };
 
-use crate::fixture::{compile_yaml, findings, get, parents, route, with_edge};
+use crate::fixture::{compile_yaml, findings, get, parents, route, shop_route, with_edge};
 
 fn auth_route(auth: &str) -> String {
-    with_edge(&format!(
-        "apiVersion: portcullis.dev/v1alpha1
-kind: Route
-metadata: {{name: r, namespace: shop}}
-spec:
-  parentRefs: [{{name: edge}}]
-  rules:
-  - backendRefs: [{{name: api}}]
-    auth: {auth}
-"
-    ))
+    with_edge(&shop_route(&format!(
+        "  - backendRefs: [{{name: api}}]\n    auth: {auth}\n"
+    )))
 }
 
 fn compiled_auth(auth: &str) -> AuthConfig {

@@ -5,7 +5,7 @@ use portcullis_config::{
     snapshot::{ApiKeyLocation, AuthConfig, RateLimitScope},
 };
 
-use crate::fixture::{compile_yaml, findings, get, parents, route};
+use crate::fixture::{compile_yaml, findings, get, parents, route, shop_route};
 
 const GATEWAY: &str = "apiVersion: portcullis.dev/v1alpha1
 kind: Gateway
@@ -22,16 +22,7 @@ spec:
 ";
 
 fn rules(rules: &str) -> String {
-    format!(
-        "{GATEWAY}---
-apiVersion: portcullis.dev/v1alpha1
-kind: Route
-metadata: {{name: r, namespace: shop}}
-spec:
-  parentRefs: [{{name: edge}}]
-  rules:
-{rules}"
-    )
+    format!("{GATEWAY}---\n{}", shop_route(rules))
 }
 
 #[test]
