@@ -123,6 +123,103 @@ async fn an_https_listener_without_tls_is_refused_by_the_cel_rule() {
     );
 }
 
+/// Creates a Route `name` whose one rule has `auth`, as raw JSON; the API server's refusal message,
+/// or `None` when it stored the Route.
+async fn create_route_with_auth(
+    ctx: &TestContext,
+    name: &str,
+    auth: serde_json::Value,
+) -> Option<String> {
+    let routes: Api<DynamicObject> = Api::namespaced_with(
+        ctx.client.clone(),
+        &ctx.namespace,
+        &ApiResource::erase::<portcullis_api::Route>(&()),
+    );
+    let route: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": API_VERSION,
+        "kind": "Route",
+        "metadata": { "name": name },
+        "spec": {
+            "parentRefs": [{ "name": "edge" }],
+            "rules": [{ "backendRefs": [{ "name": "users" }], "auth": auth }],
+        },
+    }))
+    .expect("a Route manifest is a valid DynamicObject");
+    match routes.create(&PostParams::default(), &route).await {
+        Ok(_) => None,
+        Err(kube::Error::Api(status)) => {
+            assert_eq!(status.code, 422, "{status:?}");
+            Some(status.message)
+        }
+        Err(other) => panic!("expected a refusal from the API server, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn the_api_server_enforces_the_auth_rules_users_rely_on() {
+    let ctx = TestContext::new("auth-cel").await;
+    let jwt = |extra: serde_json::Value| {
+        let mut jwt = json!({ "issuer": "https://id.example.com" });
+        if let (Some(jwt), Some(extra)) = (jwt.as_object_mut(), extra.as_object()) {
+            jwt.extend(extra.clone());
+        }
+        json!({ "type": "JWT", "jwt": jwt })
+    };
+    let refusals = [
+        (
+            jwt(json!({ "jwksUri": "https://id.example.com/jwks", "algorithms": ["HS256"] })),
+            "HS256, HS384 and HS512 need their shared secret in jwksSecretRef",
+        ),
+        (
+            jwt(json!({})),
+            "set exactly one of jwksSecretRef and jwksUri",
+        ),
+        (
+            jwt(json!({ "jwksUri": "https://id.example.com/jwks", "leeway": "10m" })),
+            "leeway must be at most 5m",
+        ),
+        (
+            jwt(json!({
+                "jwksUri": "https://id.example.com/jwks",
+                "claimsToHeaders": [{ "claim": "sub", "header": "Authorization" }],
+            })),
+            "a claim cannot be forwarded in a header that frames the request",
+        ),
+        (
+            jwt(json!({ "jwksUri": "http://id.example.com/jwks" })),
+            "jwksUri",
+        ),
+        (
+            json!({
+                "type": "ApiKey",
+                "apiKey": {
+                    "secretRef": { "name": "keys", "key": "k" },
+                    "header": "X-Key",
+                    "queryParameter": "key",
+                },
+            }),
+            "set header or queryParameter, not both",
+        ),
+    ];
+    for (i, (auth, says)) in refusals.into_iter().enumerate() {
+        let message = create_route_with_auth(&ctx, &format!("refused-{i}"), auth.clone())
+            .await
+            .unwrap_or_else(|| panic!("the API server stored {auth}"));
+        assert!(message.contains(says), "{says:?} not in: {message}");
+    }
+    let stored = create_route_with_auth(
+        &ctx,
+        "stored",
+        jwt(json!({
+            "jwksSecretRef": { "name": "jwks", "key": "keys.json" },
+            "algorithms": ["HS512", "PS256"],
+            "claimsToHeaders": [{ "claim": "sub", "header": "X-User" }],
+        })),
+    )
+    .await;
+    assert_eq!(stored, None);
+}
+
 /// A ConfigMap named `name`, owned by `owner`.
 fn config_map_owned_by(name: &str, owner: OwnerReference) -> ConfigMap {
     ConfigMap {

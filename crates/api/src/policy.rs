@@ -88,7 +88,7 @@ fn default_retry_budget() -> u32 {
 /// How a rule authenticates its callers.
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AuthType {
-    /// A key from a Secret, sent in a header (default `X-API-Key`).
+    /// A key from a Secret, sent in a header (default `X-API-Key`) or a query parameter.
     ApiKey,
     /// A JSON Web Token in the `Authorization: Bearer` header, checked against a JWKS.
     #[serde(rename = "JWT")]
@@ -111,26 +111,99 @@ pub struct SecretKeyRef {
     pub key: String,
 }
 
+/// The request header an API key is read from when neither `header` nor `queryParameter` is set.
+pub const DEFAULT_API_KEY_HEADER: &str = "X-API-Key";
+
 /// API-key authentication: each line of the Secret key is `consumer:key`, so rate limits and
 /// access logs can name the consumer without ever showing the key.
+///
+/// The key is read from one place: the `header` (default `X-API-Key`), or the `queryParameter`
+/// instead when that is set. A caller that sends the key elsewhere gets 401, so a key never
+/// travels in a place the rule does not strip.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("!(has(self.header) && has(self.queryParameter))")
+        .message("set header or queryParameter, not both: the key is read from one place")
+)]
 pub struct ApiKeyAuth {
     /// The Secret key holding the `consumer:key` lines.
     pub secret_ref: SecretKeyRef,
-    /// The request header carrying the key.
-    #[serde(default = "default_api_key_header")]
+    /// The request header carrying the key (case-insensitive). `X-API-Key` when neither this
+    /// nor `queryParameter` is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = 256),
+        regex(pattern = r"^[A-Za-z0-9!#$%&'*+\-.^_`|~]+$")
+    )]
+    pub header: Option<String>,
+    /// The query parameter carrying the key, for clients that cannot set headers (browser
+    /// links, webhooks), instead of a header. Its value is percent-decoded. Keys in URLs end up
+    /// in browser histories and server logs: prefer a header where the client allows it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 64), regex(pattern = r"^[A-Za-z0-9._~-]+$"))]
+    pub query_parameter: Option<String>,
+    /// Forward the key to the backend. By default the key header (or query parameter) is
+    /// removed before the request is forwarded, so backends and their logs never see it.
+    #[serde(default)]
+    pub keep_credential: bool,
+}
+
+/// Request headers a JWT claim may never be forwarded in: they frame or route the request, or
+/// carry a credential (any header starting with `keep-alive` is refused too). The same list the
+/// data plane refuses; the CEL rule on [`ClaimToHeader::header`] spells it out.
+pub const RESERVED_CLAIM_HEADERS: &[&str] = &[
+    "authorization",
+    "connection",
+    "content-length",
+    "cookie",
+    "host",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Whether a verified claim may be forwarded in the request header `name`: not one of
+/// [`RESERVED_CLAIM_HEADERS`] and not a `keep-alive` header (case-insensitive).
+pub fn is_reserved_claim_header(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    RESERVED_CLAIM_HEADERS.contains(&name.as_str()) || name.starts_with("keep-alive")
+}
+
+/// A verified claim forwarded to the backend as a request header.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ClaimToHeader {
+    /// The claim's name in the token, like `sub` or `email`. Strings, numbers and booleans are
+    /// sent as their text, other values as JSON; a claim the token lacks leaves the header out.
     #[schemars(length(min = 1, max = 256))]
+    pub claim: String,
+    /// The request header it is sent in (case-insensitive). Any copy the client sent is removed
+    /// first, so the backend can trust it. Headers that frame the request or carry credentials
+    /// (`Authorization`, `Host`, `Content-Length`, `Connection`, ...) are refused.
+    #[schemars(
+        length(min = 1, max = 256),
+        regex(pattern = r"^[A-Za-z0-9!#$%&'*+\-.^_`|~]+$")
+    )]
+    #[x_kube(
+        validation = Rule::new("!self.matches('(?i)^(authorization|connection|content-length|cookie|host|proxy-authorization|te|trailer|transfer-encoding|upgrade|keep-alive.*)$')")
+            .message("a claim cannot be forwarded in a header that frames the request or carries credentials (Authorization, Cookie, Host, Content-Length, Connection, Keep-Alive, TE, Trailer, Transfer-Encoding, Upgrade, Proxy-Authorization); choose another name, like X-Jwt-Sub")
+    )]
     pub header: String,
 }
 
-fn default_api_key_header() -> String {
-    "X-API-Key".to_owned()
-}
-
-/// JWT authentication with an allow-list of algorithms and keys chosen by `kid` from a JWKS.
+/// JWT authentication with an allow-list of algorithms and keys chosen by `kid` from a JWKS,
+/// held in a Secret (`jwksSecretRef`) or fetched from the issuer (`jwksUri`).
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("has(self.jwksSecretRef) != has(self.jwksUri)")
+        .message("set exactly one of jwksSecretRef and jwksUri"),
+    validation = Rule::new("has(self.jwksSecretRef) || !has(self.algorithms) || !self.algorithms.exists(a, a.startsWith('HS'))")
+        .message("HS256, HS384 and HS512 need their shared secret in jwksSecretRef: a JWKS fetched from jwksUri holds only public keys")
+)]
 pub struct JwtAuth {
     /// The required `iss` claim.
     #[schemars(length(min = 1, max = 512))]
@@ -139,36 +212,90 @@ pub struct JwtAuth {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 16))]
     pub audiences: Vec<String>,
-    /// The Secret key holding the issuer's JWKS document.
-    pub jwks_secret_ref: SecretKeyRef,
-    /// Algorithms accepted from this issuer. `none` is never accepted.
+    /// The Secret key holding the issuer's JWKS document (the only place for the shared secret
+    /// of HS256/384/512). Changes are picked up without a restart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks_secret_ref: Option<SecretKeyRef>,
+    /// The issuer's JWKS URL (`https` only), fetched by every gateway replica, cached and
+    /// refreshed as its `Cache-Control` says; a token with an unknown `kid` triggers an early
+    /// refresh, and the last good key set keeps serving while the issuer is unreachable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 9, max = 2048),
+        regex(pattern = r"^https://[^\s/?#@]+(/[^\s#]*)?$")
+    )]
+    pub jwks_uri: Option<String>,
+    /// Algorithms accepted from this issuer. `none` is never accepted, nor an HMAC signature
+    /// made with a public key.
     #[serde(default = "default_jwt_algorithms")]
-    #[schemars(length(min = 1, max = 8))]
+    #[schemars(length(min = 1, max = 12))]
     pub algorithms: Vec<JwtAlgorithm>,
+    /// Clock skew allowed when checking `exp` and `nbf`, at most `5m`.
+    #[serde(default = "default_jwt_leeway")]
+    #[schemars(regex(pattern = r"^([0-9]{1,5}(h|m|s|ms)){1,4}$"), length(max = 32))]
+    #[x_kube(
+        validation = Rule::new("duration(self) <= duration('5m')")
+            .message("leeway must be at most 5m")
+    )]
+    pub leeway: String,
+    /// Verified claims forwarded to the backend as request headers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["header"]))]
+    #[x_kube(
+        validation = Rule::new("self.all(c, self.exists_one(o, o.header == c.header))")
+            .message("each header may carry only one claim")
+    )]
+    pub claims_to_headers: Vec<ClaimToHeader>,
+    /// Forward the `Authorization` header (the token) to the backend. By default it is removed.
+    #[serde(default)]
+    pub keep_authorization: bool,
 }
 
-/// A JWT signing algorithm Portcullis verifies.
+/// A JWT signing algorithm Portcullis verifies (RFC 7518 names).
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 #[allow(missing_docs)]
 pub enum JwtAlgorithm {
+    HS256,
+    HS384,
+    HS512,
     RS256,
     RS384,
     RS512,
+    PS256,
+    PS384,
+    PS512,
     ES256,
     ES384,
     EdDSA,
+}
+
+impl JwtAlgorithm {
+    /// Whether the algorithm is an HMAC (HS256/384/512): its key is a shared secret, so it can
+    /// only come from a Secret.
+    pub fn is_hmac(self) -> bool {
+        matches!(self, Self::HS256 | Self::HS384 | Self::HS512)
+    }
 }
 
 fn default_jwt_algorithms() -> Vec<JwtAlgorithm> {
     vec![JwtAlgorithm::RS256, JwtAlgorithm::ES256]
 }
 
-/// Basic authentication against `user:bcrypt-hash` lines in a Secret key.
+fn default_jwt_leeway() -> String {
+    "30s".to_owned()
+}
+
+/// Basic authentication against `user:hash` lines (bcrypt or argon2id) in a Secret key.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct BasicAuth {
     /// The Secret key holding the htpasswd-style lines.
     pub secret_ref: SecretKeyRef,
+    /// Forward the `Authorization` header (the password) to the backend. By default it is
+    /// removed.
+    #[serde(default)]
+    pub keep_authorization: bool,
 }
 
 /// Authentication of a rule's callers. Unauthenticated requests get 401.

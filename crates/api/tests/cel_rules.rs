@@ -332,3 +332,89 @@ fn defaults_are_applied_when_fields_are_left_out() {
     assert_eq!(path.value, "/");
     assert_eq!(r.spec.rules[0].backend_refs[0].weight, 1);
 }
+
+fn auth_rule(auth: &str) -> Route {
+    route(&format!(
+        "    - backendRefs: [{{name: a}}]\n      auth: {auth}"
+    ))
+}
+
+#[test]
+fn an_api_key_comes_from_a_header_or_a_query_parameter_not_both() {
+    assert_refused(
+        &auth_rule(
+            "{type: ApiKey, apiKey: {secretRef: {name: s, key: k}, header: X-Key, queryParameter: key}}",
+        ),
+        "set header or queryParameter, not both",
+    );
+    assert_accepted(&auth_rule(
+        "{type: ApiKey, apiKey: {secretRef: {name: s, key: k}, queryParameter: key, keepCredential: true}}",
+    ));
+}
+
+#[test]
+fn a_jwt_rule_names_exactly_one_key_set() {
+    assert_refused(
+        &auth_rule("{type: JWT, jwt: {issuer: i}}"),
+        "set exactly one of jwksSecretRef and jwksUri",
+    );
+    assert_refused(
+        &auth_rule(
+            "{type: JWT, jwt: {issuer: i, jwksUri: 'https://id.example.com/jwks', jwksSecretRef: {name: s, key: k}}}",
+        ),
+        "set exactly one of jwksSecretRef and jwksUri",
+    );
+    assert_accepted(&auth_rule(
+        "{type: JWT, jwt: {issuer: i, jwksUri: 'https://id.example.com/jwks', algorithms: [PS256, EdDSA]}}",
+    ));
+}
+
+#[test]
+fn hmac_algorithms_need_the_key_set_in_a_secret() {
+    assert_refused(
+        &auth_rule(
+            "{type: JWT, jwt: {issuer: i, jwksUri: 'https://id.example.com/jwks', algorithms: [RS256, HS512]}}",
+        ),
+        "HS256, HS384 and HS512 need their shared secret in jwksSecretRef",
+    );
+    assert_accepted(&auth_rule(
+        "{type: JWT, jwt: {issuer: i, jwksSecretRef: {name: s, key: k}, algorithms: [HS256]}}",
+    ));
+}
+
+#[test]
+fn jwt_leeway_is_at_most_five_minutes() {
+    assert_refused(
+        &auth_rule("{type: JWT, jwt: {issuer: i, jwksSecretRef: {name: s, key: k}, leeway: 5m1s}}"),
+        "leeway must be at most 5m",
+    );
+    assert_accepted(&auth_rule(
+        "{type: JWT, jwt: {issuer: i, jwksSecretRef: {name: s, key: k}, leeway: 5m}}",
+    ));
+}
+
+#[test]
+fn claims_cannot_be_forwarded_in_framing_or_credential_headers() {
+    for header in portcullis_api::policy::RESERVED_CLAIM_HEADERS
+        .iter()
+        .copied()
+        .chain(["Authorization", "Keep-Alive", "keep-alive-x"])
+    {
+        assert_refused(
+            &auth_rule(&format!(
+                "{{type: JWT, jwt: {{issuer: i, jwksSecretRef: {{name: s, key: k}}, claimsToHeaders: [{{claim: sub, header: {header}}}]}}}}"
+            )),
+            "a claim cannot be forwarded in a header that frames the request",
+        );
+        assert!(portcullis_api::policy::is_reserved_claim_header(header));
+    }
+    assert_accepted(&auth_rule(
+        "{type: JWT, jwt: {issuer: i, jwksSecretRef: {name: s, key: k}, claimsToHeaders: [{claim: sub, header: X-User}, {claim: email, header: X-Email}]}}",
+    ));
+    assert_refused(
+        &auth_rule(
+            "{type: JWT, jwt: {issuer: i, jwksSecretRef: {name: s, key: k}, claimsToHeaders: [{claim: sub, header: X-User}, {claim: email, header: X-User}]}}",
+        ),
+        "each header may carry only one claim",
+    );
+}

@@ -21,8 +21,8 @@ use std::fmt;
 use crate::{
     diagnostics::reason as diagnostics_reason,
     snapshot::{
-        Action, AuthConfig, CacheBackend, ObjectKey, RateLimitScope, RuleConfig, SecretFile,
-        Snapshot,
+        Action, AuthConfig, CacheBackend, JwksConfig, ObjectKey, RateLimitScope, RuleConfig,
+        SecretFile, Snapshot,
     },
 };
 
@@ -151,7 +151,8 @@ pub struct RuleSecret<'a> {
     pub content: SecretContent,
 }
 
-/// Every Secret file `rule` reads.
+/// Every Secret file `rule` reads. A JWT rule whose key set comes from a `jwksUri` reads none:
+/// each replica fetches the URL itself, and an unreachable issuer is the data plane's to report.
 pub fn secret_files(rule: &RuleConfig) -> Vec<RuleSecret<'_>> {
     let secret = match &rule.policies.auth {
         Some(AuthConfig::ApiKey { keys, .. }) => RuleSecret {
@@ -159,17 +160,24 @@ pub fn secret_files(rule: &RuleConfig) -> Vec<RuleSecret<'_>> {
             file: keys,
             content: SecretContent::ApiKeys,
         },
-        Some(AuthConfig::Jwt { jwks, .. }) => RuleSecret {
+        Some(AuthConfig::Jwt {
+            jwks: JwksConfig::Secret(jwks),
+            ..
+        }) => RuleSecret {
             field: "auth.jwt.jwksSecretRef",
             file: jwks,
             content: SecretContent::Jwks,
         },
-        Some(AuthConfig::Basic { users }) => RuleSecret {
+        Some(AuthConfig::Basic { users, .. }) => RuleSecret {
             field: "auth.basic.secretRef",
             file: users,
             content: SecretContent::BasicUsers,
         },
-        None => return Vec::new(),
+        Some(AuthConfig::Jwt {
+            jwks: JwksConfig::Uri(_),
+            ..
+        })
+        | None => return Vec::new(),
     };
     vec![secret]
 }

@@ -1,7 +1,7 @@
 use super::*;
 use crate::snapshot::{
-    AggregatePartConfig, CacheConfig, PartFailurePolicy, RateLimitConfig, RateLimitKeyConfig,
-    RateLimitKeyType, ResolvedPolicies, WeightedBackend,
+    AggregatePartConfig, ApiKeyLocation, CacheConfig, PartFailurePolicy, RateLimitConfig,
+    RateLimitKeyConfig, RateLimitKeyType, ResolvedPolicies, WeightedBackend,
 };
 
 fn rule(index: usize) -> RuleConfig {
@@ -23,7 +23,8 @@ fn rule(index: usize) -> RuleConfig {
 fn api_keys(rule: &mut RuleConfig) {
     rule.policies.auth = Some(AuthConfig::ApiKey {
         keys: SecretFile::new("shop", "api-keys", "keys"),
-        header: "x-api-key".to_owned(),
+        location: ApiKeyLocation::Header("x-api-key".to_owned()),
+        keep_credential: false,
     });
 }
 
@@ -56,11 +57,11 @@ fn a_plain_forwarding_rule_is_served() {
 #[test]
 fn each_unimplemented_policy_is_named_at_its_field() {
     let mut limited = rule(2);
-    limited.policies.rate_limit = Some(rate_limit(RateLimitScope::Local));
+    limited.policies.rate_limit = Some(rate_limit(RateLimitScope::Global));
     assert_eq!(
         lines(&unservable(&limited, present)),
         [
-            "spec.rules[2].rateLimit: rate limiting is not supported by this version of the gateway yet"
+            "spec.rules[2].rateLimit: global rate limiting is not supported by this version of the gateway yet"
         ]
     );
 
@@ -86,11 +87,10 @@ fn each_unimplemented_policy_is_named_at_its_field() {
     assert_eq!(
         lines(&gaps),
         [
-            "spec.rules[0].auth: API-key authentication is not supported by this version of the gateway yet",
             "spec.rules[0].rateLimit: global rate limiting is not supported by this version of the gateway yet",
             "spec.rules[0].cache: shared response caching is not supported by this version of the gateway yet",
         ],
-        "aggregation is served"
+        "API keys and aggregation are served"
     );
     assert!(gaps.iter().all(|g| g.reason == reason::UNSUPPORTED_VALUE));
 }
@@ -98,7 +98,7 @@ fn each_unimplemented_policy_is_named_at_its_field() {
 #[test]
 fn the_support_table_decides_what_is_reported() {
     // Every feature a rule can ask for has an entry, a field and a description; a supported
-    // one is not reported (this build supports aggregation only, so far).
+    // one is not reported (this build serves everything but the policies shared through Redis).
     for feature in [
         Feature::ApiKeyAuth,
         Feature::JwtAuth,
@@ -113,7 +113,7 @@ fn the_support_table_decides_what_is_reported() {
         assert!(!feature.field().is_empty());
         assert_eq!(
             feature.is_supported(),
-            feature == Feature::Aggregate,
+            !matches!(feature, Feature::GlobalRateLimit | Feature::SharedCache),
             "{feature:?}: update this test"
         );
     }
@@ -147,7 +147,7 @@ fn a_supported_policy_is_not_reported_but_its_secret_still_is() {
 fn a_missing_or_unreadable_secret_is_named_with_its_field() {
     let mut guarded = rule(1);
     api_keys(&mut guarded);
-    let gaps = unservable(&guarded, |_| SecretState::Missing);
+    let gaps = unservable_with(&guarded, |_| false, |_| SecretState::Missing);
     assert_eq!(gaps.len(), 2, "{gaps:?}");
     assert_eq!(gaps[1].field, "spec.rules[1].auth.apiKey.secretRef");
     assert_eq!(gaps[1].reason, reason::SECRET_NOT_FOUND);
@@ -156,9 +156,11 @@ fn a_missing_or_unreadable_secret_is_named_with_its_field() {
         "Secret shop/api-keys (key \"keys\") not found"
     );
 
-    let gaps = unservable(&guarded, |_| {
-        SecretState::Unreadable("permission denied".to_owned())
-    });
+    let gaps = unservable_with(
+        &guarded,
+        |_| false,
+        |_| SecretState::Unreadable("permission denied".to_owned()),
+    );
     assert_eq!(gaps[1].reason, reason::INVALID_SECRET);
     assert!(
         gaps[1]
@@ -202,10 +204,11 @@ fn secret_content_is_checked_when_the_caller_has_it() {
 fn what_clients_read_never_names_a_secret() {
     let mut guarded = rule(0);
     api_keys(&mut guarded);
+    guarded.policies.rate_limit = Some(rate_limit(RateLimitScope::Global));
     let gaps = unservable(&guarded, |_| SecretState::Missing);
     assert_eq!(
         gaps[0].public(),
-        "spec.rules[0].auth: API-key authentication is not supported by this version of the gateway yet"
+        "spec.rules[0].rateLimit: global rate limiting is not supported by this version of the gateway yet"
     );
     assert_eq!(
         gaps[1].public(),
@@ -216,7 +219,7 @@ fn what_clients_read_never_names_a_secret() {
 #[test]
 fn unserved_rules_of_a_snapshot_name_route_and_rule() {
     let mut guarded = rule(0);
-    api_keys(&mut guarded);
+    guarded.policies.rate_limit = Some(rate_limit(RateLimitScope::Global));
     guarded.name = Some("users".to_owned());
     let snapshot = Snapshot {
         api_version: crate::API_VERSION.to_owned(),
@@ -237,7 +240,45 @@ fn unserved_rules_of_a_snapshot_name_route_and_rule() {
     assert_eq!(unserved[0].name.as_deref(), Some("users"));
     assert_eq!(
         unserved[0].to_string(),
-        "Route shop/users spec.rules[0].auth: API-key authentication is not supported by this \
+        "Route shop/users spec.rules[0].rateLimit: global rate limiting is not supported by this \
          version of the gateway yet"
+    );
+}
+
+#[test]
+fn a_jwt_rule_reads_its_key_set_secret_and_a_jwks_url_reads_none() {
+    use crate::snapshot::{JwksConfig, JwtAlgorithm};
+
+    let jwt = |jwks: JwksConfig| {
+        let mut r = rule(1);
+        r.policies.auth = Some(AuthConfig::Jwt {
+            issuer: "https://id.example.com".to_owned(),
+            audiences: Vec::new(),
+            jwks,
+            algorithms: vec![JwtAlgorithm::RS256],
+            leeway_ms: 30_000,
+            claims_to_headers: Vec::new(),
+            keep_authorization: false,
+        });
+        r
+    };
+    let from_secret = jwt(JwksConfig::Secret(SecretFile::new("shop", "jwks", "keys")));
+    let files = secret_files(&from_secret);
+    assert_eq!(files.len(), 1);
+    assert_eq!(files[0].field, "auth.jwt.jwksSecretRef");
+    assert_eq!(files[0].content, SecretContent::Jwks);
+    assert!(
+        lines(&unservable(&from_secret, |_| SecretState::Missing))
+            .iter()
+            .any(|line| line.starts_with("spec.rules[1].auth.jwt.jwksSecretRef: Secret shop/jwks"))
+    );
+
+    let from_url = jwt(JwksConfig::Uri("https://id.example.com/jwks".to_owned()));
+    assert!(secret_files(&from_url).is_empty());
+    // No Secret to miss: only the feature itself can keep the rule from being served.
+    assert!(
+        lines(&unservable(&from_url, |_| SecretState::Missing))
+            .iter()
+            .all(|line| line.starts_with("spec.rules[1].auth: "))
     );
 }

@@ -6,6 +6,7 @@
 //! rules per port into virtual hosts, sorted by precedence → resolve the ServiceBackends in use.
 
 mod attach;
+mod auth;
 mod backend;
 mod ctx;
 mod hostname;

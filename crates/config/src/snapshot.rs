@@ -545,7 +545,8 @@ mod tests {
                     },
                     auth: Some(AuthConfig::ApiKey {
                         keys: SecretFile::new("shop", "keys", "keys"),
-                        header: "x-api-key".to_owned(),
+                        location: ApiKeyLocation::Header("x-api-key".to_owned()),
+                        keep_credential: false,
                     }),
                     ..ResolvedPolicies::default()
                 },

@@ -5,16 +5,16 @@
 //! as its author meant, so it is refused (fail closed) with a message naming the default.
 
 use portcullis_api::policy::{
-    AuthPolicy, AuthType, CacheBackend, CachePolicy, CorsPolicy, Policies, RateLimitKeyType,
-    RateLimitPolicy, RateLimitScope, RetryPolicy, Timeouts,
+    AuthPolicy, CacheBackend, CachePolicy, CorsPolicy, Policies, RateLimitKeyType, RateLimitPolicy,
+    RateLimitScope, RetryPolicy, Timeouts,
 };
 
-use super::{Ctx, Invalid};
+use super::{Ctx, Invalid, auth::auth};
 use crate::{
     diagnostics::reason,
     snapshot::{
         AuthConfig, CacheConfig, CorsConfig, RateLimitConfig, RateLimitKeyConfig, ResolvedPolicies,
-        RetryConfig, SecretFile, TimeoutsConfig,
+        RetryConfig, TimeoutsConfig,
     },
 };
 
@@ -232,70 +232,6 @@ fn retry(r: &RetryPolicy, ctx: &mut Ctx<'_>, field: &str) -> Result<RetryConfig,
         backoff_ms,
         budget_percent: r.budget_percent,
         non_idempotent: r.non_idempotent,
-    })
-}
-
-fn auth(
-    a: &AuthPolicy,
-    ctx: &mut Ctx<'_>,
-    field: &str,
-    secret_namespace: &str,
-) -> Result<Option<AuthConfig>, Invalid> {
-    let secret = |r: &portcullis_api::policy::SecretKeyRef| {
-        SecretFile::new(secret_namespace, &r.name, &r.key)
-    };
-    let missing = |ctx: &mut Ctx<'_>, key: &str, kind: &str| {
-        ctx.error(
-            format!("{field}.{key}"),
-            reason::INVALID,
-            format!("{key} must be set when type is {kind}"),
-        );
-        Invalid
-    };
-    Ok(match a.kind {
-        AuthType::None => None,
-        AuthType::ApiKey => {
-            let k = a
-                .api_key
-                .as_ref()
-                .ok_or_else(|| missing(ctx, "apiKey", "ApiKey"))?;
-            Some(AuthConfig::ApiKey {
-                keys: secret(&k.secret_ref),
-                header: k.header.to_ascii_lowercase(),
-            })
-        }
-        AuthType::Jwt => {
-            let j = a.jwt.as_ref().ok_or_else(|| missing(ctx, "jwt", "JWT"))?;
-            let mut algorithms = Vec::new();
-            for alg in &j.algorithms {
-                if !algorithms.contains(alg) {
-                    algorithms.push(*alg);
-                }
-            }
-            if algorithms.is_empty() {
-                ctx.error(
-                    format!("{field}.jwt.algorithms"),
-                    reason::INVALID,
-                    "list at least one accepted algorithm",
-                );
-                return Err(Invalid);
-            }
-            Some(AuthConfig::Jwt {
-                issuer: j.issuer.clone(),
-                audiences: j.audiences.clone(),
-                jwks: secret(&j.jwks_secret_ref),
-                algorithms,
-            })
-        }
-        AuthType::Basic => {
-            let b = a
-                .basic
-                .as_ref()
-                .ok_or_else(|| missing(ctx, "basic", "Basic"))?;
-            Some(AuthConfig::Basic {
-                users: secret(&b.secret_ref),
-            })
-        }
     })
 }
 

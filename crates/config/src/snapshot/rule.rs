@@ -242,15 +242,21 @@ pub struct RetryConfig {
 }
 
 /// How a rule authenticates callers; unauthenticated requests get 401.
+///
+/// Credentials are removed before the request is forwarded unless the rule keeps them
+/// (`keep_credential`, `keep_authorization`).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
-#[serde(tag = "type", deny_unknown_fields)]
+#[serde(tag = "type", rename_all_fields = "camelCase", deny_unknown_fields)]
 pub enum AuthConfig {
-    /// An API key in a header, checked against `consumer:key` lines.
+    /// An API key in a header or a query parameter, checked against `consumer:key` lines.
     ApiKey {
         /// The file of `consumer:key` lines.
         keys: SecretFile,
-        /// The request header carrying the key (lowercase).
-        header: String,
+        /// Where the request carries the key.
+        location: ApiKeyLocation,
+        /// Forward the key header (or query parameter) to the upstream; removed when false.
+        #[serde(default)]
+        keep_credential: bool,
     },
     /// A JWT bearer token checked against a JWKS.
     #[serde(rename = "JWT")]
@@ -260,16 +266,68 @@ pub enum AuthConfig {
         /// Accepted `aud` values; empty accepts any.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         audiences: Vec<String>,
-        /// The file holding the JWKS document.
-        jwks: SecretFile,
-        /// Accepted algorithms.
+        /// Where the key set comes from.
+        jwks: JwksConfig,
+        /// Accepted algorithms, in the order written, without repeats. HMAC ones only with
+        /// [`JwksConfig::Secret`].
         algorithms: Vec<JwtAlgorithm>,
+        /// Clock skew allowed on `exp` and `nbf`, in milliseconds (at most 300,000).
+        #[serde(default = "default_jwt_leeway_ms")]
+        leeway_ms: u64,
+        /// Verified claims forwarded to the upstream as request headers (any client-sent copy
+        /// of those headers is removed first).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        claims_to_headers: Vec<ClaimHeaderConfig>,
+        /// Forward `Authorization` to the upstream; removed when false.
+        #[serde(default)]
+        keep_authorization: bool,
     },
-    /// HTTP Basic credentials checked against `user:bcrypt-hash` lines.
+    /// HTTP Basic credentials checked against `user:hash` lines (bcrypt or argon2id).
     Basic {
         /// The file of htpasswd-style lines.
         users: SecretFile,
+        /// Forward `Authorization` to the upstream; removed when false.
+        #[serde(default)]
+        keep_authorization: bool,
     },
+}
+
+/// The leeway of a JWT rule that does not say: 30 seconds, in milliseconds.
+pub const DEFAULT_JWT_LEEWAY_MS: u64 = 30_000;
+
+fn default_jwt_leeway_ms() -> u64 {
+    DEFAULT_JWT_LEEWAY_MS
+}
+
+/// Where a request carries its API key: exactly one place.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub enum ApiKeyLocation {
+    /// A request header (lowercase name).
+    Header(String),
+    /// A query parameter of that name (case-sensitive, as written); its value is
+    /// percent-decoded.
+    QueryParameter(String),
+}
+
+/// Where a JWT rule's key set comes from.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub enum JwksConfig {
+    /// A JWKS document in a Secret file (re-read when the Secret changes).
+    Secret(SecretFile),
+    /// An `https` URL each replica fetches and refreshes itself.
+    Uri(String),
+}
+
+/// One verified claim forwarded as a request header.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ClaimHeaderConfig {
+    /// The claim's name in the token.
+    pub claim: String,
+    /// The request header (lowercase) it is sent in.
+    pub header: String,
 }
 
 /// A token-bucket rate limit; requests over it get 429 with `Retry-After`.

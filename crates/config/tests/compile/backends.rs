@@ -5,7 +5,9 @@ use portcullis_config::{
     snapshot::{Action, Discovery, FilterConfig},
 };
 
-use crate::fixture::{backends, compile_yaml, findings, get, parents, route, with_edge};
+use crate::fixture::{
+    backends, compile_yaml, findings, get, parents, route, shop_route, with_edge,
+};
 
 fn backend(name: &str, extra: &str) -> String {
     format!(
@@ -20,16 +22,7 @@ spec:
 }
 
 fn rule_route(rule: &str) -> String {
-    format!(
-        "---
-apiVersion: portcullis.dev/v1alpha1
-kind: Route
-metadata: {{name: r, namespace: shop}}
-spec:
-  parentRefs: [{{name: edge}}]
-  rules:
-{rule}"
-    )
+    format!("---\n{}", shop_route(rule))
 }
 
 #[test]

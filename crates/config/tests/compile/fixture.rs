@@ -87,6 +87,20 @@ spec:
     )
 }
 
+/// A Route `r` in `shop` attached to the Gateway `edge`, with `rules` (the YAML items of
+/// `spec.rules`, indented by two spaces).
+pub fn shop_route(rules: &str) -> String {
+    format!(
+        "apiVersion: portcullis.dev/v1alpha1
+kind: Route
+metadata: {{name: r, namespace: shop}}
+spec:
+  parentRefs: [{{name: edge}}]
+  rules:
+{rules}"
+    )
+}
+
 /// A test request.
 #[derive(Clone, Debug)]
 pub struct Request {

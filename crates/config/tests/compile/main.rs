@@ -2,6 +2,7 @@
 //! client would see (which rule serves a request) and what a user would read (conditions).
 
 mod attachment;
+mod auth;
 mod backends;
 mod determinism;
 mod fixture;

@@ -2,10 +2,10 @@
 
 use portcullis_config::{
     diagnostics::reason,
-    snapshot::{AuthConfig, RateLimitScope},
+    snapshot::{ApiKeyLocation, AuthConfig, RateLimitScope},
 };
 
-use crate::fixture::{compile_yaml, findings, get, parents, route};
+use crate::fixture::{compile_yaml, findings, get, parents, route, shop_route};
 
 const GATEWAY: &str = "apiVersion: portcullis.dev/v1alpha1
 kind: Gateway
@@ -22,16 +22,7 @@ spec:
 ";
 
 fn rules(rules: &str) -> String {
-    format!(
-        "{GATEWAY}---
-apiVersion: portcullis.dev/v1alpha1
-kind: Route
-metadata: {{name: r, namespace: shop}}
-spec:
-  parentRefs: [{{name: edge}}]
-  rules:
-{rules}"
-    )
+    format!("{GATEWAY}---\n{}", shop_route(rules))
 }
 
 #[test]
@@ -41,10 +32,15 @@ fn rules_inherit_gateway_defaults() {
     assert_eq!(rule.policies.timeouts.request_ms, Some(10_000));
     assert_eq!(rule.policies.timeouts.backend_request_ms, Some(2_000));
     match &rule.policies.auth {
-        Some(AuthConfig::ApiKey { keys, header }) => {
+        Some(AuthConfig::ApiKey {
+            keys,
+            location,
+            keep_credential,
+        }) => {
             // Secrets of defaults live in the Gateway's namespace.
             assert_eq!(keys.path, "shop/keys/consumers");
-            assert_eq!(header, "x-api-key");
+            assert_eq!(location, &ApiKeyLocation::Header("x-api-key".to_owned()));
+            assert!(!keep_credential, "the key is stripped by default");
         }
         other => panic!("expected inherited API-key auth, got {other:?}"),
     }
@@ -99,7 +95,7 @@ fn rule_secrets_are_read_from_the_route_namespace() {
     let c = compile_yaml(&yaml);
     let rule = route(&c.snapshot, &get("http://a/")).expect("served");
     match &rule.policies.auth {
-        Some(AuthConfig::Basic { users }) => assert_eq!(users.path, "team/users/htpasswd"),
+        Some(AuthConfig::Basic { users, .. }) => assert_eq!(users.path, "team/users/htpasswd"),
         other => panic!("expected basic auth, got {other:?}"),
     }
 }

@@ -5,20 +5,16 @@ use portcullis_config::{
     snapshot::{Action, FilterConfig, PathModifierType},
 };
 
-use crate::fixture::{compile_yaml, findings, get, parents, route, served_by, with_edge};
+use crate::fixture::{
+    compile_yaml, findings, get, parents, route, served_by, shop_route, with_edge,
+};
 
 fn rule_route(rule: &str) -> String {
-    with_edge(&format!(
-        "apiVersion: portcullis.dev/v1alpha1
-kind: Route
-metadata: {{name: r, namespace: shop}}
-spec:
-  parentRefs: [{{name: edge}}]
-  rules:
-  - backendRefs: [{{name: api}}]
+    with_edge(&shop_route(&format!(
+        "  - backendRefs: [{{name: api}}]
     matches: [{{path: {{value: /ok}}}}]
 {rule}"
-    ))
+    )))
 }
 
 /// The Route is refused with `reason` and a finding at `field`.

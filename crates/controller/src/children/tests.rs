@@ -1,16 +1,16 @@
 //! The defaults a user gets without asking: redundancy, hardening, and pods that config
 //! changes never restart.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::{
     ByteString, api::core::v1::Secret, apimachinery::pkg::util::intstr::IntOrString,
 };
 use portcullis_api::Gateway;
 use portcullis_config::snapshot::{
-    API_VERSION, Action, AuthConfig, BackendConfig, Discovery, DrainConfig, LoadBalancerConfig,
-    LoadBalancerPolicy, ObjectKey, ResolvedPolicies, RuleConfig, SecretFile, Snapshot,
-    UpstreamProtocol,
+    API_VERSION, Action, ApiKeyLocation, AuthConfig, BackendConfig, Discovery, DrainConfig,
+    LoadBalancerConfig, LoadBalancerPolicy, ObjectKey, ResolvedPolicies, RuleConfig, SecretFile,
+    Snapshot, UpstreamProtocol,
 };
 use serde_json::json;
 
@@ -63,7 +63,8 @@ fn rule_with_api_keys(namespace: &str) -> RuleConfig {
         policies: ResolvedPolicies {
             auth: Some(AuthConfig::ApiKey {
                 keys: SecretFile::new(namespace, "api-keys", "keys"),
-                header: "x-api-key".to_owned(),
+                location: ApiKeyLocation::Header("x-api-key".to_owned()),
+                keep_credential: false,
             }),
             ..ResolvedPolicies::default()
         },
@@ -513,4 +514,37 @@ fn a_certificate_of_another_namespace_named_by_the_gateway_is_refused_not_copied
         |s| s.metadata.annotations.as_ref().expect("annotated")["portcullis.dev/copied-from"]
             != "other/wildcard"
     ));
+}
+
+#[test]
+fn a_jwt_key_set_is_mounted_from_its_secret_and_a_jwks_url_mounts_nothing() {
+    use portcullis_config::snapshot::{JwksConfig, JwtAlgorithm};
+
+    let jwt = |jwks: JwksConfig| AuthConfig::Jwt {
+        issuer: "https://id.example.com".to_owned(),
+        audiences: vec![],
+        jwks,
+        algorithms: vec![JwtAlgorithm::RS256],
+        leeway_ms: 30_000,
+        claims_to_headers: vec![],
+        keep_authorization: false,
+    };
+    let mut snapshot = snapshot("r1");
+    snapshot.rules[0].policies.auth = Some(jwt(JwksConfig::Secret(SecretFile::new(
+        "shop",
+        "jwks",
+        "keys.json",
+    ))));
+    snapshot.rules[1].policies.auth = Some(jwt(JwksConfig::Uri(
+        "https://id.example.com/jwks".to_owned(),
+    )));
+    let refs = secrets::secret_refs(&snapshot, "shop");
+    assert_eq!(
+        refs.mounted,
+        BTreeMap::from([(
+            ObjectKey::new("shop", "jwks"),
+            BTreeSet::from(["keys.json".to_owned()])
+        )])
+    );
+    assert!(refs.refused.is_empty());
 }

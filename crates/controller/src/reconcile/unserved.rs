@@ -108,8 +108,8 @@ pub fn with_missing_secrets(
 mod tests {
     use portcullis_api::route::ParentRef;
     use portcullis_config::snapshot::{
-        Action, AuthConfig, RateLimitConfig, RateLimitKeyConfig, RateLimitKeyType, RateLimitScope,
-        ResolvedPolicies, RuleConfig, SecretFile,
+        Action, ApiKeyLocation, AuthConfig, RateLimitConfig, RateLimitKeyConfig, RateLimitKeyType,
+        RateLimitScope, ResolvedPolicies, RuleConfig, SecretFile,
     };
 
     use super::*;
@@ -131,7 +131,8 @@ mod tests {
         let mut users = rule("users", 0);
         users.policies.auth = Some(AuthConfig::ApiKey {
             keys: SecretFile::new("shop", "api-keys", "keys"),
-            header: "x-api-key".to_owned(),
+            location: ApiKeyLocation::Header("x-api-key".to_owned()),
+            keep_credential: false,
         });
         let mut orders = rule("orders", 1);
         orders.policies.rate_limit = Some(RateLimitConfig {
@@ -142,7 +143,7 @@ mod tests {
                 kind: RateLimitKeyType::ClientIp,
                 name: None,
             },
-            scope: RateLimitScope::Local,
+            scope: RateLimitScope::Global,
         });
         let mut snapshot: Snapshot = serde_json::from_value(serde_json::json!({
             "apiVersion": portcullis_config::API_VERSION,
@@ -160,15 +161,18 @@ mod tests {
 
     #[test]
     fn the_gateway_names_every_route_rule_and_reason() {
-        let unserved = unserved_rules(&snapshot(), &BTreeSet::new());
+        let missing = BTreeSet::from([ObjectKey::new("shop", "api-keys")]);
+        let unserved = unserved_rules(&snapshot(), &missing);
         assert_eq!(unserved.len(), 2, "the catalog rule is served");
         assert_eq!(
             gateway_message(&unserved),
             "2 rule(s) of attached Routes answer 503 until this gateway can serve them: Route \
-             shop/users spec.rules[0].auth: API-key authentication is not supported by this \
-             version of the gateway yet; Route shop/orders spec.rules[1].rateLimit: rate \
-             limiting is not supported by this version of the gateway yet"
+             shop/users spec.rules[0].auth.apiKey.secretRef: Secret shop/api-keys (key \"keys\") \
+             not found; Route shop/orders spec.rules[1].rateLimit: global rate limiting is not \
+             supported by this version of the gateway yet"
         );
+        let served = unserved_rules(&snapshot(), &BTreeSet::new());
+        assert_eq!(served.len(), 1, "users is served once its Secret exists");
     }
 
     #[test]
@@ -179,11 +183,10 @@ mod tests {
         let condition = route_condition(&users, &unserved).expect("users is partially invalid");
         assert_eq!(condition.type_, "PartiallyInvalid");
         assert!(condition.status);
-        assert_eq!(condition.reason, "UnsupportedValue");
+        assert_eq!(condition.reason, "SecretNotFound");
         assert!(
             condition.message.starts_with(
-                "Rules answering 503: spec.rules[0].auth: API-key authentication is not \
-                 supported"
+                "Rules answering 503: spec.rules[0].auth.apiKey.secretRef: Secret shop/api-keys"
             ),
             "{}",
             condition.message

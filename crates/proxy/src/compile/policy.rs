@@ -7,19 +7,22 @@ use std::{sync::Arc, time::Duration};
 use http::HeaderName;
 use portcullis_config::{
     capability::{Gap, reason},
-    snapshot::{AuthConfig, CacheConfig, RateLimitConfig, RateLimitKeyType, RuleConfig},
+    snapshot::{
+        ApiKeyLocation, AuthConfig, CacheConfig, JwksConfig, RateLimitConfig, RateLimitKeyType,
+        RuleConfig,
+    },
 };
 use portcullis_policy::{
     auth::{
-        ApiKeyAuth, Authenticator, BasicAuth, DEFAULT_REALM, JwksSource, JwtAlgorithm, JwtAuth,
-        JwtConfig, KeyLocation,
+        ApiKeyAuth, Authenticator, BasicAuth, DEFAULT_REALM, HttpsJwksFetch, JwksSource,
+        JwtAlgorithm, JwtAuth, JwtConfig, KeyLocation, RefreshSchedule,
     },
     cache::{CacheRule, LocalCache},
     rate::{DEFAULT_MAX_KEYS, LocalLimiter, RateLimitHeaders},
 };
 
 use super::Secrets;
-use crate::guard::{Auth, Cache, Engines, Guard, Rate, RateKey};
+use crate::guard::{Auth, Cache, Engines, Guard, Rate, RateKey, Refresh, RemoteJwks};
 
 /// The most a replica's response cache holds, bodies and fields together.
 pub const CACHE_BYTES: u64 = 64 * 1024 * 1024;
@@ -41,7 +44,7 @@ pub fn compile(
     let policies = &config.policies;
     let auth = match &policies.auth {
         Some(auth) => Some(
-            compile_auth(auth, secrets)
+            compile_auth(auth, secrets, previous, next)
                 .map_err(|(field, reason, message)| Gap::new(index, field, reason, message))?,
         ),
         None => None,
@@ -64,7 +67,12 @@ pub fn compile(
 
 type AuthError = (&'static str, &'static str, String);
 
-fn compile_auth(config: &AuthConfig, secrets: &Secrets) -> Result<Auth, AuthError> {
+fn compile_auth(
+    config: &AuthConfig,
+    secrets: &Secrets,
+    previous: &Engines,
+    next: &mut Engines,
+) -> Result<Auth, AuthError> {
     let read = |field: &'static str, file| {
         secrets
             .read(file)
@@ -75,28 +83,48 @@ fn compile_auth(config: &AuthConfig, secrets: &Secrets) -> Result<Auth, AuthErro
             (field, reason::INVALID_SECRET, error.to_string())
         }
     };
+    let header = |field: &'static str, name: &str| {
+        HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+            (
+                field,
+                reason::INVALID,
+                format!("{name:?} is not a valid header name"),
+            )
+        })
+    };
     match config {
-        AuthConfig::ApiKey { keys, header } => {
+        AuthConfig::ApiKey {
+            keys,
+            location,
+            keep_credential,
+        } => {
             const FIELD: &str = "auth.apiKey.secretRef";
-            let name = HeaderName::from_bytes(header.as_bytes()).map_err(|_| {
-                (
-                    "auth.apiKey.header",
-                    reason::INVALID,
-                    format!("{header:?} is not a valid header name"),
-                )
-            })?;
+            let (location, strip_query) = match location {
+                ApiKeyLocation::Header(name) => (
+                    KeyLocation::Header(header("auth.apiKey.header", name)?),
+                    None,
+                ),
+                ApiKeyLocation::QueryParameter(name) => (
+                    KeyLocation::Query(name.clone()),
+                    (!keep_credential).then(|| name.clone()),
+                ),
+            };
             let content = read(FIELD, keys)?;
-            let engine = ApiKeyAuth::new(&content, KeyLocation::Header(name), DEFAULT_REALM, false)
+            let engine = ApiKeyAuth::new(&content, location, DEFAULT_REALM, *keep_credential)
                 .map_err(refused(FIELD))?;
             Ok(Auth {
                 engine: Authenticator::ApiKey(Arc::new(engine)),
-                strip_query: None,
+                strip_query,
             })
         }
-        AuthConfig::Basic { users } => {
+        AuthConfig::Basic {
+            users,
+            keep_authorization,
+        } => {
             const FIELD: &str = "auth.basic.secretRef";
             let content = read(FIELD, users)?;
-            let engine = BasicAuth::new(&content, DEFAULT_REALM, false).map_err(refused(FIELD))?;
+            let engine = BasicAuth::new(&content, DEFAULT_REALM, *keep_authorization)
+                .map_err(refused(FIELD))?;
             Ok(Auth {
                 engine: Authenticator::Basic(Arc::new(engine)),
                 strip_query: None,
@@ -107,10 +135,19 @@ fn compile_auth(config: &AuthConfig, secrets: &Secrets) -> Result<Auth, AuthErro
             audiences,
             jwks,
             algorithms,
+            leeway_ms,
+            claims_to_headers,
+            keep_authorization,
         } => {
-            const FIELD: &str = "auth.jwt.jwksSecretRef";
-            let content = read(FIELD, jwks)?;
-            let source = JwksSource::from_secret(&content).map_err(refused(FIELD))?;
+            let source = match jwks {
+                JwksConfig::Secret(file) => {
+                    const FIELD: &str = "auth.jwt.jwksSecretRef";
+                    let content = read(FIELD, file)?;
+                    JwksSource::from_secret(&content).map_err(refused(FIELD))?
+                }
+                JwksConfig::Uri(uri) => remote_jwks(uri, previous, next)
+                    .map_err(|e| ("auth.jwt.jwksUri", reason::INVALID, e.to_string()))?,
+            };
             let mut jwt = JwtConfig::new(issuer.clone());
             jwt.audiences.clone_from(audiences);
             jwt.algorithms = algorithms
@@ -118,13 +155,56 @@ fn compile_auth(config: &AuthConfig, secrets: &Secrets) -> Result<Auth, AuthErro
                 .map(|alg| format!("{alg:?}").parse::<JwtAlgorithm>())
                 .collect::<Result<_, _>>()
                 .map_err(|e| ("auth.jwt.algorithms", reason::INVALID, e.to_string()))?;
-            let engine = JwtAuth::new(jwt, source).map_err(refused(FIELD))?;
+            jwt.leeway = Duration::from_millis(*leeway_ms);
+            jwt.keep_authorization = *keep_authorization;
+            jwt.claim_headers = claims_to_headers
+                .iter()
+                .map(|c| {
+                    Ok((
+                        c.claim.clone(),
+                        header("auth.jwt.claimsToHeaders", &c.header)?,
+                    ))
+                })
+                .collect::<Result<_, AuthError>>()?;
+            let engine = JwtAuth::new(jwt, source)
+                .map_err(|e| ("auth.jwt", reason::INVALID, e.to_string()))?;
             Ok(Auth {
                 engine: Authenticator::Jwt(Arc::new(engine)),
                 strip_query: None,
             })
         }
     }
+}
+
+/// The key set at `uri`, fetched and refreshed in the background for as long as a table
+/// uses it: one per URI, carried over from the previous table (a reload neither refetches nor
+/// forgets it).
+fn remote_jwks(
+    uri: &str,
+    previous: &Engines,
+    next: &mut Engines,
+) -> Result<JwksSource, portcullis_policy::auth::ConfigError> {
+    if let Some(kept) = next.jwks.get(uri).or_else(|| previous.jwks.get(uri)) {
+        let kept = kept.clone();
+        next.jwks.insert(uri.to_owned(), kept.clone());
+        return Ok(kept.source.clone());
+    }
+    let fetch = HttpsJwksFetch::new(uri)?;
+    let source = JwksSource::remote(Arc::new(fetch), RefreshSchedule::default());
+    let refresher = source.clone();
+    // Outside a runtime (an offline compile) nothing is fetched: the rule refuses tokens with
+    // `keys_unavailable` until a replica's refresh loads the set.
+    let task = tokio::runtime::Handle::try_current()
+        .ok()
+        .map(|runtime| runtime.spawn(async move { refresher.run().await }));
+    next.jwks.insert(
+        uri.to_owned(),
+        RemoteJwks {
+            source: source.clone(),
+            refresh: Arc::new(Refresh(task)),
+        },
+    );
+    Ok(source)
 }
 
 fn compile_rate(

@@ -4,8 +4,8 @@ use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::Empty;
 use portcullis_config::snapshot::{
-    Action as ActionConfig, AggregatePartConfig, AuthConfig, PartFailurePolicy, SecretFile,
-    Snapshot,
+    Action as ActionConfig, AggregatePartConfig, ApiKeyLocation, AuthConfig, PartFailurePolicy,
+    SecretFile, Snapshot,
 };
 
 use super::*;
@@ -140,7 +140,8 @@ fn a_missing_or_malformed_secret_file_is_a_reason_of_its_rule_only() {
     snapshot.rules[0].policies.rate_limit = None;
     snapshot.rules[0].policies.auth = Some(AuthConfig::ApiKey {
         keys: SecretFile::new("shop", "api-keys", "keys"),
-        header: "x-api-key".to_owned(),
+        location: ApiKeyLocation::Header("x-api-key".to_owned()),
+        keep_credential: false,
     });
     let root = secrets_root("secret");
     let secrets = Secrets::new(&root);

@@ -19,7 +19,7 @@ use http::{
 };
 use portcullis_config::snapshot::RateLimitConfig;
 use portcullis_policy::{
-    auth::{Authenticator, Identity, Refusal, strip_query_param},
+    auth::{Authenticator, Identity, JwksSource, Refusal, strip_query_param},
     cache::LocalCache,
     rate::{Decision, LocalLimiter, retry_after_secs},
 };
@@ -197,4 +197,27 @@ pub struct Engines {
     /// Each rate-limited rule's limiter, by Route and rule index, with the policy it was made
     /// for.
     pub limiters: FastMap<(Arc<str>, usize), (RateLimitConfig, Arc<LocalLimiter>)>,
+    /// The key sets fetched from `jwksUri`s, by URI.
+    pub jwks: FastMap<String, RemoteJwks>,
+}
+
+/// A key set fetched from an issuer, and the task that keeps it fresh.
+#[derive(Debug, Clone)]
+pub struct RemoteJwks {
+    /// The keys.
+    pub source: JwksSource,
+    /// Stops the refreshes when the last table using the key set is gone.
+    pub refresh: Arc<Refresh>,
+}
+
+/// A background refresh, aborted when dropped.
+#[derive(Debug)]
+pub struct Refresh(pub Option<tokio::task::JoinHandle<()>>);
+
+impl Drop for Refresh {
+    fn drop(&mut self) {
+        if let Some(task) = &self.0 {
+            task.abort();
+        }
+    }
 }

@@ -49,7 +49,8 @@ async fn an_api_key_rule_lets_in_its_consumers_only_and_never_forwards_the_key()
     let (a, gw) = guarded(ResolvedPolicies {
         auth: Some(AuthConfig::ApiKey {
             keys,
-            header: "x-api-key".to_owned(),
+            location: ApiKeyLocation::Header("x-api-key".to_owned()),
+            keep_credential: false,
         }),
         ..ResolvedPolicies::default()
     })
@@ -102,8 +103,14 @@ async fn a_jwt_rule_checks_signature_issuer_and_expiry_and_drops_the_token() {
         auth: Some(AuthConfig::Jwt {
             issuer: "https://issuer.example".to_owned(),
             audiences: vec!["shop".to_owned()],
-            jwks,
+            jwks: JwksConfig::Secret(jwks),
             algorithms: vec![portcullis_api::policy::JwtAlgorithm::RS256],
+            leeway_ms: 0,
+            claims_to_headers: vec![ClaimHeaderConfig {
+                claim: "sub".to_owned(),
+                header: "x-user".to_owned(),
+            }],
+            keep_authorization: false,
         }),
         ..ResolvedPolicies::default()
     })
@@ -162,7 +169,10 @@ async fn a_basic_rule_checks_the_password_off_the_request_threads() {
         format!("ada:{hash}\n").as_bytes(),
     );
     let (_a, gw) = guarded(ResolvedPolicies {
-        auth: Some(AuthConfig::Basic { users }),
+        auth: Some(AuthConfig::Basic {
+            users,
+            keep_authorization: false,
+        }),
         ..ResolvedPolicies::default()
     })
     .await;
