@@ -317,8 +317,24 @@ impl Proxy {
 
     /// `method` `path` on the client listener, without a body.
     pub async fn send(&self, method: &str, path: &str) -> Result<Answer, String> {
-        self.call(method, &format!("http://{}{path}", self.addr))
+        self.send_with(method, path, &[]).await
+    }
+
+    /// `method` `path` on the client listener with `headers`, without a body.
+    pub async fn send_with(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<Answer, String> {
+        self.call_with(method, &format!("http://{}{path}", self.addr), headers)
             .await
+    }
+
+    /// Where the process reads Secret files, `<namespace>/<name>/<key>`: what the kubelet
+    /// mounts into a gateway pod.
+    pub fn secrets_dir(&self) -> std::path::PathBuf {
+        self.dir.path().join("secrets")
     }
 
     /// GET `path` on the admin listener.
@@ -331,9 +347,20 @@ impl Proxy {
     }
 
     async fn call(&self, method: &str, url: &str) -> Result<Answer, String> {
-        let request = Request::builder()
-            .method(method)
-            .uri(url)
+        self.call_with(method, url, &[]).await
+    }
+
+    async fn call_with(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<Answer, String> {
+        let mut request = Request::builder().method(method).uri(url);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let request = request
             .body(Full::new(Bytes::new()))
             .map_err(|e| e.to_string())?;
         let exchange = async {
