@@ -176,8 +176,7 @@ pub fn banner(demo: &Demo) -> String {
     }
     out.push_str(
         "\nStill to come in the demo: API-key auth on /users, a rate limit on /orders and caching \
-         on /catalog (until this gateway implements them, a rule that asks for one answers 503 \
-         with the reason, and every other rule serves).\n\n\
+         on /catalog, as deploy/examples has them in a cluster.\n\n\
          Ctrl-C to stop.\n",
     );
     out
