@@ -4,7 +4,7 @@
 
 mod service;
 
-use std::{net::SocketAddr, path::PathBuf, sync::Arc};
+use std::{net::SocketAddr, sync::Arc};
 
 use portcullis_api::{Gateway, Route, ServiceBackend};
 use serde_json::{Value, json};
@@ -90,7 +90,7 @@ pub async fn start(options: &DemoOptions) -> Result<Demo, String> {
         .replace("{orders}", &orders.port().to_string())
         .replace("{standby}", &standby.port().to_string())
         .replace("{catalog}", &catalog.port().to_string());
-    let snapshot = compile_manifests(&manifests)?;
+    let (snapshot, secrets) = compile_manifests(&manifests)?;
     let plane = DataPlane::start(DataPlaneOptions {
         admin: options.admin,
         listen_host: [127, 0, 0, 1].into(),
@@ -98,9 +98,7 @@ pub async fn start(options: &DemoOptions) -> Result<Demo, String> {
         ..DataPlaneOptions::default()
     })
     .await?;
-    plane
-        .apply(&snapshot, &Secrets::new(PathBuf::from(".")))
-        .await?;
+    plane.apply(&snapshot, &secrets).await?;
     Ok(Demo {
         plane,
         gateway: SocketAddr::from(([127, 0, 0, 1], options.port)),
@@ -113,10 +111,15 @@ pub async fn start(options: &DemoOptions) -> Result<Demo, String> {
     })
 }
 
-/// Parses the multi-document manifests and compiles the Gateway with its Routes and backends.
-fn compile_manifests(text: &str) -> Result<portcullis_config::Snapshot, String> {
+/// Parses the multi-document manifests and compiles the Gateway with its Routes and backends;
+/// their Secrets are written where the gateway reads them, as a pod's mounts would be.
+fn compile_manifests(text: &str) -> Result<(portcullis_config::Snapshot, Secrets), String> {
     let documents: Vec<Value> =
         serde_saphyr::from_multiple(text).map_err(|e| format!("demo manifests: {e}"))?;
+    let root = std::env::temp_dir().join(format!("portcullis-demo-{}", std::process::id()));
+    for secret in documents.iter().filter(|d| d["kind"] == "Secret") {
+        write_secret(&root, secret)?;
+    }
     let mut gateways: Vec<Gateway> = Vec::new();
     let mut routes: Vec<Route> = Vec::new();
     let mut backends: Vec<ServiceBackend> = Vec::new();
@@ -143,7 +146,24 @@ fn compile_manifests(text: &str) -> Result<portcullis_config::Snapshot, String> 
             .collect();
         return Err(format!("demo manifests:\n{}", lines.join("\n")));
     }
-    Ok(compiled.snapshot)
+    Ok((compiled.snapshot, Secrets::new(root)))
+}
+
+/// Writes each `stringData` key of a Secret manifest to `<root>/<namespace>/<name>/<key>`.
+fn write_secret(root: &std::path::Path, secret: &Value) -> Result<(), String> {
+    let metadata = &secret["metadata"];
+    let (Some(namespace), Some(name)) = (metadata["namespace"].as_str(), metadata["name"].as_str())
+    else {
+        return Err("demo manifests: a Secret without a namespace and name".to_owned());
+    };
+    let dir = root.join(namespace).join(name);
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    for (key, value) in secret["stringData"].as_object().into_iter().flatten() {
+        let file = dir.join(key);
+        std::fs::write(&file, value.as_str().unwrap_or_default())
+            .map_err(|e| format!("{}: {e}", file.display()))?;
+    }
+    Ok(())
 }
 
 /// The banner: where things are and what to try.
@@ -159,14 +179,18 @@ pub fn banner(demo: &Demo) -> String {
         out.push_str(&format!("  {name:<16}http://{addr}\n"));
     }
     out.push_str("\nTry:\n");
+    let key = "-H 'X-API-Key: demo-key-storefront'";
     for line in [
-        format!("curl -s http://{gw}/users"),
-        format!("curl -s http://{gw}/users/1"),
+        format!("curl -si http://{gw}/users            # 401: no API key"),
+        format!("curl -s http://{gw}/users {key}"),
+        format!("curl -s http://{gw}/users/1 {key}"),
         format!(
-            "curl -s -X POST http://{gw}/users -H 'content-type: application/json' -d '{{\"name\":\"Grace Hopper\"}}'"
+            "curl -s -X POST http://{gw}/users {key} -H 'content-type: application/json' -d '{{\"name\":\"Grace Hopper\"}}'"
         ),
-        format!("curl -s http://{gw}/orders"),
-        format!("curl -si http://{gw}/catalog/2 -H 'X-Product-Id: 2'"),
+        format!(
+            "for i in 1 2 3 4 5 6; do curl -s -o /dev/null -w '%{{http_code}} ' http://{gw}/orders; done; echo   # 429 after 5"
+        ),
+        format!("curl -si http://{gw}/catalog/2 -H 'X-Product-Id: 2'   # X-Cache: MISS, then HIT"),
         format!("curl -s http://{gw}/profile/1"),
         format!("curl -si http://{gw}/shop"),
         format!("curl -s http://{admin}/config"),
@@ -174,11 +198,7 @@ pub fn banner(demo: &Demo) -> String {
     ] {
         out.push_str(&format!("  {line}\n"));
     }
-    out.push_str(
-        "\nStill to come in the demo: API-key auth on /users, a rate limit on /orders and caching \
-         on /catalog, as deploy/examples has them in a cluster.\n\n\
-         Ctrl-C to stop.\n",
-    );
+    out.push_str("\nCtrl-C to stop.\n");
     out
 }
 

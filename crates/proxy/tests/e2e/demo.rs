@@ -21,11 +21,23 @@ async fn demo_services_answer_through_the_gateway() {
             .body(Full::new(Bytes::new()))
             .expect("req")
     };
-    let users = send(get("/users")).await;
+    const KEY: (&str, &str) = ("x-api-key", "demo-key-storefront");
+    let keyed = |path: &str| {
+        Request::get(format!("{base}{path}"))
+            .header(KEY.0, KEY.1)
+            .body(Full::new(Bytes::new()))
+            .expect("req")
+    };
+    // /users asks for an API key.
+    let refused = send(get("/users")).await;
+    assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
+    assert!(refused.headers.contains_key("www-authenticate"));
+    let users = send(keyed("/users")).await;
     assert_eq!(users.status, StatusCode::OK);
     assert_eq!(users.json()["users"][0]["name"], "Ada Lovelace");
     let created = send(
         Request::post(format!("{base}/users"))
+            .header(KEY.0, KEY.1)
             .header("content-type", "application/json")
             .body(Full::new(Bytes::from_static(br#"{"name":"Grace Hopper"}"#)))
             .expect("req"),
@@ -33,11 +45,22 @@ async fn demo_services_answer_through_the_gateway() {
     .await;
     assert_eq!(created.status, StatusCode::CREATED);
     assert_eq!(created.json()["id"], 3);
-    assert_eq!(send(get("/users/3")).await.json()["name"], "Grace Hopper");
-    assert_eq!(send(get("/orders")).await.status, StatusCode::OK);
+    assert_eq!(send(keyed("/users/3")).await.json()["name"], "Grace Hopper");
+    // /orders: 5 per 10 s, then 429.
+    for _ in 0..5 {
+        assert_eq!(send(get("/orders")).await.status, StatusCode::OK);
+    }
+    let limited = send(get("/orders")).await;
+    assert_eq!(limited.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(limited.headers.contains_key("retry-after"));
+    // /catalog reads: a miss, then a hit.
     let catalog = send(get("/catalog/2")).await;
     assert_eq!(catalog.json()["name"], "Bombe");
     assert_eq!(catalog.headers["x-served-by"], "portcullis-demo");
+    assert_eq!(catalog.headers["x-cache"], "MISS");
+    let again = send(get("/catalog/2")).await;
+    assert_eq!(again.headers["x-cache"], "HIT");
+    assert_eq!(again.body, catalog.body);
     let profile = send(get("/profile/1")).await;
     assert_eq!(profile.status, StatusCode::OK, "{}", profile.body);
     assert_eq!(profile.json()["user"]["name"], "Ada Lovelace");
