@@ -31,6 +31,10 @@ pub struct AccessRecord<'a> {
     pub path: &'a str,
     /// `namespace/name` of the Route, when one matched.
     pub route: Option<&'a str>,
+    /// The authenticated consumer (an API key's consumer, the Basic user, the JWT's `sub`),
+    /// when the rule authenticates. Never a credential.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub consumer: Option<&'a str>,
     /// The backend, when one was chosen.
     pub backend: Option<&'a str>,
     /// The endpoint of the last attempt.

@@ -36,6 +36,8 @@ pub struct Exchange {
     pub path: String,
     /// The Route, once matched.
     pub route: Option<Arc<str>>,
+    /// The authenticated consumer, when the rule authenticates.
+    pub consumer: Option<Arc<str>>,
     /// The backend, once chosen.
     pub backend: Option<Arc<str>>,
     /// The endpoint of the last attempt.
@@ -58,6 +60,7 @@ impl Exchange {
             host: String::new(),
             path: String::new(),
             route: None,
+            consumer: None,
             backend: None,
             endpoint: None,
             admission: None,
@@ -115,6 +118,7 @@ impl ObservedBody {
                 host: &exchange.host,
                 path: &exchange.path,
                 route: exchange.route.as_deref(),
+                consumer: exchange.consumer.as_deref(),
                 backend: exchange.backend.as_deref(),
                 endpoint: exchange.endpoint.as_ref().map(|e| e.address.as_str()),
                 status: self.status.as_u16(),

@@ -178,7 +178,13 @@ impl Gateway {
         } else {
             let (host, path) = (Cow::Owned(host.into_owned()), path.to_owned());
             match rule.guard.admit(head, exchange.client).await {
-                Ok(admitted) => (host, Cow::Owned(path), Some(admitted)),
+                Ok(admitted) => {
+                    exchange.consumer = admitted
+                        .identity
+                        .as_ref()
+                        .and_then(|identity| identity.consumer.clone());
+                    (host, Cow::Owned(path), Some(admitted))
+                }
                 Err((mut response, stopped)) => {
                     self.metrics.policy_stopped(&rule.route, stopped);
                     if let Some(cors) = cors {
