@@ -182,3 +182,39 @@ fn rejoin(read: Bytes, body: Body) -> Body {
     let rest = BodyStream::new(body);
     Body::boxed(StreamBody::new(first.chain(rest)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A response whose body comes in `chunks` of unknown total length (as a chunked answer).
+    fn chunked(chunks: &[&'static [u8]]) -> Response<Body> {
+        let frames: Vec<Result<Frame<Bytes>, BoxError>> = chunks
+            .iter()
+            .map(|c| Ok(Frame::data(Bytes::from_static(c))))
+            .collect();
+        Response::new(Body::boxed(StreamBody::new(futures::stream::iter(frames))))
+    }
+
+    #[tokio::test]
+    async fn a_body_of_unknown_length_within_the_limit_is_read_whole() {
+        match read(chunked(&[b"ab", b"cd"]), 8).await {
+            Upstream::Buffered(fetched) => assert_eq!(fetched.body, "abcd"),
+            Upstream::Streamed(_) => panic!("a small body is kept"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_body_over_the_limit_streams_through_with_the_bytes_read_first() {
+        let Upstream::Streamed(response) = read(chunked(&[b"abc", b"def", b"ghi"]), 4).await else {
+            panic!("a body over the limit is not kept");
+        };
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|_| "the body")
+            .map(|b| b.to_bytes());
+        assert_eq!(body, Ok(Bytes::from_static(b"abcdefghi")));
+    }
+}

@@ -326,3 +326,16 @@ async fn a_cached_rule_serves_its_stale_copy_while_the_backend_is_down() {
     assert_eq!(stale.headers["x-cache"], "STALE");
     assert_eq!(stale.body, first.body);
 }
+
+#[tokio::test]
+async fn an_answer_too_large_for_the_cache_streams_through_whole_and_is_not_kept() {
+    let (a, gw) = guarded(cached(60_000, None)).await;
+    let size = 2 * 1024 * 1024;
+    for _ in 0..2 {
+        let big = get_with(&gw, &format!("/big/{size}/x"), &[]).await;
+        assert_eq!(big.status, StatusCode::OK);
+        assert_eq!(big.headers["x-cache"], "MISS");
+        assert!(big.body.len() >= size, "{} bytes", big.body.len());
+    }
+    assert_eq!(a.hits(), 2, "neither answer was kept");
+}
