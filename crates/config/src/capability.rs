@@ -350,24 +350,36 @@ pub fn unserved_rules(
 }
 
 /// Checks the content of a Secret file; the error says what is wrong without quoting it.
+///
+/// The form first (one entry per line, at least one), then the data plane's own engine reads
+/// it (hash formats, duplicates, key types): `portcullis check`, the operator and the replicas
+/// judge a Secret the same way.
 pub fn check_content(kind: SecretContent, content: &[u8]) -> Result<(), String> {
+    use portcullis_policy::auth::{ApiKeyAuth, BasicAuth, DEFAULT_REALM, JwksSource, KeyLocation};
     let text = std::str::from_utf8(content).map_err(|_| "it is not UTF-8 text".to_owned())?;
-    match kind {
-        SecretContent::ApiKeys => check_lines(text, "consumer:key"),
-        SecretContent::BasicUsers => check_lines(text, "user:hash"),
+    let engine = match kind {
+        SecretContent::ApiKeys => {
+            check_lines(text, "consumer:key")?;
+            let header = http::HeaderName::from_static("x-api-key");
+            ApiKeyAuth::new(content, KeyLocation::Header(header), DEFAULT_REALM, false).map(drop)
+        }
+        SecretContent::BasicUsers => {
+            check_lines(text, "user:hash")?;
+            BasicAuth::new(content, DEFAULT_REALM, false).map(drop)
+        }
         SecretContent::Jwks => {
             let document: serde_json::Value = serde_json::from_str(text)
                 .map_err(|e| format!("it is not a JSON document (line {})", e.line()))?;
-            if document
+            if !document
                 .get("keys")
                 .is_some_and(serde_json::Value::is_array)
             {
-                Ok(())
-            } else {
-                Err("it is not a JWKS: no \"keys\" array".to_owned())
+                return Err("it is not a JWKS: no \"keys\" array".to_owned());
             }
+            JwksSource::from_secret(content).map(drop)
         }
-    }
+    };
+    engine.map_err(|e| e.to_string())
 }
 
 /// Every line that is not empty or a `#` comment is `name:value` with both parts non-empty.

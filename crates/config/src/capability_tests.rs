@@ -195,9 +195,22 @@ fn secret_content_is_checked_when_the_caller_has_it() {
         with(""),
         ["Secret shop/api-keys (key \"keys\"): it holds no consumer:key line"]
     );
-    assert!(check_content(SecretContent::Jwks, br#"{"keys": []}"#).is_ok());
+    // What the data plane's engines refuse is refused here too.
+    assert!(
+        with("storefront:k1\nmobile:k1\n")
+            .first()
+            .is_some_and(|m| !m.contains("k1")),
+        "a key listed twice is refused, and the message never shows it"
+    );
+    let jwks = include_bytes!("../../policy/tests/fixtures/jwks.json");
+    assert!(check_content(SecretContent::Jwks, jwks).is_ok());
+    assert!(check_content(SecretContent::Jwks, br#"{"keys": []}"#).is_err());
     assert!(check_content(SecretContent::Jwks, b"{}").is_err());
-    assert!(check_content(SecretContent::BasicUsers, b"ada:$2y$05$hash").is_ok());
+    let bcrypt = b"ada:$2b$04$M35T.BUXSKd9Yo2T84VI4OLKhj6Df8fwTAM3PgANmhfpRS22M5VAq\n";
+    assert!(check_content(SecretContent::BasicUsers, bcrypt).is_ok());
+    // An MD5 (apr1) hash: the gateway does not accept it, so neither does the check.
+    let apr1 = b"ada:$apr1$r31.....$HqJZimcKQFAMYayBlzkrA/\n";
+    assert!(check_content(SecretContent::BasicUsers, apr1).is_err());
 }
 
 #[test]
