@@ -12,7 +12,12 @@ mod mirror;
 mod request;
 mod upgrade;
 
-use std::{borrow::Cow, net::SocketAddr, pin::pin, sync::Arc};
+use std::{
+    borrow::Cow,
+    net::SocketAddr,
+    pin::{Pin, pin},
+    sync::Arc,
+};
 
 pub use attempt::{Failure, UpstreamBody, backoff, retryable};
 use bytes::Bytes;
@@ -32,7 +37,7 @@ use crate::{
     body::{self, Body, BoxError},
     filters::{Cors, RedirectRequest, Scheme},
     gateway::Gateway,
-    guard::Admitted,
+    guard::{Admitted, Cache, Keyed},
     host::request_host,
     path,
     route::{Action, RouteEntry, RouteTable, Unserved},
@@ -222,13 +227,9 @@ impl Gateway {
             Action::Aggregate(aggregate) => {
                 let cached = rule.guard.cached(head, &host, path, admitted.as_ref());
                 let aggregating =
-                    self.aggregate(table, conn, entry, aggregate, head, normalized, exchange);
+                    pin!(self.aggregate(table, conn, entry, aggregate, head, normalized, exchange));
                 match cached {
-                    Some((cache, keyed)) => {
-                        let (response, outcome) = cache.serve(&keyed, aggregating).await;
-                        self.metrics.cache_outcome(&rule.route, outcome);
-                        response
-                    }
+                    Some(cached) => self.through_cache(&rule.route, cached, aggregating).await,
                     None => aggregating.await,
                 }
             }
@@ -240,23 +241,14 @@ impl Gateway {
                     return local(StatusCode::INTERNAL_SERVER_ERROR);
                 };
                 let cached = rule.guard.cached(head, &host, path, admitted.as_ref());
+                // Pinned where it is made, in this future's own state: not built elsewhere and
+                // copied in (kilobytes), and no allocation.
+                let forwarding = pin!(self.forward(
+                    table, conn, entry, primary, head, body, normalized, exchange
+                ));
                 match cached {
-                    Some((cache, keyed)) => {
-                        let forwarding = self.forward(
-                            table, conn, entry, primary, head, body, normalized, exchange,
-                        );
-                        let (response, outcome) = cache.serve(&keyed, forwarding).await;
-                        self.metrics.cache_outcome(&rule.route, outcome);
-                        response
-                    }
-                    None => {
-                        // Pinned where it is made, in this future's own state: not built
-                        // elsewhere and copied in (kilobytes), and no allocation.
-                        let forwarding = pin!(self.forward(
-                            table, conn, entry, primary, head, body, normalized, exchange
-                        ));
-                        forwarding.await
-                    }
+                    Some(cached) => self.through_cache(&rule.route, cached, forwarding).await,
+                    None => forwarding.await,
                 }
             }
         };
@@ -275,6 +267,21 @@ impl Gateway {
             materialize(&mut response);
             cors.decorate(origin.as_ref(), response.headers_mut());
         }
+        response
+    }
+
+    /// Answers from the rule's cache, or from `action` (pinned by the caller), counting how.
+    async fn through_cache<F>(
+        &self,
+        route: &Arc<str>,
+        (cache, keyed): (&Cache, Keyed),
+        action: Pin<&mut F>,
+    ) -> Response<Body>
+    where
+        F: Future<Output = Response<Body>>,
+    {
+        let (response, outcome) = cache.serve(&keyed, action).await;
+        self.metrics.cache_outcome(route, outcome);
         response
     }
 

@@ -13,7 +13,7 @@ use std::{net::IpAddr, sync::Arc};
 
 use http::{
     HeaderValue, Response, StatusCode, Uri,
-    header::{CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE},
+    header::{RETRY_AFTER, WWW_AUTHENTICATE},
     request::Parts,
     uri::PathAndQuery,
 };
@@ -28,10 +28,7 @@ pub use self::{
     cache::{Cache, CacheOutcome, Keyed},
     rate::{Rate, RateKey},
 };
-use crate::{
-    body::{self, Body},
-    fast_hash::FastMap,
-};
+use crate::{body::Body, fast_hash::FastMap, forward::local};
 
 /// The policies of one rule that run before its action.
 #[derive(Debug, Default)]
@@ -132,9 +129,8 @@ impl Guard {
 
 /// The answer to a refused credential: 401 with the challenge (RFC 9110 §11.6.1), or 403.
 fn refused(refusal: &Refusal) -> Response<Body> {
-    let status = refusal.status();
-    let mut response = text(status, status.canonical_reason().unwrap_or("Unauthorized"));
-    if status == StatusCode::UNAUTHORIZED {
+    let mut response = local(refusal.status());
+    if refusal.status() == StatusCode::UNAUTHORIZED {
         response
             .headers_mut()
             .insert(WWW_AUTHENTICATE, refusal.www_authenticate().clone());
@@ -142,20 +138,9 @@ fn refused(refusal: &Refusal) -> Response<Body> {
     response
 }
 
-/// `status` with a one-line plain-text body.
-fn text(status: StatusCode, reason: &str) -> Response<Body> {
-    let mut response = Response::new(body::full(format!("{reason}\n")));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    response
-}
-
 /// 429 with `Retry-After` in whole seconds.
 fn too_many(decision: &Decision) -> Response<Body> {
-    let mut response = text(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests");
+    let mut response = local(StatusCode::TOO_MANY_REQUESTS);
     if let Decision::Limited { retry_after, .. } = decision {
         response.headers_mut().insert(
             RETRY_AFTER,

@@ -43,24 +43,37 @@ async fn aggregating_with(
     Gateway::start(&snap.route("*", prefix("/profile"), profile).build()).await
 }
 
+/// The common profile: a `user` part (users' record for the request's path, which must
+/// answer) and an `orders` part at `orders_path` on the orders backend.
+async fn profile(
+    users: SocketAddr,
+    orders: SocketAddr,
+    orders_path: &str,
+    timeout_ms: u64,
+    on_failure: PartFailurePolicy,
+) -> Gateway {
+    aggregating(
+        &[("users", users), ("orders", orders)],
+        vec![
+            part("user", "users", "/users{path}", 0, PartFailurePolicy::Fail),
+            part("orders", "orders", orders_path, timeout_ms, on_failure),
+        ],
+    )
+    .await
+}
+
 #[tokio::test]
 async fn all_parts_answer_one_object_keyed_by_part_name() {
     let (users, orders) = (
         Upstream::start("users").await,
         Upstream::start("orders").await,
     );
-    let gw = aggregating(
-        &[("users", users.addr), ("orders", orders.addr)],
-        vec![
-            part("user", "users", "/users{path}", 0, PartFailurePolicy::Fail),
-            part(
-                "orders",
-                "orders",
-                "/orders?user={path}",
-                0,
-                PartFailurePolicy::Fail,
-            ),
-        ],
+    let gw = profile(
+        users.addr,
+        orders.addr,
+        "/orders?user={path}",
+        0,
+        PartFailurePolicy::Fail,
     )
     .await;
     let reply = get(&gw, "shop.example", "/profile/42?fields=name").await;
@@ -168,18 +181,12 @@ async fn a_slow_tolerated_part_is_null_and_listed_under_errors() {
         Upstream::start("users").await,
         Upstream::start("orders").await,
     );
-    let gw = aggregating(
-        &[("users", users.addr), ("orders", orders.addr)],
-        vec![
-            part("user", "users", "/users{path}", 0, PartFailurePolicy::Fail),
-            part(
-                "orders",
-                "orders",
-                "/delay/10000/orders",
-                100,
-                PartFailurePolicy::Tolerate,
-            ),
-        ],
+    let gw = profile(
+        users.addr,
+        orders.addr,
+        "/delay/10000/orders",
+        100,
+        PartFailurePolicy::Tolerate,
     )
     .await;
     let reply = get(&gw, "shop.example", "/profile/1").await;
@@ -202,18 +209,12 @@ async fn a_slow_part_that_must_not_fail_fails_the_whole_answer() {
         Upstream::start("users").await,
         Upstream::start("orders").await,
     );
-    let gw = aggregating(
-        &[("users", users.addr), ("orders", orders.addr)],
-        vec![
-            part("user", "users", "/users{path}", 0, PartFailurePolicy::Fail),
-            part(
-                "orders",
-                "orders",
-                "/delay/10000/orders",
-                100,
-                PartFailurePolicy::Fail,
-            ),
-        ],
+    let gw = profile(
+        users.addr,
+        orders.addr,
+        "/delay/10000/orders",
+        100,
+        PartFailurePolicy::Fail,
     )
     .await;
     let reply = get(&gw, "shop.example", "/profile/1").await;
@@ -228,20 +229,7 @@ async fn a_part_whose_backend_is_down_is_tolerated_or_fails_with_502() {
     let down: SocketAddr = format!("127.0.0.1:{}", free_port().await)
         .parse()
         .expect("addr");
-    let tolerant = aggregating(
-        &[("users", users.addr), ("orders", down)],
-        vec![
-            part("user", "users", "/users{path}", 0, PartFailurePolicy::Fail),
-            part(
-                "orders",
-                "orders",
-                "/orders",
-                0,
-                PartFailurePolicy::Tolerate,
-            ),
-        ],
-    )
-    .await;
+    let tolerant = profile(users.addr, down, "/orders", 0, PartFailurePolicy::Tolerate).await;
     let reply = get(&tolerant, "shop.example", "/profile/1").await;
     assert_eq!(reply.status, 200, "{}", reply.body);
     let merged = reply.json();
@@ -249,14 +237,7 @@ async fn a_part_whose_backend_is_down_is_tolerated_or_fails_with_502() {
     assert_eq!(merged["orders"], Value::Null);
     assert_eq!(merged["_errors"], json!({ "orders": "connection failed" }));
 
-    let strict = aggregating(
-        &[("users", users.addr), ("orders", down)],
-        vec![
-            part("user", "users", "/users{path}", 0, PartFailurePolicy::Fail),
-            part("orders", "orders", "/orders", 0, PartFailurePolicy::Fail),
-        ],
-    )
-    .await;
+    let strict = profile(users.addr, down, "/orders", 0, PartFailurePolicy::Fail).await;
     let reply = get(&strict, "shop.example", "/profile/1").await;
     assert_eq!(reply.status, 502, "{}", reply.body);
 }
