@@ -14,7 +14,7 @@ BIN := target/debug/portcullis
 
 .PHONY: build release release-pgo test demo lint crds chart-rbac install-yaml generate check-generated bench \
 	bench-instructions \
-	control-plane helm image
+	control-plane helm redis-server image
 
 build:
 	$(CARGO) build
@@ -37,7 +37,14 @@ control-plane:
 helm:
 	@hack/build-helm.sh >/dev/null
 
-test: control-plane helm
+# The shared-state tests (global rate limits, shared caches) start their own real redis-server:
+# Debian's package, installed here when missing.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+redis-server:
+	@command -v redis-server >/dev/null || \
+		{ $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq redis-server >/dev/null; }
+
+test: control-plane helm redis-server
 	# The process tests run the serve_snapshot example: built first, so that it is there (and
 	# current) for them whichever targets the test run builds.
 	$(CARGO) build -p portcullis-proxy --example serve_snapshot

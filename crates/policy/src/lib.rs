@@ -4,7 +4,9 @@
 //! - `auth`: who the caller is — API keys, JWTs, basic credentials — and what the upstream
 //!   learns of it;
 //! - `rate`: how often a caller may call — token buckets per key, per replica or shared;
-//! - `cache`: which answers may be served from memory, and for how long.
+//! - `cache`: which answers may be served from memory, and for how long;
+//! - `shared`: the Redis connection the replicas of a gateway share for global limits and
+//!   shared caches.
 //!
 //! Each engine is built from a rule's compiled policy and the Secret material it reads, and knows
 //! nothing of sockets, routing or the snapshot format: the proxy compiles a rule's policies into
@@ -18,3 +20,4 @@
 pub mod auth;
 pub mod cache;
 pub mod rate;
+pub mod shared;
