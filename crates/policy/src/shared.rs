@@ -11,7 +11,10 @@
 
 use std::{
     future::Future,
-    sync::atomic::{AtomicU64, Ordering},
+    sync::{
+        OnceLock,
+        atomic::{AtomicU64, Ordering},
+    },
     time::Duration,
 };
 
@@ -75,7 +78,10 @@ impl SharedError {
 
 /// A replica's connection to the gateway's shared Redis.
 pub struct SharedStore {
-    manager: ConnectionManager,
+    client: Client,
+    /// Made on first use, inside the runtime that serves requests (a store can be built by an
+    /// offline compile, outside any runtime).
+    manager: OnceLock<ConnectionManager>,
     address: String,
     timeout: Duration,
     /// Start of this store's clock, for the atomics below.
@@ -129,15 +135,9 @@ impl SharedStore {
             .map_err(failed)?
             .set_redis_settings(redis);
         let client = Client::open(info).map_err(failed)?;
-        // One connection attempt per use (no retries inside redis-rs: the back-off here decides
-        // when to try again), each bounded like an operation.
-        let config = ConnectionManagerConfig::new()
-            .set_number_of_retries(0)
-            .set_connection_timeout(Some(timeout))
-            .set_response_timeout(Some(timeout));
-        let manager = ConnectionManager::new_lazy_with_config(client, config).map_err(failed)?;
         Ok(Self {
-            manager,
+            client,
+            manager: OnceLock::new(),
             address: address.to_owned(),
             timeout,
             epoch: Instant::now(),
@@ -169,15 +169,21 @@ impl SharedStore {
                 address: self.address.clone(),
             });
         }
-        let outcome = match tokio::time::timeout(self.timeout, op(self.manager.clone())).await {
-            Ok(Ok(value)) => return Ok(value),
-            Ok(Err(source)) => SharedError::Redis {
+        let outcome = match self.manager() {
+            Err(source) => SharedError::Redis {
                 address: self.address.clone(),
                 source,
             },
-            Err(_) => SharedError::Timeout {
-                address: self.address.clone(),
-                timeout: self.timeout,
+            Ok(manager) => match tokio::time::timeout(self.timeout, op(manager)).await {
+                Ok(Ok(value)) => return Ok(value),
+                Ok(Err(source)) => SharedError::Redis {
+                    address: self.address.clone(),
+                    source,
+                },
+                Err(_) => SharedError::Timeout {
+                    address: self.address.clone(),
+                    timeout: self.timeout,
+                },
             },
         };
         self.failures.fetch_add(1, Ordering::Relaxed);
@@ -185,6 +191,23 @@ impl SharedStore {
         self.retry_at
             .store(self.nanos().saturating_add(backoff), Ordering::Relaxed);
         Err(outcome)
+    }
+
+    /// The connection manager, made on first use. One connection attempt per use (no retries
+    /// inside redis-rs: the back-off in [`run`](Self::run) decides when to try again), each
+    /// bounded like an operation.
+    fn manager(&self) -> redis::RedisResult<ConnectionManager> {
+        if let Some(manager) = self.manager.get() {
+            return Ok(manager.clone());
+        }
+        let config = ConnectionManagerConfig::new()
+            .set_number_of_retries(0)
+            .set_connection_timeout(Some(self.timeout))
+            .set_response_timeout(Some(self.timeout));
+        let made = ConnectionManager::new_lazy_with_config(self.client.clone(), config)?;
+        // Two first uses at once may both make one; the first stored wins, the other is dropped
+        // before it connects.
+        Ok(self.manager.get_or_init(|| made).clone())
     }
 
     fn nanos(&self) -> u64 {

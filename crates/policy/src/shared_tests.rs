@@ -14,10 +14,6 @@ async fn ping(store: &SharedStore) -> Result<String, SharedError> {
 
 #[test]
 fn refuses_an_address_without_a_port() {
-    let _runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
     for address in ["redis", "redis:", "redis:0", ":6379", "redis:http"] {
         let err = SharedStore::new(address, None, DEFAULT_TIMEOUT).unwrap_err();
         assert!(err.to_string().contains("host:port"), "{address}: {err}");

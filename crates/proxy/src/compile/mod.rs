@@ -106,7 +106,13 @@ pub fn compile(snapshot: &Snapshot, previous: &RouteTable, secrets: &Secrets) ->
             ));
         }
     }
-    let mut engines = Engines::default();
+    let mut engines = Engines {
+        shared: snapshot
+            .shared_state
+            .as_ref()
+            .map(|shared| policy::shared_link(&shared.redis, secrets, &previous.engines)),
+        ..Engines::default()
+    };
     let rules: Vec<Arc<Rule>> = snapshot
         .rules
         .iter()

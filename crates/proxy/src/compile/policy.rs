@@ -9,7 +9,7 @@ use portcullis_config::{
     capability::{Gap, reason},
     snapshot::{
         ApiKeyLocation, AuthConfig, CacheConfig, JwksConfig, RateLimitConfig, RateLimitKeyType,
-        RuleConfig,
+        RedisConfig, RuleConfig,
     },
 };
 use portcullis_policy::{
@@ -19,10 +19,12 @@ use portcullis_policy::{
     },
     cache::{CacheRule, LocalCache},
     rate::{DEFAULT_MAX_KEYS, LocalLimiter, RateLimitHeaders},
+    shared::{DEFAULT_TIMEOUT as SHARED_TIMEOUT, SharedStore},
 };
+use sha2::{Digest, Sha256};
 
 use super::Secrets;
-use crate::guard::{Auth, Cache, Engines, Guard, Rate, RateKey, Refresh, RemoteJwks};
+use crate::guard::{Auth, Cache, Engines, Guard, Rate, RateKey, Refresh, RemoteJwks, SharedLink};
 
 /// The most a replica's response cache holds, bodies and fields together.
 pub const CACHE_BYTES: u64 = 64 * 1024 * 1024;
@@ -205,6 +207,42 @@ fn remote_jwks(
         },
     );
     Ok(source)
+}
+
+/// The connection to the shared Redis `config` names: the previous table's while the address
+/// and password are the same (a reload keeps the connection), else a new one.
+pub fn shared_link(
+    config: &RedisConfig,
+    secrets: &Secrets,
+    previous: &Engines,
+) -> Result<SharedLink, String> {
+    let password = config
+        .password
+        .as_ref()
+        .map(|file| secrets.read(file))
+        .transpose()?
+        .map(|bytes| {
+            String::from_utf8(bytes)
+                .map(|p| p.trim_end_matches(['\r', '\n']).to_owned())
+                .map_err(|_| "the Redis password is not UTF-8".to_owned())
+        })
+        .transpose()?;
+    let password_digest = password
+        .as_deref()
+        .map(|p| <[u8; 32]>::from(Sha256::digest(p.as_bytes())));
+    if let Some(Ok(kept)) = &previous.shared
+        && kept.address == config.address
+        && kept.password_digest == password_digest
+    {
+        return Ok(kept.clone());
+    }
+    let store = SharedStore::new(&config.address, password.as_deref(), SHARED_TIMEOUT)
+        .map_err(|e| e.to_string())?;
+    Ok(SharedLink {
+        address: config.address.clone(),
+        password_digest,
+        store: Arc::new(store),
+    })
 }
 
 fn compile_rate(

@@ -22,6 +22,7 @@ use portcullis_policy::{
     auth::{Authenticator, Identity, JwksSource, Refusal, strip_query_param},
     cache::LocalCache,
     rate::{Decision, LocalLimiter, retry_after_secs},
+    shared::SharedStore,
 };
 
 pub use self::{
@@ -184,6 +185,33 @@ pub struct Engines {
     pub limiters: FastMap<(Arc<str>, usize), (RateLimitConfig, Arc<LocalLimiter>)>,
     /// The key sets fetched from `jwksUri`s, by URI.
     pub jwks: FastMap<String, RemoteJwks>,
+    /// The connection to the Gateway's `sharedState.redis`, when it has one: kept while its
+    /// address and password stay the same, or why it could not be made.
+    pub shared: Option<Result<SharedLink, String>>,
+}
+
+/// A replica's connection to the shared Redis, and what it was made from.
+#[derive(Debug, Clone)]
+pub struct SharedLink {
+    /// `host:port`.
+    pub address: String,
+    /// A digest of the password, to notice a change without keeping the password twice.
+    pub password_digest: Option<[u8; 32]>,
+    /// The connection.
+    pub store: Arc<SharedStore>,
+}
+
+impl Engines {
+    /// The shared Redis for a rule's `field` that needs it, or the message of the rule's gap.
+    pub fn shared_store(&self, field: &str) -> Result<Arc<SharedStore>, String> {
+        match &self.shared {
+            Some(Ok(link)) => Ok(link.store.clone()),
+            Some(Err(error)) => Err(format!("{field} needs sharedState.redis: {error}")),
+            None => Err(format!(
+                "{field} needs the Gateway's sharedState.redis, which is not configured"
+            )),
+        }
+    }
 }
 
 /// A key set fetched from an issuer, and the task that keeps it fresh.
