@@ -68,6 +68,9 @@ pub(crate) struct Entry {
     pub vary: Vec<String>,
 }
 
+#[path = "wire.rs"]
+mod wire;
+
 /// The per-entry bookkeeping the byte bound charges on top of the body and fields.
 const ENTRY_OVERHEAD: usize = 256;
 

@@ -13,7 +13,9 @@ use super::{
     entry::Entry,
     flight::{Flights, Role, Shared, wait},
     key::put_header,
+    shared::SharedTier,
 };
+use crate::shared::{SharedError, SharedStore};
 
 /// What the backend answered, as the proxy hands it to the cache.
 pub enum Upstream<R> {
@@ -60,6 +62,8 @@ pub enum Lookup<R> {
 /// - Time is tokio's clock, so tests pause and advance it.
 pub struct LocalCache {
     store: Cache<Bytes, Slot>,
+    /// The Redis tier behind this one, for a `backend: Shared` cache.
+    shared: Option<SharedTier>,
     flights: Flights,
     max_bytes: u64,
     max_entry_bytes: usize,
@@ -76,9 +80,22 @@ impl LocalCache {
             .build();
         Self {
             store,
+            shared: None,
             flights: Flights::default(),
             max_bytes,
             max_entry_bytes,
+        }
+    }
+
+    /// A `backend: Shared` cache: this replica's in-memory tier of at most `max_bytes` in front
+    /// of the entries every replica keeps in `store` (see [`shared`](super::shared)). A request
+    /// the memory tier cannot serve fresh looks in Redis before going to the backend (a fresh
+    /// entry there is a hit, and is kept in memory too; a stale one may stand in for a failed
+    /// fetch); what the backend answers is stored in both. Redis down or slow is a miss.
+    pub fn shared(max_bytes: u64, max_entry_bytes: usize, store: Arc<SharedStore>) -> Self {
+        Self {
+            shared: Some(SharedTier::new(store)),
+            ..Self::new(max_bytes, max_entry_bytes)
         }
     }
 
@@ -107,7 +124,7 @@ impl LocalCache {
             });
         };
         let head = request.method == Method::HEAD;
-        let stale = match self.find(&primary, request.headers).await {
+        let mut stale = match self.find(&primary, request.headers).await {
             Some((_, entry)) if entry.is_fresh(Instant::now()) => {
                 return Ok(Lookup::Hit(entry.response(
                     Instant::now(),
@@ -117,6 +134,17 @@ impl LocalCache {
             }
             found => found.map(|(_, entry)| entry),
         };
+        if let Some(tier) = &self.shared {
+            match tier.find(&primary, request.headers).await {
+                Some(entry) if entry.is_fresh(Instant::now()) => {
+                    let (_, entry) = self.keep(rule, &primary, request.headers, entry).await;
+                    let now = Instant::now();
+                    return Ok(Lookup::Hit(entry.response(now, head, CacheStatus::Hit)));
+                }
+                Some(entry) if stale.is_none() => stale = Some(Arc::new(entry)),
+                _ => {}
+            }
+        }
         let fetching = Fetching {
             cache: self,
             rule,
@@ -154,15 +182,20 @@ impl LocalCache {
     }
 
     /// Drops every entry whose key starts with `prefix` (for example `shop.example.com/items`);
-    /// see [`CacheRule::key`] for the key's form.
-    pub fn purge_prefix(&self, prefix: &[u8]) {
-        let prefix = Bytes::copy_from_slice(prefix);
+    /// see [`CacheRule::key`] for the key's form. A shared cache also deletes the matching
+    /// entries in Redis (the other replicas' memory tiers keep theirs until they expire).
+    pub async fn purge_prefix(&self, prefix: &[u8]) -> Result<(), SharedError> {
+        let owned = Bytes::copy_from_slice(prefix);
         if let Err(error) = self
             .store
-            .invalidate_entries_if(move |key, _| key.starts_with(&prefix))
+            .invalidate_entries_if(move |key, _| key.starts_with(&owned))
         {
             tracing::warn!(%error, "the response cache could not purge entries");
         }
+        if let Some(tier) = &self.shared {
+            tier.purge_prefix(prefix).await?;
+        }
+        Ok(())
     }
 
     /// The bytes the cache holds now, as weighed (settles after
@@ -213,12 +246,24 @@ impl LocalCache {
             rule.stale_if_error(),
         )?;
         let names = vary_names(&fetched.headers).ok_or(NotStored::VaryAll)?;
-        let entry = Arc::new(Entry::new(
-            fetched.clone(),
-            freshness,
-            names,
-            Instant::now(),
-        ));
+        let entry = Entry::new(fetched.clone(), freshness, names, Instant::now());
+        let (full, entry) = self.keep(rule, primary, headers, entry).await;
+        if let Some(tier) = &self.shared {
+            let marker_for = rule.ttl() + rule.stale_if_error();
+            tier.write(primary, &full, &entry, marker_for);
+        }
+        Ok((full, entry))
+    }
+
+    /// Keeps `entry` in memory under its full key (and its `Vary` names under `primary`).
+    async fn keep(
+        &self,
+        rule: &CacheRule,
+        primary: &Bytes,
+        headers: &HeaderMap,
+        entry: Entry,
+    ) -> (Bytes, Arc<Entry>) {
+        let entry = Arc::new(entry);
         let full = variant_key(primary, &entry.vary, headers);
         if !entry.vary.is_empty() {
             let names = Slot::Vary {
@@ -230,7 +275,7 @@ impl LocalCache {
         self.store
             .insert(full.clone(), Slot::Entry(entry.clone()))
             .await;
-        Ok((full, entry))
+        (full, entry)
     }
 }
 
@@ -255,7 +300,7 @@ use slot::{Slot, SlotExpiry};
 
 /// The key of one `Vary` variant: the primary key, a marker no primary key contains, and the
 /// request's values of the response's `Vary` names; the primary key itself without `Vary`.
-fn variant_key(primary: &Bytes, names: &[String], headers: &HeaderMap) -> Bytes {
+pub(super) fn variant_key(primary: &Bytes, names: &[String], headers: &HeaderMap) -> Bytes {
     if names.is_empty() {
         return primary.clone();
     }

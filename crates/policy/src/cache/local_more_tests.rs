@@ -75,7 +75,7 @@ async fn purge_by_prefix_drops_only_the_matching_entries() {
     for path in ["/a/1", "/a/2", "/b/1"] {
         fx.get(path, "v1", &[]).await;
     }
-    cache.purge_prefix(b"shop.example.com/a/");
+    cache.purge_prefix(b"shop.example.com/a/").await.unwrap();
     for (path, expected) in [("/a/1", "MISS"), ("/a/2", "MISS"), ("/b/1", "HIT")] {
         let lookup = cache
             .get_or_fetch(&rule(), &get(path, none), backend.answer("v2", &[]))

@@ -276,3 +276,6 @@ async fn concurrent_misses_for_one_key_make_one_backend_request() {
 
 #[path = "local_more_tests.rs"]
 mod more;
+
+#[path = "local_shared_tests.rs"]
+mod shared_tier;

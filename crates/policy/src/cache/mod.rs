@@ -9,7 +9,8 @@
 //!   (only those cacheable by default). The rule's `ttl` is the lifetime when the backend says
 //!   nothing, and the longest one when it does. [`NotStored`] says why an answer was not kept.
 //! - [`LocalCache`] keeps responses in this replica's memory (`backend: Local`), with request
-//!   coalescing and stale-if-error; [`CacheStatus`] is the `X-Cache` field.
+//!   coalescing and stale-if-error; [`LocalCache::shared`] puts the same in front of a Redis
+//!   every replica shares (`backend: Shared`). [`CacheStatus`] is the `X-Cache` field.
 //!
 //! Revalidation (`If-None-Match`/`If-Modified-Since` to the backend) is not done: a response
 //! that must be revalidated on every use (`no-cache`) is not stored, and a stale one is only
@@ -20,6 +21,7 @@ mod entry;
 mod flight;
 mod key;
 mod local;
+mod shared;
 
 pub use control::NotStored;
 pub use entry::{CacheStatus, Fetched, X_CACHE};
