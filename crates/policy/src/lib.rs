@@ -21,3 +21,8 @@ pub mod auth;
 pub mod cache;
 pub mod rate;
 pub mod shared;
+
+/// A real `redis-server` for the shared-state tests.
+#[cfg(test)]
+#[path = "../tests/support/redis_server.rs"]
+mod redis_server;

@@ -5,9 +5,7 @@ use std::time::SystemTime;
 use super::*;
 use crate::shared::SharedStore;
 
-#[path = "../../tests/support/redis_server.rs"]
-mod redis_server;
-use redis_server::RedisServer;
+use crate::redis_server::RedisServer;
 
 /// A replica's cache on `server`.
 fn replica(server: &RedisServer) -> LocalCache {
