@@ -72,7 +72,7 @@ impl Feature {
             Feature::LocalRateLimit => true,
             Feature::GlobalRateLimit => false,
             Feature::LocalCache => true,
-            Feature::SharedCache => false,
+            Feature::SharedCache => true,
             Feature::Aggregate => true,
         }
     }

@@ -8,8 +8,8 @@ use http::HeaderName;
 use portcullis_config::{
     capability::{Gap, reason},
     snapshot::{
-        ApiKeyLocation, AuthConfig, CacheConfig, JwksConfig, RateLimitConfig, RateLimitKeyType,
-        RedisConfig, RuleConfig,
+        ApiKeyLocation, AuthConfig, CacheBackend, CacheConfig, JwksConfig, RateLimitConfig,
+        RateLimitKeyType, RedisConfig, RuleConfig,
     },
 };
 use portcullis_policy::{
@@ -28,6 +28,10 @@ use crate::guard::{Auth, Cache, Engines, Guard, Rate, RateKey, Refresh, RemoteJw
 
 /// The most a replica's response cache holds, bodies and fields together.
 pub const CACHE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// The memory tier of a shared cache, in front of Redis: small, as most hits come from
+/// Redis and this only saves the round trip for the hottest answers.
+pub const SHARED_CACHE_MEMORY_BYTES: u64 = 16 * 1024 * 1024;
 
 /// The largest body the cache keeps; larger answers stream through.
 pub const CACHE_ENTRY_BYTES: usize = 1024 * 1024;
@@ -281,6 +285,31 @@ fn compile_rate(
     })
 }
 
+/// The memory tier in front of the shared Redis, one per replica: the previous table's while
+/// the connection is the same one.
+fn shared_cache(previous: &Engines, next: &mut Engines) -> Result<Arc<LocalCache>, String> {
+    let store = next.shared_store("cache.backend")?;
+    if let Some(cache) = &next.shared_cache {
+        return Ok(cache.clone());
+    }
+    let cache = match &previous.shared_cache {
+        Some(kept)
+            if previous
+                .shared_store("")
+                .is_ok_and(|s| Arc::ptr_eq(&s, &store)) =>
+        {
+            kept.clone()
+        }
+        _ => Arc::new(LocalCache::shared(
+            SHARED_CACHE_MEMORY_BYTES,
+            CACHE_ENTRY_BYTES,
+            store,
+        )),
+    };
+    next.shared_cache = Some(cache.clone());
+    Ok(cache)
+}
+
 fn compile_cache(
     config: &CacheConfig,
     authenticated: bool,
@@ -304,14 +333,17 @@ fn compile_cache(
     if authenticated {
         rule = rule.keyed_by_consumer();
     }
-    let store = next
-        .cache
-        .get_or_insert_with(|| {
-            previous
-                .cache
+    let store = match config.backend {
+        CacheBackend::Local => {
+            next.cache
+                .get_or_insert_with(|| {
+                    previous.cache.clone().unwrap_or_else(|| {
+                        Arc::new(LocalCache::new(CACHE_BYTES, CACHE_ENTRY_BYTES))
+                    })
+                })
                 .clone()
-                .unwrap_or_else(|| Arc::new(LocalCache::new(CACHE_BYTES, CACHE_ENTRY_BYTES)))
-        })
-        .clone();
+        }
+        CacheBackend::Shared => shared_cache(previous, next)?,
+    };
     Ok(Cache { rule, store })
 }

@@ -183,6 +183,9 @@ pub struct Engines {
     /// Each rate-limited rule's limiter, by Route and rule index, with the policy it was made
     /// for.
     pub limiters: FastMap<(Arc<str>, usize), (RateLimitConfig, Arc<LocalLimiter>)>,
+    /// The memory tier in front of the shared Redis, shared by every rule with
+    /// `backend: Shared`; made when a rule first asks for it.
+    pub shared_cache: Option<Arc<LocalCache>>,
     /// The key sets fetched from `jwksUri`s, by URI.
     pub jwks: FastMap<String, RemoteJwks>,
     /// The connection to the Gateway's `sharedState.redis`, when it has one: kept while its

@@ -9,7 +9,10 @@ mod lifecycle;
 mod policies;
 mod pooling;
 mod process;
+#[path = "../../../policy/tests/support/redis_server.rs"]
+mod redis_server;
 mod routing;
 mod safety;
+mod shared_cache;
 mod support;
 mod tls;
