@@ -5,7 +5,8 @@
 #   make lint    formatting and clippy, warnings are errors
 #   make crds    regenerate crds/ from the API types
 #   make generate  every generated file: crds/, the chart's CRDs and RBAC rules, deploy/install.yaml
-#   make bench   the data plane side by side with nginx
+#   make bench   the data plane side by side with nginx, then what its policies cost
+#   make bench-policies  only the policies: auth, rate limits and cache against plain, nginx's cache
 #   make bench-instructions  instructions per proxied request, Portcullis and nginx (valgrind)
 #   make image   the container image (needs a Docker engine)
 
@@ -13,7 +14,7 @@ CARGO ?= cargo
 BIN := target/debug/portcullis
 
 .PHONY: build release release-pgo test demo lint crds chart-rbac install-yaml generate check-generated bench \
-	bench-instructions \
+	bench-policies bench-instructions \
 	control-plane helm redis-server image
 
 build:
@@ -91,6 +92,10 @@ check-generated: build helm
 
 bench:
 	hack/bench-proxy.sh
+	hack/bench-policies.sh
+
+bench-policies:
+	hack/bench-policies.sh
 
 bench-instructions:
 	hack/bench-instructions.sh

@@ -27,56 +27,18 @@
 #   hack/bench-proxy.sh            # DURATION=5s ROUNDS=9 CONNECTIONS=50 PIN=1 by default
 set -euo pipefail
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-DURATION="${DURATION:-5s}"
 ROUNDS="${ROUNDS:-9}"
-CONNECTIONS="${CONNECTIONS:-50}"
-PIN="${PIN:-1}"
-[ "$(nproc)" -ge 2 ] || PIN=0
-if [ "$PIN" = 1 ]; then
-  LOAD_CPU=(taskset -c 0); PROXY_CPU=(taskset -c 1); NGINX_WORKERS=1; THREADS="${THREADS:-1}"
-else
-  LOAD_CPU=(); PROXY_CPU=(); NGINX_WORKERS=auto; THREADS="${THREADS:-2}"
-fi
+# shellcheck source=hack/bench-rig.sh
+. "$(dirname "${BASH_SOURCE[0]}")/bench-rig.sh"
 UPSTREAM_PORT="${UPSTREAM_PORT:-18081}"
 NGINX_PORT="${NGINX_PORT:-18082}"
 PORTCULLIS_PORT="${PORTCULLIS_PORT:-18083}"
-ADMIN="127.0.0.1:${ADMIN_PORT:-18090}"
 
-for tool in wrk nginx curl jq; do
-  command -v "$tool" >/dev/null || { echo "bench: $tool is missing (apt-get install $tool)" >&2; exit 1; }
-done
-
-if [ -n "${PORTCULLIS_BIN:-}" ]; then
-  BIN="$PORTCULLIS_BIN"
-  BUILD_KIND="$BIN"
-elif [ "${PGO:-0}" = 1 ]; then
-  echo "== building portcullis (release, profile-guided: hack/build-pgo.sh)"
-  BIN="$("$ROOT/hack/build-pgo.sh" serve_snapshot | tail -n 1)"
-  BUILD_KIND="release, profile-guided (hack/build-pgo.sh)"
-else
-  echo "== building portcullis (release)"
-  (cd "$ROOT" && cargo build --quiet --release -p portcullis-proxy --example serve_snapshot)
-  BIN="$ROOT/target/release/examples/serve_snapshot"
-  BUILD_KIND="release"
-fi
-
-WORK="$(mktemp -d)"
-PIDS=()
-cleanup() {
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  [ -f "$WORK/upstream.pid" ] && kill "$(cat "$WORK/upstream.pid")" 2>/dev/null || true
-  [ -f "$WORK/nginx.pid" ] && kill "$(cat "$WORK/nginx.pid")" 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
+require_tools wrk nginx curl jq
+build_portcullis
 
 # shellcheck source=hack/bench-nginx.sh
 . "$ROOT/hack/bench-nginx.sh"
-start_nginx() { # name [cpu]
-  if [ -n "${2:-}" ]; then taskset -c "$2" nginx -c "$WORK/$1.conf" -p "$WORK"; else nginx -c "$WORK/$1.conf" -p "$WORK"; fi
-}
-
 nginx_conf upstream "worker_processes 1;" "$(upstream_http "$UPSTREAM_PORT")"
 start_nginx upstream "$([ "$PIN" = 1 ] && echo 0)"
 nginx_conf nginx "worker_processes $NGINX_WORKERS;" "$(proxy_http "$NGINX_PORT" "$UPSTREAM_PORT")"
@@ -86,22 +48,10 @@ start_nginx nginx "$([ "$PIN" = 1 ] && echo 1)"
 "$BIN" generate 1 "$PORTCULLIS_PORT" "127.0.0.1:$UPSTREAM_PORT" > "$WORK/config.yaml"
 "$BIN" generate 1000 "$PORTCULLIS_PORT" "127.0.0.1:$UPSTREAM_PORT" > "$WORK/routes-1000.yaml"
 "$BIN" generate 5000 "$PORTCULLIS_PORT" "127.0.0.1:$UPSTREAM_PORT" > "$WORK/routes-5000.yaml"
-# In a session of its own, as nginx is (it daemonizes): the kernel schedules each session as a
-# group (autogroup), and a proxy left in this script's session would share wrk's group: its load
-# on CPU 1 would shrink wrk's share of CPU 0 against the upstream's, and wrk would be preempted
-# more often. Measured so, Portcullis's rounds woke the upstream 2.5 times as often as nginx's.
-setsid "${PROXY_CPU[@]}" "$BIN" serve "$WORK/config.yaml" "$ADMIN" > "$WORK/portcullis.log" 2>&1 &
-PORTCULLIS_PID=$!
-PIDS+=("$PORTCULLIS_PID")
-
-for _ in $(seq 100); do
-  curl -sf "http://$ADMIN/ready" >/dev/null && break
-  sleep 0.1
-done
+start_portcullis "$WORK/config.yaml"
 curl -sf "http://127.0.0.1:$PORTCULLIS_PORT/" >/dev/null
 curl -sf "http://127.0.0.1:$NGINX_PORT/" >/dev/null
 
-rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$PORTCULLIS_PID/status"; }
 revision() { curl -sf "http://$ADMIN/config" | jq -r .revision; }
 wait_revision() { # expected
   for _ in $(seq 1000); do [ "$(revision)" = "$1" ] && return 0; sleep 0.01; done
@@ -111,43 +61,7 @@ file_revision() { jq -r .revision "$1"; }
 
 IDLE_RSS=$(rss_kb)
 
-# CPU ticks of the processes: "user kernel".
-ticks() { local u=0 k=0 p; for p in "$@"; do read -r pu pk < <(awk '{print $14, $15}' "/proc/$p/stat"); u=$((u + pu)); k=$((k + pk)); done; echo "$u $k"; }
-NGINX_PIDS=($(pgrep -P "$(cat "$WORK/nginx.pid")"))
-HZ=$(getconf CLK_TCK)
-
-run_round() { # name port pids...
-  local name=$1 port=$2; shift 2
-  local user0 kernel0 user1 kernel1
-  read -r user0 kernel0 <<<"$(ticks "$@")"
-  "${LOAD_CPU[@]}" wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "http://127.0.0.1:$port/" > "$WORK/$name.wrk"
-  read -r user1 kernel1 <<<"$(ticks "$@")"
-  local rps p99 requests errors
-  rps=$(awk '/Requests\/sec/ {print $2}' "$WORK/$name.wrk")
-  p99=$(awk '$1 == "99%" {print $2}' "$WORK/$name.wrk")
-  requests=$(awk '/requests in/ {print $1}' "$WORK/$name.wrk")
-  errors=$(awk '/Non-2xx|Socket errors/' "$WORK/$name.wrk" | tr -d '\n' | tr ' ' '_')
-  per_request() { awk -v t="$1" -v hz="$HZ" -v n="$requests" 'BEGIN { printf "%.1f", t / hz * 1e6 / n }'; }
-  local us user kernel
-  us=$(per_request $((user1 - user0 + kernel1 - kernel0)))
-  user=$(per_request $((user1 - user0)))
-  kernel=$(per_request $((kernel1 - kernel0)))
-  echo "$rps $p99 $us ${errors:-none} $user $kernel" >> "$WORK/$name.rounds"
-  echo "   $name: $rps req/s, p99 $p99, $us us CPU/request ($user user + $kernel kernel), errors: ${errors:-none}"
-}
-
-median() { sort -n -k1 "$WORK/$1.rounds" | awk -v n="$ROUNDS" 'NR == int((n + 1) / 2)'; }
-# wrk's latency ("950.00us", "1.12ms", "1.01s") in milliseconds.
-ms() { awk -v t="$1" 'BEGIN { v = t + 0; if (t ~ /us$/) v /= 1000; else if (t ~ /[0-9]s$/ && t !~ /ms$/) v *= 1000; print v }'; }
-# Round by round, portcullis against the nginx round run next to it: "rps-ratio p99-ratio" per
-# line. Paired, the ratios cancel the machine's slow swings that the medians still feel.
-paired() {
-  paste -d' ' "$WORK/portcullis.rounds" "$WORK/nginx.rounds" | while read -r prps pp99 _ _ _ _ nrps np99 _; do
-    awk -v a="$prps" -v b="$nrps" -v c="$(ms "$pp99")" -v d="$(ms "$np99")" 'BEGIN { printf "%.3f %.3f\n", a / b, c / d }'
-  done
-}
-column_median() { sort -n | awk '{ v[NR] = $1 } END { printf "%.2f", v[int((NR + 1) / 2)] }'; }
-column_range() { sort -n | awk 'NR == 1 { lo = $1 } { hi = $1 } END { printf "%.2f-%.2f", lo, hi }'; }
+mapfile -t NGINX_PIDS < <(pgrep -P "$(cat "$WORK/nginx.pid")")
 
 echo "== load: wrk -t$THREADS -c$CONNECTIONS -d$DURATION --latency, GET /, $ROUNDS alternating rounds (pinned: $PIN)"
 "${LOAD_CPU[@]}" wrk -t"$THREADS" -c"$CONNECTIONS" -d2s "http://127.0.0.1:$PORTCULLIS_PORT/" >/dev/null
@@ -156,16 +70,16 @@ echo "== load: wrk -t$THREADS -c$CONNECTIONS -d$DURATION --latency, GET /, $ROUN
 # neither always runs right after the other.
 for round in $(seq "$ROUNDS"); do
   if [ $((round % 2)) = 1 ]; then
-    run_round portcullis "$PORTCULLIS_PORT" "$PORTCULLIS_PID"
-    run_round nginx "$NGINX_PORT" "${NGINX_PIDS[@]}"
+    run_round portcullis "http://127.0.0.1:$PORTCULLIS_PORT/" "$PORTCULLIS_PID"
+    run_round nginx "http://127.0.0.1:$NGINX_PORT/" "${NGINX_PIDS[*]}"
   else
-    run_round nginx "$NGINX_PORT" "${NGINX_PIDS[@]}"
-    run_round portcullis "$PORTCULLIS_PORT" "$PORTCULLIS_PID"
+    run_round nginx "http://127.0.0.1:$NGINX_PORT/" "${NGINX_PIDS[*]}"
+    run_round portcullis "http://127.0.0.1:$PORTCULLIS_PORT/" "$PORTCULLIS_PID"
   fi
 done
-PAIRED_RPS=$(paired | cut -d' ' -f1 | column_median)
-PAIRED_RPS_RANGE=$(paired | cut -d' ' -f1 | column_range)
-PAIRED_P99=$(paired | cut -d' ' -f2 | column_median)
+PAIRED_RPS=$(paired portcullis nginx | cut -d' ' -f1 | column_median)
+PAIRED_RPS_RANGE=$(paired portcullis nginx | cut -d' ' -f1 | column_range)
+PAIRED_P99=$(paired portcullis nginx | cut -d' ' -f2 | column_median)
 P_P99_MEDIAN=$(cut -d' ' -f2 "$WORK/portcullis.rounds" | while read -r t; do ms "$t"; done | column_median)
 N_P99_MEDIAN=$(cut -d' ' -f2 "$WORK/nginx.rounds" | while read -r t; do ms "$t"; done | column_median)
 read -r P_RPS P_P99 P_US P_ERR P_USER P_KERNEL <<<"$(median portcullis)"
@@ -191,13 +105,12 @@ SWAP_ERR=$(awk '/Non-2xx|Socket errors/' "$WORK/swap.wrk" | tr '\n' ' ')
 RSS_5000=$(rss_kb)
 PARSE=$("$BIN" parse "$WORK/routes-5000.yaml")
 
-CPU="$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo) x $(nproc)"
 RATIO=$(awk -v p="$P_RPS" -v n="$N_RPS" 'BEGIN { printf "%.2f", p / n }')
 CPU_RATIO=$(awk -v p="$P_US" -v n="$N_US" 'BEGIN { printf "%.2f", p / n }')
 cat <<REPORT
 
 Portcullis data-plane benchmark ($(date -u +%Y-%m-%dT%H:%MZ))
-machine: $CPU, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo) RAM; $(nginx -v 2>&1); $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2)
+machine: $(machine)
 portcullis build: $BUILD_KIND
 load: wrk -t$THREADS -c$CONNECTIONS -d$DURATION --latency, GET /, static upstream (nginx, 1 worker);
       median of $ROUNDS alternating rounds (the median round by requests/s below); pinned: $PIN
