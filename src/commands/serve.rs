@@ -25,6 +25,11 @@ pub struct ServeArgs {
     /// the kernel's accept queue until one closes; keep it below the open-files limit.
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub max_connections: usize,
+    /// A file holding a token (16+ characters) that enables `POST /cache/purge?prefix=` on the
+    /// admin listener for callers presenting `Authorization: Bearer <token>`. Without it the
+    /// admin listener has no endpoint that changes anything.
+    #[arg(long, value_name = "FILE")]
+    pub purge_token_file: Option<std::path::PathBuf>,
 }
 
 impl ServeArgs {
@@ -39,6 +44,7 @@ impl ServeArgs {
                 max_connections: self.max_connections,
                 ..Default::default()
             },
+            purge_token_file: self.purge_token_file.clone(),
         }
     }
 }

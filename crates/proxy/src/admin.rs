@@ -1,5 +1,6 @@
-//! The admin listener: `/healthz`, `/ready`, `/metrics` and `/config`. It stays up during a
-//! drain so that load balancers can see `/ready` turn 503.
+//! The admin listener: `/healthz`, `/ready`, `/metrics` and `/config`, read-only; and
+//! `POST /cache/purge` when a purge token is configured ([`crate::purge`]). It stays up during
+//! a drain so that load balancers can see `/ready` turn 503.
 
 use std::{convert::Infallible, sync::Arc};
 
@@ -14,11 +15,17 @@ use crate::{
     body::{self, Body},
     gateway::Gateway,
     metrics::EndpointLabels,
+    purge::{self, PurgeToken},
     route::Action,
 };
 
 /// Serves the admin endpoints on `listener` until the task is dropped.
-pub fn serve(gateway: Arc<Gateway>, listener: TcpListener) -> tokio::task::JoinHandle<()> {
+pub fn serve(
+    gateway: Arc<Gateway>,
+    listener: TcpListener,
+    purge_token: Option<PurgeToken>,
+) -> tokio::task::JoinHandle<()> {
+    let purge_token = purge_token.map(Arc::new);
     tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else {
@@ -26,10 +33,20 @@ pub fn serve(gateway: Arc<Gateway>, listener: TcpListener) -> tokio::task::JoinH
                 continue;
             };
             let gateway = gateway.clone();
+            let purge_token = purge_token.clone();
             tokio::spawn(async move {
                 let service = service_fn(move |req: Request<Incoming>| {
                     let gateway = gateway.clone();
-                    async move { Ok::<_, Infallible>(respond(&gateway, &req)) }
+                    let purge_token = purge_token.clone();
+                    async move {
+                        if req.uri().path() == purge::PATH
+                            && let Some(response) =
+                                purge::respond(&gateway, purge_token.as_deref(), &req).await
+                        {
+                            return Ok::<_, Infallible>(response);
+                        }
+                        Ok(respond(&gateway, &req))
+                    }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .timer(TokioTimer::new())

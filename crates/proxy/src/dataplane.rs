@@ -18,6 +18,7 @@ use crate::{
     forwarded::TrustedProxies,
     gateway::{Gateway, GatewaySettings},
     lifecycle,
+    purge::PurgeToken,
     route::Action,
     server::{Server, ServerLimits},
     watch,
@@ -36,6 +37,9 @@ pub struct DataPlaneOptions {
     pub trusted_proxies: Vec<String>,
     /// Client connection limits and timeouts.
     pub limits: ServerLimits,
+    /// The file holding the token of `POST /cache/purge` on the admin listener; without one
+    /// the endpoint does not exist.
+    pub purge_token_file: Option<PathBuf>,
 }
 
 impl Default for DataPlaneOptions {
@@ -46,6 +50,7 @@ impl Default for DataPlaneOptions {
             access_log: true,
             trusted_proxies: Vec::new(),
             limits: ServerLimits::default(),
+            purge_token_file: None,
         }
     }
 }
@@ -81,7 +86,12 @@ impl DataPlane {
             .local_addr()
             .map_err(|e| format!("admin listener: {e}"))?;
         tracing::info!(%admin_addr, "admin listening");
-        let admin = admin::serve(gateway.clone(), admin_listener);
+        let purge_token = options
+            .purge_token_file
+            .as_deref()
+            .map(PurgeToken::from_file)
+            .transpose()?;
+        let admin = admin::serve(gateway.clone(), admin_listener, purge_token);
         tokio::spawn(prune_idle_connections(Arc::downgrade(&gateway)));
         Ok(Self {
             gateway,

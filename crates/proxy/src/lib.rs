@@ -30,6 +30,7 @@ pub mod host;
 pub mod lifecycle;
 pub mod metrics;
 pub mod path;
+pub mod purge;
 pub mod route;
 pub mod server;
 pub mod tls;

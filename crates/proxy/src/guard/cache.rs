@@ -134,7 +134,10 @@ async fn read(mut response: Response<Body>, limit: usize) -> Upstream<Response<B
         return Upstream::Streamed(response);
     }
     let (parts, mut body) = response.into_parts();
-    let mut read = BytesMut::new();
+    // Sized from the length the backend announced, so a stored body holds no spare capacity
+    // the cache's byte bound would not see.
+    let announced = usize::try_from(body.size_hint().lower()).unwrap_or(limit);
+    let mut read = BytesMut::with_capacity(announced.min(limit));
     let mut trailers: Option<HeaderMap> = None;
     loop {
         match body.frame().await {
@@ -169,10 +172,16 @@ async fn read(mut response: Response<Body>, limit: usize) -> Upstream<Response<B
         let body = Body::boxed(StreamBody::new(futures::stream::iter(frames)));
         return Upstream::Streamed(Response::from_parts(parts, body));
     }
+    // A body of unknown length grew by doubling: what is kept is copied to its exact size.
+    let body = if read.capacity() > read.len() + read.len() / 16 {
+        Bytes::copy_from_slice(&read)
+    } else {
+        read.freeze()
+    };
     Upstream::Buffered(Fetched {
         status: parts.status,
         headers: parts.headers,
-        body: read.freeze(),
+        body,
     })
 }
 

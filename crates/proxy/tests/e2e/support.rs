@@ -263,15 +263,23 @@ impl Gateway {
     }
 
     pub async fn start_with(snapshot: &Snapshot, limits: ServerLimits) -> Self {
-        let plane = DataPlane::start(DataPlaneOptions {
+        Self::start_options(snapshot, Self::options(limits)).await
+    }
+
+    /// The options every test gateway starts with.
+    pub fn options(limits: ServerLimits) -> DataPlaneOptions {
+        DataPlaneOptions {
             admin: "127.0.0.1:0".parse().expect("addr"),
             listen_host: "127.0.0.1".parse().expect("ip"),
             access_log: false,
             trusted_proxies: vec!["10.0.0.0/8".into()],
             limits,
-        })
-        .await
-        .expect("start data plane");
+            purge_token_file: None,
+        }
+    }
+
+    pub async fn start_options(snapshot: &Snapshot, options: DataPlaneOptions) -> Self {
+        let plane = DataPlane::start(options).await.expect("start data plane");
         // Compile and install without binding the snapshot's port; the test binds its own.
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
