@@ -180,6 +180,11 @@ pub fn banner(demo: &Demo) -> String {
     }
     out.push_str("\nTry:\n");
     let key = "-H 'X-API-Key: demo-key-storefront'";
+    let catalog = demo
+        .services
+        .iter()
+        .find(|(name, _)| name == "catalog")
+        .map_or_else(|| "catalog".to_owned(), |(_, addr)| addr.to_string());
     for line in [
         format!("curl -si http://{gw}/users            # 401: no API key"),
         format!("curl -s http://{gw}/users {key}"),
@@ -191,6 +196,13 @@ pub fn banner(demo: &Demo) -> String {
             "for i in 1 2 3 4 5 6; do curl -s -o /dev/null -w '%{{http_code}} ' http://{gw}/orders; done; echo   # 429 after 5"
         ),
         format!("curl -si http://{gw}/catalog/2 -H 'X-Product-Id: 2'   # X-Cache: MISS, then HIT"),
+        format!(
+            "curl -s -X POST http://{catalog}/outage   # the catalog service goes down (DELETE to bring it back)"
+        ),
+        format!(
+            "sleep 10; curl -si http://{gw}/catalog/2 -H 'X-Product-Id: 2'   # X-Cache: STALE: the copy stands in"
+        ),
+        format!("curl -si http://{gw}/catalog/3   # 503: nothing kept to stand in"),
         format!("curl -s http://{gw}/profile/1"),
         format!("curl -si http://{gw}/shop"),
         format!("curl -s http://{admin}/config"),

@@ -2,12 +2,19 @@
 //!
 //! `GET /<resource>` lists, `GET /<resource>/<id>` reads one, `POST /<resource>` creates one from
 //! a JSON object body (the store assigns `id`), `GET /healthz` answers `ok`.
+//!
+//! `POST /outage` stands in for the service going down: until `DELETE /outage` it answers
+//! every other request with 503, so the demo can show the gateway's stale copies and failover.
+//! Only on the service's own port (the gateway's routes do not lead there).
 
 use std::{
     collections::BTreeMap,
     convert::Infallible,
     net::SocketAddr,
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
 };
 
 use bytes::Bytes;
@@ -26,6 +33,7 @@ const MAX_BODY: usize = 64 * 1024;
 pub struct Store {
     resource: String,
     items: Mutex<BTreeMap<u64, Value>>,
+    down: AtomicBool,
 }
 
 impl Store {
@@ -42,14 +50,27 @@ impl Store {
         Arc::new(Self {
             resource: resource.to_owned(),
             items: Mutex::new(items),
+            down: AtomicBool::new(false),
         })
     }
 
     /// Answers one request.
     pub async fn handle(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
         let path = req.uri().path().trim_end_matches('/').to_owned();
-        if path == "/healthz" {
-            return reply(StatusCode::OK, json!({"status": "ok"}));
+        match (req.method(), path.as_str()) {
+            (&Method::POST | &Method::DELETE, "/outage") => {
+                let down = req.method() == Method::POST;
+                self.down.store(down, Ordering::Relaxed);
+                return reply(StatusCode::OK, json!({ "down": down }));
+            }
+            _ if self.down.load(Ordering::Relaxed) => {
+                return reply(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    json!({"error": format!("{} is down (POST /outage)", self.resource)}),
+                );
+            }
+            (_, "/healthz") => return reply(StatusCode::OK, json!({"status": "ok"})),
+            _ => {}
         }
         let base = format!("/{}", self.resource);
         let Some(rest) = path.strip_prefix(&base) else {

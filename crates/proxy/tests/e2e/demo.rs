@@ -61,6 +61,31 @@ async fn demo_services_answer_through_the_gateway() {
     let again = send(get("/catalog/2")).await;
     assert_eq!(again.headers["x-cache"], "HIT");
     assert_eq!(again.body, catalog.body);
+    // The catalog service goes down: past its 10 s the copy stands in, marked STALE; what was
+    // never kept answers the service's 503.
+    let catalog_service = demo
+        .services
+        .iter()
+        .find(|(name, _)| name == "catalog")
+        .map(|(_, addr)| *addr)
+        .expect("the catalog service");
+    let outage = Request::post(format!("http://{catalog_service}/outage"))
+        .body(Full::new(Bytes::new()))
+        .expect("a request");
+    assert_eq!(send(outage).await.status, StatusCode::OK);
+    tokio::time::sleep(std::time::Duration::from_millis(10_500)).await;
+    let stale = send(get("/catalog/2")).await;
+    assert_eq!(stale.status, StatusCode::OK);
+    assert_eq!(stale.headers["x-cache"], "STALE");
+    assert_eq!(stale.body, catalog.body);
+    let never_kept = send(get("/catalog/3")).await;
+    assert_eq!(never_kept.status, StatusCode::SERVICE_UNAVAILABLE);
+    let back = Request::delete(format!("http://{catalog_service}/outage"))
+        .body(Full::new(Bytes::new()))
+        .expect("a request");
+    assert_eq!(send(back).await.status, StatusCode::OK);
+    let fresh = send(get("/catalog/2")).await;
+    assert_eq!(fresh.headers["x-cache"], "MISS");
     let profile = send(get("/profile/1")).await;
     assert_eq!(profile.status, StatusCode::OK, "{}", profile.body);
     assert_eq!(profile.json()["user"]["name"], "Ada Lovelace");
