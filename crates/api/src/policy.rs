@@ -307,7 +307,11 @@ pub struct BasicAuth {
     validation = Rule::new("self.type == 'JWT' ? has(self.jwt) : !has(self.jwt)")
         .message("jwt must be set when type is JWT, and only then"),
     validation = Rule::new("self.type == 'Basic' ? has(self.basic) : !has(self.basic)")
-        .message("basic must be set when type is Basic, and only then")
+        .message("basic must be set when type is Basic, and only then"),
+    validation = Rule::new("self.type != 'None' || !has(self.allowedConsumers)")
+        .message("allowedConsumers needs an authentication type"),
+    validation = Rule::new("!has(self.allowedConsumers) || self.allowedConsumers.all(c, size(c) > 0 && size(c) <= 256)")
+        .message("each of allowedConsumers must be 1 to 256 characters")
 )]
 pub struct AuthPolicy {
     /// The kind of authentication.
@@ -322,6 +326,11 @@ pub struct AuthPolicy {
     /// Settings for `type: Basic`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub basic: Option<BasicAuth>,
+    /// The consumers the rule admits: API-key consumers, basic-auth users, or a JWT's `sub`.
+    /// An authenticated caller not listed gets 403. Empty: every authenticated caller.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 256))]
+    pub allowed_consumers: Vec<String>,
 }
 
 /// What identifies one caller for rate limiting.

@@ -19,8 +19,52 @@ use crate::{
 /// The largest clock skew a JWT rule may allow: beyond it an expired token stays good too long.
 pub(crate) const MAX_JWT_LEEWAY_MS: u64 = 5 * 60 * 1000;
 
-/// Compiles the `auth` policy written at `field`; Secrets are looked up in `secret_namespace`.
+/// Compiles the `auth` policy written at `field`, with the consumers it admits (empty: all);
+/// Secrets are looked up in `secret_namespace`.
 pub(crate) fn auth(
+    a: &AuthPolicy,
+    ctx: &mut Ctx<'_>,
+    field: &str,
+    secret_namespace: &str,
+) -> Result<(Option<AuthConfig>, Vec<String>), Invalid> {
+    let consumers = allowed_consumers(a, ctx, field)?;
+    Ok((config(a, ctx, field, secret_namespace)?, consumers))
+}
+
+/// `allowedConsumers`, sorted and without repeats.
+fn allowed_consumers(
+    a: &AuthPolicy,
+    ctx: &mut Ctx<'_>,
+    field: &str,
+) -> Result<Vec<String>, Invalid> {
+    let field = format!("{field}.allowedConsumers");
+    if a.kind == AuthType::None && !a.allowed_consumers.is_empty() {
+        ctx.error(
+            field,
+            reason::INVALID,
+            "allowedConsumers needs an authentication type",
+        );
+        return Err(Invalid);
+    }
+    if let Some(i) = a
+        .allowed_consumers
+        .iter()
+        .position(|c| c.is_empty() || c.len() > 256)
+    {
+        ctx.error(
+            format!("{field}[{i}]"),
+            reason::INVALID,
+            "a consumer name must be 1 to 256 characters",
+        );
+        return Err(Invalid);
+    }
+    let mut consumers = a.allowed_consumers.clone();
+    consumers.sort();
+    consumers.dedup();
+    Ok(consumers)
+}
+
+fn config(
     a: &AuthPolicy,
     ctx: &mut Ctx<'_>,
     field: &str,

@@ -47,7 +47,8 @@ impl<'a> From<&'a Policies> for PolicyRefs<'a> {
 pub(crate) struct CompiledPolicies {
     timeouts: Result<TimeoutsConfig, Invalid>,
     retry: Result<Option<RetryConfig>, Invalid>,
-    auth: Result<Option<AuthConfig>, Invalid>,
+    /// The credential, and the consumers admitted (empty: all).
+    auth: Result<(Option<AuthConfig>, Vec<String>), Invalid>,
     rate_limit: Result<Option<RateLimitConfig>, Invalid>,
     cache: Result<Option<CacheConfig>, Invalid>,
     cors: Result<Option<CorsConfig>, Invalid>,
@@ -58,7 +59,7 @@ impl Default for CompiledPolicies {
         Self {
             timeouts: Ok(TimeoutsConfig::default()),
             retry: Ok(None),
-            auth: Ok(None),
+            auth: Ok((None, Vec::new())),
             rate_limit: Ok(None),
             cache: Ok(None),
             cors: Ok(None),
@@ -80,7 +81,7 @@ pub(crate) fn compile(
             timeouts(t, ctx, &format!("{prefix}.timeouts"))
         }),
         retry: opt(refs.retry, |r| retry(r, ctx, &format!("{prefix}.retry"))),
-        auth: refs.auth.map_or(Ok(None), |a| {
+        auth: refs.auth.map_or(Ok((None, Vec::new())), |a| {
             auth(a, ctx, &format!("{prefix}.auth"), secret_namespace)
         }),
         rate_limit: opt(refs.rate_limit, |r| {
@@ -182,10 +183,12 @@ pub(crate) fn resolve(
             default.clone().unwrap_or_default()
         }
     }
+    let (auth, allowed_consumers) = choose(auth, own.auth, &defaults.auth);
     Ok(ResolvedPolicies {
         timeouts: choose(timeouts, own.timeouts, &defaults.timeouts),
         retry: choose(retry, own.retry, &defaults.retry),
-        auth: choose(auth, own.auth, &defaults.auth),
+        auth,
+        allowed_consumers,
         rate_limit: choose(rate_limit, own.rate_limit, &defaults.rate_limit),
         cache: choose(cache, own.cache, &defaults.cache),
         cors: choose(cors, own.cors, &defaults.cors),

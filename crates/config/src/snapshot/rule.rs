@@ -194,6 +194,10 @@ pub struct ResolvedPolicies {
     /// Authentication (`None` also when the rule opted out with `type: None`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth: Option<AuthConfig>,
+    /// The consumers `auth` admits, sorted (empty: every authenticated caller); any other
+    /// authenticated caller gets 403.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_consumers: Vec<String>,
     /// Rate limiting.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<RateLimitConfig>,

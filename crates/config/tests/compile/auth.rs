@@ -221,3 +221,26 @@ fn basic_auth_strips_the_password_unless_kept() {
         }
     );
 }
+
+#[test]
+fn allowed_consumers_travel_with_the_auth_in_force_sorted_once() {
+    let c = compile_yaml(&auth_route(
+        "{type: ApiKey, apiKey: {secretRef: {name: keys, key: k}}, allowedConsumers: [storefront, mobile, storefront]}",
+    ));
+    let served = route(&c.snapshot, &get("http://a/")).expect("served");
+    assert_eq!(served.policies.allowed_consumers, ["mobile", "storefront"]);
+}
+
+#[test]
+fn allowed_consumers_need_an_authentication_type() {
+    assert_refused(
+        "{type: None, allowedConsumers: [storefront]}",
+        "spec.rules[0].auth.allowedConsumers",
+        "needs an authentication type",
+    );
+    assert_refused(
+        "{type: ApiKey, apiKey: {secretRef: {name: keys, key: k}}, allowedConsumers: ['']}",
+        "spec.rules[0].auth.allowedConsumers[0]",
+        "1 to 256 characters",
+    );
+}

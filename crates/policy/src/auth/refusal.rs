@@ -78,6 +78,15 @@ impl Refusal {
         }
     }
 
+    /// The refusal of a caller who authenticated but is not among those the rule admits: 403,
+    /// which carries no challenge (another credential would not help).
+    pub fn forbidden() -> Self {
+        Self {
+            reason: RefusalReason::Forbidden,
+            challenge: HeaderValue::from_static(""),
+        }
+    }
+
     /// Why the request was refused.
     pub fn reason(&self) -> RefusalReason {
         self.reason

@@ -51,6 +51,17 @@ pub fn compile(
     let auth = match &policies.auth {
         Some(auth) => Some(
             compile_auth(auth, secrets, previous, next)
+                .map(|mut auth| {
+                    // Sorted by the compiler; sorted again so that a hand-written snapshot
+                    // cannot make a listed consumer miss.
+                    auth.allowed = policies
+                        .allowed_consumers
+                        .iter()
+                        .map(|c| c.as_str().into())
+                        .collect();
+                    auth.allowed.sort();
+                    auth
+                })
                 .map_err(|(field, reason, message)| Gap::new(index, field, reason, message))?,
         ),
         None => None,
@@ -121,6 +132,7 @@ fn compile_auth(
             Ok(Auth {
                 engine: Authenticator::ApiKey(Arc::new(engine)),
                 strip_query,
+                allowed: Vec::new(),
             })
         }
         AuthConfig::Basic {
@@ -134,6 +146,7 @@ fn compile_auth(
             Ok(Auth {
                 engine: Authenticator::Basic(Arc::new(engine)),
                 strip_query: None,
+                allowed: Vec::new(),
             })
         }
         AuthConfig::Jwt {
@@ -177,6 +190,7 @@ fn compile_auth(
             Ok(Auth {
                 engine: Authenticator::Jwt(Arc::new(engine)),
                 strip_query: None,
+                allowed: Vec::new(),
             })
         }
     }

@@ -50,6 +50,20 @@ pub struct Auth {
     /// The query parameter an API key may come in, removed before forwarding unless the rule
     /// keeps the credential.
     pub strip_query: Option<String>,
+    /// The consumers admitted, sorted; empty admits every authenticated caller.
+    pub allowed: Vec<Box<str>>,
+}
+
+impl Auth {
+    /// Whether `identity` is among the consumers the rule admits.
+    fn admits(&self, identity: &Identity) -> bool {
+        self.allowed.is_empty()
+            || identity.consumer.as_deref().is_some_and(|consumer| {
+                self.allowed
+                    .binary_search_by(|allowed| allowed.as_ref().cmp(consumer))
+                    .is_ok()
+            })
+    }
 }
 
 /// What the guard learnt about an admitted request, for the response and the cache.
@@ -104,7 +118,12 @@ impl Guard {
                 .authenticate(&head.headers, head.uri.query())
                 .await
             {
-                Ok(identity) => admitted.identity = Some(identity),
+                Ok(identity) if auth.admits(&identity) => admitted.identity = Some(identity),
+                Ok(_) => {
+                    let refusal = Refusal::forbidden();
+                    let stopped = Stopped::Auth(refusal.reason().label());
+                    return Err((refused(&refusal), stopped));
+                }
                 Err(refusal) => {
                     let stopped = Stopped::Auth(refusal.reason().label());
                     return Err((refused(&refusal), stopped));

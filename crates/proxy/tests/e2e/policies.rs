@@ -93,6 +93,53 @@ async fn an_api_key_rule_lets_in_its_consumers_only_and_never_forwards_the_key()
 }
 
 #[tokio::test]
+async fn a_known_caller_the_rule_does_not_admit_gets_403_without_a_challenge() {
+    let keys = secret(
+        "apikey",
+        "two-consumers",
+        "keys",
+        b"storefront:storefront-key\nreporting:reporting-key\n",
+    );
+    let (a, gw) = guarded(ResolvedPolicies {
+        auth: Some(AuthConfig::ApiKey {
+            keys,
+            location: ApiKeyLocation::Header("x-api-key".to_owned()),
+            keep_credential: false,
+        }),
+        allowed_consumers: vec!["storefront".to_owned()],
+        ..ResolvedPolicies::default()
+    })
+    .await;
+
+    let stranger = get_with(&gw, "/orders", &[("x-api-key", "nope")]).await;
+    assert_eq!(stranger.status, StatusCode::UNAUTHORIZED);
+    let known = get_with(&gw, "/orders", &[("x-api-key", "reporting-key")]).await;
+    assert_eq!(known.status, StatusCode::FORBIDDEN);
+    assert!(
+        !known.headers.contains_key("www-authenticate"),
+        "another credential would not help: no challenge"
+    );
+    assert_eq!(a.hits(), 0);
+    let admitted = get_with(&gw, "/orders", &[("x-api-key", "storefront-key")]).await;
+    assert_eq!(admitted.status, StatusCode::OK);
+    assert_eq!(a.hits(), 1);
+
+    let metrics = send(
+        http::Request::get(gw.admin_url("/metrics"))
+            .body(http_body_util::Full::new(bytes::Bytes::new()))
+            .expect("a request"),
+    )
+    .await;
+    assert!(
+        metrics.body.contains(
+            r#"portcullis_policy_decisions_total{route="test/guarded",policy="auth",result="forbidden"} 1"#
+        ),
+        "{}",
+        metrics.body
+    );
+}
+
+#[tokio::test]
 async fn a_jwt_rule_checks_signature_issuer_and_expiry_and_drops_the_token() {
     let fixtures = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../policy/tests/fixtures");
     let jwks = std::fs::read(fixtures.join("jwks.json")).expect("the test JWKS");
