@@ -67,19 +67,18 @@ async fn config_flipping_50_times_under_load_fails_no_request() {
 }
 
 #[tokio::test]
-async fn a_reload_with_a_rule_asking_for_an_unbuilt_protection_serves_every_other_rule() {
+async fn a_reload_with_a_rule_whose_protection_cannot_be_built_serves_every_other_rule() {
     let a = Upstream::start("a").await;
     let good = Snap::new()
         .backend("a", &[a.addr])
         .route("*", prefix("/"), to("good", &[(Some("a"), 1)]))
         .build();
     let mut guarded = to("guarded", &[(Some("a"), 1)]);
-    // A response cache shared by every replica through Redis: not built yet.
-    guarded.policies.cache = Some(CacheConfig {
-        ttl_ms: 60_000,
-        vary: Vec::new(),
-        stale_if_error_ms: None,
-        backend: CacheBackend::Shared,
+    // API keys from a Secret the replica does not have.
+    guarded.policies.auth = Some(AuthConfig::ApiKey {
+        keys: SecretFile::new("lifecycle", "never-mounted", "keys"),
+        location: ApiKeyLocation::Header("x-api-key".to_owned()),
+        keep_credential: false,
     });
     // Entries in precedence order: the longer prefix first.
     let next = Snap::new()
@@ -93,8 +92,7 @@ async fn a_reload_with_a_rule_asking_for_an_unbuilt_protection_serves_every_othe
     assert_eq!(refused.status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(
         refused.body.contains(
-            "spec.rules[0].cache: shared response caching is not supported by this version of \
-             the gateway yet"
+            "spec.rules[0].auth.apiKey.secretRef: a Secret it needs is missing or invalid"
         ),
         "{}",
         refused.body
