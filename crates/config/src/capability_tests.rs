@@ -1,7 +1,7 @@
 use super::*;
 use crate::snapshot::{
     AggregatePartConfig, ApiKeyLocation, CacheConfig, PartFailurePolicy, RateLimitConfig,
-    RateLimitKeyConfig, RateLimitKeyType, ResolvedPolicies, WeightedBackend,
+    RateLimitFailureMode, RateLimitKeyConfig, RateLimitKeyType, ResolvedPolicies, WeightedBackend,
 };
 
 fn rule(index: usize) -> RuleConfig {
@@ -38,6 +38,7 @@ fn rate_limit(scope: RateLimitScope) -> RateLimitConfig {
             name: None,
         },
         scope,
+        failure_mode: RateLimitFailureMode::FailOpen,
     }
 }
 

@@ -295,6 +295,7 @@ fn rate_limit(
             name,
         },
         scope: r.scope,
+        failure_mode: r.failure_mode,
     })
 }
 

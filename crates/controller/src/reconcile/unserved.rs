@@ -108,8 +108,9 @@ pub fn with_missing_secrets(
 mod tests {
     use portcullis_api::route::ParentRef;
     use portcullis_config::snapshot::{
-        Action, ApiKeyLocation, AuthConfig, RateLimitConfig, RateLimitKeyConfig, RateLimitKeyType,
-        RateLimitScope, ResolvedPolicies, RuleConfig, SecretFile,
+        Action, ApiKeyLocation, AuthConfig, RateLimitConfig, RateLimitFailureMode,
+        RateLimitKeyConfig, RateLimitKeyType, RateLimitScope, ResolvedPolicies, RuleConfig,
+        SecretFile,
     };
 
     use super::*;
@@ -144,6 +145,7 @@ mod tests {
                 name: None,
             },
             scope: RateLimitScope::Global,
+            failure_mode: RateLimitFailureMode::FailOpen,
         });
         let mut snapshot: Snapshot = serde_json::from_value(serde_json::json!({
             "apiVersion": portcullis_config::API_VERSION,

@@ -216,6 +216,7 @@ async fn a_process_started_with_a_rule_it_cannot_serve_serves_the_others_and_ans
         },
         // Shared by every replica through Redis: not built yet.
         scope: RateLimitScope::Global,
+        failure_mode: RateLimitFailureMode::FailOpen,
     });
     let mut snapshot = Snap::new()
         .backend("a", &[a.addr])
