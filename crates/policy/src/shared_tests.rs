@@ -1,10 +1,7 @@
 use std::time::Duration;
 
 use super::*;
-
-#[path = "../tests/support/redis_server.rs"]
-mod redis_server;
-use redis_server::RedisServer;
+use crate::redis_server::RedisServer;
 
 async fn ping(store: &SharedStore) -> Result<String, SharedError> {
     store
