@@ -14,7 +14,7 @@ use dashmap::DashMap;
 use tokio::time::Instant;
 
 use super::{
-    Decision, RateLimitError,
+    Checked, RateLimitError,
     bucket::SharedBucket,
     lease::{Lease, Step, Terms},
 };
@@ -41,20 +41,6 @@ pub enum FailureMode {
     Closed,
 }
 
-/// A global limit's answer for one request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum GlobalDecision {
-    /// Counted against the caller's shared bucket, from this replica's lease or from Redis.
-    Counted(Decision),
-    /// Redis gave no answer in time, and the rule's [`FailureMode`] decided.
-    Failed {
-        /// Whether the request may go on (`FailOpen`).
-        admitted: bool,
-        /// Why Redis gave no answer: [`SharedError::label`](crate::shared::SharedError::label).
-        error: &'static str,
-    },
-}
-
 /// Token buckets per key shared by every replica of a gateway through its Redis
 /// (`scope: Global`).
 ///
@@ -68,7 +54,8 @@ pub enum GlobalDecision {
 ///   cap, and beyond `max_keys` keys a new key is counted in Redis token by token, with no
 ///   local state (exact, at a round trip per request), rather than refused.
 /// - Redis that does not answer within the store's timeout (or failed less than half a second
-///   ago) gives [`GlobalDecision::Failed`]; the request never waits longer than the timeout.
+///   ago) gives [`Checked::Uncounted`], decided by the rule's [`FailureMode`]; the request
+///   never waits longer than the timeout.
 pub struct GlobalLimiter {
     store: Arc<SharedStore>,
     bucket: SharedBucket,
@@ -138,7 +125,7 @@ impl GlobalLimiter {
 
     /// Takes a token from `key`'s shared bucket: from this replica's lease when it holds one,
     /// else from Redis.
-    pub async fn check(self: &Arc<Self>, key: impl AsRef<[u8]>) -> GlobalDecision {
+    pub async fn check(self: &Arc<Self>, key: impl AsRef<[u8]>) -> Checked {
         let key = key.as_ref();
         let id = self.id(key);
         let now = self.now();
@@ -160,9 +147,9 @@ impl GlobalLimiter {
                 if let Some(want) = refill {
                     self.refill_in_background(id, digest, want);
                 }
-                GlobalDecision::Counted(decision)
+                Checked::Counted(decision)
             }
-            Step::Refused(decision) => GlobalDecision::Counted(decision),
+            Step::Refused(decision) => Checked::Counted(decision),
             Step::Ask { want, own } => self.ask(Some(id), &digest, want, own).await,
         }
     }
@@ -208,30 +195,27 @@ impl GlobalLimiter {
         self.failure_mode
     }
 
+    /// The connection the buckets are counted through.
+    pub fn store(&self) -> &Arc<SharedStore> {
+        &self.store
+    }
+
     /// Takes `want` tokens from the bucket `digest` names for a request; the lease of `id`, when
     /// tracked, learns the answer.
-    async fn ask(
-        &self,
-        id: Option<u128>,
-        digest: &[u8; 16],
-        want: u32,
-        own: bool,
-    ) -> GlobalDecision {
+    async fn ask(&self, id: Option<u128>, digest: &[u8; 16], want: u32, own: bool) -> Checked {
         let answer = self.bucket.take(&self.store, digest, want).await;
         let now = self.now();
         let mut lease = id.and_then(|id| self.leases.get_mut(&id));
         match (answer, lease.as_deref_mut()) {
             (Ok(taken), Some(lease)) => {
-                GlobalDecision::Counted(lease.answered(now, &taken, own, &self.terms))
+                Checked::Counted(lease.answered(now, &taken, own, &self.terms))
             }
-            (Ok(taken), None) => {
-                GlobalDecision::Counted(Lease::untracked(now, &taken, &self.terms))
-            }
+            (Ok(taken), None) => Checked::Counted(Lease::untracked(now, &taken, &self.terms)),
             (Err(error), lease) => {
                 if let (true, Some(lease)) = (own, lease) {
                     lease.lost();
                 }
-                GlobalDecision::Failed {
+                Checked::Uncounted {
                     admitted: self.failure_mode == FailureMode::Open,
                     error: error.label(),
                 }

@@ -181,6 +181,12 @@ impl Lease {
         self.held
     }
 
+    /// Whether a take that adds to the lease is on its way (for tests).
+    #[cfg(test)]
+    pub fn in_flight(&self) -> bool {
+        self.in_flight
+    }
+
     /// The decision for a request Redis answered directly, with no lease to keep.
     pub fn untracked(now: u64, taken: &Taken, terms: &Terms) -> Decision {
         Lease::new([0; 16]).answered(now, taken, false, terms)

@@ -39,6 +39,8 @@
 //!   10 s), and tokens that lapse unspent halve the next lease: a replica the load balancer no
 //!   longer sends a caller to does not hoard the caller's tokens for long. Lapsed tokens are
 //!   lost for that window, which only makes the limit stricter.
+//! - A take whose answer comes after the store's timeout has still taken its tokens in Redis:
+//!   they are lost, which only makes the limit stricter.
 //! - When Redis says a bucket holds no token, the replica refuses that key locally until the
 //!   next one is due: callers over their limit cost Redis nothing.
 //! - **Bound.** Every admitted request spends a token the script handed out, and a replica
@@ -48,7 +50,7 @@
 //!   nothing is held ahead, every admission is a round trip to Redis, and the limit holds
 //!   exactly across any number of replicas.
 //! - Redis unreachable: a replica spends the tokens it holds, and a request that needs Redis
-//!   gets [`GlobalDecision::Failed`] within the store's timeout, or at once during the store's
+//!   gets [`Checked::Uncounted`] within the store's timeout, or at once during the store's
 //!   back-off after a failure (see [`crate::shared`]): the rule's [`FailureMode`] admits it
 //!   uncounted (`Open`) or refuses it (`Closed`). The store logs the outage (rate-limited);
 //!   the proxy counts each such request.
@@ -66,7 +68,7 @@ mod local;
 use std::time::Duration;
 
 pub use bucket::KEY_PREFIX;
-pub use global::{FailureMode, GlobalDecision, GlobalLimiter};
+pub use global::{FailureMode, GlobalLimiter};
 pub use headers::{RATELIMIT, RATELIMIT_POLICY, RateLimitHeaders, retry_after_secs};
 pub use local::{DEFAULT_MAX_KEYS, LocalLimiter, RateLimitError};
 
@@ -87,6 +89,31 @@ pub enum Decision {
         /// Time until the caller's bucket is full again.
         reset: Duration,
     },
+}
+
+/// A limit's answer for one request, whatever its scope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Checked {
+    /// Counted against the caller's bucket (always, for a local limit; for a global one, from
+    /// this replica's lease or from Redis).
+    Counted(Decision),
+    /// A global limit's Redis gave no answer in time, and the rule's [`FailureMode`] decided.
+    Uncounted {
+        /// Whether the request may go on (`FailOpen`).
+        admitted: bool,
+        /// Why Redis gave no answer: [`SharedError::label`](crate::shared::SharedError::label).
+        error: &'static str,
+    },
+}
+
+impl Checked {
+    /// Whether the request may go on.
+    pub fn is_allowed(&self) -> bool {
+        match self {
+            Checked::Counted(decision) => decision.is_allowed(),
+            Checked::Uncounted { admitted, .. } => *admitted,
+        }
+    }
 }
 
 impl Decision {
