@@ -55,26 +55,30 @@ fn a_plain_forwarding_rule_is_served() {
     assert_eq!(unservable(&rule(0), present), []);
 }
 
+fn shared_cache() -> CacheConfig {
+    CacheConfig {
+        ttl_ms: 30_000,
+        vary: Vec::new(),
+        stale_if_error_ms: None,
+        backend: CacheBackend::Shared,
+    }
+}
+
 #[test]
 fn each_unimplemented_policy_is_named_at_its_field() {
-    let mut limited = rule(2);
-    limited.policies.rate_limit = Some(rate_limit(RateLimitScope::Global));
+    let mut cached = rule(2);
+    cached.policies.cache = Some(shared_cache());
     assert_eq!(
-        lines(&unservable(&limited, present)),
+        lines(&unservable(&cached, present)),
         [
-            "spec.rules[2].rateLimit: global rate limiting is not supported by this version of the gateway yet"
+            "spec.rules[2].cache: shared response caching is not supported by this version of the gateway yet"
         ]
     );
 
     let mut everything = rule(0);
     api_keys(&mut everything);
     everything.policies.rate_limit = Some(rate_limit(RateLimitScope::Global));
-    everything.policies.cache = Some(CacheConfig {
-        ttl_ms: 30_000,
-        vary: Vec::new(),
-        stale_if_error_ms: None,
-        backend: CacheBackend::Shared,
-    });
+    everything.policies.cache = Some(shared_cache());
     everything.action = Action::Aggregate {
         parts: vec![AggregatePartConfig {
             name: "user".to_owned(),
@@ -88,10 +92,9 @@ fn each_unimplemented_policy_is_named_at_its_field() {
     assert_eq!(
         lines(&gaps),
         [
-            "spec.rules[0].rateLimit: global rate limiting is not supported by this version of the gateway yet",
             "spec.rules[0].cache: shared response caching is not supported by this version of the gateway yet",
         ],
-        "API keys and aggregation are served"
+        "API keys, global rate limits and aggregation are served"
     );
     assert!(gaps.iter().all(|g| g.reason == reason::UNSUPPORTED_VALUE));
 }
@@ -99,7 +102,7 @@ fn each_unimplemented_policy_is_named_at_its_field() {
 #[test]
 fn the_support_table_decides_what_is_reported() {
     // Every feature a rule can ask for has an entry, a field and a description; a supported
-    // one is not reported (this build serves everything but the policies shared through Redis).
+    // one is not reported (this build serves everything but the shared cache).
     for feature in [
         Feature::ApiKeyAuth,
         Feature::JwtAuth,
@@ -114,7 +117,7 @@ fn the_support_table_decides_what_is_reported() {
         assert!(!feature.field().is_empty());
         assert_eq!(
             feature.is_supported(),
-            !matches!(feature, Feature::GlobalRateLimit | Feature::SharedCache),
+            feature != Feature::SharedCache,
             "{feature:?}: update this test"
         );
     }
@@ -218,11 +221,11 @@ fn secret_content_is_checked_when_the_caller_has_it() {
 fn what_clients_read_never_names_a_secret() {
     let mut guarded = rule(0);
     api_keys(&mut guarded);
-    guarded.policies.rate_limit = Some(rate_limit(RateLimitScope::Global));
+    guarded.policies.cache = Some(shared_cache());
     let gaps = unservable(&guarded, |_| SecretState::Missing);
     assert_eq!(
         gaps[0].public(),
-        "spec.rules[0].rateLimit: global rate limiting is not supported by this version of the gateway yet"
+        "spec.rules[0].cache: shared response caching is not supported by this version of the gateway yet"
     );
     assert_eq!(
         gaps[1].public(),
@@ -233,7 +236,7 @@ fn what_clients_read_never_names_a_secret() {
 #[test]
 fn unserved_rules_of_a_snapshot_name_route_and_rule() {
     let mut guarded = rule(0);
-    guarded.policies.rate_limit = Some(rate_limit(RateLimitScope::Global));
+    guarded.policies.cache = Some(shared_cache());
     guarded.name = Some("users".to_owned());
     let snapshot = Snapshot {
         api_version: crate::API_VERSION.to_owned(),
@@ -254,7 +257,7 @@ fn unserved_rules_of_a_snapshot_name_route_and_rule() {
     assert_eq!(unserved[0].name.as_deref(), Some("users"));
     assert_eq!(
         unserved[0].to_string(),
-        "Route shop/users spec.rules[0].rateLimit: global rate limiting is not supported by this \
+        "Route shop/users spec.rules[0].cache: shared response caching is not supported by this \
          version of the gateway yet"
     );
 }

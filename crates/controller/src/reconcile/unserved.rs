@@ -108,9 +108,8 @@ pub fn with_missing_secrets(
 mod tests {
     use portcullis_api::route::ParentRef;
     use portcullis_config::snapshot::{
-        Action, ApiKeyLocation, AuthConfig, RateLimitConfig, RateLimitFailureMode,
-        RateLimitKeyConfig, RateLimitKeyType, RateLimitScope, ResolvedPolicies, RuleConfig,
-        SecretFile,
+        Action, ApiKeyLocation, AuthConfig, CacheBackend, CacheConfig, ResolvedPolicies,
+        RuleConfig, SecretFile,
     };
 
     use super::*;
@@ -136,16 +135,11 @@ mod tests {
             keep_credential: false,
         });
         let mut orders = rule("orders", 1);
-        orders.policies.rate_limit = Some(RateLimitConfig {
-            requests: 1,
-            period_ms: 1000,
-            burst: 0,
-            key: RateLimitKeyConfig {
-                kind: RateLimitKeyType::ClientIp,
-                name: None,
-            },
-            scope: RateLimitScope::Global,
-            failure_mode: RateLimitFailureMode::FailOpen,
+        orders.policies.cache = Some(CacheConfig {
+            ttl_ms: 30_000,
+            vary: Vec::new(),
+            stale_if_error_ms: None,
+            backend: CacheBackend::Shared,
         });
         let mut snapshot: Snapshot = serde_json::from_value(serde_json::json!({
             "apiVersion": portcullis_config::API_VERSION,
@@ -170,7 +164,7 @@ mod tests {
             gateway_message(&unserved),
             "2 rule(s) of attached Routes answer 503 until this gateway can serve them: Route \
              shop/users spec.rules[0].auth.apiKey.secretRef: Secret shop/api-keys (key \"keys\") \
-             not found; Route shop/orders spec.rules[1].rateLimit: global rate limiting is not \
+             not found; Route shop/orders spec.rules[1].cache: shared response caching is not \
              supported by this version of the gateway yet"
         );
         let served = unserved_rules(&snapshot(), &BTreeSet::new());

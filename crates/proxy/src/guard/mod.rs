@@ -21,13 +21,15 @@ use portcullis_config::snapshot::RateLimitConfig;
 use portcullis_policy::{
     auth::{Authenticator, Identity, JwksSource, Refusal, strip_query_param},
     cache::LocalCache,
-    rate::{Decision, LocalLimiter, retry_after_secs},
+    rate::{Decision, retry_after_secs},
     shared::SharedStore,
 };
 
+pub use portcullis_policy::rate::Checked;
+
 pub use self::{
     cache::{Cache, CacheOutcome, Keyed},
-    rate::{Rate, RateKey},
+    rate::{Limiter, Rate, RateKey},
 };
 use crate::{body::Body, fast_hash::FastMap, forward::local};
 
@@ -57,8 +59,8 @@ pub struct Auth {
 pub struct Admitted {
     /// The caller, when the rule authenticates.
     pub identity: Option<Identity>,
-    /// The rate-limit decision, whose fields go on the response.
-    pub rate: Option<Decision>,
+    /// The rate limit's answer, whose fields go on the response.
+    pub rate: Option<Checked>,
 }
 
 /// Why the guard answered a request itself, for the `portcullis_policy_decisions` metric.
@@ -68,6 +70,9 @@ pub enum Stopped {
     Auth(&'static str),
     /// Over the rate limit.
     RateLimited,
+    /// A global rate limit that fails closed could not be counted: the shared Redis gave no
+    /// answer, for the reason labelled.
+    RateUncounted(&'static str),
 }
 
 impl Guard {
@@ -112,11 +117,15 @@ impl Guard {
             }
         }
         if let Some(rate) = &self.rate {
-            let decision = rate.check(head, client, admitted.identity.as_ref());
-            if !decision.is_allowed() {
-                return Err((rate.limited(&decision), Stopped::RateLimited));
+            let checked = rate.check(head, client, admitted.identity.as_ref()).await;
+            if !checked.is_allowed() {
+                let stopped = match checked {
+                    Checked::Counted(_) => Stopped::RateLimited,
+                    Checked::Uncounted { error, .. } => Stopped::RateUncounted(error),
+                };
+                return Err((rate.refused(&checked), stopped));
             }
-            admitted.rate = Some(decision);
+            admitted.rate = Some(checked);
         }
         if let (Some(auth), Some(identity)) = (&self.auth, &admitted.identity) {
             auth.engine.prepare_upstream(identity, &mut head.headers);
@@ -182,7 +191,7 @@ pub struct Engines {
     pub cache: Option<Arc<LocalCache>>,
     /// Each rate-limited rule's limiter, by Route and rule index, with the policy it was made
     /// for.
-    pub limiters: FastMap<(Arc<str>, usize), (RateLimitConfig, Arc<LocalLimiter>)>,
+    pub limiters: FastMap<(Arc<str>, usize), (RateLimitConfig, Limiter)>,
     /// The key sets fetched from `jwksUri`s, by URI.
     pub jwks: FastMap<String, RemoteJwks>,
     /// The connection to the Gateway's `sharedState.redis`, when it has one: kept while its
@@ -202,6 +211,14 @@ pub struct SharedLink {
 }
 
 impl Engines {
+    /// Drops the rate-limit keys that went idle in every rule's limiter (call every few
+    /// seconds: one pass over each limiter's keys).
+    pub fn retain_recent(&self) {
+        for (_, limiter) in self.limiters.values() {
+            limiter.retain_recent();
+        }
+    }
+
     /// The shared Redis for a rule's `field` that needs it, or the message of the rule's gap.
     pub fn shared_store(&self, field: &str) -> Result<Arc<SharedStore>, String> {
         match &self.shared {
