@@ -4,11 +4,14 @@
 mod aggregate;
 mod demo;
 mod forwarding;
+mod global_rate;
 mod http1;
 mod lifecycle;
 mod policies;
 mod pooling;
 mod process;
+#[path = "../../../policy/tests/support/redis_server.rs"]
+mod redis_server;
 mod routing;
 mod safety;
 mod support;
