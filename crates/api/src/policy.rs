@@ -407,6 +407,31 @@ pub struct RateLimitPolicy {
     /// Per replica (`Local`) or shared by all replicas (`Global`).
     #[serde(default)]
     pub scope: RateLimitScope,
+    /// With `scope: Global`, what a replica does when the shared Redis does not answer in time
+    /// (within 100 ms, then at once for half a second before it tries again): `FailOpen` admits
+    /// the request uncounted, `FailClosed` answers 503 with `Retry-After: 1`. Tokens a replica
+    /// already holds are spent either way. Ignored with `scope: Local`, which needs no Redis.
+    #[serde(default)]
+    pub failure_mode: RateLimitFailureMode,
+}
+
+/// What a `Global` rate limit does while the shared Redis does not answer.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RateLimitFailureMode {
+    /// Admit the request without counting it: the backend stays reachable and the limit is
+    /// lifted while Redis is down.
+    #[default]
+    FailOpen,
+    /// Refuse the request with 503 and `Retry-After: 1`: the limit is never exceeded, and the
+    /// rule is unavailable while Redis is down.
+    FailClosed,
+}
+
+impl RateLimitFailureMode {
+    /// Whether this is the default, `FailOpen` (left out of a stored snapshot).
+    pub fn is_fail_open(&self) -> bool {
+        *self == RateLimitFailureMode::FailOpen
+    }
 }
 
 fn default_rate_period() -> String {

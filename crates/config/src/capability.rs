@@ -70,7 +70,7 @@ impl Feature {
             Feature::JwtAuth => true,
             Feature::BasicAuth => true,
             Feature::LocalRateLimit => true,
-            Feature::GlobalRateLimit => false,
+            Feature::GlobalRateLimit => true,
             Feature::LocalCache => true,
             Feature::SharedCache => true,
             Feature::Aggregate => true,

@@ -1,7 +1,7 @@
 use super::*;
 use crate::snapshot::{
     AggregatePartConfig, ApiKeyLocation, CacheConfig, PartFailurePolicy, RateLimitConfig,
-    RateLimitKeyConfig, RateLimitKeyType, ResolvedPolicies, WeightedBackend,
+    RateLimitFailureMode, RateLimitKeyConfig, RateLimitKeyType, ResolvedPolicies, WeightedBackend,
 };
 
 fn rule(index: usize) -> RuleConfig {
@@ -38,6 +38,7 @@ fn rate_limit(scope: RateLimitScope) -> RateLimitConfig {
             name: None,
         },
         scope,
+        failure_mode: RateLimitFailureMode::FailOpen,
     }
 }
 
@@ -54,26 +55,35 @@ fn a_plain_forwarding_rule_is_served() {
     assert_eq!(unservable(&rule(0), present), []);
 }
 
+fn shared_cache() -> CacheConfig {
+    CacheConfig {
+        ttl_ms: 30_000,
+        vary: Vec::new(),
+        stale_if_error_ms: None,
+        backend: CacheBackend::Shared,
+    }
+}
+
+/// A build that would lack the shared cache (every policy is served by this one).
+fn without_shared_cache(feature: Feature) -> bool {
+    feature != Feature::SharedCache
+}
+
 #[test]
 fn each_unimplemented_policy_is_named_at_its_field() {
-    let mut limited = rule(2);
-    limited.policies.rate_limit = Some(rate_limit(RateLimitScope::Global));
+    let mut cached = rule(2);
+    cached.policies.cache = Some(shared_cache());
     assert_eq!(
-        lines(&unservable(&limited, present)),
+        lines(&unservable_with(&cached, without_shared_cache, present)),
         [
-            "spec.rules[2].rateLimit: global rate limiting is not supported by this version of the gateway yet"
+            "spec.rules[2].cache: shared response caching is not supported by this version of the gateway yet"
         ]
     );
 
     let mut everything = rule(0);
     api_keys(&mut everything);
     everything.policies.rate_limit = Some(rate_limit(RateLimitScope::Global));
-    everything.policies.cache = Some(CacheConfig {
-        ttl_ms: 30_000,
-        vary: Vec::new(),
-        stale_if_error_ms: None,
-        backend: CacheBackend::Shared,
-    });
+    everything.policies.cache = Some(shared_cache());
     everything.action = Action::Aggregate {
         parts: vec![AggregatePartConfig {
             name: "user".to_owned(),
@@ -83,22 +93,26 @@ fn each_unimplemented_policy_is_named_at_its_field() {
             on_failure: PartFailurePolicy::Fail,
         }],
     };
-    let gaps = unservable(&everything, present);
+    let gaps = unservable_with(&everything, without_shared_cache, present);
     assert_eq!(
         lines(&gaps),
         [
-            "spec.rules[0].rateLimit: global rate limiting is not supported by this version of the gateway yet",
             "spec.rules[0].cache: shared response caching is not supported by this version of the gateway yet",
         ],
-        "API keys and aggregation are served"
+        "API keys, global rate limits and aggregation are served"
     );
     assert!(gaps.iter().all(|g| g.reason == reason::UNSUPPORTED_VALUE));
+    assert_eq!(
+        unservable(&everything, present),
+        [],
+        "this build serves every policy"
+    );
 }
 
 #[test]
 fn the_support_table_decides_what_is_reported() {
-    // Every feature a rule can ask for has an entry, a field and a description; a supported
-    // one is not reported (this build serves everything but the policies shared through Redis).
+    // Every feature a rule can ask for has an entry, a field and a description; this build
+    // serves them all.
     for feature in [
         Feature::ApiKeyAuth,
         Feature::JwtAuth,
@@ -111,11 +125,7 @@ fn the_support_table_decides_what_is_reported() {
     ] {
         assert!(!feature.description().is_empty());
         assert!(!feature.field().is_empty());
-        assert_eq!(
-            feature.is_supported(),
-            !matches!(feature, Feature::GlobalRateLimit | Feature::SharedCache),
-            "{feature:?}: update this test"
-        );
+        assert!(feature.is_supported(), "{feature:?}: update this test");
     }
 }
 
@@ -217,11 +227,11 @@ fn secret_content_is_checked_when_the_caller_has_it() {
 fn what_clients_read_never_names_a_secret() {
     let mut guarded = rule(0);
     api_keys(&mut guarded);
-    guarded.policies.rate_limit = Some(rate_limit(RateLimitScope::Global));
-    let gaps = unservable(&guarded, |_| SecretState::Missing);
+    guarded.policies.cache = Some(shared_cache());
+    let gaps = unservable_with(&guarded, without_shared_cache, |_| SecretState::Missing);
     assert_eq!(
         gaps[0].public(),
-        "spec.rules[0].rateLimit: global rate limiting is not supported by this version of the gateway yet"
+        "spec.rules[0].cache: shared response caching is not supported by this version of the gateway yet"
     );
     assert_eq!(
         gaps[1].public(),
@@ -232,7 +242,7 @@ fn what_clients_read_never_names_a_secret() {
 #[test]
 fn unserved_rules_of_a_snapshot_name_route_and_rule() {
     let mut guarded = rule(0);
-    guarded.policies.rate_limit = Some(rate_limit(RateLimitScope::Global));
+    api_keys(&mut guarded);
     guarded.name = Some("users".to_owned());
     let snapshot = Snapshot {
         api_version: crate::API_VERSION.to_owned(),
@@ -247,14 +257,14 @@ fn unserved_rules_of_a_snapshot_name_route_and_rule() {
         },
         shared_state: None,
     };
-    let unserved = unserved_rules(&snapshot, present);
+    let unserved = unserved_rules(&snapshot, |_| SecretState::Missing);
     assert_eq!(unserved.len(), 1);
     assert_eq!(unserved[0].rule_index, 0);
     assert_eq!(unserved[0].name.as_deref(), Some("users"));
     assert_eq!(
         unserved[0].to_string(),
-        "Route shop/users spec.rules[0].rateLimit: global rate limiting is not supported by this \
-         version of the gateway yet"
+        "Route shop/users spec.rules[0].auth.apiKey.secretRef: Secret shop/api-keys (key \"keys\") \
+         not found"
     );
 }
 

@@ -44,7 +44,10 @@ mod rule;
 pub use self::{backend::*, rule::*};
 pub use portcullis_api::{
     backend::{LoadBalancerPolicy, UpstreamProtocol},
-    policy::{AuthType, CacheBackend, JwtAlgorithm, RateLimitKeyType, RateLimitScope, RetryOn},
+    policy::{
+        AuthType, CacheBackend, JwtAlgorithm, RateLimitFailureMode, RateLimitKeyType,
+        RateLimitScope, RetryOn,
+    },
     route::{Method, PartFailurePolicy, PathMatchType, PathModifierType, Scheme, ValueMatchType},
 };
 

@@ -22,7 +22,12 @@ pub mod cache;
 pub mod rate;
 pub mod shared;
 
-/// A real `redis-server` for the shared-state tests.
+/// A real redis-server for the tests of the engines that share state.
 #[cfg(test)]
 #[path = "../tests/support/redis_server.rs"]
 mod redis_server;
+
+/// Nanoseconds of `duration`, saturating: the unit of the engines' clocks kept in atomics.
+pub(crate) fn nanos(duration: std::time::Duration) -> u64 {
+    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
+}

@@ -13,7 +13,7 @@ use std::{
     future::Future,
     sync::{
         OnceLock,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::Duration,
 };
@@ -24,6 +24,8 @@ use redis::{
 };
 use tokio::time::Instant;
 
+use crate::nanos;
+
 /// How long Redis must answer an operation in unless the Gateway says otherwise: long enough
 /// for a loaded server on the same network, short enough that a request behind it is not
 /// noticeably late.
@@ -31,6 +33,9 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(100);
 
 /// After a failure, how long operations fail at once before one tries Redis again.
 const BACKOFF: Duration = Duration::from_millis(500);
+
+/// While Redis keeps failing, a replica says so at most this often.
+const LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// Why a shared-state operation gave no answer.
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +94,9 @@ pub struct SharedStore {
     /// Nanoseconds after `epoch` before which operations fail at once (0: none failed).
     retry_at: AtomicU64,
     failures: AtomicU64,
+    /// Whether the last operation that reached Redis failed, and when that was last logged.
+    failing: AtomicBool,
+    logged_at: AtomicU64,
 }
 
 impl std::fmt::Debug for SharedStore {
@@ -143,6 +151,8 @@ impl SharedStore {
             epoch: Instant::now(),
             retry_at: AtomicU64::new(0),
             failures: AtomicU64::new(0),
+            failing: AtomicBool::new(false),
+            logged_at: AtomicU64::new(0),
         })
     }
 
@@ -175,7 +185,10 @@ impl SharedStore {
                 source,
             },
             Ok(manager) => match tokio::time::timeout(self.timeout, op(manager)).await {
-                Ok(Ok(value)) => return Ok(value),
+                Ok(Ok(value)) => {
+                    self.recovered();
+                    return Ok(value);
+                }
                 Ok(Err(source)) => SharedError::Redis {
                     address: self.address.clone(),
                     source,
@@ -186,11 +199,41 @@ impl SharedStore {
                 },
             },
         };
-        self.failures.fetch_add(1, Ordering::Relaxed);
-        let backoff = u64::try_from(BACKOFF.as_nanos()).unwrap_or(u64::MAX);
+        let failures = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
+        let now = self.nanos();
         self.retry_at
-            .store(self.nanos().saturating_add(backoff), Ordering::Relaxed);
+            .store(now.saturating_add(nanos(BACKOFF)), Ordering::Relaxed);
+        self.log_failure(now, &outcome, failures);
         Err(outcome)
+    }
+
+    /// Logs a failure when Redis was answering until now, or when the last line about it is
+    /// older than [`LOG_EVERY`]: an outage is one line every few seconds, not one per request.
+    fn log_failure(&self, now: u64, error: &SharedError, failures: u64) {
+        let first = !self.failing.swap(true, Ordering::Relaxed);
+        let logged = self.logged_at.load(Ordering::Relaxed);
+        let due = first || now.saturating_sub(logged) >= nanos(LOG_EVERY);
+        if due
+            && self
+                .logged_at
+                .compare_exchange(logged, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            tracing::warn!(
+                address = %self.address,
+                %error,
+                failures,
+                "the shared Redis gives no answer: global rate limits apply their failureMode \
+                 to requests that need it until it answers again"
+            );
+        }
+    }
+
+    /// Logs that Redis answers again after a failure (the check is a plain load otherwise).
+    fn recovered(&self) {
+        if self.failing.load(Ordering::Relaxed) && self.failing.swap(false, Ordering::Relaxed) {
+            tracing::info!(address = %self.address, "the shared Redis answers again");
+        }
     }
 
     /// The connection manager, made on first use. One connection attempt per use (no retries
@@ -211,9 +254,7 @@ impl SharedStore {
     }
 
     fn nanos(&self) -> u64 {
-        u64::try_from(self.epoch.elapsed().as_nanos())
-            .unwrap_or(u64::MAX)
-            .max(1)
+        nanos(self.epoch.elapsed()).max(1)
     }
 }
 

@@ -1,7 +1,6 @@
 use std::time::Duration;
 
 use super::*;
-
 use crate::redis_server::RedisServer;
 
 async fn ping(store: &SharedStore) -> Result<String, SharedError> {

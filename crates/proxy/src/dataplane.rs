@@ -92,7 +92,7 @@ impl DataPlane {
             .map(PurgeToken::from_file)
             .transpose()?;
         let admin = admin::serve(gateway.clone(), admin_listener, purge_token);
-        tokio::spawn(prune_idle_connections(Arc::downgrade(&gateway)));
+        tokio::spawn(prune_idle(Arc::downgrade(&gateway)));
         Ok(Self {
             gateway,
             server,
@@ -234,17 +234,19 @@ impl DataPlane {
 }
 
 /// Every few seconds, closes the idle upstream connections that expired or that their backend
-/// closed, until the gateway is gone.
-async fn prune_idle_connections(gateway: std::sync::Weak<Gateway>) {
+/// closed, and drops the rate-limit keys of callers gone idle, until the gateway is gone.
+async fn prune_idle(gateway: std::sync::Weak<Gateway>) {
     let mut ticker = tokio::time::interval(Duration::from_secs(5));
     loop {
         ticker.tick().await;
         let Some(gateway) = gateway.upgrade() else {
             return;
         };
-        for backend in gateway.table().backends.values() {
+        let table = gateway.table();
+        for backend in table.backends.values() {
             backend.prune_idle_connections();
         }
+        table.engines.retain_recent();
     }
 }
 

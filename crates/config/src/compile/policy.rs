@@ -298,6 +298,7 @@ fn rate_limit(
             name,
         },
         scope: r.scope,
+        failure_mode: r.failure_mode,
     })
 }
 

@@ -4,8 +4,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::{
-    CacheBackend, JwtAlgorithm, ObjectKey, PartFailurePolicy, PathModifierType, RateLimitKeyType,
-    RateLimitScope, RetryOn, Scheme, SecretFile,
+    CacheBackend, JwtAlgorithm, ObjectKey, PartFailurePolicy, PathModifierType,
+    RateLimitFailureMode, RateLimitKeyType, RateLimitScope, RetryOn, Scheme, SecretFile,
 };
 
 /// One rule of one Route: what happens to the requests it matches.
@@ -348,6 +348,10 @@ pub struct RateLimitConfig {
     pub key: RateLimitKeyConfig,
     /// `Local` (per replica) or `Global` (in [`Snapshot::shared_state`](super::Snapshot::shared_state)).
     pub scope: RateLimitScope,
+    /// With `Global`: admit (`FailOpen`, the default, left out) or refuse (`FailClosed`) while
+    /// the shared Redis does not answer.
+    #[serde(default, skip_serializing_if = "RateLimitFailureMode::is_fail_open")]
+    pub failure_mode: RateLimitFailureMode,
 }
 
 /// The key a rate limit counts by.

@@ -2,7 +2,7 @@
 
 use portcullis_config::{
     diagnostics::reason,
-    snapshot::{ApiKeyLocation, AuthConfig, RateLimitScope},
+    snapshot::{ApiKeyLocation, AuthConfig, RateLimitFailureMode, RateLimitScope},
 };
 
 use crate::fixture::{compile_yaml, findings, get, parents, route, shop_route};
@@ -140,6 +140,34 @@ fn global_rate_limit_with_shared_state_is_served() {
         redis.password.as_ref().map(|p| p.path.as_str()),
         Some("shop/redis/password")
     );
+}
+
+#[test]
+fn a_global_rate_limit_fails_open_unless_it_says_fail_closed() {
+    let yaml = rules(
+        "  - backendRefs: [{name: api}]\n    rateLimit: {requests: 5, scope: Global}\n  \
+         - matches: [{path: {value: /strict}}]\n    backendRefs: [{name: api}]\n    \
+         rateLimit: {requests: 5, scope: Global, failureMode: FailClosed}\n",
+    )
+    .replace(
+        "  defaults:\n",
+        "  sharedState: {redis: {address: 'redis:6379'}}\n  defaults:\n",
+    );
+    let c = compile_yaml(&yaml);
+    let mode = |url: &str| {
+        route(&c.snapshot, &get(url))
+            .and_then(|rule| rule.policies.rate_limit.as_ref())
+            .map(|limit| limit.failure_mode)
+    };
+    assert_eq!(mode("http://a/"), Some(RateLimitFailureMode::FailOpen));
+    assert_eq!(
+        mode("http://a/strict"),
+        Some(RateLimitFailureMode::FailClosed)
+    );
+    // The default is left out of the stored snapshot: snapshots written before the field
+    // existed keep their revision.
+    let stored = c.snapshot.to_json().expect("json");
+    assert_eq!(stored.matches("failureMode").count(), 1, "{stored}");
 }
 
 #[test]

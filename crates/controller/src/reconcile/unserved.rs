@@ -108,8 +108,7 @@ pub fn with_missing_secrets(
 mod tests {
     use portcullis_api::route::ParentRef;
     use portcullis_config::snapshot::{
-        Action, ApiKeyLocation, AuthConfig, RateLimitConfig, RateLimitKeyConfig, RateLimitKeyType,
-        RateLimitScope, ResolvedPolicies, RuleConfig, SecretFile,
+        Action, ApiKeyLocation, AuthConfig, ResolvedPolicies, RuleConfig, SecretFile,
     };
 
     use super::*;
@@ -135,15 +134,9 @@ mod tests {
             keep_credential: false,
         });
         let mut orders = rule("orders", 1);
-        orders.policies.rate_limit = Some(RateLimitConfig {
-            requests: 1,
-            period_ms: 1000,
-            burst: 0,
-            key: RateLimitKeyConfig {
-                kind: RateLimitKeyType::ClientIp,
-                name: None,
-            },
-            scope: RateLimitScope::Global,
+        orders.policies.auth = Some(AuthConfig::Basic {
+            users: SecretFile::new("shop", "partners", "users"),
+            keep_authorization: false,
         });
         let mut snapshot: Snapshot = serde_json::from_value(serde_json::json!({
             "apiVersion": portcullis_config::API_VERSION,
@@ -161,17 +154,21 @@ mod tests {
 
     #[test]
     fn the_gateway_names_every_route_rule_and_reason() {
-        let missing = BTreeSet::from([ObjectKey::new("shop", "api-keys")]);
+        let missing = BTreeSet::from([
+            ObjectKey::new("shop", "api-keys"),
+            ObjectKey::new("shop", "partners"),
+        ]);
         let unserved = unserved_rules(&snapshot(), &missing);
         assert_eq!(unserved.len(), 2, "the catalog rule is served");
         assert_eq!(
             gateway_message(&unserved),
             "2 rule(s) of attached Routes answer 503 until this gateway can serve them: Route \
              shop/users spec.rules[0].auth.apiKey.secretRef: Secret shop/api-keys (key \"keys\") \
-             not found; Route shop/orders spec.rules[1].rateLimit: global rate limiting is not \
-             supported by this version of the gateway yet"
+             not found; Route shop/orders spec.rules[1].auth.basic.secretRef: Secret \
+             shop/partners (key \"users\") not found"
         );
-        let served = unserved_rules(&snapshot(), &BTreeSet::new());
+        let partners = BTreeSet::from([ObjectKey::new("shop", "partners")]);
+        let served = unserved_rules(&snapshot(), &partners);
         assert_eq!(served.len(), 1, "users is served once its Secret exists");
     }
 

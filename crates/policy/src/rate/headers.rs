@@ -71,6 +71,24 @@ impl RateLimitHeaders {
     }
 }
 
+impl RateLimitHeaders {
+    /// Sets the fields of a response whose request a global limit could not count (Redis gave
+    /// no answer): the quota in `RateLimit-Policy`, and no `RateLimit`, since nothing is known
+    /// of what is left. `retry_after` is set on a refusal.
+    pub fn apply_uncounted(&self, retry_after: Option<Duration>, headers: &mut HeaderMap) {
+        headers.insert(RATELIMIT_POLICY, self.policy.clone());
+        headers.remove(RATELIMIT);
+        match retry_after {
+            Some(wait) => {
+                headers.insert(RETRY_AFTER, HeaderValue::from(retry_after_secs(wait)));
+            }
+            None => {
+                headers.remove(RETRY_AFTER);
+            }
+        }
+    }
+}
+
 /// The `Retry-After` seconds for a wait: rounded up, and at least 1 (a client told 0 retries at
 /// once and is refused again).
 pub fn retry_after_secs(wait: Duration) -> u64 {
@@ -136,6 +154,18 @@ mod tests {
         fields.apply(&allowed, &mut headers);
         assert_eq!(headers[RATELIMIT], "\"orders\";r=4;t=1");
         assert!(!headers.contains_key(RETRY_AFTER));
+    }
+
+    #[test]
+    fn an_uncounted_answer_names_the_quota_and_claims_nothing_about_what_is_left() {
+        let fields = RateLimitHeaders::new("orders", 5, Duration::from_secs(60));
+        let mut headers = HeaderMap::new();
+        headers.insert(RATELIMIT, HeaderValue::from_static("\"x\";r=9;t=1"));
+        fields.apply_uncounted(None, &mut headers);
+        assert_eq!(headers[RATELIMIT_POLICY], "\"orders\";q=5;w=60");
+        assert!(!headers.contains_key(RATELIMIT));
+        fields.apply_uncounted(Some(Duration::from_millis(400)), &mut headers);
+        assert_eq!(headers[RETRY_AFTER], "1");
     }
 
     #[test]

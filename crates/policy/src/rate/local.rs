@@ -16,6 +16,7 @@ use governor::{
 };
 
 use super::Decision;
+use crate::nanos;
 
 /// The default cap on keys a [`LocalLimiter`] tracks at once: about 15 MiB of state at most
 /// (each key costs a fixed 24 bytes plus the map's overhead, whatever the key's length).
@@ -40,6 +41,13 @@ pub enum RateLimitError {
         period: Duration,
         /// The configured requests per period.
         requests: u32,
+    },
+    /// A `Global` limit's period is under a millisecond (Redis counts in microseconds, and a
+    /// shorter period is no limit a shared bucket can keep).
+    #[error("a Global rateLimit.period must be at least 1ms, not {period:?}")]
+    GlobalPeriodTooShort {
+        /// The configured period.
+        period: Duration,
     },
     /// `maxKeys` was 0.
     #[error("the rate limiter must be allowed to track at least one key")]
@@ -193,8 +201,8 @@ impl LocalLimiter {
     /// At the cap, sweeps idle keys at most once a second: one pass costs milliseconds at the
     /// cap, which a flood of new keys must not be able to trigger on every request.
     fn sweep_if_due(&self) {
-        let now = nanos_u64(self.limiter.clock().now());
-        let every = nanos_u64(SWEEP_INTERVAL);
+        let now = nanos(self.limiter.clock().now());
+        let every = nanos(SWEEP_INTERVAL);
         let last = self.last_sweep.load(Ordering::Relaxed);
         if (last == 0 || now.saturating_sub(last) >= every)
             && self
@@ -217,10 +225,6 @@ impl std::fmt::Debug for LocalLimiter {
             .field("overflowed", &self.overflowed())
             .finish()
     }
-}
-
-fn nanos_u64(duration: Duration) -> u64 {
-    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// Tokio's clock as `governor` reads it: the time since the limiter was made.

@@ -8,8 +8,9 @@ use http::HeaderName;
 use portcullis_config::{
     capability::{Gap, reason},
     snapshot::{
-        ApiKeyLocation, AuthConfig, CacheBackend, CacheConfig, JwksConfig, RateLimitConfig,
-        RateLimitKeyType, RedisConfig, RuleConfig,
+        ApiKeyLocation, AuthConfig, CacheBackend, CacheConfig, JwksConfig, ObjectKey,
+        RateLimitConfig, RateLimitFailureMode, RateLimitKeyType, RateLimitScope, RedisConfig,
+        RuleConfig,
     },
 };
 use portcullis_policy::{
@@ -18,13 +19,15 @@ use portcullis_policy::{
         JwtAlgorithm, JwtAuth, JwtConfig, KeyLocation, RefreshSchedule,
     },
     cache::{CacheRule, LocalCache},
-    rate::{DEFAULT_MAX_KEYS, LocalLimiter, RateLimitHeaders},
+    rate::{DEFAULT_MAX_KEYS, FailureMode, GlobalLimiter, LocalLimiter, RateLimitHeaders},
     shared::{DEFAULT_TIMEOUT as SHARED_TIMEOUT, SharedStore},
 };
 use sha2::{Digest, Sha256};
 
 use super::Secrets;
-use crate::guard::{Auth, Cache, Engines, Guard, Rate, RateKey, Refresh, RemoteJwks, SharedLink};
+use crate::guard::{
+    Auth, Cache, Engines, Guard, Limiter, Rate, RateKey, Refresh, RemoteJwks, SharedLink,
+};
 
 /// The most a replica's response cache holds, bodies and fields together.
 pub const CACHE_BYTES: u64 = 64 * 1024 * 1024;
@@ -42,7 +45,7 @@ pub const CACHE_ENTRY_BYTES: usize = 1024 * 1024;
 pub fn compile(
     config: &RuleConfig,
     secrets: &Secrets,
-    route: &Arc<str>,
+    (gateway, route): (&ObjectKey, &Arc<str>),
     previous: &Engines,
     next: &mut Engines,
 ) -> Result<Guard, Gap> {
@@ -68,8 +71,14 @@ pub fn compile(
     };
     let rate = match &policies.rate_limit {
         Some(limit) => Some(
-            compile_rate(limit, config.name.as_deref(), route, index, previous, next)
-                .map_err(|message| Gap::new(index, "rateLimit", reason::INVALID, message))?,
+            compile_rate(
+                limit,
+                config.name.as_deref(),
+                (gateway, route, index),
+                previous,
+                next,
+            )
+            .map_err(|message| Gap::new(index, "rateLimit", reason::INVALID, message))?,
         ),
         None => None,
     };
@@ -266,32 +275,70 @@ pub fn shared_link(
 fn compile_rate(
     config: &RateLimitConfig,
     name: Option<&str>,
-    route: &Arc<str>,
-    index: usize,
+    (gateway, route, index): (&ObjectKey, &Arc<str>, usize),
     previous: &Engines,
     next: &mut Engines,
 ) -> Result<Rate, String> {
     let period = Duration::from_millis(config.period_ms);
     let slot = (route.clone(), index);
-    let limiter = match previous.limiters.get(&slot) {
-        Some((kept, limiter)) if kept == config => limiter.clone(),
-        _ => Arc::new(
+    let kept = previous
+        .limiters
+        .get(&slot)
+        .filter(|(kept, _)| kept == config)
+        .map(|(_, limiter)| limiter.clone());
+    let (kind, key) = match (config.key.kind, config.key.name.as_deref()) {
+        (RateLimitKeyType::ClientIp, _) => ("ClientIP".to_owned(), RateKey::ClientIp),
+        (RateLimitKeyType::ApiKey, _) => ("ApiKey".to_owned(), RateKey::Consumer),
+        (RateLimitKeyType::Header, Some(header)) => (
+            format!("Header={header}"),
+            RateKey::Header(
+                HeaderName::from_bytes(header.as_bytes())
+                    .map_err(|_| format!("key.name {header:?} is not a valid header name"))?,
+            ),
+        ),
+        (RateLimitKeyType::Claim, Some(claim)) => {
+            (format!("Claim={claim}"), RateKey::Claim(claim.to_owned()))
+        }
+        (kind, None) => return Err(format!("a {kind:?} key needs a name")),
+    };
+    let limiter = match (config.scope, kept) {
+        (RateLimitScope::Local, Some(kept @ Limiter::Local(_))) => kept,
+        (RateLimitScope::Local, _) => Limiter::Local(Arc::new(
             LocalLimiter::new(config.requests, period, config.burst, DEFAULT_MAX_KEYS)
                 .map_err(|e| e.to_string())?,
-        ),
+        )),
+        (RateLimitScope::Global, kept) => {
+            // A rule whose Gateway has no usable Redis is a gap: it answers 503, never
+            // unlimited.
+            let store = next.shared_store("scope Global")?;
+            match kept {
+                Some(Limiter::Global(kept)) if Arc::ptr_eq(kept.store(), &store) => {
+                    Limiter::Global(kept)
+                }
+                _ => {
+                    let failure_mode = match config.failure_mode {
+                        RateLimitFailureMode::FailOpen => FailureMode::Open,
+                        RateLimitFailureMode::FailClosed => FailureMode::Closed,
+                    };
+                    // Names the buckets in Redis: this rule of this gateway, keyed this way.
+                    let scope = format!("{gateway}:{route}:{index}:{kind}");
+                    let limiter = GlobalLimiter::new(
+                        store,
+                        &scope,
+                        config.requests,
+                        period,
+                        config.burst,
+                        failure_mode,
+                        DEFAULT_MAX_KEYS,
+                    )
+                    .map_err(|e| e.to_string())?;
+                    Limiter::Global(Arc::new(limiter))
+                }
+            }
+        }
     };
     next.limiters
         .insert(slot, (config.clone(), limiter.clone()));
-    let key = match (config.key.kind, config.key.name.as_deref()) {
-        (RateLimitKeyType::ClientIp, _) => RateKey::ClientIp,
-        (RateLimitKeyType::ApiKey, _) => RateKey::Consumer,
-        (RateLimitKeyType::Header, Some(header)) => RateKey::Header(
-            HeaderName::from_bytes(header.as_bytes())
-                .map_err(|_| format!("key.name {header:?} is not a valid header name"))?,
-        ),
-        (RateLimitKeyType::Claim, Some(claim)) => RateKey::Claim(claim.to_owned()),
-        (kind, None) => return Err(format!("a {kind:?} key needs a name")),
-    };
     Ok(Rate {
         limiter,
         headers: RateLimitHeaders::new(name.unwrap_or("default"), config.requests, period),

@@ -149,7 +149,8 @@ pub fn compile(
     // missing Secret is reported there, once).
     let guard = if gaps.is_empty() {
         let (previous, next) = engines;
-        match super::policy::compile(config, secrets, &route, previous, next) {
+        let names = (&snapshot.gateway, &route);
+        match super::policy::compile(config, secrets, names, previous, next) {
             Ok(guard) => guard,
             Err(gap) => {
                 gaps.push(gap);

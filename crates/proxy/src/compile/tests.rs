@@ -15,8 +15,8 @@ use crate::{
     forward::{Connection, UNSERVED_HEADER},
 };
 
-/// Two rules on port 80: `shop/limited` (rule 0, with a global rate limit this build does not
-/// implement yet) on `/limited`, and `shop/open` (rule 0) on `/`.
+/// Two rules on port 80: `shop/shared` (rule 0, with a shared cache this build does not
+/// implement yet) on `/shared`, and `shop/open` (rule 0) on `/`.
 const SNAPSHOT: &str = r#"
 apiVersion: portcullis.dev/config/v1
 gateway: { namespace: shop, name: edge }
@@ -28,19 +28,14 @@ listeners:
   - hostname: "*"
     listener: http
     routes:
-    - { rule: 0, matchIndex: 0, match: { path: { type: PathPrefix, value: /limited } } }
+    - { rule: 0, matchIndex: 0, match: { path: { type: PathPrefix, value: /shared } } }
     - { rule: 1, matchIndex: 0, match: { path: { type: PathPrefix, value: / } } }
 rules:
-- route: { namespace: shop, name: limited }
+- route: { namespace: shop, name: shared }
   ruleIndex: 0
   action: { type: Backends, backends: [{ backend: shop/web, weight: 1 }] }
   policies:
-    rateLimit:
-      requests: 20
-      periodMs: 1000
-      burst: 10
-      key: { type: ClientIP }
-      scope: Global
+    cache: { ttlMs: 30000, backend: Shared }
 - route: { namespace: shop, name: open }
   ruleIndex: 0
   action: { type: Backends, backends: [{ backend: shop/web, weight: 1 }] }
@@ -84,7 +79,7 @@ fn reasons(rule: &Rule) -> Vec<String> {
 }
 
 #[tokio::test]
-async fn a_rule_this_build_cannot_serve_answers_503_and_the_other_rules_serve() {
+async fn a_rule_whose_protection_cannot_be_built_answers_503_and_the_other_rules_serve() {
     let table = compile(
         &snapshot(),
         &RouteTable::default(),
@@ -93,9 +88,10 @@ async fn a_rule_this_build_cannot_serve_answers_503_and_the_other_rules_serve() 
     assert!(table.problems.is_empty(), "{:?}", table.problems);
     assert!(matches!(rule_at(&table, "/").action, Action::Forward(_)));
     assert_eq!(
-        reasons(&rule_at(&table, "/limited/x")),
+        reasons(&rule_at(&table, "/shared/x")),
         [
-            "spec.rules[0].rateLimit: global rate limiting is not supported by this version of the gateway yet"
+            // A shared cache on a Gateway without sharedState.redis.
+            "spec.rules[0].cache: cache.backend needs the Gateway's sharedState.redis, which is not configured"
         ]
     );
     assert_eq!(table.unserved.len(), 1);
@@ -107,7 +103,7 @@ async fn a_rule_this_build_cannot_serve_answers_503_and_the_other_rules_serve() 
     gateway.install(table, Instant::now());
     let conn = Connection::new(([127, 0, 0, 1], 40000).into(), 80, Scheme::Http);
     for _ in 0..2 {
-        let (mut head, ()) = Request::get("/limited/x")
+        let (mut head, ()) = Request::get("/shared/x")
             .header("host", "shop.example")
             .body(())
             .expect("a request")
@@ -122,13 +118,13 @@ async fn a_rule_this_build_cannot_serve_answers_503_and_the_other_rules_serve() 
     let metrics = gateway.metrics.encode();
     assert!(
         metrics.contains(
-            r#"portcullis_unserved_requests_total{route="shop/limited",rule="0",reason="UnsupportedValue"} 2"#
+            r#"portcullis_unserved_requests_total{route="shop/shared",rule="0",reason="UnsupportedValue"} 2"#
         ),
         "{metrics}"
     );
     assert!(
         metrics.contains(
-            r#"portcullis_unserved_rules{route="shop/limited",rule="0",reason="UnsupportedValue"} 1"#
+            r#"portcullis_unserved_rules{route="shop/shared",rule="0",reason="UnsupportedValue"} 1"#
         ),
         "{metrics}"
     );
@@ -137,7 +133,7 @@ async fn a_rule_this_build_cannot_serve_answers_503_and_the_other_rules_serve() 
 #[test]
 fn a_missing_or_malformed_secret_file_is_a_reason_of_its_rule_only() {
     let mut snapshot = snapshot();
-    snapshot.rules[0].policies.rate_limit = None;
+    snapshot.rules[0].policies.cache = None;
     snapshot.rules[0].policies.auth = Some(AuthConfig::ApiKey {
         keys: SecretFile::new("shop", "api-keys", "keys"),
         location: ApiKeyLocation::Header("x-api-key".to_owned()),
@@ -146,7 +142,7 @@ fn a_missing_or_malformed_secret_file_is_a_reason_of_its_rule_only() {
     let root = secrets_root("secret");
     let secrets = Secrets::new(&root);
     let secret_reasons = |table: &RouteTable| -> Vec<String> {
-        reasons(&rule_at(table, "/limited"))
+        reasons(&rule_at(table, "/shared"))
             .into_iter()
             .filter(|r| r.contains("secretRef"))
             .collect()
@@ -169,7 +165,7 @@ fn a_missing_or_malformed_secret_file_is_a_reason_of_its_rule_only() {
             "spec.rules[0].auth.apiKey.secretRef: Secret shop/api-keys (key \"keys\"): line 1 is not consumer:key"
         ]
     );
-    let Action::Unserved(unserved) = &rule_at(&table, "/limited").action else {
+    let Action::Unserved(unserved) = &rule_at(&table, "/shared").action else {
         panic!("the guarded rule is served");
     };
     let body = String::from_utf8_lossy(&unserved.body);
@@ -181,7 +177,7 @@ fn a_missing_or_malformed_secret_file_is_a_reason_of_its_rule_only() {
     // A good Secret: the rule serves, behind its API key.
     std::fs::write(&file, "storefront:k1\n").expect("the key file");
     let table = compile(&snapshot, &RouteTable::default(), &secrets);
-    let rule = rule_at(&table, "/limited");
+    let rule = rule_at(&table, "/shared");
     assert!(matches!(rule.action, Action::Forward(_)), "{rule:?}");
     assert!(rule.guard.auth.is_some());
     let _ = std::fs::remove_dir_all(&root);
@@ -190,9 +186,9 @@ fn a_missing_or_malformed_secret_file_is_a_reason_of_its_rule_only() {
 #[test]
 fn a_match_that_does_not_compile_makes_its_rule_answer_503() {
     let mut snapshot = snapshot();
-    snapshot.rules[0].policies.rate_limit = None;
+    snapshot.rules[0].policies.cache = None;
     let entries = &mut snapshot.listeners[0].virtual_hosts[0].routes;
-    entries[0].r#match.path.value = "/limited".to_owned();
+    entries[0].r#match.path.value = "/shared".to_owned();
     let mut broken = entries[0].clone();
     broken.match_index = 1;
     broken.r#match.path.kind = portcullis_config::snapshot::PathMatchType::RegularExpression;
@@ -203,7 +199,7 @@ fn a_match_that_does_not_compile_makes_its_rule_answer_503() {
         &RouteTable::default(),
         &Secrets::new("/nonexistent"),
     );
-    let reasons = reasons(&rule_at(&table, "/limited"));
+    let reasons = reasons(&rule_at(&table, "/shared"));
     assert_eq!(reasons.len(), 1);
     assert!(
         reasons[0].starts_with("spec.rules[0].matches[1]: path regular expression"),
@@ -266,7 +262,7 @@ fn a_listener_whose_certificate_cannot_be_loaded_is_left_out_and_the_others_serv
 #[test]
 fn an_aggregate_rule_is_served_with_its_parts_in_order() {
     let mut snapshot = snapshot();
-    snapshot.rules[0].policies.rate_limit = None;
+    snapshot.rules[0].policies.cache = None;
     snapshot.rules[0].action = ActionConfig::Aggregate {
         parts: vec![
             AggregatePartConfig {
@@ -290,7 +286,7 @@ fn an_aggregate_rule_is_served_with_its_parts_in_order() {
         &RouteTable::default(),
         &Secrets::new("/nonexistent"),
     );
-    let rule = rule_at(&table, "/limited");
+    let rule = rule_at(&table, "/shared");
     let Action::Aggregate(aggregate) = &rule.action else {
         panic!("the aggregate rule is served: {:?}", rule.action);
     };
@@ -308,4 +304,91 @@ fn an_aggregate_rule_is_served_with_its_parts_in_order() {
         "a part whose backend is not in the snapshot has none; 0 ms is no timeout of its own"
     );
     assert_eq!(aggregate.parts[0].target.render("/7", None), "/users/7");
+}
+
+/// The first rule with a global limit of `requests` per second instead of its shared cache.
+fn globally_limited(requests: u32, redis: Option<&str>) -> Snapshot {
+    let mut snapshot = snapshot();
+    snapshot.rules[0].policies.cache = None;
+    snapshot.rules[0].policies.rate_limit = Some(portcullis_config::snapshot::RateLimitConfig {
+        requests,
+        period_ms: 1000,
+        burst: 0,
+        key: portcullis_config::snapshot::RateLimitKeyConfig {
+            kind: portcullis_config::snapshot::RateLimitKeyType::ClientIp,
+            name: None,
+        },
+        scope: portcullis_config::snapshot::RateLimitScope::Global,
+        failure_mode: portcullis_config::snapshot::RateLimitFailureMode::FailClosed,
+    });
+    snapshot.shared_state = redis.map(|address| portcullis_config::snapshot::SharedStateConfig {
+        redis: portcullis_config::snapshot::RedisConfig {
+            address: address.to_owned(),
+            password: None,
+        },
+    });
+    snapshot
+}
+
+fn global_limiter(table: &RouteTable) -> Arc<portcullis_policy::rate::GlobalLimiter> {
+    match &rule_at(table, "/shared").guard.rate {
+        Some(crate::guard::Rate {
+            limiter: crate::guard::Limiter::Global(limiter),
+            ..
+        }) => limiter.clone(),
+        other => panic!("a global limit: {other:?}"),
+    }
+}
+
+#[test]
+fn a_global_limit_without_the_gateways_redis_answers_503_and_the_other_rules_serve() {
+    let secrets = Secrets::new("/nonexistent");
+    let table = compile(&globally_limited(5, None), &RouteTable::default(), &secrets);
+    assert_eq!(
+        reasons(&rule_at(&table, "/shared")),
+        [
+            "spec.rules[0].rateLimit: scope Global needs the Gateway's sharedState.redis, which is not configured"
+        ]
+    );
+    assert!(matches!(rule_at(&table, "/").action, Action::Forward(_)));
+    // An address that cannot be used is the same gap, with its reason.
+    let table = compile(
+        &globally_limited(5, Some("redis")),
+        &RouteTable::default(),
+        &secrets,
+    );
+    let reasons = reasons(&rule_at(&table, "/shared"));
+    assert!(reasons[0].contains("is not host:port"), "{reasons:?}");
+}
+
+#[tokio::test]
+async fn a_global_limiter_is_kept_across_reloads_while_its_policy_and_redis_stay_the_same() {
+    let secrets = Secrets::new("/nonexistent");
+    // Nothing listens there: compiling never connects.
+    let first = compile(
+        &globally_limited(5, Some("127.0.0.1:1")),
+        &RouteTable::default(),
+        &secrets,
+    );
+    let limiter = global_limiter(&first);
+    assert_eq!(
+        limiter.failure_mode(),
+        portcullis_policy::rate::FailureMode::Closed
+    );
+    let again = compile(&globally_limited(5, Some("127.0.0.1:1")), &first, &secrets);
+    assert!(Arc::ptr_eq(&limiter, &global_limiter(&again)), "kept");
+    let requota = compile(&globally_limited(6, Some("127.0.0.1:1")), &again, &secrets);
+    assert!(
+        !Arc::ptr_eq(&limiter, &global_limiter(&requota)),
+        "a new quota"
+    );
+    let moved = compile(
+        &globally_limited(6, Some("127.0.0.1:2")),
+        &requota,
+        &secrets,
+    );
+    assert!(
+        !Arc::ptr_eq(&global_limiter(&requota), &global_limiter(&moved)),
+        "another Redis"
+    );
 }

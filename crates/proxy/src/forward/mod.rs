@@ -37,7 +37,7 @@ use crate::{
     body::{self, Body, BoxError},
     filters::{Cors, RedirectRequest, Scheme},
     gateway::Gateway,
-    guard::{Admitted, Cache, Keyed},
+    guard::{Admitted, Cache, Checked, Keyed},
     host::request_host,
     path,
     route::{Action, RouteEntry, RouteTable, Unserved},
@@ -184,6 +184,9 @@ impl Gateway {
             let (host, path) = (Cow::Owned(host.into_owned()), path.to_owned());
             match rule.guard.admit(head, exchange.client).await {
                 Ok(admitted) => {
+                    if let Some(Checked::Uncounted { error, .. }) = admitted.rate {
+                        self.metrics.rate_uncounted(&rule.route, true, error);
+                    }
                     exchange.consumer = admitted
                         .identity
                         .as_ref()

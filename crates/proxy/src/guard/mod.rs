@@ -21,13 +21,15 @@ use portcullis_config::snapshot::RateLimitConfig;
 use portcullis_policy::{
     auth::{Authenticator, Identity, JwksSource, Refusal, strip_query_param},
     cache::LocalCache,
-    rate::{Decision, LocalLimiter, retry_after_secs},
+    rate::{Decision, retry_after_secs},
     shared::SharedStore,
 };
 
+pub use portcullis_policy::rate::Checked;
+
 pub use self::{
     cache::{Cache, CacheOutcome, Keyed},
-    rate::{Rate, RateKey},
+    rate::{Limiter, Rate, RateKey},
 };
 use crate::{body::Body, fast_hash::FastMap, forward::local};
 
@@ -71,8 +73,8 @@ impl Auth {
 pub struct Admitted {
     /// The caller, when the rule authenticates.
     pub identity: Option<Identity>,
-    /// The rate-limit decision, whose fields go on the response.
-    pub rate: Option<Decision>,
+    /// The rate limit's answer, whose fields go on the response.
+    pub rate: Option<Checked>,
 }
 
 /// Why the guard answered a request itself, for the `portcullis_policy_decisions` metric.
@@ -82,6 +84,9 @@ pub enum Stopped {
     Auth(&'static str),
     /// Over the rate limit.
     RateLimited,
+    /// A global rate limit that fails closed could not be counted: the shared Redis gave no
+    /// answer, for the reason labelled.
+    RateUncounted(&'static str),
 }
 
 impl Guard {
@@ -131,11 +136,15 @@ impl Guard {
             }
         }
         if let Some(rate) = &self.rate {
-            let decision = rate.check(head, client, admitted.identity.as_ref());
-            if !decision.is_allowed() {
-                return Err((rate.limited(&decision), Stopped::RateLimited));
+            let checked = rate.check(head, client, admitted.identity.as_ref()).await;
+            if !checked.is_allowed() {
+                let stopped = match checked {
+                    Checked::Counted(_) => Stopped::RateLimited,
+                    Checked::Uncounted { error, .. } => Stopped::RateUncounted(error),
+                };
+                return Err((rate.refused(&checked), stopped));
             }
-            admitted.rate = Some(decision);
+            admitted.rate = Some(checked);
         }
         if let (Some(auth), Some(identity)) = (&self.auth, &admitted.identity) {
             auth.engine.prepare_upstream(identity, &mut head.headers);
@@ -201,7 +210,7 @@ pub struct Engines {
     pub cache: Option<Arc<LocalCache>>,
     /// Each rate-limited rule's limiter, by Route and rule index, with the policy it was made
     /// for.
-    pub limiters: FastMap<(Arc<str>, usize), (RateLimitConfig, Arc<LocalLimiter>)>,
+    pub limiters: FastMap<(Arc<str>, usize), (RateLimitConfig, Limiter)>,
     /// The memory tier in front of the shared Redis, shared by every rule with
     /// `backend: Shared`; made when a rule first asks for it.
     pub shared_cache: Option<Arc<LocalCache>>,
@@ -224,6 +233,14 @@ pub struct SharedLink {
 }
 
 impl Engines {
+    /// Drops the rate-limit keys that went idle in every rule's limiter (call every few
+    /// seconds: one pass over each limiter's keys).
+    pub fn retain_recent(&self) {
+        for (_, limiter) in self.limiters.values() {
+            limiter.retain_recent();
+        }
+    }
+
     /// The shared Redis for a rule's `field` that needs it, or the message of the rule's gap.
     pub fn shared_store(&self, field: &str) -> Result<Arc<SharedStore>, String> {
         match &self.shared {

@@ -116,8 +116,18 @@ pub struct PolicyLabels {
     /// `auth`, `rate_limit` or `cache`.
     pub policy: &'static str,
     /// What it decided: an authentication refusal's reason (`missing`, `expired`, ...),
-    /// `limited`, or the cache's `hit`, `miss` or `stale`.
+    /// `limited`, `failed_open` or `failed_closed` (a global limit whose Redis gave no
+    /// answer), or the cache's `hit`, `miss` or `stale`.
     pub result: &'static str,
+}
+
+/// Labels of a shared-state operation that got no answer.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct SharedStateErrorLabels {
+    /// What needed Redis: `rate_limit`.
+    pub operation: &'static str,
+    /// `timeout`, `error`, or `unavailable` (within the back-off after a failure).
+    pub error: &'static str,
 }
 
 /// Labels carrying the loaded revision.
@@ -165,6 +175,8 @@ pub struct Metrics {
     /// Requests refused by authentication or rate limiting, and cache lookups, by route,
     /// policy and result.
     pub policy_decisions: Family<PolicyLabels, Counter>,
+    /// Requests whose policy needed the shared Redis and got no answer, by operation and error.
+    pub shared_state_errors: Family<SharedStateErrorLabels, Counter>,
     /// Tells this instance's cached metric handles from another's (see `handles`).
     id: u64,
 }
@@ -188,6 +200,7 @@ impl Metrics {
         let unserved_requests = Family::<UnservedLabels, Counter>::default();
         let unserved_rules = Family::<UnservedLabels, Gauge>::default();
         let policy_decisions = Family::<PolicyLabels, Counter>::default();
+        let shared_state_errors = Family::<SharedStateErrorLabels, Counter>::default();
         registry.register(
             "requests",
             "Requests served, by route, backend and status class",
@@ -252,6 +265,12 @@ impl Metrics {
              misses and stale answers, by route",
             policy_decisions.clone(),
         );
+        registry.register(
+            "shared_state_errors",
+            "Requests whose policy needed the shared Redis and got no answer in time (the rule's \
+             failureMode decided them), by operation and error",
+            shared_state_errors.clone(),
+        );
         Self {
             registry,
             requests,
@@ -267,6 +286,7 @@ impl Metrics {
             unserved_requests,
             unserved_rules,
             policy_decisions,
+            shared_state_errors,
             id: handles::next_id(),
         }
     }
@@ -276,8 +296,26 @@ impl Metrics {
         let (policy, result) = match stopped {
             Stopped::Auth(reason) => ("auth", reason),
             Stopped::RateLimited => ("rate_limit", "limited"),
+            Stopped::RateUncounted(error) => return self.rate_uncounted(route, false, error),
         };
         self.policy_decision(route, policy, result);
+    }
+
+    /// Counts a request a global rate limit could not count (Redis gave no answer), admitted
+    /// or refused by the rule's failure mode.
+    pub fn rate_uncounted(&self, route: &Arc<str>, admitted: bool, error: &'static str) {
+        let result = if admitted {
+            "failed_open"
+        } else {
+            "failed_closed"
+        };
+        self.policy_decision(route, "rate_limit", result);
+        self.shared_state_errors
+            .get_or_create(&SharedStateErrorLabels {
+                operation: "rate_limit",
+                error,
+            })
+            .inc();
     }
 
     /// Counts a cache lookup.

@@ -4,6 +4,7 @@
 mod aggregate;
 mod demo;
 mod forwarding;
+mod global_rate;
 mod http1;
 mod lifecycle;
 mod policies;

@@ -248,6 +248,7 @@ fn rate_limit(requests: u32, key: RateLimitKeyConfig) -> ResolvedPolicies {
             burst: 0,
             key,
             scope: RateLimitScope::Local,
+            failure_mode: RateLimitFailureMode::FailOpen,
         }),
         ..ResolvedPolicies::default()
     }

@@ -10,25 +10,6 @@ use portcullis_config::snapshot::*;
 
 use crate::support::*;
 
-/// The `serve_snapshot` example, built by `cargo test` next to the test binaries.
-/// A missing binary fails the test: passing without running it would hide the gap.
-fn serve_snapshot() -> std::path::PathBuf {
-    let exe = std::env::current_exe().expect("the test binary's path");
-    let path = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("the test binary sits in <target>/<profile>/deps")
-        .join("examples")
-        .join("serve_snapshot");
-    assert!(
-        path.exists(),
-        "the serve_snapshot example is missing at {}; build it first: \
-         cargo build -p portcullis-proxy --example serve_snapshot; make test builds it",
-        path.display()
-    );
-    path
-}
-
 #[tokio::test]
 async fn sigterm_drains_requests_in_flight_and_the_process_exits_0() {
     let binary = serve_snapshot();
@@ -100,18 +81,6 @@ async fn sigterm_drains_requests_in_flight_and_the_process_exits_0() {
     assert!(status.is_some_and(|s| s.success()), "{status:?}");
 }
 
-/// Kills the child if the test fails before it exits.
-struct KillOnDrop(u32);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("kill")
-            .args(["-KILL", &self.0.to_string()])
-            .stderr(Stdio::null())
-            .status();
-    }
-}
-
 #[tokio::test]
 async fn a_changed_file_is_reloaded_and_a_broken_one_is_refused_while_the_last_good_config_serves()
 {
@@ -178,29 +147,6 @@ async fn a_changed_file_is_reloaded_and_a_broken_one_is_refused_while_the_last_g
     served.abort();
 }
 
-/// Starts `serve_snapshot serve FILE ADMIN` (what `portcullis proxy --config FILE` runs), its
-/// output discarded; killed when the guard drops.
-fn spawn_serving(file: &std::path::Path, admin: u16) -> (std::process::Child, KillOnDrop) {
-    let child = std::process::Command::new(serve_snapshot())
-        .arg("serve")
-        .arg(file)
-        .arg(format!("127.0.0.1:{admin}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
-    let guard = KillOnDrop(child.id());
-    (child, guard)
-}
-
-/// GET `url`, or `None` when nothing answers.
-async fn fetch(url: String) -> Option<Reply> {
-    let req = Request::get(url)
-        .body(Full::new(Bytes::new()))
-        .expect("req");
-    Some(read(client().request(req).await.ok()?).await)
-}
-
 #[tokio::test]
 async fn a_process_started_with_a_rule_it_cannot_serve_serves_the_others_and_answers_503_for_it() {
     let a = Upstream::start("a").await;
@@ -214,8 +160,10 @@ async fn a_process_started_with_a_rule_it_cannot_serve_serves_the_others_and_ans
             kind: RateLimitKeyType::ClientIp,
             name: None,
         },
-        // Shared by every replica through Redis: not built yet.
+        // Shared through Redis, but the snapshot names none (as only a hand-edited one can):
+        // the rule cannot be served without its limit.
         scope: RateLimitScope::Global,
+        failure_mode: RateLimitFailureMode::FailOpen,
     });
     let mut snapshot = Snap::new()
         .backend("a", &[a.addr])
@@ -249,12 +197,11 @@ async fn a_process_started_with_a_rule_it_cannot_serve_serves_the_others_and_ans
         .await
         .expect("the unserved rule answers");
     assert_eq!(refused.status, StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(refused.headers["portcullis-unserved"], "UnsupportedValue");
+    assert_eq!(refused.headers["portcullis-unserved"], "Invalid");
     assert!(
-        refused.body.contains(
-            "spec.rules[0].rateLimit: global rate limiting is not supported by this version of \
-             the gateway yet"
-        ),
+        refused
+            .body
+            .contains("spec.rules[0].rateLimit: the rule is invalid"),
         "{}",
         refused.body
     );
@@ -267,12 +214,17 @@ async fn a_process_started_with_a_rule_it_cannot_serve_serves_the_others_and_ans
     let metrics = fetch(admin_url("/metrics")).await.expect("metrics").body;
     assert!(
         metrics.contains(
-            r#"portcullis_unserved_requests_total{route="test/limited",rule="0",reason="UnsupportedValue"} 1"#
+            r#"portcullis_unserved_requests_total{route="test/limited",rule="0",reason="Invalid"} 1"#
         ),
         "{metrics}"
     );
     let config = fetch(admin_url("/config")).await.expect("config").json();
     assert_eq!(config["unservedRules"][0]["route"], "test/limited");
+    let reasons = config["unservedRules"][0].to_string();
+    assert!(
+        reasons.contains("scope Global needs the Gateway's sharedState.redis"),
+        "the operators' view says why: {reasons}"
+    );
     assert!(child.try_wait().expect("wait").is_none(), "still running");
 }
 

@@ -7,6 +7,7 @@ use std::{
     convert::Infallible,
     net::SocketAddr,
     path::PathBuf,
+    process::Stdio,
     sync::{
         Arc,
         atomic::{AtomicUsize, Ordering},
@@ -664,4 +665,60 @@ pub async fn raw(gw: &Gateway, request: &[u8]) -> String {
     until_closed(&mut stream)
         .await
         .expect("the gateway answered and closed the connection within 5 s")
+}
+
+// ---------------------------------------------------------------- processes
+
+/// The `serve_snapshot` example, built by `cargo test` next to the test binaries.
+/// A missing binary fails the test: passing without running it would hide the gap.
+pub fn serve_snapshot() -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let path = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("the test binary sits in <target>/<profile>/deps")
+        .join("examples")
+        .join("serve_snapshot");
+    assert!(
+        path.exists(),
+        "the serve_snapshot example is missing at {}; build it first: \
+         cargo build -p portcullis-proxy --example serve_snapshot; make test builds it",
+        path.display()
+    );
+    path
+}
+
+/// Kills the child if the test fails before it exits.
+pub struct KillOnDrop(pub u32);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", &self.0.to_string()])
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// Starts `serve_snapshot serve FILE ADMIN` (what `portcullis proxy --config FILE` runs), its
+/// output discarded; killed when the guard drops.
+pub fn spawn_serving(file: &std::path::Path, admin: u16) -> (std::process::Child, KillOnDrop) {
+    let child = std::process::Command::new(serve_snapshot())
+        .arg("serve")
+        .arg(file)
+        .arg(format!("127.0.0.1:{admin}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let guard = KillOnDrop(child.id());
+    (child, guard)
+}
+
+/// GET `url`, or `None` when nothing answers.
+pub async fn fetch(url: String) -> Option<Reply> {
+    let req = Request::get(url)
+        .body(Full::new(Bytes::new()))
+        .expect("req");
+    Some(read(client().request(req).await.ok()?).await)
 }
