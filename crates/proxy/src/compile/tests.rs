@@ -113,18 +113,18 @@ async fn a_rule_whose_protection_cannot_be_built_answers_503_and_the_other_rules
             .handle(&conn, &mut head, Empty::<Bytes>::new())
             .await;
         assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
-        assert_eq!(response.headers()[UNSERVED_HEADER], "UnsupportedValue");
+        assert_eq!(response.headers()[UNSERVED_HEADER], "Invalid");
     }
     let metrics = gateway.metrics.encode();
     assert!(
         metrics.contains(
-            r#"portcullis_unserved_requests_total{route="shop/shared",rule="0",reason="UnsupportedValue"} 2"#
+            r#"portcullis_unserved_requests_total{route="shop/shared",rule="0",reason="Invalid"} 2"#
         ),
         "{metrics}"
     );
     assert!(
         metrics.contains(
-            r#"portcullis_unserved_rules{route="shop/shared",rule="0",reason="UnsupportedValue"} 1"#
+            r#"portcullis_unserved_rules{route="shop/shared",rule="0",reason="Invalid"} 1"#
         ),
         "{metrics}"
     );
