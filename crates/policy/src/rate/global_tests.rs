@@ -1,6 +1,6 @@
 //! The global limiter against a real redis-server: counts, not timings.
 
-use std::time::Duration;
+use std::{future::Future, task::Poll, time::Duration};
 
 use super::*;
 use crate::{rate::Decision, redis_server::RedisServer, shared::DEFAULT_TIMEOUT};
@@ -168,6 +168,37 @@ async fn a_busy_caller_spends_leased_tokens_without_a_round_trip_each() {
     for _ in 0..held {
         assert!(allowed(&check(&limiter, b"4:1.2.3.4").await));
     }
+}
+
+#[tokio::test]
+async fn a_request_dropped_while_it_carries_the_lease_does_not_leave_it_in_flight() {
+    let server = RedisServer::start();
+    let limiter = replica(
+        &server.address(),
+        10_000,
+        Duration::from_secs(60),
+        FailureMode::Open,
+    );
+    // The first request takes its own token; the second, soon after, leases a batch.
+    assert!(allowed(&check(&limiter, b"k").await));
+    // Its client goes away before Redis answers: the request's future is dropped after its
+    // first poll, which sent the take.
+    let mut waiting = Box::pin(limiter.check(b"k"));
+    let first = std::future::poll_fn(|cx| Poll::Ready(waiting.as_mut().poll(cx))).await;
+    assert!(first.is_pending(), "waiting on Redis: {first:?}");
+    assert!(limiter.leases.iter().any(|lease| lease.in_flight()));
+    drop(waiting);
+    assert!(
+        limiter.leases.iter().all(|lease| !lease.in_flight()),
+        "the lease is no longer in flight"
+    );
+    // So the key leases again: far fewer round trips than requests.
+    let before = script_calls(&server);
+    for _ in 0..300 {
+        assert!(allowed(&check(&limiter, b"k").await));
+    }
+    let calls = script_calls(&server) - before;
+    assert!(calls < 50, "{calls} round trips for 300 requests");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
