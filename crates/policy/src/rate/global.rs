@@ -203,7 +203,15 @@ impl GlobalLimiter {
     /// Takes `want` tokens from the bucket `digest` names for a request; the lease of `id`, when
     /// tracked, learns the answer.
     async fn ask(&self, id: Option<u128>, digest: &[u8; 16], want: u32, own: bool) -> Checked {
+        // A request dropped while it waits (its client went away) must not leave its key's
+        // lease in flight for ever: the key would never lease again, nor be swept.
+        let mut carried = Carried {
+            limiter: self,
+            id: id.filter(|_| own),
+        };
         let answer = self.bucket.take(&self.store, digest, want).await;
+        // Answered: the lease learns how below.
+        carried.id = None;
         let now = self.now();
         let mut lease = id.and_then(|id| self.leases.get_mut(&id));
         match (answer, lease.as_deref_mut()) {
@@ -269,6 +277,22 @@ impl GlobalLimiter {
         {
             self.leases
                 .retain(|_, lease| !lease.is_idle(now, &self.terms));
+        }
+    }
+}
+
+/// The lease a request carries while it waits on Redis: if the request is dropped first, the
+/// lease is no longer in flight (the tokens Redis may have taken for it are lost, which only
+/// makes the limit stricter).
+struct Carried<'a> {
+    limiter: &'a GlobalLimiter,
+    id: Option<u128>,
+}
+
+impl Drop for Carried<'_> {
+    fn drop(&mut self) {
+        if let Some(mut lease) = self.id.and_then(|id| self.limiter.leases.get_mut(&id)) {
+            lease.lost();
         }
     }
 }

@@ -1,9 +1,11 @@
 //! The global limiter against a real redis-server: counts, not timings.
 
-use std::time::Duration;
+use std::{future::Future, task::Poll, time::Duration};
 
 use super::*;
 use crate::{rate::Decision, redis_server::RedisServer, shared::DEFAULT_TIMEOUT};
+
+const MINUTE: Duration = Duration::from_secs(60);
 
 /// Generous: a check bounded by the store's timeout never comes near it.
 const HANG: Duration = Duration::from_secs(10);
@@ -74,12 +76,7 @@ fn script_calls(server: &RedisServer) -> u64 {
 #[tokio::test]
 async fn admits_exactly_its_requests_then_refuses_with_the_wait_for_the_next_token() {
     let server = RedisServer::start();
-    let limiter = replica(
-        &server.address(),
-        5,
-        Duration::from_secs(60),
-        FailureMode::Open,
-    );
+    let limiter = replica(&server.address(), 5, MINUTE, FailureMode::Open);
     assert_eq!(
         limiter.max_batch(),
         1,
@@ -98,7 +95,7 @@ async fn admits_exactly_its_requests_then_refuses_with_the_wait_for_the_next_tok
         panic!("the sixth request is refused");
     };
     assert!(retry_after > Duration::ZERO && retry_after <= Duration::from_secs(12));
-    assert!(reset > retry_after && reset <= Duration::from_secs(60));
+    assert!(reset > retry_after && reset <= MINUTE);
     assert!(
         allowed(&check(&limiter, b"4:5.6.7.8").await),
         "another caller"
@@ -147,12 +144,7 @@ async fn a_refused_caller_is_admitted_again_once_told_retry_after_has_passed() {
 #[tokio::test]
 async fn a_busy_caller_spends_leased_tokens_without_a_round_trip_each() {
     let server = RedisServer::start();
-    let limiter = replica(
-        &server.address(),
-        10_000,
-        Duration::from_secs(60),
-        FailureMode::Closed,
-    );
+    let limiter = replica(&server.address(), 10_000, MINUTE, FailureMode::Closed);
     assert_eq!(limiter.max_batch(), 200);
     let before = script_calls(&server);
     for n in 0..2000 {
@@ -168,6 +160,32 @@ async fn a_busy_caller_spends_leased_tokens_without_a_round_trip_each() {
     for _ in 0..held {
         assert!(allowed(&check(&limiter, b"4:1.2.3.4").await));
     }
+}
+
+#[tokio::test]
+async fn a_request_dropped_while_it_carries_the_lease_does_not_leave_it_in_flight() {
+    let server = RedisServer::start();
+    let limiter = replica(&server.address(), 10_000, MINUTE, FailureMode::Open);
+    // The first request takes its own token; the second, soon after, leases a batch.
+    assert!(allowed(&check(&limiter, b"k").await));
+    // Its client goes away before Redis answers: the request's future is dropped after its
+    // first poll, which sent the take.
+    let mut waiting = Box::pin(limiter.check(b"k"));
+    let first = std::future::poll_fn(|cx| Poll::Ready(waiting.as_mut().poll(cx))).await;
+    assert!(first.is_pending(), "waiting on Redis: {first:?}");
+    assert!(limiter.leases.iter().any(|lease| lease.in_flight()));
+    drop(waiting);
+    assert!(
+        limiter.leases.iter().all(|lease| !lease.in_flight()),
+        "the lease is no longer in flight"
+    );
+    // So the key leases again: far fewer round trips than requests.
+    let before = script_calls(&server);
+    for _ in 0..300 {
+        assert!(allowed(&check(&limiter, b"k").await));
+    }
+    let calls = script_calls(&server) - before;
+    assert!(calls < 50, "{calls} round trips for 300 requests");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -205,7 +223,7 @@ async fn with_redis_stopped_fail_open_admits_and_fail_closed_refuses() {
             store.clone(),
             &format!("test/gw:test/route:0:{mode:?}"),
             5,
-            Duration::from_secs(60),
+            MINUTE,
             0,
             mode,
             1024,
@@ -245,7 +263,7 @@ async fn a_redis_that_never_answers_costs_one_timeout_then_fails_at_once() {
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let address = silent.local_addr().unwrap().to_string();
     let store = Arc::new(SharedStore::new(&address, None, DEFAULT_TIMEOUT).unwrap());
-    let period = Duration::from_secs(60);
+    let period = MINUTE;
     let limiter = GlobalLimiter::new(store, "test/hung", 5, period, 0, FailureMode::Closed, 8);
     let limiter = Arc::new(limiter.unwrap());
     let first = check(&limiter, b"k").await;
@@ -266,12 +284,7 @@ async fn a_redis_that_never_answers_costs_one_timeout_then_fails_at_once() {
 #[tokio::test]
 async fn buckets_expire_in_redis_and_never_name_the_caller_key() {
     let server = RedisServer::start();
-    let limiter = replica(
-        &server.address(),
-        5,
-        Duration::from_secs(60),
-        FailureMode::Open,
-    );
+    let limiter = replica(&server.address(), 5, MINUTE, FailureMode::Open);
     assert!(allowed(&check(&limiter, b"h:s3cret-api-key").await));
     let keys = server.command("KEYS portcullis:rl:*");
     assert!(keys.starts_with("*1\r\n"), "one bucket: {keys:?}");
@@ -294,7 +307,7 @@ async fn buckets_expire_in_redis_and_never_name_the_caller_key() {
 async fn beyond_its_key_cap_a_limiter_counts_new_keys_exactly_without_a_lease() {
     let server = RedisServer::start();
     let store = Arc::new(SharedStore::new(&server.address(), None, DEFAULT_TIMEOUT).unwrap());
-    let period = Duration::from_secs(60);
+    let period = MINUTE;
     let limiter = GlobalLimiter::new(store, "test/cap", 3, period, 0, FailureMode::Open, 2);
     let limiter = Arc::new(limiter.unwrap());
     assert!(allowed(&check(&limiter, b"a").await));

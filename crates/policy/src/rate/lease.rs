@@ -50,7 +50,7 @@ pub(super) struct Lease {
     pub digest: [u8; 16],
     held: u32,
     batch: u32,
-    /// When the held tokens lapse.
+    /// When the held tokens lapse: a lease period after the key's last request or lease.
     expires: u64,
     /// Before this, Redis holds no token for the caller.
     empty_until: u64,
@@ -98,6 +98,8 @@ impl Lease {
     pub fn step(&mut self, now: u64, terms: &Terms) -> Step {
         if self.held > 0 && now < self.expires {
             self.held -= 1;
+            // A key in use keeps its lease: only one this replica stopped seeing lapses.
+            self.expires = now.saturating_add(terms.lease_for);
             let refill =
                 (self.batch > 1 && !self.in_flight && self.held <= self.batch / 2).then(|| {
                     // Half a lease spent in under a quarter of a lease period: a bigger lease

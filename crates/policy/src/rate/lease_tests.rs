@@ -202,6 +202,40 @@ fn tokens_that_lapse_unspent_are_dropped_and_halve_the_next_lease() {
 }
 
 #[test]
+fn a_key_in_steady_use_keeps_its_lease_however_long_a_lease_lasts() {
+    let terms = terms(64);
+    let mut lease = Lease::new([0; 16]);
+    let (mut available, mut admitted, mut lapsed) = (100_000u32, 0u32, 0u32);
+    // Background leases land thirty requests late, so the lease grows past what a lease period
+    // of requests spends.
+    let mut landing: Vec<(u64, u32)> = Vec::new();
+    for n in 0..2000 {
+        let now = n * 2 * MS;
+        for (_, want) in landing.extract_if(.., |(at, _)| *at <= n) {
+            let taken = answer(available, want);
+            available -= taken.taken;
+            lease.refilled(now, &taken, &terms);
+        }
+        let held = lease.held();
+        match lease.step(now, &terms) {
+            Step::Spent { refill, .. } => {
+                admitted += 1;
+                landing.extend(refill.map(|want| (n + 30, want)));
+            }
+            Step::Ask { want, own } => {
+                lapsed += held - lease.held();
+                let taken = answer(available, want);
+                available -= taken.taken;
+                admitted += u32::from(lease.answered(now, &taken, own, &terms).is_allowed());
+            }
+            Step::Refused(decision) => panic!("{decision:?}"),
+        }
+    }
+    assert_eq!(admitted, 2000);
+    assert_eq!(lapsed, 0, "nothing lapses while the key is in use");
+}
+
+#[test]
 fn a_lease_is_idle_once_nothing_is_held_in_flight_refused_or_recent() {
     let terms = terms(8);
     let mut lease = Lease::new([0; 16]);

@@ -30,15 +30,16 @@
 //!   two rules share a bucket.
 //! - Each replica keeps, per key, the tokens it leased and spends them with no I/O. A key
 //!   starts with no lease: its first request takes exactly its own token from Redis. When a
-//!   request finds no token held less than a lease period after the previous one did, demand
-//!   outruns the lease and the next lease doubles, up to `max_batch = max(1, (requests +
-//!   burst) / 50)`. When the lease falls to half its batch, the next batch is leased in the
-//!   background, so at a steady rate no request waits on Redis. One lease per key is in
-//!   flight at a time; requests that find nothing held meanwhile take exactly their own token.
-//! - Leased tokens lapse a tenth of the period after they were leased (at least 50 ms, at most
-//!   10 s), and tokens that lapse unspent halve the next lease: a replica the load balancer no
-//!   longer sends a caller to does not hoard the caller's tokens for long. Lapsed tokens are
-//!   lost for that window, which only makes the limit stricter.
+//!   request finds no token held less than a lease period after the previous one did, or half
+//!   a lease is spent in under a quarter of a lease period, demand outruns the lease and the
+//!   next lease doubles, up to `max_batch = max(1, (requests + burst) / 50)`. When the lease
+//!   falls to half its batch, the next batch is leased in the background, so at a steady rate
+//!   no request waits on Redis. One lease per key is in flight at a time; requests that find
+//!   nothing held meanwhile take exactly their own token.
+//! - Leased tokens lapse when their key has had no request on this replica for a tenth of the
+//!   period (at least 50 ms, at most 10 s), and tokens that lapse unspent halve the next lease:
+//!   a replica the load balancer no longer sends a caller to does not hoard the caller's tokens
+//!   for long. Lapsed tokens are lost for that window, which only makes the limit stricter.
 //! - A take whose answer comes after the store's timeout has still taken its tokens in Redis:
 //!   they are lost, which only makes the limit stricter.
 //! - When Redis says a bucket holds no token, the replica refuses that key locally until the

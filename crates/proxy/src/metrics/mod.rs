@@ -172,8 +172,8 @@ pub struct Metrics {
     /// 1 for each rule of the table being served that answers 503 (set when a table is
     /// installed).
     pub unserved_rules: Family<UnservedLabels, Gauge>,
-    /// Requests refused by authentication or rate limiting, and cache lookups, by route,
-    /// policy and result.
+    /// Requests refused by authentication or rate limiting, requests a global rate limit
+    /// decided without Redis, and cache lookups, by route, policy and result.
     pub policy_decisions: Family<PolicyLabels, Counter>,
     /// Requests whose policy needed the shared Redis and got no answer, by operation and error.
     pub shared_state_errors: Family<SharedStateErrorLabels, Counter>,
@@ -261,7 +261,8 @@ impl Metrics {
         );
         registry.register(
             "policy_decisions",
-            "Requests refused by authentication (by reason) or rate limiting, and cache hits, \
+            "Requests refused by authentication (by reason) or rate limiting, requests a global \
+             rate limit decided without Redis (failed_open, failed_closed), and cache hits, \
              misses and stale answers, by route",
             policy_decisions.clone(),
         );

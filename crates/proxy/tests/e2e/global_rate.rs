@@ -48,12 +48,7 @@ async fn start_process(mut snapshot: Snapshot, name: &str) -> (u16, KillOnDrop) 
     std::fs::write(&file, snapshot.to_yaml().expect("yaml")).expect("write");
     let (_child, guard) = spawn_serving(&file, admin);
     assert!(
-        eventually(|| async {
-            fetch(format!("http://127.0.0.1:{admin}/ready"))
-                .await
-                .is_some_and(|r| r.status == StatusCode::OK)
-        })
-        .await,
+        answers_ok(format!("http://127.0.0.1:{admin}/ready")).await,
         "gateway process {name} became ready"
     );
     (port, guard)

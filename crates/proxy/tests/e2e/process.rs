@@ -1,8 +1,6 @@
 //! The data plane as a process: SIGTERM drains and the process exits 0; no snapshot content
 //! stops it.
 
-use std::process::Stdio;
-
 use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::Full;
@@ -12,7 +10,6 @@ use crate::support::*;
 
 #[tokio::test]
 async fn sigterm_drains_requests_in_flight_and_the_process_exits_0() {
-    let binary = serve_snapshot();
     let a = Upstream::start("a").await;
     let (port, admin) = (free_port().await, free_port().await);
     let mut snapshot = Snap::new()
@@ -30,15 +27,7 @@ async fn sigterm_drains_requests_in_flight_and_the_process_exits_0() {
     let file =
         std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("sigterm-{port}.yaml"));
     std::fs::write(&file, snapshot.to_yaml().expect("yaml")).expect("write");
-    let mut child = std::process::Command::new(binary)
-        .arg("serve")
-        .arg(&file)
-        .arg(format!("127.0.0.1:{admin}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
-    let guard = KillOnDrop(child.id());
+    let (mut child, guard) = spawn_serving(&file, admin);
     let ready = |status: StatusCode| async move {
         let req = Request::get(format!("http://127.0.0.1:{admin}/ready"))
             .body(Full::new(Bytes::new()))
@@ -179,12 +168,7 @@ async fn a_process_started_with_a_rule_it_cannot_serve_serves_the_others_and_ans
 
     let admin_url = |path: &str| format!("http://127.0.0.1:{admin}{path}");
     assert!(
-        eventually(|| async {
-            fetch(admin_url("/ready"))
-                .await
-                .is_some_and(|r| r.status == StatusCode::OK)
-        })
-        .await,
+        answers_ok(admin_url("/ready")).await,
         "the process became ready"
     );
     let served = fetch(format!("http://127.0.0.1:{port}/shop"))
@@ -279,12 +263,7 @@ async fn an_unreadable_snapshot_keeps_the_process_up_and_not_ready_and_says_why(
     // A readable snapshot later: served without a restart.
     std::fs::write(&file, good).expect("write");
     assert!(
-        eventually(|| async {
-            fetch(format!("http://127.0.0.1:{port}/x"))
-                .await
-                .is_some_and(|r| r.status == StatusCode::OK)
-        })
-        .await,
+        answers_ok(format!("http://127.0.0.1:{port}/x")).await,
         "the corrected snapshot is served"
     );
     assert_eq!(

@@ -722,3 +722,13 @@ pub async fn fetch(url: String) -> Option<Reply> {
         .expect("req");
     Some(read(client().request(req).await.ok()?).await)
 }
+
+/// Polls `url` until it answers 200, for at most 10 s.
+pub async fn answers_ok(url: String) -> bool {
+    eventually(|| async {
+        fetch(url.clone())
+            .await
+            .is_some_and(|reply| reply.status == StatusCode::OK)
+    })
+    .await
+}
