@@ -105,6 +105,22 @@ impl LocalCache {
         self.max_entry_bytes
     }
 
+    /// The fresh copy of this replica's memory for `request` (`X-Cache: HIT`), if there is
+    /// one: the hit path, which needs nothing of the request kept. `None` leaves everything
+    /// else (Redis, coalescing, stale copies) to [`get_or_fetch`](Self::get_or_fetch).
+    pub async fn fresh(
+        &self,
+        rule: &CacheRule,
+        request: &CacheRequest<'_>,
+    ) -> Option<Response<Bytes>> {
+        let primary = rule.key(request).ok()?;
+        let (_, entry) = self.find(&primary, request.headers).await?;
+        let now = Instant::now();
+        entry
+            .is_fresh(now)
+            .then(|| entry.response(now, request.method == Method::HEAD, CacheStatus::Hit))
+    }
+
     /// Serves `request` from the cache, or runs `fetch` (at most once per key at a time) and
     /// stores its answer if it may. `Err` only when the fetch failed and no stale copy may
     /// stand in.

@@ -37,7 +37,7 @@ use crate::{
     body::{self, Body, BoxError},
     filters::{Cors, RedirectRequest, Scheme},
     gateway::Gateway,
-    guard::{Admitted, Cache, Checked, Keyed},
+    guard::{Admitted, Cache, CacheOutcome, Checked, Keyed},
     host::request_host,
     path,
     route::{Action, RouteEntry, RouteTable, Unserved},
@@ -178,7 +178,7 @@ impl Gateway {
         let origin = cors.and_then(|_| head.headers.get(ORIGIN).cloned());
         // Authentication and rate limiting, which edit the head: what was borrowed from it is
         // copied first (only for a rule with policies).
-        let (host, path, admitted) = if rule.guard.is_empty() {
+        let (host, path, admitted) = if rule.guard.auth.is_none() && rule.guard.rate.is_none() {
             (host, Cow::Borrowed(path), None)
         } else {
             let (host, path) = (Cow::Owned(host.into_owned()), path.to_owned());
@@ -203,55 +203,68 @@ impl Gateway {
             }
         };
         let path = &*path;
-        let mut response = match &rule.action {
-            Action::Status(status) => local(*status),
-            Action::Unserved(unserved) => {
-                self.metrics
-                    .unserved_requests
-                    .get_or_create(&unserved.labels)
-                    .inc();
-                return unserved_response(unserved);
+        // A fresh copy in memory answers at once, before anything of the request is copied.
+        let hit = match &rule.guard.cache {
+            Some(cache) if !matches!(rule.action, Action::Unserved(_)) => {
+                cache.fresh(head, &host, path, admitted.as_ref()).await
             }
-            Action::Redirect(redirect) => {
-                let location = redirect.location(RedirectRequest {
-                    scheme: conn.scheme,
-                    host: &host,
-                    path,
-                    query: head.uri.query(),
-                    listener_port: conn.port,
-                    matched_prefix: entry.matched_prefix(),
-                });
-                let mut response = local(redirect.status);
-                if let Ok(value) = HeaderValue::from_str(&location) {
-                    response.headers_mut().insert(LOCATION, value);
+            _ => None,
+        };
+        let mut response = if let Some(hit) = hit {
+            self.metrics.cache_outcome(&rule.route, CacheOutcome::Hit);
+            hit
+        } else {
+            match &rule.action {
+                Action::Status(status) => local(*status),
+                Action::Unserved(unserved) => {
+                    self.metrics
+                        .unserved_requests
+                        .get_or_create(&unserved.labels)
+                        .inc();
+                    return unserved_response(unserved);
                 }
-                response
-            }
-            Action::Aggregate(aggregate) => {
-                let cached = rule.guard.cached(head, &host, path, admitted.as_ref());
-                let aggregating =
-                    pin!(self.aggregate(table, conn, entry, aggregate, head, normalized, exchange));
-                match cached {
-                    Some(cached) => self.through_cache(&rule.route, cached, aggregating).await,
-                    None => aggregating.await,
+                Action::Redirect(redirect) => {
+                    let location = redirect.location(RedirectRequest {
+                        scheme: conn.scheme,
+                        host: &host,
+                        path,
+                        query: head.uri.query(),
+                        listener_port: conn.port,
+                        matched_prefix: entry.matched_prefix(),
+                    });
+                    let mut response = local(redirect.status);
+                    if let Ok(value) = HeaderValue::from_str(&location) {
+                        response.headers_mut().insert(LOCATION, value);
+                    }
+                    response
                 }
-            }
-            Action::Forward(backends) => {
-                let Some(name) = backends.pick(fastrand::u64(..)) else {
-                    return local(StatusCode::INTERNAL_SERVER_ERROR);
-                };
-                let Some(primary) = table.backends.get(name) else {
-                    return local(StatusCode::INTERNAL_SERVER_ERROR);
-                };
-                let cached = rule.guard.cached(head, &host, path, admitted.as_ref());
-                // Pinned where it is made, in this future's own state: not built elsewhere and
-                // copied in (kilobytes), and no allocation.
-                let forwarding = pin!(self.forward(
-                    table, conn, entry, primary, head, body, normalized, exchange
-                ));
-                match cached {
-                    Some(cached) => self.through_cache(&rule.route, cached, forwarding).await,
-                    None => forwarding.await,
+                Action::Aggregate(aggregate) => {
+                    let cached = rule.guard.cached(head, &host, path, admitted.as_ref());
+                    let aggregating = pin!(
+                        self.aggregate(table, conn, entry, aggregate, head, normalized, exchange)
+                    );
+                    match cached {
+                        Some(cached) => self.through_cache(&rule.route, cached, aggregating).await,
+                        None => aggregating.await,
+                    }
+                }
+                Action::Forward(backends) => {
+                    let Some(name) = backends.pick(fastrand::u64(..)) else {
+                        return local(StatusCode::INTERNAL_SERVER_ERROR);
+                    };
+                    let Some(primary) = table.backends.get(name) else {
+                        return local(StatusCode::INTERNAL_SERVER_ERROR);
+                    };
+                    let cached = rule.guard.cached(head, &host, path, admitted.as_ref());
+                    // Pinned where it is made, in this future's own state: not built elsewhere and
+                    // copied in (kilobytes), and no allocation.
+                    let forwarding = pin!(self.forward(
+                        table, conn, entry, primary, head, body, normalized, exchange
+                    ));
+                    match cached {
+                        Some(cached) => self.through_cache(&rule.route, cached, forwarding).await,
+                        None => forwarding.await,
+                    }
                 }
             }
         };

@@ -1,7 +1,7 @@
 //! A rule's response cache around its action: a hit is answered from memory; a miss runs the
 //! action once per key (concurrent misses wait for it) and keeps what may be kept.
 
-use std::{convert::Infallible, future::Future, sync::Arc};
+use std::{borrow::Cow, convert::Infallible, future::Future, sync::Arc};
 
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt as _;
@@ -91,6 +91,36 @@ impl Cache {
                 .and_then(|a| a.identity.as_ref())
                 .and_then(|i| i.consumer.clone()),
         })
+    }
+
+    /// The fresh copy in this replica's memory for a GET or HEAD with head `head` (routed by
+    /// `host` and `path`), if there is one, without copying anything of the request: the hit
+    /// path. `None` goes on with [`keyed`](Self::keyed) and [`serve`](Self::serve).
+    pub async fn fresh(
+        &self,
+        head: &Parts,
+        host: &str,
+        path: &str,
+        admitted: Option<&Admitted>,
+    ) -> Option<Response<Body>> {
+        if head.method != Method::GET && head.method != Method::HEAD {
+            return None;
+        }
+        let path_and_query = match head.uri.query() {
+            Some(query) => Cow::Owned(format!("{path}?{query}")),
+            None => Cow::Borrowed(path),
+        };
+        let request = CacheRequest {
+            method: &head.method,
+            host,
+            path_and_query: &path_and_query,
+            headers: &head.headers,
+            consumer: admitted
+                .and_then(|a| a.identity.as_ref())
+                .and_then(|i| i.consumer.as_deref()),
+        };
+        let hit = self.store.fresh(&self.rule, &request).await?;
+        Some(hit.map(full))
     }
 
     /// Answers from the cache, or from `fetch` (the rule's action), keeping its answer when
