@@ -70,7 +70,11 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-/// The `Upgrade` header of an HTTP/1.1 upgrade request (WebSocket), if it is one.
+/// The `Upgrade` header of an HTTP/1.1 WebSocket handshake, if the request is one: the only
+/// upgrade the gateway tunnels. Any other protocol is refused here and the request is served
+/// as an ordinary one, its `Upgrade` dropped with the other hop-by-hop fields: above all
+/// `h2c`, which would give the client an HTTP/2 session with the backend past every route rule
+/// and policy (RFC 9110 §7.8 lets a server ignore an upgrade it does not want).
 pub fn upgrade_request(version: Version, headers: &HeaderMap) -> Option<HeaderValue> {
     if version != Version::HTTP_11 {
         return None;
@@ -79,11 +83,12 @@ pub fn upgrade_request(version: Version, headers: &HeaderMap) -> Option<HeaderVa
         .get_all(CONNECTION)
         .iter()
         .any(|v| tokens(v.as_bytes()).any(|token| token.eq_ignore_ascii_case(b"upgrade")));
-    if asks {
-        headers.get(UPGRADE).cloned()
-    } else {
-        None
-    }
+    let mut offered = headers.get_all(UPGRADE).iter();
+    let upgrade = offered.next()?;
+    let websocket = offered.next().is_none()
+        && tokens(upgrade.as_bytes()).all(|protocol| protocol.eq_ignore_ascii_case(b"websocket"))
+        && tokens(upgrade.as_bytes()).next().is_some();
+    (asks && websocket).then(|| upgrade.clone())
 }
 
 /// The `X-Forwarded-For`, `-Proto` and `-Host` fields for a request from a peer whose address
@@ -280,5 +285,14 @@ mod tests {
         assert!(upgrade_request(Version::HTTP_11, &h).is_some());
         assert!(upgrade_request(Version::HTTP_2, &h).is_none());
         assert!(upgrade_request(Version::HTTP_11, &map(&[("upgrade", "websocket")])).is_none());
+        for other in ["h2c", "websocket, h2c", "h2c, websocket", "TLS/1.0", ""] {
+            let asked = map(&[("connection", "upgrade"), ("upgrade", other)]);
+            assert!(
+                upgrade_request(Version::HTTP_11, &asked).is_none(),
+                "{other:?} is not tunnelled"
+            );
+        }
+        let shouted = map(&[("connection", "Upgrade"), ("upgrade", "WebSocket")]);
+        assert!(upgrade_request(Version::HTTP_11, &shouted).is_some());
     }
 }

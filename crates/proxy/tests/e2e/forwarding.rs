@@ -267,6 +267,35 @@ async fn websocket_upgrade_is_spliced_through() {
 }
 
 #[tokio::test]
+async fn an_h2c_upgrade_is_never_tunnelled_and_the_request_is_served_as_http1() {
+    // RFC 9113 §3.2's h2c upgrade would hand the client an HTTP/2 session with the backend,
+    // past every route rule: the gateway ignores the offer (RFC 9110 §7.8) and answers the
+    // request itself, without the upgrade fields reaching the backend.
+    let a = Upstream::start("a").await;
+    let snapshot = Snap::new()
+        .backend("a", &[a.addr])
+        .route("*", prefix("/"), to("h2c", &[(Some("a"), 1)]))
+        .build();
+    let gw = Gateway::start(&snapshot).await;
+    let reply = raw(
+        &gw,
+        b"GET /items HTTP/1.1\r\nHost: h\r\nConnection: Upgrade, HTTP2-Settings\r\n\
+          Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n",
+    )
+    .await;
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    let seen = reply.to_lowercase();
+    let body = &seen[seen.find("\r\n\r\n").expect("a head") + 4..];
+    assert!(body.contains("\"path\":\"/items\""), "{reply}");
+    for field in ["upgrade", "http2-settings"] {
+        assert!(
+            !body.contains(&format!("\"{field}\"")),
+            "{field} reached the backend: {reply}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn http2_clients_and_http2_backends_are_served() {
     let h2 = Upstream::start_h2("h2").await;
     let snapshot = Snap::new()
