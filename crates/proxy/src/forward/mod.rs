@@ -26,7 +26,7 @@ pub use exchange::{Exchange, ObservedBody};
 pub use headers::{forwarded, is_hop_by_hop, peer_value, strip_hop_by_hop, upgrade_request};
 use http::{
     HeaderValue, Response, StatusCode, Version,
-    header::{CONNECTION, CONTENT_TYPE, LOCATION, ORIGIN},
+    header::{CONNECTION, CONTENT_TYPE, LOCATION, ORIGIN, TRANSFER_ENCODING},
     request::Parts,
 };
 use http_body_util::{BodyExt, Limited};
@@ -48,6 +48,27 @@ use crate::{
 /// server in the raw bytes (`server::framing`); the gateway refuses it.
 #[derive(Debug, Clone, Copy)]
 pub struct FramingConflict;
+
+/// Why a request's `Transfer-Encoding` is refused, if it is: 501 (Not Implemented) for a coding
+/// other than `chunked` (RFC 9112 §6.1), 400 for `chunked` applied more than once or an empty
+/// list. `None` for exactly `chunked`, or no `Transfer-Encoding`.
+fn refused_transfer_coding(headers: &http::HeaderMap) -> Option<StatusCode> {
+    let mut codings = headers
+        .get_all(TRANSFER_ENCODING)
+        .iter()
+        .flat_map(|value| crate::wire::tokens(value.as_bytes()))
+        .filter(|coding| !coding.is_empty())
+        .peekable();
+    codings.peek()?;
+    let mut chunked = 0;
+    for coding in codings {
+        if !coding.eq_ignore_ascii_case(b"chunked") {
+            return Some(StatusCode::NOT_IMPLEMENTED);
+        }
+        chunked += 1;
+    }
+    (chunked != 1).then_some(StatusCode::BAD_REQUEST)
+}
 
 /// What the client reads when Portcullis refuses a request with both framing headers.
 const CONFLICTING_FRAMING: &str =
@@ -143,6 +164,16 @@ impl Gateway {
                 HeaderValue::from_static("text/plain; charset=utf-8"),
             );
             headers.insert(CONNECTION, HeaderValue::from_static("close"));
+            return response;
+        }
+        // RFC 9112 §6.1: a request body coded other than by `chunked` alone would reach the
+        // backend still coded with nothing to say so (the chunked decoding is undone here, the
+        // other codings are not); refused before any route or backend, the connection closed.
+        if let Some(status) = refused_transfer_coding(&head.headers) {
+            let mut response = local(status);
+            response
+                .headers_mut()
+                .insert(CONNECTION, HeaderValue::from_static("close"));
             return response;
         }
         // The normalized path, when normalizing changed anything (the common case costs nothing).

@@ -40,6 +40,41 @@ async fn content_length_with_transfer_encoding_is_refused_and_cannot_smuggle_a_s
 }
 
 #[tokio::test]
+async fn a_request_body_coded_other_than_chunked_alone_is_refused_before_any_backend() {
+    // RFC 9112 §6.1: 501 for a transfer coding the gateway does not decode (the body would
+    // reach the backend still gzip-coded with nothing to say so), 400 for chunked twice; the
+    // connection closes either way, so nothing after the head is read as a request.
+    let (a, gw) = gateway().await;
+    for (coding, status) in [
+        ("gzip, chunked", "501"),
+        ("deflate, chunked", "501"),
+        ("gzip\r\nTransfer-Encoding: chunked", "501"),
+        ("chunked, chunked", "400"),
+    ] {
+        let request = format!(
+            "POST /upload HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: {coding}\r\n\r\n\
+             5\r\nhello\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: h\r\n\r\n"
+        );
+        let reply = raw(&gw, request.as_bytes()).await;
+        assert!(
+            reply.starts_with(&format!("HTTP/1.1 {status}")),
+            "{coding:?}: {reply}"
+        );
+        assert!(!reply.contains("smuggled"), "{coding:?}: {reply}");
+    }
+    assert_eq!(a.hits(), 0, "no refused request reached the backend");
+    // Exactly chunked, in any case, is served.
+    let reply = raw(
+        &gw,
+        b"POST /upload HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: Chunked\r\nConnection: close\r\n\r\n\
+          5\r\nhello\r\n0\r\n\r\n",
+    )
+    .await;
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    assert_eq!(a.hits(), 1);
+}
+
+#[tokio::test]
 async fn a_conflicting_request_pipelined_after_a_good_one_is_the_one_refused() {
     let (a, gw) = gateway().await;
     let reply = raw(
