@@ -9,17 +9,11 @@ use std::{
 };
 
 use bytes::Bytes;
-use http::{Request, StatusCode};
+use http::StatusCode;
 use http_body_util::Full;
 use portcullis_config::snapshot::*;
 
 use crate::support::*;
-
-fn admin_get(gw: &Gateway, path: &str) -> Request<Full<Bytes>> {
-    Request::get(gw.admin_url(path))
-        .body(Full::new(Bytes::new()))
-        .expect("req")
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn config_flipping_50_times_under_load_fails_no_request() {

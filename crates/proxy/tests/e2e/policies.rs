@@ -76,12 +76,7 @@ async fn an_api_key_rule_lets_in_its_consumers_only_and_never_forwards_the_key()
         "the key stays at the gateway"
     );
 
-    let admin = send(
-        http::Request::get(gw.admin_url("/metrics"))
-            .body(http_body_util::Full::new(bytes::Bytes::new()))
-            .expect("a request"),
-    )
-    .await;
+    let admin = send(admin_get(&gw, "/metrics")).await;
     assert!(
         admin.body.contains(
             r#"portcullis_policy_decisions_total{route="test/guarded",policy="auth",result="missing"}"#
@@ -124,12 +119,7 @@ async fn a_known_caller_the_rule_does_not_admit_gets_403_without_a_challenge() {
     assert_eq!(admitted.status, StatusCode::OK);
     assert_eq!(a.hits(), 1);
 
-    let metrics = send(
-        http::Request::get(gw.admin_url("/metrics"))
-            .body(http_body_util::Full::new(bytes::Bytes::new()))
-            .expect("a request"),
-    )
-    .await;
+    let metrics = send(admin_get(&gw, "/metrics")).await;
     assert!(
         metrics.body.contains(
             r#"portcullis_policy_decisions_total{route="test/guarded",policy="auth",result="forbidden"} 1"#

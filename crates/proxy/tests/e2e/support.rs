@@ -368,6 +368,13 @@ pub async fn read(response: Response<Incoming>) -> Reply {
 }
 
 /// GET `path` on the gateway with `Host: host`.
+/// A GET of `path` on the gateway's admin listener.
+pub fn admin_get(gw: &Gateway, path: &str) -> Request<Full<Bytes>> {
+    Request::get(gw.admin_url(path))
+        .body(Full::new(Bytes::new()))
+        .expect("a request")
+}
+
 pub async fn get(gw: &Gateway, host: &str, path: &str) -> Reply {
     send(request(gw, "GET", host, path)).await
 }
