@@ -128,7 +128,9 @@ async fn service_backend_endpoints_follow_the_endpoint_slices() {
     let config = await_config(&ctx, |s| !s.rules.is_empty()).await;
     let mut proxy = Proxy::spawn(&ctx, &config, &proxy_binary()).await;
 
-    await_answer(&proxy, "/one", 200, Some("a ")).await;
+    // Ready means the endpoints are known: the very first request reaches one.
+    let first = proxy.get("/one").await.expect("the proxy answers");
+    assert_eq!((first.status, first.body.as_str()), (200, "a /one"));
 
     // The only endpoint stops being ready: no healthy endpoint.
     put_slice("web-a", &a, false).await;

@@ -306,6 +306,11 @@ impl Proxy {
             (proxy.revision_opt().await.as_deref() == Some(revision.as_str())).then_some(())
         })
         .await;
+        // As a load balancer would: no request before the replica says it is ready.
+        eventually("the proxy to be ready", TIMEOUT, || async {
+            (proxy.admin("/ready").await.ok()?.status == 200).then_some(())
+        })
+        .await;
         assert!(proxy.is_running(), "the proxy is still running");
         proxy
     }

@@ -67,6 +67,11 @@ pub fn respond<B>(gateway: &Gateway, req: &Request<B>) -> Response<Body> {
                 text(StatusCode::OK, "ready\n")
             } else if gateway.is_draining() {
                 text(StatusCode::SERVICE_UNAVAILABLE, "draining\n")
+            } else if gateway.is_discovering() && gateway.reload_status().loaded_at.is_some() {
+                text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "waiting for the endpoints of the Service backends\n",
+                )
             } else {
                 // Why, when a config was refused: the pod's readiness probe shows it in Events.
                 let why = gateway.reload_status().last_error;

@@ -192,6 +192,7 @@ impl DataPlane {
                 }
             }
             self.gateway.install(compiled, started);
+            self.settle_discovery(&discovered);
         }
         tracing::info!(
             %revision,
@@ -212,11 +213,31 @@ impl DataPlane {
             .discovered
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if let Some(running) = self.gateway.table().backends.get(backend) {
-            running.set_endpoints(&addresses)?;
-        }
+        let result = match self.gateway.table().backends.get(backend) {
+            Some(running) => running.set_endpoints(&addresses),
+            None => Ok(()),
+        };
+        // Listed, even if refused: readiness waits for the API's answer, not for good news.
         discovered.insert(backend.to_owned(), addresses);
-        Ok(())
+        self.settle_discovery(&discovered);
+        result
+    }
+
+    /// Ends [`Gateway::await_discovery`] once every Service backend of the table being served
+    /// has been listed.
+    fn settle_discovery(&self, discovered: &HashMap<String, Vec<String>>) {
+        if !self.gateway.is_discovering() {
+            return;
+        }
+        let table = self.gateway.table();
+        let listed = table
+            .backends
+            .iter()
+            .filter(|(_, backend)| backend.spec.static_endpoints.is_none())
+            .all(|(name, _)| discovered.contains_key(name));
+        if listed {
+            self.gateway.discovered();
+        }
     }
 
     /// Drains with the timing of the loaded snapshot. Returns the connections still open when

@@ -62,6 +62,10 @@ pub struct Gateway {
     /// Metrics.
     pub metrics: Metrics,
     loaded: AtomicBool,
+    /// Set while a replica in a cluster has not yet listed the endpoints of every Service
+    /// backend of its first config; cleared once, never set again (see
+    /// [`Gateway::await_discovery`]).
+    discovering: AtomicBool,
     draining: AtomicBool,
     status: Mutex<ReloadStatus>,
 }
@@ -75,6 +79,7 @@ impl Gateway {
             settings,
             metrics: Metrics::new(),
             loaded: AtomicBool::new(false),
+            discovering: AtomicBool::new(false),
             draining: AtomicBool::new(false),
             status: Mutex::new(ReloadStatus::default()),
         })
@@ -161,9 +166,31 @@ impl Gateway {
         self.status.lock().map(|s| s.clone()).unwrap_or_default()
     }
 
-    /// Whether a config is loaded and the gateway is not draining: what `/ready` reports.
+    /// Whether a config is loaded, the endpoints of its Service backends are known, and the
+    /// gateway is not draining: what `/ready` reports.
     pub fn is_ready(&self) -> bool {
-        self.loaded.load(Ordering::SeqCst) && !self.is_draining()
+        self.loaded.load(Ordering::SeqCst) && !self.is_discovering() && !self.is_draining()
+    }
+
+    /// Holds readiness back until [`Gateway::discovered`]: a replica that discovers endpoints
+    /// (in a cluster) must not take traffic before it knows them, or its first requests would
+    /// answer 503, or go to a backend's failover target while the primary is healthy.
+    /// Only the first config waits: a backend added later is discovered while the replica
+    /// serves, so a config change never takes every replica out of the load balancer at once.
+    pub fn await_discovery(&self) {
+        self.discovering.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether readiness still waits for the first listing of some Service's endpoints.
+    pub fn is_discovering(&self) -> bool {
+        self.discovering.load(Ordering::SeqCst)
+    }
+
+    /// The endpoints of every Service backend of the first config have been listed once.
+    pub fn discovered(&self) {
+        if self.discovering.swap(false, Ordering::SeqCst) {
+            tracing::info!("endpoints of every Service backend known; ready");
+        }
     }
 
     /// Whether a drain has begun.

@@ -44,6 +44,9 @@ fn read_start_up_copy(file: &std::path::Path) -> std::io::Result<Vec<u8>> {
 /// ConfigMap and the EndpointSlices of its backends through the API until SIGTERM, then drains.
 pub async fn serve(options: DataPlaneOptions, source: ClusterSource) -> Result<(), String> {
     let plane = Arc::new(DataPlane::start(options).await?);
+    // Ports open with the start-up copy, but the load balancer sends nothing until the
+    // endpoints of its Service backends are known.
+    plane.gateway().await_discovery();
     let secrets = Secrets::new(source.secrets_root.clone());
     // Nothing in the snapshot stops the process: what cannot be served answers 503 or is left
     // out (apply logs it and shows it at /config), and a start-up copy that cannot be read
