@@ -9,7 +9,7 @@ use http::{
 
 use crate::{
     filters::Scheme,
-    forwarded::{Forwarded, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO},
+    forwarded::{FORWARDED, Forwarded, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO},
     wire::tokens,
 };
 
@@ -91,12 +91,12 @@ pub fn upgrade_request(version: Version, headers: &HeaderMap) -> Option<HeaderVa
     (asks && websocket).then(|| upgrade.clone())
 }
 
-/// The `X-Forwarded-For`, `-Proto` and `-Host` fields for a request from a peer whose address
-/// as a header value is `peer` ([`peer_value`], made once per connection). Values from the
-/// client are kept (and `X-Forwarded-For` extended) only when the peer is a trusted proxy;
-/// otherwise they are replaced, so a client cannot spoof them. The client's fields that are
-/// replaced, or that have no replacement (`X-Forwarded-Host` without a host), are removed from
-/// `headers`; the ones kept stay there.
+/// The `X-Forwarded-For`, `-Proto` and `-Host` and the `Forwarded` (RFC 7239) fields for a
+/// request from a peer whose address as a header value is `peer` ([`peer_value`], made once per
+/// connection). Values from the client are kept (and `X-Forwarded-For` and `Forwarded`
+/// extended) only when the peer is a trusted proxy; otherwise they are replaced, so a client
+/// cannot spoof them. The client's fields that are replaced, or that have no replacement
+/// (`X-Forwarded-Host` without a host), are removed from `headers`; the ones kept stay there.
 pub fn forwarded(
     headers: &mut HeaderMap,
     peer: &HeaderValue,
@@ -104,29 +104,27 @@ pub fn forwarded(
     scheme: Scheme,
     original_host: Option<HeaderValue>,
 ) -> Forwarded {
+    let element = element(peer, scheme, original_host.as_ref());
     let mut fields = Forwarded {
         chain: Some(peer.clone()),
         proto: Some(HeaderValue::from_static(scheme.as_str())),
         host: original_host,
+        elements: Some(element.clone()),
     };
     // Most requests carry none of them: one pass over the names finds which are there.
-    let (mut has_for, mut has_proto, mut has_host) = (false, false, false);
+    let (mut has_for, mut has_proto, mut has_host, mut has_forwarded) =
+        (false, false, false, false);
     for name in headers.keys() {
         has_for |= *name == X_FORWARDED_FOR;
         has_proto |= *name == X_FORWARDED_PROTO;
         has_host |= *name == X_FORWARDED_HOST;
+        has_forwarded |= *name == FORWARDED;
     }
     if trusted && has_for {
-        let previous: Vec<&str> = headers
-            .get_all(&X_FORWARDED_FOR)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .collect();
-        if !previous.is_empty() {
-            let peer = peer.to_str().unwrap_or_default();
-            // A chain that makes no valid value leaves the client's as it is.
-            fields.chain = HeaderValue::try_from(format!("{}, {peer}", previous.join(", "))).ok();
-        }
+        fields.chain = extended(headers, &X_FORWARDED_FOR, peer);
+    }
+    if trusted && has_forwarded {
+        fields.elements = extended(headers, &FORWARDED, &element);
     }
     // A trusted proxy's own -Proto and -Host are kept as they are.
     if trusted && has_proto {
@@ -139,6 +137,9 @@ pub fn forwarded(
     if has_for && fields.chain.is_some() {
         headers.remove(&X_FORWARDED_FOR);
     }
+    if has_forwarded && fields.elements.is_some() {
+        headers.remove(FORWARDED.clone());
+    }
     if has_proto && fields.proto.is_some() {
         headers.remove(&X_FORWARDED_PROTO);
     }
@@ -146,6 +147,49 @@ pub fn forwarded(
         headers.remove(&X_FORWARDED_HOST);
     }
     fields
+}
+
+/// A trusted proxy's list field `name` (every line of it, in order) with `last` appended;
+/// `None` when the result is no valid value (the proxy's field is then left as it is).
+fn extended(headers: &HeaderMap, name: &HeaderName, last: &HeaderValue) -> Option<HeaderValue> {
+    let mut joined = Vec::new();
+    for value in headers.get_all(name) {
+        joined.extend_from_slice(value.as_bytes());
+        joined.extend_from_slice(b", ");
+    }
+    joined.extend_from_slice(last.as_bytes());
+    HeaderValue::from_bytes(&joined).ok()
+}
+
+/// The gateway's own `Forwarded` element: `for=<peer>;proto=<scheme>[;host=<host>]`, an IPv6
+/// address as `"[..]"` and a host that is not a token (a port, an IP literal) quoted (RFC 7239
+/// §4, §6). The host was validated before routing, so it holds no `"` or `\`.
+fn element(peer: &HeaderValue, scheme: Scheme, host: Option<&HeaderValue>) -> HeaderValue {
+    let peer = peer.as_bytes();
+    let mut out = Vec::with_capacity(48);
+    if peer.contains(&b':') {
+        out.extend_from_slice(b"for=\"[");
+        out.extend_from_slice(peer);
+        out.extend_from_slice(b"]\"");
+    } else {
+        out.extend_from_slice(b"for=");
+        out.extend_from_slice(peer);
+    }
+    out.extend_from_slice(b";proto=");
+    out.extend_from_slice(scheme.as_str().as_bytes());
+    if let Some(host) = host {
+        let host = host.as_bytes();
+        let token = host.iter().all(|&b| portcullis_config::is_tchar(b));
+        out.extend_from_slice(b";host=");
+        if !token {
+            out.push(b'"');
+        }
+        out.extend_from_slice(host);
+        if !token {
+            out.push(b'"');
+        }
+    }
+    HeaderValue::from_bytes(&out).unwrap_or_else(|_| HeaderValue::from_static("for=unknown"))
 }
 
 #[cfg(test)]
@@ -227,7 +271,8 @@ mod tests {
             field_pairs(fields.fields()),
             [
                 ("x-forwarded-for", "203.0.113.1"),
-                ("x-forwarded-proto", "https")
+                ("x-forwarded-proto", "https"),
+                ("forwarded", "for=203.0.113.1;proto=https"),
             ]
         );
     }
@@ -271,8 +316,37 @@ mod tests {
             field_pairs(fields.fields()),
             [
                 ("x-forwarded-for", "10.0.0.2"),
-                ("x-forwarded-proto", "https")
+                ("x-forwarded-proto", "https"),
+                ("forwarded", "for=10.0.0.2;proto=https"),
             ]
+        );
+    }
+
+    #[test]
+    fn a_forwarded_field_is_replaced_from_a_client_and_extended_from_a_trusted_proxy() {
+        // RFC 7239: from an untrusted peer, only the gateway's element reaches the backend.
+        let mut h = map(&[
+            ("forwarded", "for=6.6.6.6;host=evil"),
+            ("forwarded", "for=7.7.7.7"),
+        ]);
+        let peer = peer_value("2001:db8::1".parse().expect("ip"));
+        let host = HeaderValue::from_static("shop.example:8443");
+        forwarded(&mut h, &peer, false, Scheme::Https, Some(host.clone())).apply(&mut h);
+        assert_eq!(
+            h.get_all("forwarded").iter().collect::<Vec<_>>(),
+            [r#"for="[2001:db8::1]";proto=https;host="shop.example:8443""#]
+        );
+        // From a trusted proxy, its elements stay, in order, and the gateway's follows.
+        let mut h = map(&[
+            ("forwarded", "for=192.0.2.60;proto=https"),
+            ("forwarded", "for=198.51.100.17"),
+        ]);
+        let peer = peer_value("10.0.0.2".parse().expect("ip"));
+        let host = HeaderValue::from_static("shop.example");
+        forwarded(&mut h, &peer, true, Scheme::Http, Some(host)).apply(&mut h);
+        assert_eq!(
+            h["forwarded"],
+            "for=192.0.2.60;proto=https, for=198.51.100.17, for=10.0.0.2;proto=http;host=shop.example"
         );
     }
 

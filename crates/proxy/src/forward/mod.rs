@@ -26,7 +26,7 @@ pub use exchange::{Exchange, ObservedBody};
 pub use headers::{forwarded, is_hop_by_hop, peer_value, strip_hop_by_hop, upgrade_request};
 use http::{
     HeaderValue, Response, StatusCode, Version,
-    header::{CONNECTION, CONTENT_TYPE, LOCATION, ORIGIN, TRANSFER_ENCODING},
+    header::{CONNECTION, CONTENT_TYPE, LOCATION, ORIGIN},
     request::Parts,
 };
 use http_body_util::{BodyExt, Limited};
@@ -42,37 +42,13 @@ use crate::{
     path,
     route::{Action, RouteEntry, RouteTable, Unserved},
     upstream::{Backend, HashOn, materialize},
+    validate,
 };
 
 /// Marks a request whose head carried both `Content-Length` and `Transfer-Encoding`, seen by the
 /// server in the raw bytes (`server::framing`); the gateway refuses it.
 #[derive(Debug, Clone, Copy)]
 pub struct FramingConflict;
-
-/// Why a request's `Transfer-Encoding` is refused, if it is: 501 (Not Implemented) for a coding
-/// other than `chunked` (RFC 9112 §6.1), 400 for `chunked` applied more than once or an empty
-/// list. `None` for exactly `chunked`, or no `Transfer-Encoding`.
-fn refused_transfer_coding(headers: &http::HeaderMap) -> Option<StatusCode> {
-    let mut codings = headers
-        .get_all(TRANSFER_ENCODING)
-        .iter()
-        .flat_map(|value| crate::wire::tokens(value.as_bytes()))
-        .filter(|coding| !coding.is_empty())
-        .peekable();
-    codings.peek()?;
-    let mut chunked = 0;
-    for coding in codings {
-        if !coding.eq_ignore_ascii_case(b"chunked") {
-            return Some(StatusCode::NOT_IMPLEMENTED);
-        }
-        chunked += 1;
-    }
-    (chunked != 1).then_some(StatusCode::BAD_REQUEST)
-}
-
-/// What the client reads when Portcullis refuses a request with both framing headers.
-const CONFLICTING_FRAMING: &str =
-    "Bad Request: the request carried both Content-Length and Transfer-Encoding\n";
 
 /// What the server knows about the connection a request came on.
 #[derive(Debug, Clone)]
@@ -147,33 +123,25 @@ impl Gateway {
         B: HttpBody<Data = Bytes> + Send + Sync + 'static,
         B::Error: Into<BoxError>,
     {
-        // Request smuggling (RFC 9112 §6.1): a head with both Content-Length and
-        // Transfer-Encoding is refused without reaching any route or backend, and the connection
-        // closed, so that nothing sent after it is read as another request. hyper's parser hides
-        // the conflict; the server sees it in the raw bytes and marks the request.
-        if head.extensions.get::<FramingConflict>().is_some() {
+        // Framing, Host and request-target (`validate`): refused before any route or backend,
+        // and the connection closed, so that nothing sent after the head is read as a request.
+        if let Err(refusal) = validate::check(head) {
             if self.settings.access_log {
                 exchange.host = request_host(head).unwrap_or_default().into_owned();
                 exchange.path = head.uri.path().to_owned();
             }
-            let mut response = Response::new(body::full(CONFLICTING_FRAMING));
-            *response.status_mut() = StatusCode::BAD_REQUEST;
+            let mut response = Response::new(body::full(format!(
+                "{}: {}\n",
+                refusal.status.canonical_reason().unwrap_or("Bad Request"),
+                refusal.reason
+            )));
+            *response.status_mut() = refusal.status;
             let headers = response.headers_mut();
             headers.insert(
                 CONTENT_TYPE,
                 HeaderValue::from_static("text/plain; charset=utf-8"),
             );
             headers.insert(CONNECTION, HeaderValue::from_static("close"));
-            return response;
-        }
-        // RFC 9112 §6.1: a request body coded other than by `chunked` alone would reach the
-        // backend still coded with nothing to say so (the chunked decoding is undone here, the
-        // other codings are not); refused before any route or backend, the connection closed.
-        if let Some(status) = refused_transfer_coding(&head.headers) {
-            let mut response = local(status);
-            response
-                .headers_mut()
-                .insert(CONNECTION, HeaderValue::from_static("close"));
             return response;
         }
         // The normalized path, when normalizing changed anything (the common case costs nothing).

@@ -707,6 +707,7 @@ mod tests {
                 chain: Some(HeaderValue::from_static("10.0.0.1")),
                 proto: Some(HeaderValue::from_static("http")),
                 host: None,
+                elements: None,
             },
             upgrade: false,
             relay: false,
