@@ -86,6 +86,7 @@ fn compile_rule(
         rate_limit: rule.rate_limit.as_ref(),
         cache: rule.cache.as_ref(),
         cors: rule.cors.as_ref(),
+        request_body: rule.request_body.as_ref(),
     };
     let own = policy::compile(refs, ctx, &field, &key.namespace, env.shared_state);
     let gateway = env.gateway.to_string();
@@ -293,6 +294,7 @@ fn compile_filters(
                     Some(FilterConfig::RequestMirror(MirrorConfig {
                         backend,
                         percent: m.percent,
+                        max_in_flight: m.max_in_flight,
                     }))
                 }
                 None => None,

@@ -1,23 +1,72 @@
 //! `RequestMirror`: fire-and-forget copies of a request. The client never waits for them and
-//! their answers are ignored.
+//! their answers are ignored. Each rule has at most `maxInFlight` copies in flight; a copy
+//! beyond that is dropped and counted, never queued, so a slow mirror holds no more memory
+//! or connections than that.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU32, Ordering},
+    },
+    time::Duration,
+};
 
 use bytes::Bytes;
 
 use crate::upstream::RequestTemplate;
-use crate::{body, filters::Mirror, route::RouteTable};
+use crate::{
+    body,
+    filters::Mirror,
+    metrics::{BackendLabels, Metrics},
+    route::RouteTable,
+};
 
 /// How long a mirrored request may take before it is abandoned.
 const MIRROR_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// A place among a rule's mirrored copies in flight, given back when dropped.
+struct Slot(Arc<AtomicU32>);
+
+impl Slot {
+    fn take(mirror: &Mirror) -> Option<Self> {
+        mirror
+            .in_flight
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < mirror.max_in_flight).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Self(mirror.in_flight.clone()))
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// Sends a copy of the request to each sampled mirror backend.
-pub fn spawn(table: &RouteTable, mirrors: &[Mirror], template: &RequestTemplate, body: &Bytes) {
+pub fn spawn(
+    table: &RouteTable,
+    metrics: &Metrics,
+    mirrors: &[Mirror],
+    template: &RequestTemplate,
+    body: &Bytes,
+) {
     for mirror in mirrors {
         if mirror.percent < 100 && fastrand::u32(0..100) >= mirror.percent {
             continue;
         }
         let Some(backend) = table.backends.get(&mirror.backend).cloned() else {
+            continue;
+        };
+        let Some(slot) = Slot::take(mirror) else {
+            metrics
+                .mirrors_dropped
+                .get_or_create(&BackendLabels {
+                    backend: backend.name().to_owned(),
+                })
+                .inc();
             continue;
         };
         let Some(endpoint) = backend.pick(None, None) else {
@@ -34,6 +83,7 @@ pub fn spawn(table: &RouteTable, mirrors: &[Mirror], template: &RequestTemplate,
         };
         let backend = Arc::clone(&backend);
         tokio::spawn(async move {
+            let _slot = slot;
             let _in_flight = endpoint.start_request();
             let sent = tokio::time::timeout(MIRROR_TIMEOUT, backend.client().request(request));
             if let Ok(Ok(response)) = sent.await {

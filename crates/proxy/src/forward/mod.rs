@@ -5,6 +5,7 @@
 
 mod aggregate;
 mod attempt;
+mod client_body;
 mod deadline;
 mod exchange;
 mod headers;
@@ -21,6 +22,7 @@ use std::{
 
 pub use attempt::{Failure, UpstreamBody, backoff, retryable};
 use bytes::Bytes;
+pub use client_body::{ClientBody, ClientFault};
 pub use deadline::DeadlineBody;
 pub use exchange::{Exchange, ObservedBody};
 pub use headers::{forwarded, is_hop_by_hop, peer_value, strip_hop_by_hop, upgrade_request};
@@ -175,6 +177,16 @@ impl Gateway {
             return cors.preflight(&head.headers);
         }
         let origin = cors.and_then(|_| head.headers.get(ORIGIN).cloned());
+        // The body limit comes before the rule's policies: a body declared larger than the
+        // rule accepts is refused at once, never read, authenticated or forwarded (a chunked
+        // one is stopped as it streams: `ClientBody`).
+        if body.size_hint().lower() > rule.policy.max_request_body {
+            let mut response = local(StatusCode::PAYLOAD_TOO_LARGE);
+            response
+                .headers_mut()
+                .insert(CONNECTION, HeaderValue::from_static("close"));
+            return response;
+        }
         // Authentication and rate limiting, which edit the head: what was borrowed from it is
         // copied first (only for a rule with policies).
         let (host, path, admitted) = if rule.guard.auth.is_none() && rule.guard.rate.is_none() {
@@ -348,12 +360,21 @@ impl Gateway {
         };
 
         let wants_replay = rule.policy.retry.is_some() || !rule.filters.mirrors.is_empty();
-        let body = match self.buffer_body(body, wants_replay).await {
+        let body = match self
+            .buffer_body(body, wants_replay, rule.policy.max_request_body, exchange)
+            .await
+        {
             Ok(body) => body,
             Err(status) => return local(status),
         };
         if let UpstreamBody::Replayable(bytes) = &body {
-            mirror::spawn(table, &rule.filters.mirrors, &template, bytes);
+            mirror::spawn(
+                table,
+                &self.metrics,
+                &rule.filters.mirrors,
+                &template,
+                bytes,
+            );
         }
 
         // `request` counts from the request's arrival, for the head as for the body.
@@ -384,7 +405,16 @@ impl Gateway {
         };
         let mut response = match result {
             Ok(response) => response,
-            Err(failure) => return local(failure.status()),
+            Err(failure) => {
+                let mut response = local(failure.status());
+                if let Failure::Client(_) = failure {
+                    // What is left of the client's body is never read.
+                    response
+                        .headers_mut()
+                        .insert(CONNECTION, HeaderValue::from_static("close"));
+                }
+                return response;
+            }
         };
         if let (Some(client), StatusCode::SWITCHING_PROTOCOLS) = (client_upgrade, response.status())
         {
@@ -405,16 +435,23 @@ impl Gateway {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        match deadline {
-            Some(deadline) => response
-                .map(|body| Body::Deadline(Box::new(deadline::DeadlineBody::new(body, deadline)))),
-            None => response,
+        let idle = rule.policy.backend_idle;
+        if (deadline.is_none() && idle.is_none()) || response.body().is_end_stream() {
+            return response;
         }
+        response.map(|body| Body::Deadline(Box::new(DeadlineBody::new(body, deadline, idle))))
     }
 
     /// Buffers the body when it is empty, or when it should be replayable and is known to be
-    /// small; streams it otherwise.
-    async fn buffer_body<B>(&self, body: B, wants_replay: bool) -> Result<UpstreamBody, StatusCode>
+    /// small; streams it otherwise, at most `limit` bytes of it, watched for the client's
+    /// faults (`exchange.client_fault`).
+    async fn buffer_body<B>(
+        &self,
+        body: B,
+        wants_replay: bool,
+        limit: u64,
+        exchange: &mut Exchange,
+    ) -> Result<UpstreamBody, StatusCode>
     where
         B: HttpBody<Data = Bytes> + Send + Sync + 'static,
         B::Error: Into<BoxError>,
@@ -422,16 +459,21 @@ impl Gateway {
         if body.is_end_stream() {
             return Ok(UpstreamBody::Replayable(Bytes::new()));
         }
-        let limit = self.settings.max_buffered_body;
-        let small = body.size_hint().exact().is_some_and(|n| n <= limit as u64);
+        let buffered = self.settings.max_buffered_body;
+        let small = body
+            .size_hint()
+            .exact()
+            .is_some_and(|n| n <= buffered as u64);
         if wants_replay && small {
-            let collected = Limited::new(body, limit).collect().await;
+            let collected = Limited::new(body, buffered).collect().await;
             return match collected {
                 Ok(collected) => Ok(UpstreamBody::Replayable(collected.to_bytes())),
                 Err(_) => Err(StatusCode::BAD_REQUEST),
             };
         }
-        let streamed = Body::boxed(body);
+        let fault = ClientFault::default();
+        exchange.client_fault = Some(fault.clone());
+        let streamed = Body::boxed(ClientBody::new(Body::boxed(body), limit, fault));
         Ok(UpstreamBody::Stream(Some(streamed)))
     }
 }
