@@ -30,12 +30,9 @@ impl Backend {
                     let backend = backend.clone();
                     let settings = settings.clone();
                     checks.spawn(async move {
+                        let started_ms = crate::clock::now_ms();
                         let ok = check(&backend, &endpoint, &settings).await;
-                        endpoint.record_check(
-                            ok,
-                            settings.healthy_threshold,
-                            settings.unhealthy_threshold,
-                        );
+                        endpoint.record_check(ok, started_ms, &settings);
                     });
                 }
                 drop(backend);
