@@ -145,6 +145,14 @@ pub struct RouteRule {
     /// Request body limits (override the Gateway default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_body: Option<RequestBodyPolicy>,
+    /// The protocols a client may switch this rule's requests to with `Upgrade` (RFC 9110
+    /// §7.8), tunnelled to the backend only once routing and the rule's policies accepted the
+    /// request; any other `Upgrade` is ignored and the request served as HTTP/1.1.
+    /// `[websocket]` when unset; `[]` tunnels nothing. `h2c` is never allowed: it would give
+    /// the client an HTTP/2 session with the backend past every rule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 8))]
+    pub upgrades: Option<Vec<String>>,
 }
 
 impl Default for RouteRule {
@@ -162,6 +170,7 @@ impl Default for RouteRule {
             cache: None,
             cors: None,
             request_body: None,
+            upgrades: None,
         }
     }
 }

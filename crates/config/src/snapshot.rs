@@ -555,6 +555,7 @@ mod tests {
                     }),
                     ..ResolvedPolicies::default()
                 },
+                upgrades: None,
             }],
             backends,
             drain: DrainConfig {

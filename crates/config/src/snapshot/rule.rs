@@ -27,6 +27,9 @@ pub struct RuleConfig {
     pub action: Action,
     /// The policies in force, Gateway defaults already applied.
     pub policies: ResolvedPolicies,
+    /// The `Upgrade` protocols tunnelled, lower case; `None`: WebSocket only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upgrades: Option<Vec<String>>,
 }
 
 /// A change to the request or response.

@@ -194,3 +194,23 @@ fn shared_cache_in_gateway_defaults_without_shared_state_refuses_inheriting_rule
     );
     assert_eq!(parents(&c, "shop/r")[0].accepted.reason, reason::INVALID);
 }
+
+#[test]
+fn a_rule_lists_the_upgrades_it_tunnels_but_never_h2c() {
+    let c = compile_yaml(&rules(
+        "  - backendRefs: [{name: api}]\n    upgrades: [MQTT, websocket]\n",
+    ));
+    let rule = route(&c.snapshot, &get("http://a/")).expect("served");
+    assert_eq!(
+        rule.upgrades,
+        Some(vec!["mqtt".to_owned(), "websocket".to_owned()])
+    );
+    let c = compile_yaml(&rules(
+        "  - backendRefs: [{name: api}]\n    upgrades: [websocket, h2c, \"a b\"]\n",
+    ));
+    let f = findings(&c, "Route/shop/r");
+    for field in ["spec.rules[0].upgrades[1]", "spec.rules[0].upgrades[2]"] {
+        assert!(f.iter().any(|d| d.field == field), "{field}: {f:?}");
+    }
+    assert!(route(&c.snapshot, &get("http://a/")).is_none(), "refused");
+}

@@ -175,6 +175,10 @@ pub fn compile(
         max_request_body: policies
             .max_request_body_bytes
             .unwrap_or(portcullis_api::policy::DEFAULT_MAX_REQUEST_BODY_BYTES),
+        upgrades: config
+            .upgrades
+            .clone()
+            .unwrap_or_else(|| vec!["websocket".to_owned()]),
         retry: policies.retry.as_ref().map(|retry| RetryPolicy {
             attempts: retry.attempts,
             on_gateway_error: retry

@@ -70,13 +70,19 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-/// The `Upgrade` header of an HTTP/1.1 WebSocket handshake, if the request is one: the only
-/// upgrade the gateway tunnels. Any other protocol is refused here and the request is served
-/// as an ordinary one, its `Upgrade` dropped with the other hop-by-hop fields: above all
-/// `h2c`, which would give the client an HTTP/2 session with the backend past every route rule
-/// and policy (RFC 9110 §7.8 lets a server ignore an upgrade it does not want).
-pub fn upgrade_request(version: Version, headers: &HeaderMap) -> Option<HeaderValue> {
-    if version != Version::HTTP_11 {
+/// The `Upgrade` header of an HTTP/1.1 request asking to switch to protocols the rule allows
+/// (`allowed`, lower case: `websocket` unless the rule says otherwise), if the request is one.
+/// An upgrade to anything else is refused here and the request is served as an ordinary one,
+/// its `Upgrade` dropped with the other hop-by-hop fields: above all `h2c`, which would give
+/// the client an HTTP/2 session with the backend past every route rule and policy (RFC 9110
+/// §7.8 lets a server ignore an upgrade it does not want). Every protocol offered must be
+/// allowed, by name (`websocket`) or by name and version (`foo/2`).
+pub fn upgrade_request(
+    version: Version,
+    headers: &HeaderMap,
+    allowed: &[String],
+) -> Option<HeaderValue> {
+    if version != Version::HTTP_11 || allowed.is_empty() {
         return None;
     }
     let asks = headers
@@ -85,10 +91,18 @@ pub fn upgrade_request(version: Version, headers: &HeaderMap) -> Option<HeaderVa
         .any(|v| tokens(v.as_bytes()).any(|token| token.eq_ignore_ascii_case(b"upgrade")));
     let mut offered = headers.get_all(UPGRADE).iter();
     let upgrade = offered.next()?;
-    let websocket = offered.next().is_none()
-        && tokens(upgrade.as_bytes()).all(|protocol| protocol.eq_ignore_ascii_case(b"websocket"))
-        && tokens(upgrade.as_bytes()).next().is_some();
-    (asks && websocket).then(|| upgrade.clone())
+    let is_allowed = |protocol: &[u8]| {
+        let name = protocol.split(|&b| b == b'/').next().unwrap_or_default();
+        !name.eq_ignore_ascii_case(b"h2c")
+            && allowed.iter().any(|a| {
+                a.as_bytes().eq_ignore_ascii_case(protocol)
+                    || a.as_bytes().eq_ignore_ascii_case(name)
+            })
+    };
+    let permitted = offered.next().is_none()
+        && tokens(upgrade.as_bytes()).next().is_some()
+        && tokens(upgrade.as_bytes()).all(is_allowed);
+    (asks && permitted).then(|| upgrade.clone())
 }
 
 /// The `X-Forwarded-For`, `-Proto` and `-Host` and the `Forwarded` (RFC 7239) fields for a
@@ -352,21 +366,42 @@ mod tests {
 
     #[test]
     fn websocket_upgrade_is_recognized() {
+        let websocket = ["websocket".to_owned()];
         let h = map(&[
             ("connection", "keep-alive, Upgrade"),
             ("upgrade", "websocket"),
         ]);
-        assert!(upgrade_request(Version::HTTP_11, &h).is_some());
-        assert!(upgrade_request(Version::HTTP_2, &h).is_none());
-        assert!(upgrade_request(Version::HTTP_11, &map(&[("upgrade", "websocket")])).is_none());
+        assert!(upgrade_request(Version::HTTP_11, &h, &websocket).is_some());
+        assert!(upgrade_request(Version::HTTP_2, &h, &websocket).is_none());
+        assert!(
+            upgrade_request(Version::HTTP_11, &h, &[]).is_none(),
+            "[] allows none"
+        );
+        let no_connection = map(&[("upgrade", "websocket")]);
+        assert!(upgrade_request(Version::HTTP_11, &no_connection, &websocket).is_none());
         for other in ["h2c", "websocket, h2c", "h2c, websocket", "TLS/1.0", ""] {
             let asked = map(&[("connection", "upgrade"), ("upgrade", other)]);
             assert!(
-                upgrade_request(Version::HTTP_11, &asked).is_none(),
+                upgrade_request(Version::HTTP_11, &asked, &websocket).is_none(),
                 "{other:?} is not tunnelled"
             );
         }
         let shouted = map(&[("connection", "Upgrade"), ("upgrade", "WebSocket")]);
-        assert!(upgrade_request(Version::HTTP_11, &shouted).is_some());
+        assert!(upgrade_request(Version::HTTP_11, &shouted, &websocket).is_some());
+    }
+
+    #[test]
+    fn a_rule_may_allow_other_protocols_but_never_h2c() {
+        let allowed = ["mqtt".to_owned(), "foo/2".to_owned(), "h2c".to_owned()];
+        let asking = |protocol: &'static str| {
+            let h = map(&[("connection", "upgrade"), ("upgrade", protocol)]);
+            upgrade_request(Version::HTTP_11, &h, &allowed).is_some()
+        };
+        assert!(asking("mqtt"));
+        assert!(asking("MQTT/5"), "by name, any version");
+        assert!(asking("foo/2"));
+        assert!(!asking("foo/3"), "by name and version");
+        assert!(!asking("websocket"), "not in the rule's list");
+        assert!(!asking("h2c"), "never, even when listed");
     }
 }

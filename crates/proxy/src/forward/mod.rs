@@ -345,7 +345,7 @@ impl Gateway {
         // requests that may upgrade: a request without one (the plain server's never ask) is
         // forwarded as an ordinary request, its headers not even looked at.
         let (upgrade, client_upgrade) = match head.extensions.remove::<OnUpgrade>() {
-            Some(on) => match upgrade_request(head.version, &head.headers) {
+            Some(on) => match upgrade_request(head.version, &head.headers, &rule.policy.upgrades) {
                 Some(protocol) => (Some(protocol), Some(on)),
                 None => (None, None),
             },

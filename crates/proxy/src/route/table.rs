@@ -365,6 +365,8 @@ pub struct Policy {
     pub retry: Option<RetryPolicy>,
     /// The largest request body accepted, in bytes; a larger one gets 413.
     pub max_request_body: u64,
+    /// The `Upgrade` protocols tunnelled, lower case (`websocket` unless the rule says).
+    pub upgrades: Vec<String>,
 }
 
 /// How long an endpoint may stay silent when no `backendIdle` is configured (nginx's
@@ -380,6 +382,7 @@ impl Default for Policy {
             backend_idle: Some(DEFAULT_BACKEND_IDLE),
             retry: None,
             max_request_body: portcullis_api::policy::DEFAULT_MAX_REQUEST_BODY_BYTES,
+            upgrades: vec!["websocket".to_owned()],
         }
     }
 }

@@ -437,3 +437,39 @@ async fn a_passing_health_check_ends_an_ejection_unless_told_not_to() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test]
+async fn only_the_upgrades_a_rule_allows_are_tunnelled() {
+    let a = Upstream::start("a").await;
+    let mut mqtt = to("mqtt", &[(Some("a"), 1)]);
+    mqtt.upgrades = Some(vec!["mqtt".into()]);
+    let mut none = to("none", &[(Some("a"), 1)]);
+    none.upgrades = Some(Vec::new());
+    let snapshot = Snap::new()
+        .backend("a", &[a.addr])
+        .route("*", prefix("/none"), none)
+        .route("*", prefix("/"), mqtt)
+        .build();
+    let gw = Gateway::start(&snapshot).await;
+    // A protocol the rule opted in to is tunnelled.
+    let mut stream = connect(&gw).await;
+    stream
+        .write_all(b"GET /ws HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: mqtt\r\n\r\n")
+        .await
+        .expect("write");
+    let head = read_until(&mut stream, |r| r.ends_with(b"\r\n\r\n")).await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    // Anything else, WebSocket included once a rule lists its own, is served as HTTP/1.1
+    // without the upgrade fields reaching the backend.
+    for (path, protocol) in [("/items", "websocket"), ("/none/items", "websocket")] {
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: {protocol}\r\n\r\n"
+        );
+        let reply = raw(&gw, request.as_bytes()).await;
+        assert!(reply.starts_with("HTTP/1.1 200"), "{path}: {reply}");
+        assert!(
+            !reply.to_lowercase().contains("\"upgrade\""),
+            "{path}: {reply}"
+        );
+    }
+}
