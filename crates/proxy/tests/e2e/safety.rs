@@ -509,3 +509,39 @@ async fn a_request_target_outside_rfc_3986_is_refused_and_utf8_is_carried_byte_f
     assert!(reply.contains("\"path\":\"/caf\u{e9}/y\""), "{reply}");
     assert!(reply.contains("\"query\":\"q=\u{e9}\""), "{reply}");
 }
+
+#[tokio::test]
+async fn a_response_coded_other_than_chunked_is_refused_never_relabelled() {
+    // A backend answering `Transfer-Encoding: gzip, chunked`: the gateway undoes only the
+    // chunked coding, so relaying the body would hand the client gzip bytes labelled as
+    // nothing. It answers 502 instead.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = tokio::io::AsyncReadExt::read(&mut socket, &mut buf).await;
+                let _ = socket
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n\
+                          4\r\n\x1f\x8b\x08\x00\r\n0\r\n\r\n",
+                    )
+                    .await;
+            });
+        }
+    });
+    let snapshot = Snap::new()
+        .backend("coded", &[addr])
+        .route("*", prefix("/"), to("r", &[(Some("coded"), 1)]))
+        .build();
+    let gw = Gateway::start(&snapshot).await;
+    let reply = raw(
+        &gw,
+        b"GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(reply.starts_with("HTTP/1.1 502"), "{reply}");
+}
