@@ -72,24 +72,28 @@ pub fn spawn(
         let Some(endpoint) = backend.pick(None, None) else {
             continue;
         };
-        let headers = template.headers.clone();
-        let Ok(request) = template.request(
-            &endpoint,
-            backend.spec.protocol,
-            body::full(body.clone()),
-            headers,
-        ) else {
-            continue;
+        // Over the same client as the traffic; the answer is read to the end so the
+        // connection goes back to the pool.
+        let mut copy = RequestTemplate {
+            method: template.method.clone(),
+            path_and_query: template.path_and_query.clone(),
+            headers: template.headers.clone(),
+            forwarded: template.forwarded.clone(),
+            upgrade: false,
+            relay: false,
         };
+        let body = body::full(body.clone());
         let backend = Arc::clone(&backend);
         tokio::spawn(async move {
             let _slot = slot;
             let _in_flight = endpoint.start_request();
-            let sent = tokio::time::timeout(MIRROR_TIMEOUT, backend.client().request(request));
-            if let Ok(Ok(response)) = sent.await {
-                // Read the answer to the end so the pooled connection can be reused.
-                let _ = http_body_util::BodyExt::collect(response.into_body()).await;
-            }
+            let exchange = async {
+                let response = backend.send(&endpoint, &mut copy, body, true).await.ok()?;
+                http_body_util::BodyExt::collect(response.into_body())
+                    .await
+                    .ok()
+            };
+            let _ = tokio::time::timeout(MIRROR_TIMEOUT, exchange).await;
         });
     }
 }

@@ -13,8 +13,8 @@ use super::relay::{Relayed, Runs};
 use crate::{
     upstream::RequestTemplate,
     wire::{
-        FieldSpan, NameCache, append_fields, content_length, push_content_length, push_field,
-        tokens,
+        FieldSpan, NameCache, append_fields, content_length, first_length, push_content_length,
+        push_field, tokens,
     },
 };
 
@@ -57,7 +57,7 @@ pub fn encode_request(
     let (mut declared, mut host) = (None, false);
     for (name, value) in &head.headers {
         if *name == CONTENT_LENGTH {
-            declared = declared.or_else(|| content_length(value.as_bytes()));
+            declared = first_length(declared, value.as_bytes());
             continue;
         } else if *name == TRANSFER_ENCODING {
             continue;
