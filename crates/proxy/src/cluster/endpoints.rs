@@ -40,7 +40,12 @@ pub async fn follow(client: Client, plane: Arc<DataPlane>, key: String, service:
     let mut stream = std::pin::pin!(watcher::watcher(slices, config).default_backoff());
     while let Some(event) = stream.next().await {
         match event {
-            Ok(Event::Init) => listing.clear(),
+            // A (re)list begins: nothing is known anew until it is done, and the endpoints in
+            // force stay (readiness waits for the first listing's end, not its start).
+            Ok(Event::Init) => {
+                listing.clear();
+                continue;
+            }
             Ok(Event::InitApply(slice)) => {
                 listing.insert(slice.name_any(), slice);
                 continue;
