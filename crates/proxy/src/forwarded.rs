@@ -15,10 +15,11 @@ pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-h
 /// `Forwarded` (RFC 7239).
 pub static FORWARDED: HeaderName = HeaderName::from_static("forwarded");
 
-/// The `X-Forwarded-*` and `Forwarded` fields the gateway adds to an upstream request. They travel beside the
-/// request's header map, not in it: the HTTP/1.1 writer appends them as they are, which spares
-/// three header-map insertions per request, and the pooled client and mirrors get them
-/// inserted ([`Forwarded::apply`]). `forward::forwarded` makes them.
+/// The `X-Forwarded-*` and `Forwarded` fields the gateway adds to an upstream request. They
+/// travel beside the request's header map, not in it: the HTTP/1.1 writer appends them as they
+/// are ([`Forwarded::write`]; the gateway's own `Forwarded` element is written in place, never
+/// made into a value), which spares header-map insertions per request, and the pooled client
+/// and mirrors get them inserted ([`Forwarded::apply`]). `forward::forwarded` makes them.
 #[derive(Debug, Clone, Default)]
 pub struct Forwarded {
     /// `X-Forwarded-For`: the client addresses, the peer's last.
@@ -27,12 +28,64 @@ pub struct Forwarded {
     pub proto: Option<HeaderValue>,
     /// `X-Forwarded-Host`.
     pub host: Option<HeaderValue>,
-    /// `Forwarded` (RFC 7239): a trusted proxy's elements, then the gateway's own.
+    /// `Forwarded` (RFC 7239) when a trusted proxy sent one: its elements, then the gateway's.
     pub elements: Option<HeaderValue>,
+    /// `Forwarded` otherwise: the gateway's own element alone.
+    pub element: Option<Element>,
+}
+
+/// The gateway's own `Forwarded` element (RFC 7239 §4): `for=<peer>;proto=<scheme>[;host=<host>]`,
+/// an IPv6 address as `"[..]"` and a host that is not a token (a port, an IP literal) quoted.
+/// The host was validated before routing, so it holds no `"` or `\`.
+#[derive(Debug, Clone)]
+pub struct Element {
+    /// The peer's address, as `X-Forwarded-For` gives it.
+    pub peer: HeaderValue,
+    /// `http` or `https`.
+    pub proto: &'static str,
+    /// The host the request was routed by.
+    pub host: Option<HeaderValue>,
+}
+
+impl Element {
+    /// Appends the element to `out`.
+    pub fn write(&self, out: &mut Vec<u8>) {
+        let peer = self.peer.as_bytes();
+        if peer.contains(&b':') {
+            out.extend_from_slice(b"for=\"[");
+            out.extend_from_slice(peer);
+            out.extend_from_slice(b"]\"");
+        } else {
+            out.extend_from_slice(b"for=");
+            out.extend_from_slice(peer);
+        }
+        out.extend_from_slice(b";proto=");
+        out.extend_from_slice(self.proto.as_bytes());
+        if let Some(host) = &self.host {
+            let host = host.as_bytes();
+            let token = host.iter().all(|&b| portcullis_config::is_tchar(b));
+            out.extend_from_slice(b";host=");
+            if !token {
+                out.push(b'"');
+            }
+            out.extend_from_slice(host);
+            if !token {
+                out.push(b'"');
+            }
+        }
+    }
+
+    /// The element as a field value.
+    pub fn value(&self) -> HeaderValue {
+        let mut out = Vec::with_capacity(48);
+        self.write(&mut out);
+        HeaderValue::from_bytes(&out).unwrap_or_else(|_| HeaderValue::from_static("for=unknown"))
+    }
 }
 
 impl Forwarded {
-    /// The fields to add, as name and value.
+    /// The fields to add that hold values, as name and value (the gateway's own `Forwarded`
+    /// element is not among them: see [`Forwarded::write`]).
     pub fn fields(&self) -> impl Iterator<Item = (&'static HeaderName, &HeaderValue)> {
         [
             (&X_FORWARDED_FOR, &self.chain),
@@ -44,10 +97,28 @@ impl Forwarded {
         .filter_map(|(name, value)| Some((name, value.as_ref()?)))
     }
 
+    /// Appends every field, as HTTP/1.1 field lines, to `out`.
+    pub fn write(&self, out: &mut Vec<u8>) {
+        for (name, value) in self.fields() {
+            out.extend_from_slice(name.as_str().as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(value.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        if let Some(element) = &self.element {
+            out.extend_from_slice(b"forwarded: ");
+            element.write(out);
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+
     /// Puts the fields into `headers`, each replacing any of its name.
     pub fn apply(&self, headers: &mut HeaderMap) {
         for (name, value) in self.fields() {
             headers.insert(name, value.clone());
+        }
+        if let Some(element) = &self.element {
+            headers.insert(&FORWARDED, element.value());
         }
     }
 }

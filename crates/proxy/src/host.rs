@@ -2,7 +2,7 @@
 
 use std::borrow::Cow;
 
-use http::{header::HOST, request::Parts};
+use http::{HeaderValue, header::HOST, request::Parts};
 
 /// A hostname pattern of a virtual host.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -52,9 +52,14 @@ impl HostPattern {
 /// absolute-form requests) or else the `Host` header.
 /// Borrowed from the request unless it had to be lowercased.
 pub fn request_host(req: &Parts) -> Option<Cow<'_, str>> {
+    host_of(req, req.headers.get(HOST))
+}
+
+/// [`request_host`] with the request's `Host` field already found (`field`).
+pub fn host_of<'a>(req: &'a Parts, field: Option<&'a HeaderValue>) -> Option<Cow<'a, str>> {
     let raw = match req.uri.host() {
         Some(host) => host,
-        None => req.headers.get(HOST)?.to_str().ok()?,
+        None => field?.to_str().ok()?,
     };
     let host = strip_port(raw);
     Some(if host.bytes().any(|b| b.is_ascii_uppercase()) {

@@ -30,8 +30,11 @@ impl Refusal {
     }
 }
 
-/// The first rule `head` breaks, if any.
-pub fn check(head: &Parts) -> Result<(), Refusal> {
+/// The first rule `head` breaks, if any; else its `Host` field, if it has one (the caller
+/// routes by it without looking it up again). `sized` says the body's length is known from
+/// `Content-Length` (or it has none): then no `Transfer-Encoding` frames it and none is looked
+/// for (hyper answers a request whose last coding is not `chunked` with 400 itself).
+pub fn check(head: &Parts, sized: bool) -> Result<Option<&HeaderValue>, Refusal> {
     // Request smuggling: a head with both Content-Length and Transfer-Encoding. hyper's parser
     // hides the conflict; the server sees it in the raw bytes and marks the request.
     if head.extensions.get::<FramingConflict>().is_some() {
@@ -39,9 +42,12 @@ pub fn check(head: &Parts) -> Result<(), Refusal> {
             "the request carried both Content-Length and Transfer-Encoding",
         ));
     }
-    transfer_coding(head)?;
-    host(head)?;
-    target(head)
+    if !sized {
+        transfer_coding(head)?;
+    }
+    let field = host(head)?;
+    target(head)?;
+    Ok(field)
 }
 
 /// A request body coded other than by `chunked` alone would reach the backend still coded with
@@ -80,7 +86,7 @@ fn transfer_coding(head: &Parts) -> Result<(), Refusal> {
 /// `host[:port]`; the authority of an absolute-form target (or HTTP/2's `:authority`) must be
 /// one too, without userinfo (RFC 9110 §4.2.4), and HTTP/2's Host, when sent, must name the
 /// same host (RFC 9113 §8.3.1). An `http` URI with an empty host is invalid (RFC 9110 §4.2.1).
-fn host(head: &Parts) -> Result<(), Refusal> {
+fn host(head: &Parts) -> Result<Option<&HeaderValue>, Refusal> {
     let mut fields = head.headers.get_all(HOST).iter();
     let field = fields.next();
     if fields.next().is_some() {
@@ -113,7 +119,7 @@ fn host(head: &Parts) -> Result<(), Refusal> {
         }
         None => {}
     }
-    Ok(())
+    Ok(field)
 }
 
 fn same_host(field: &HeaderValue, authority: &str) -> bool {
@@ -156,24 +162,36 @@ pub fn is_authority(bytes: &[u8]) -> bool {
 fn is_reg_name(host: &[u8]) -> bool {
     let mut i = 0;
     while i < host.len() {
-        match host[i] {
-            b'%' => {
-                let hex = |at: usize| host.get(at).is_some_and(u8::is_ascii_hexdigit);
-                if !(hex(i + 1) && hex(i + 2)) {
-                    return false;
-                }
-                i += 3;
-                continue;
+        let b = host[i];
+        if b == b'%' {
+            let hex = |at: usize| host.get(at).is_some_and(u8::is_ascii_hexdigit);
+            if !(hex(i + 1) && hex(i + 2)) {
+                return false;
             }
-            b if b.is_ascii_alphanumeric() => {}
-            b'-' | b'.' | b'_' | b'~' | b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+'
-            | b',' | b';' | b'=' => {}
-            _ => return false,
+            i += 3;
+            continue;
+        }
+        if !REG_NAME[usize::from(b)] {
+            return false;
         }
         i += 1;
     }
     true
 }
+
+/// The bytes a reg-name holds as they are (RFC 3986 §3.2.2: unreserved and sub-delims).
+static REG_NAME: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        table[b] = matches!(b as u8,
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9'
+            | b'-' | b'.' | b'_' | b'~'
+            | b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'=');
+        b += 1;
+    }
+    table
+};
 
 /// `[` IPv6address `]` or `[v` HEXDIG+ `.` ( unreserved / sub-delims / `:` )+ `]`.
 fn is_ip_literal(literal: &[u8]) -> bool {
@@ -266,7 +284,7 @@ mod tests {
     }
 
     fn status(version: Version, target: &str, hosts: &[&str]) -> Option<u16> {
-        check(&head(version, target, hosts))
+        check(&head(version, target, hosts), false)
             .err()
             .map(|r| r.status.as_u16())
     }
@@ -363,7 +381,7 @@ mod tests {
                 Err(_) => continue,
             };
             assert_eq!(
-                check(&parts).err().map(|r| r.status.as_u16()),
+                check(&parts, true).err().map(|r| r.status.as_u16()),
                 Some(400),
                 "{bad}"
             );
@@ -377,7 +395,7 @@ mod tests {
             parts
                 .headers
                 .insert(TRANSFER_ENCODING, value.parse().expect("a value"));
-            check(&parts).err().map(|r| r.status.as_u16())
+            check(&parts, false).err().map(|r| r.status.as_u16())
         };
         assert_eq!(coded("chunked"), None);
         assert_eq!(coded("gzip, chunked"), Some(501));

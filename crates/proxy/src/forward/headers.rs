@@ -9,7 +9,9 @@ use http::{
 
 use crate::{
     filters::Scheme,
-    forwarded::{FORWARDED, Forwarded, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO},
+    forwarded::{
+        Element, FORWARDED, Forwarded, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO,
+    },
     wire::tokens,
 };
 
@@ -118,12 +120,17 @@ pub fn forwarded(
     scheme: Scheme,
     original_host: Option<HeaderValue>,
 ) -> Forwarded {
-    let element = element(peer, scheme, original_host.as_ref());
+    let element = Element {
+        peer: peer.clone(),
+        proto: scheme.as_str(),
+        host: original_host.clone(),
+    };
     let mut fields = Forwarded {
         chain: Some(peer.clone()),
         proto: Some(HeaderValue::from_static(scheme.as_str())),
         host: original_host,
-        elements: Some(element.clone()),
+        elements: None,
+        element: None,
     };
     // Most requests carry none of them: one pass over the names finds which are there.
     let (mut has_for, mut has_proto, mut has_host, mut has_forwarded) =
@@ -138,7 +145,9 @@ pub fn forwarded(
         fields.chain = extended(headers, &X_FORWARDED_FOR, peer);
     }
     if trusted && has_forwarded {
-        fields.elements = extended(headers, &FORWARDED, &element);
+        fields.elements = extended(headers, &FORWARDED, &element.value());
+    } else {
+        fields.element = Some(element);
     }
     // A trusted proxy's own -Proto and -Host are kept as they are.
     if trusted && has_proto {
@@ -151,7 +160,7 @@ pub fn forwarded(
     if has_for && fields.chain.is_some() {
         headers.remove(&X_FORWARDED_FOR);
     }
-    if has_forwarded && fields.elements.is_some() {
+    if has_forwarded && (fields.elements.is_some() || fields.element.is_some()) {
         headers.remove(FORWARDED.clone());
     }
     if has_proto && fields.proto.is_some() {
@@ -173,37 +182,6 @@ fn extended(headers: &HeaderMap, name: &HeaderName, last: &HeaderValue) -> Optio
     }
     joined.extend_from_slice(last.as_bytes());
     HeaderValue::from_bytes(&joined).ok()
-}
-
-/// The gateway's own `Forwarded` element: `for=<peer>;proto=<scheme>[;host=<host>]`, an IPv6
-/// address as `"[..]"` and a host that is not a token (a port, an IP literal) quoted (RFC 7239
-/// §4, §6). The host was validated before routing, so it holds no `"` or `\`.
-fn element(peer: &HeaderValue, scheme: Scheme, host: Option<&HeaderValue>) -> HeaderValue {
-    let peer = peer.as_bytes();
-    let mut out = Vec::with_capacity(48);
-    if peer.contains(&b':') {
-        out.extend_from_slice(b"for=\"[");
-        out.extend_from_slice(peer);
-        out.extend_from_slice(b"]\"");
-    } else {
-        out.extend_from_slice(b"for=");
-        out.extend_from_slice(peer);
-    }
-    out.extend_from_slice(b";proto=");
-    out.extend_from_slice(scheme.as_str().as_bytes());
-    if let Some(host) = host {
-        let host = host.as_bytes();
-        let token = host.iter().all(|&b| portcullis_config::is_tchar(b));
-        out.extend_from_slice(b";host=");
-        if !token {
-            out.push(b'"');
-        }
-        out.extend_from_slice(host);
-        if !token {
-            out.push(b'"');
-        }
-    }
-    HeaderValue::from_bytes(&out).unwrap_or_else(|_| HeaderValue::from_static("for=unknown"))
 }
 
 #[cfg(test)]
@@ -286,9 +264,10 @@ mod tests {
             [
                 ("x-forwarded-for", "203.0.113.1"),
                 ("x-forwarded-proto", "https"),
-                ("forwarded", "for=203.0.113.1;proto=https"),
             ]
         );
+        let element = fields.element.as_ref().expect("the gateway's element");
+        assert_eq!(element.value(), "for=203.0.113.1;proto=https");
     }
 
     #[test]
@@ -331,9 +310,10 @@ mod tests {
             [
                 ("x-forwarded-for", "10.0.0.2"),
                 ("x-forwarded-proto", "https"),
-                ("forwarded", "for=10.0.0.2;proto=https"),
             ]
         );
+        let element = fields.element.as_ref().expect("the gateway's element");
+        assert_eq!(element.value(), "for=10.0.0.2;proto=https");
     }
 
     #[test]

@@ -40,7 +40,7 @@ use crate::{
     filters::{Cors, RedirectRequest, Scheme},
     gateway::Gateway,
     guard::{Admitted, Cache, CacheOutcome, Checked, Keyed},
-    host::request_host,
+    host::{host_of, request_host},
     path,
     route::{Action, RouteEntry, RouteTable, Unserved},
     upstream::{Backend, HashOn, materialize},
@@ -127,25 +127,28 @@ impl Gateway {
     {
         // Framing, Host and request-target (`validate`): refused before any route or backend,
         // and the connection closed, so that nothing sent after the head is read as a request.
-        if let Err(refusal) = validate::check(head) {
-            if self.settings.access_log {
-                exchange.host = request_host(head).unwrap_or_default().into_owned();
-                exchange.path = head.uri.path().to_owned();
+        let host_field = match validate::check(head, body.size_hint().exact().is_some()) {
+            Ok(field) => field,
+            Err(refusal) => {
+                if self.settings.access_log {
+                    exchange.host = request_host(head).unwrap_or_default().into_owned();
+                    exchange.path = head.uri.path().to_owned();
+                }
+                let mut response = Response::new(body::full(format!(
+                    "{}: {}\n",
+                    refusal.status.canonical_reason().unwrap_or("Bad Request"),
+                    refusal.reason
+                )));
+                *response.status_mut() = refusal.status;
+                let headers = response.headers_mut();
+                headers.insert(
+                    CONTENT_TYPE,
+                    HeaderValue::from_static("text/plain; charset=utf-8"),
+                );
+                headers.insert(CONNECTION, HeaderValue::from_static("close"));
+                return response;
             }
-            let mut response = Response::new(body::full(format!(
-                "{}: {}\n",
-                refusal.status.canonical_reason().unwrap_or("Bad Request"),
-                refusal.reason
-            )));
-            *response.status_mut() = refusal.status;
-            let headers = response.headers_mut();
-            headers.insert(
-                CONTENT_TYPE,
-                HeaderValue::from_static("text/plain; charset=utf-8"),
-            );
-            headers.insert(CONNECTION, HeaderValue::from_static("close"));
-            return response;
-        }
+        };
         // The normalized path, when normalizing changed anything (the common case costs nothing).
         let normalized = if path::is_normal(head.uri.path()) {
             None
@@ -156,7 +159,7 @@ impl Gateway {
             }
         };
         let path = normalized.as_deref().unwrap_or(head.uri.path());
-        let host = request_host(head).unwrap_or_default();
+        let host = host_of(head, host_field).unwrap_or_default();
         if self.settings.access_log {
             exchange.path = path.to_owned();
             exchange.host = host.to_string();

@@ -66,9 +66,7 @@ pub fn encode_request(
         }
         push_field(out, name, value);
     }
-    for (name, value) in head.forwarded.fields() {
-        push_field(out, name, value);
-    }
+    head.forwarded.write(out);
     if !host {
         out.extend_from_slice(b"host: ");
         out.extend_from_slice(authority.as_bytes());
@@ -741,6 +739,7 @@ mod tests {
                 proto: Some(HeaderValue::from_static("http")),
                 host: None,
                 elements: None,
+                element: None,
             },
             upgrade: false,
             relay: false,
