@@ -62,6 +62,15 @@ impl CarriesRelayed for Body {
 }
 
 impl Body {
+    /// Whether the whole body is in memory already: reading it never waits for anyone.
+    pub fn is_buffered_whole(&self) -> bool {
+        match self {
+            Body::Empty | Body::Full(_) => true,
+            Body::Upstream(body) => body.is_buffered_whole(),
+            Body::Deadline(_) | Body::Boxed(_) => false,
+        }
+    }
+
     /// Boxes any other body.
     pub fn boxed<B>(body: B) -> Self
     where

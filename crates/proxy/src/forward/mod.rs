@@ -439,7 +439,9 @@ impl Gateway {
             (a, b) => a.or(b),
         };
         let idle = rule.policy.backend_idle;
-        if (deadline.is_none() && idle.is_none()) || response.body().is_end_stream() {
+        // A body already read whole (most small answers come with their head) has nothing to
+        // wait for: no timer.
+        if (deadline.is_none() && idle.is_none()) || response.body().is_buffered_whole() {
             return response;
         }
         response.map(|body| Body::Deadline(Box::new(DeadlineBody::new(body, deadline, idle))))

@@ -230,6 +230,18 @@ impl H1Body {
     }
 }
 
+impl H1Body {
+    /// Whether the whole body is already read (a sized body whose bytes came with the head):
+    /// polling it will not wait for the endpoint.
+    pub fn is_buffered_whole(&self) -> bool {
+        match (self.state, self.conn.as_ref()) {
+            (State::Done, _) => true,
+            (State::Length(n), Some(conn)) => conn.read.len() as u64 >= n,
+            _ => false,
+        }
+    }
+}
+
 impl CarriesRelayed for H1Body {
     fn take_relayed(&mut self) -> Option<Box<Relayed>> {
         self.relayed.take()
