@@ -14,13 +14,21 @@ use bytes::Bytes;
 use hyper::body::{Body as HttpBody, Frame, SizeHint};
 use tokio::time::{Instant, Sleep};
 
+use super::coarse::CoarseTimer;
 use crate::body::{Body, BoxError};
 
 /// A future given at most a time limit, when there is one; see [`within`].
 pub struct Within<'a, F> {
     inner: Pin<&'a mut F>,
     deadline: Option<Instant>,
-    sleep: Option<Pin<Box<Sleep>>>,
+    timer: Option<Timer>,
+}
+
+/// What wakes a [`Within`] at its deadline: a coarse timer for a far deadline on a worker
+/// (`backendIdle`'s default, armed for nearly every request), a tokio timer otherwise.
+enum Timer {
+    Coarse(CoarseTimer),
+    Precise(Pin<Box<Sleep>>),
 }
 
 /// Runs `inner` until `deadline` (for ever without one): `None` when the time ran out.
@@ -33,7 +41,7 @@ pub fn within<F: Future>(deadline: Option<Instant>, inner: Pin<&mut F>) -> Withi
     Within {
         inner,
         deadline,
-        sleep: None,
+        timer: None,
     }
 }
 
@@ -48,10 +56,17 @@ impl<F: Future> Future for Within<'_, F> {
         let Some(deadline) = this.deadline else {
             return Poll::Pending;
         };
-        let sleep = this
-            .sleep
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
-        if sleep.as_mut().poll(cx).is_ready() {
+        let timer = this
+            .timer
+            .get_or_insert_with(|| match CoarseTimer::new(deadline) {
+                Some(coarse) => Timer::Coarse(coarse),
+                None => Timer::Precise(Box::pin(tokio::time::sleep_until(deadline))),
+            });
+        let expired = match timer {
+            Timer::Coarse(coarse) => coarse.poll_expired(cx),
+            Timer::Precise(sleep) => sleep.as_mut().poll(cx).is_ready(),
+        };
+        if expired {
             return Poll::Ready(None);
         }
         Poll::Pending

@@ -6,6 +6,7 @@
 mod aggregate;
 mod attempt;
 mod client_body;
+mod coarse;
 mod deadline;
 mod exchange;
 mod headers;
