@@ -310,6 +310,41 @@ impl HttpBody for H1Body {
     }
 }
 
+/// Decodes a body framed by `framing` as [`H1Body`] does, from the endpoint's `reads` in order,
+/// for the fuzz targets (`crate::fuzzing`); after the last read the endpoint closed.
+#[cfg(feature = "fuzzing")]
+pub(crate) fn decode_reads<'a>(
+    framing: ResponseFraming,
+    reads: impl IntoIterator<Item = &'a [u8]>,
+) -> crate::fuzzing::UpstreamBody {
+    let mut decoded = crate::fuzzing::UpstreamBody::default();
+    let mut state = State::new(framing);
+    let mut buf = BytesMut::new();
+    let mut reads = reads.into_iter();
+    loop {
+        match state.decode(&mut buf) {
+            Ok(Decoded::Data(data)) => decoded.data.extend_from_slice(&data),
+            Ok(Decoded::Trailers(fields)) => decoded.trailers = Some(fields),
+            Ok(Decoded::End) => break,
+            Ok(Decoded::NeedMore) => match reads.next() {
+                Some(read) => buf.extend_from_slice(read),
+                None if state == State::UntilClose => break,
+                None => {
+                    decoded.error = Some("closed before the end of the body".to_owned());
+                    break;
+                }
+            },
+            Err(error) => {
+                decoded.error = Some(error.to_string());
+                break;
+            }
+        }
+    }
+    decoded.rest = buf.to_vec();
+    reads.for_each(|read| decoded.rest.extend_from_slice(read));
+    decoded
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
