@@ -212,6 +212,15 @@ pub struct HealthCheck {
     #[serde(default = "default_unhealthy_threshold")]
     #[schemars(range(min = 1, max = 100))]
     pub unhealthy_threshold: u32,
+    /// Whether a check that passes ends an endpoint's outlier ejection at once, so that an
+    /// endpoint that recovered gets traffic as soon as it is seen to, not when its ejection
+    /// time runs out.
+    #[serde(default = "default_true")]
+    pub ends_ejection: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_health_path() -> String {

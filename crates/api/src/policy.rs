@@ -27,6 +27,13 @@ pub struct Timeouts {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^([0-9]{1,5}(h|m|s|ms)){1,4}$"), length(max = 32))]
     pub backend_request: Option<String>,
+    /// The longest a backend endpoint may stay silent during an attempt: before its response
+    /// head, and between two pieces of its body. When it runs out the attempt fails with 504.
+    /// `60s` when unset (so a backend that accepts a request and never answers cannot hold a
+    /// client for ever); `0s` disables it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^([0-9]{1,5}(h|m|s|ms)){1,4}$"), length(max = 32))]
+    pub backend_idle: Option<String>,
 }
 
 /// What makes a failed attempt worth retrying.
@@ -509,6 +516,20 @@ fn default_cors_max_age() -> u32 {
     5
 }
 
+/// Limits on the request body a rule accepts. A larger body gets 413 before it reaches the
+/// backend (at once when its `Content-Length` says so, as it streams when it is chunked).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct RequestBodyPolicy {
+    /// The largest request body accepted, in bytes.
+    #[schemars(range(min = 1, max = 1_099_511_627_776u64))]
+    pub max_bytes: u64,
+}
+
+/// The largest request body a rule accepts when neither it nor the Gateway's `defaults` set
+/// `requestBody`: 10 MiB.
+pub const DEFAULT_MAX_REQUEST_BODY_BYTES: u64 = 10 * 1024 * 1024;
+
 /// Policies that apply to a rule: set on a Route rule, or on the Gateway as `defaults` that every
 /// rule inherits unless it sets its own.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
@@ -532,4 +553,7 @@ pub struct Policies {
     /// CORS.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cors: Option<CorsPolicy>,
+    /// Request body limits (10 MiB when unset).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_body: Option<RequestBodyPolicy>,
 }

@@ -8,7 +8,9 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::policy::{AuthPolicy, CachePolicy, CorsPolicy, RateLimitPolicy, RetryPolicy, Timeouts};
+use crate::policy::{
+    AuthPolicy, CachePolicy, CorsPolicy, RateLimitPolicy, RequestBodyPolicy, RetryPolicy, Timeouts,
+};
 
 /// Rules that send matching requests on a Gateway to ServiceBackends.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -140,6 +142,17 @@ pub struct RouteRule {
     /// CORS (overrides the Gateway default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cors: Option<CorsPolicy>,
+    /// Request body limits (override the Gateway default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_body: Option<RequestBodyPolicy>,
+    /// The protocols a client may switch this rule's requests to with `Upgrade` (RFC 9110
+    /// §7.8), tunnelled to the backend only once routing and the rule's policies accepted the
+    /// request; any other `Upgrade` is ignored and the request served as HTTP/1.1.
+    /// `[websocket]` when unset; `[]` tunnels nothing. `h2c` is never allowed: it would give
+    /// the client an HTTP/2 session with the backend past every rule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 8))]
+    pub upgrades: Option<Vec<String>>,
 }
 
 impl Default for RouteRule {
@@ -156,6 +169,8 @@ impl Default for RouteRule {
             rate_limit: None,
             cache: None,
             cors: None,
+            request_body: None,
+            upgrades: None,
         }
     }
 }
@@ -511,10 +526,21 @@ pub struct RequestMirror {
     #[serde(default = "default_mirror_percent")]
     #[schemars(range(min = 0, max = 100))]
     pub percent: u32,
+    /// At most this many mirrored requests of the rule in flight at once (per replica); a copy
+    /// beyond it is dropped and counted, never queued, so a slow mirror cannot hold memory or
+    /// connections that the real traffic needs.
+    #[serde(default = "default_mirror_max_in_flight")]
+    #[schemars(range(min = 1, max = 1024))]
+    pub max_in_flight: u32,
 }
 
 fn default_mirror_percent() -> u32 {
     100
+}
+
+/// The default of [`RequestMirror::max_in_flight`].
+pub fn default_mirror_max_in_flight() -> u32 {
+    16
 }
 
 /// A ServiceBackend by name, in the Route's namespace.

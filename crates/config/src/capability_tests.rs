@@ -17,6 +17,7 @@ fn rule(index: usize) -> RuleConfig {
             }],
         },
         policies: ResolvedPolicies::default(),
+        upgrades: None,
     }
 }
 

@@ -7,6 +7,7 @@
 
 mod attach;
 mod auth;
+pub use auth::is_tchar;
 mod backend;
 mod ctx;
 mod hostname;

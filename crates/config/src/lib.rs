@@ -13,7 +13,7 @@ pub mod configmap;
 pub mod diagnostics;
 pub mod snapshot;
 
-pub use compile::{Compiled, NamespaceInfo, compile};
+pub use compile::{Compiled, NamespaceInfo, compile, is_tchar};
 pub use configmap::{render_configmap, snapshot_from_bytes, snapshot_from_configmap};
 pub use diagnostics::{Diagnostic, Diagnostics, Severity};
 pub use snapshot::{API_VERSION, Snapshot, SnapshotError};

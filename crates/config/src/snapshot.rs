@@ -528,6 +528,7 @@ mod tests {
                 filters: vec![FilterConfig::RequestMirror(MirrorConfig {
                     backend: None,
                     percent: 10,
+                    max_in_flight: 16,
                 })],
                 action: Action::Backends {
                     backends: vec![
@@ -545,6 +546,7 @@ mod tests {
                     timeouts: TimeoutsConfig {
                         request_ms: Some(0),
                         backend_request_ms: None,
+                        backend_idle_ms: None,
                     },
                     auth: Some(AuthConfig::ApiKey {
                         keys: SecretFile::new("shop", "keys", "keys"),
@@ -553,6 +555,7 @@ mod tests {
                     }),
                     ..ResolvedPolicies::default()
                 },
+                upgrades: None,
             }],
             backends,
             drain: DrainConfig {

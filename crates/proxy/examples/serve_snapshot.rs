@@ -120,6 +120,7 @@ fn generate(routes: usize, port: u16, upstream: SocketAddr) -> Snapshot {
                 }],
             },
             policies: ResolvedPolicies::default(),
+            upgrades: None,
         });
         entries.push(RouteEntry {
             rule: i,

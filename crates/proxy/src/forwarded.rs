@@ -12,8 +12,10 @@ pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-fo
 pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 /// `X-Forwarded-Host`.
 pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+/// `Forwarded` (RFC 7239).
+pub static FORWARDED: HeaderName = HeaderName::from_static("forwarded");
 
-/// The `X-Forwarded-*` fields the gateway adds to an upstream request. They travel beside the
+/// The `X-Forwarded-*` and `Forwarded` fields the gateway adds to an upstream request. They travel beside the
 /// request's header map, not in it: the HTTP/1.1 writer appends them as they are, which spares
 /// three header-map insertions per request, and the pooled client and mirrors get them
 /// inserted ([`Forwarded::apply`]). `forward::forwarded` makes them.
@@ -25,6 +27,8 @@ pub struct Forwarded {
     pub proto: Option<HeaderValue>,
     /// `X-Forwarded-Host`.
     pub host: Option<HeaderValue>,
+    /// `Forwarded` (RFC 7239): a trusted proxy's elements, then the gateway's own.
+    pub elements: Option<HeaderValue>,
 }
 
 impl Forwarded {
@@ -34,6 +38,7 @@ impl Forwarded {
             (&X_FORWARDED_FOR, &self.chain),
             (&X_FORWARDED_PROTO, &self.proto),
             (&X_FORWARDED_HOST, &self.host),
+            (&FORWARDED, &self.elements),
         ]
         .into_iter()
         .filter_map(|(name, value)| Some((name, value.as_ref()?)))

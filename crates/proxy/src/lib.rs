@@ -38,6 +38,7 @@ pub mod route;
 pub mod server;
 pub mod tls;
 pub mod upstream;
+pub mod validate;
 pub mod watch;
 mod wire;
 

@@ -72,7 +72,9 @@ pub fn is_normal(path: &str) -> bool {
 
 fn decode_unreserved(path: &str) -> Result<String, PathError> {
     let bytes = path.as_bytes();
-    let mut out = String::with_capacity(path.len());
+    // Bytes, not chars: a UTF-8 path (bytes above 0x7F, which the gateway carries as the
+    // client sent them) must come out byte for byte, never re-encoded.
+    let mut out = Vec::with_capacity(path.len());
     let mut i = 0;
     while i < bytes.len() {
         let b = bytes[i];
@@ -84,20 +86,18 @@ fn decode_unreserved(path: &str) -> Result<String, PathError> {
             };
             let value = hi * 16 + lo;
             if is_unreserved(value) {
-                out.push(char::from(value));
+                out.push(value);
             } else {
-                out.push('%');
-                out.push(hex_digit(hi));
-                out.push(hex_digit(lo));
+                out.extend_from_slice(&[b'%', hex_digit(hi), hex_digit(lo)]);
             }
             i += 3;
         } else {
-            // The URI parser only lets ASCII through, so byte-wise pushing is exact.
-            out.push(char::from(b));
+            out.push(b);
             i += 1;
         }
     }
-    Ok(out)
+    // Only ASCII was decoded or rewritten, so what was UTF-8 still is.
+    String::from_utf8(out).map_err(|_| PathError::BadPercentEncoding)
 }
 
 fn is_unreserved(b: u8) -> bool {
@@ -114,8 +114,8 @@ pub(crate) fn hex_value(c: u8) -> Option<u8> {
     }
 }
 
-fn hex_digit(v: u8) -> char {
-    char::from(b"0123456789ABCDEF"[usize::from(v & 0x0f)])
+fn hex_digit(v: u8) -> u8 {
+    b"0123456789ABCDEF"[usize::from(v & 0x0f)]
 }
 
 #[cfg(test)]
@@ -124,6 +124,12 @@ mod tests {
 
     fn norm(p: &str) -> String {
         normalize(p).expect("valid path")
+    }
+
+    #[test]
+    fn a_utf8_path_keeps_its_bytes() {
+        assert_eq!(norm("/caf\u{e9}//x"), "/caf\u{e9}/x");
+        assert_eq!(norm("/%41/\u{1f600}/../b"), "/A/b");
     }
 
     #[test]

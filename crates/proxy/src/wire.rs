@@ -117,6 +117,13 @@ pub fn tokens(value: &[u8]) -> impl DoubleEndedIterator<Item = &[u8]> {
     value.split(|&b| b == b',').map(<[u8]>::trim_ascii)
 }
 
+/// The length a message's writer frames its body by: the first readable `Content-Length` among
+/// the fields seen so far (`declared`) wins, and only that one goes out (a second, different one
+/// would leave the receiver to choose, RFC 9112 §6.3). One it cannot read is not passed on.
+pub fn first_length(declared: Option<u64>, value: &[u8]) -> Option<u64> {
+    declared.or_else(|| content_length(value))
+}
+
 /// A `Content-Length` value as hyper reads it: decimal digits only (no sign, no list), within
 /// `u64`, surrounding whitespace ignored.
 pub fn content_length(value: &[u8]) -> Option<u64> {

@@ -314,8 +314,8 @@ fn header_name(name: &str, ctx: &mut Ctx<'_>, field: &str) -> Result<String, Inv
     Err(Invalid)
 }
 
-/// RFC 9110 `tchar`.
-fn is_tchar(b: u8) -> bool {
+/// RFC 9110 `tchar`: a byte of a token (a field name, a parameter value that needs no quotes).
+pub fn is_tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 

@@ -290,6 +290,7 @@ fn compile(
                 timeout_ms: timeout?,
                 healthy_threshold: h.healthy_threshold,
                 unhealthy_threshold: h.unhealthy_threshold,
+                ends_ejection: h.ends_ejection,
             })
         })
         .transpose();

@@ -6,7 +6,7 @@
 
 use portcullis_api::policy::{
     AuthPolicy, CacheBackend, CachePolicy, CorsPolicy, Policies, RateLimitKeyType, RateLimitPolicy,
-    RateLimitScope, RetryPolicy, Timeouts,
+    RateLimitScope, RequestBodyPolicy, RetryPolicy, Timeouts,
 };
 
 use super::{Ctx, Invalid, auth::auth};
@@ -27,6 +27,7 @@ pub(crate) struct PolicyRefs<'a> {
     pub(crate) rate_limit: Option<&'a RateLimitPolicy>,
     pub(crate) cache: Option<&'a CachePolicy>,
     pub(crate) cors: Option<&'a CorsPolicy>,
+    pub(crate) request_body: Option<&'a RequestBodyPolicy>,
 }
 
 impl<'a> From<&'a Policies> for PolicyRefs<'a> {
@@ -38,6 +39,7 @@ impl<'a> From<&'a Policies> for PolicyRefs<'a> {
             rate_limit: p.rate_limit.as_ref(),
             cache: p.cache.as_ref(),
             cors: p.cors.as_ref(),
+            request_body: p.request_body.as_ref(),
         }
     }
 }
@@ -52,6 +54,7 @@ pub(crate) struct CompiledPolicies {
     rate_limit: Result<Option<RateLimitConfig>, Invalid>,
     cache: Result<Option<CacheConfig>, Invalid>,
     cors: Result<Option<CorsConfig>, Invalid>,
+    max_request_body_bytes: Result<Option<u64>, Invalid>,
 }
 
 impl Default for CompiledPolicies {
@@ -63,6 +66,7 @@ impl Default for CompiledPolicies {
             rate_limit: Ok(None),
             cache: Ok(None),
             cors: Ok(None),
+            max_request_body_bytes: Ok(None),
         }
     }
 }
@@ -91,6 +95,7 @@ pub(crate) fn compile(
             cache(c, ctx, &format!("{prefix}.cache"), shared_state)
         }),
         cors: opt(refs.cors, |c| Ok(cors(c))),
+        max_request_body_bytes: Ok(refs.request_body.map(|b| b.max_bytes)),
     }
 }
 
@@ -169,6 +174,12 @@ pub(crate) fn resolve(
         defaults.cors.is_ok(),
         "cors",
     );
+    let request_body = pick(
+        rule.request_body.is_some(),
+        own.max_request_body_bytes.is_ok(),
+        defaults.max_request_body_bytes.is_ok(),
+        "requestBody",
+    );
     if !ok {
         return Err(Invalid);
     }
@@ -192,6 +203,11 @@ pub(crate) fn resolve(
         rate_limit: choose(rate_limit, own.rate_limit, &defaults.rate_limit),
         cache: choose(cache, own.cache, &defaults.cache),
         cors: choose(cors, own.cors, &defaults.cors),
+        max_request_body_bytes: choose(
+            request_body,
+            own.max_request_body_bytes,
+            &defaults.max_request_body_bytes,
+        ),
     })
 }
 
@@ -206,7 +222,13 @@ fn timeouts(t: &Timeouts, ctx: &mut Ctx<'_>, field: &str) -> Result<TimeoutsConf
         .as_deref()
         .map(|v| ctx.millis(v, &format!("{field}.backendRequest")))
         .transpose();
-    let (request_ms, backend_request_ms) = (request?, backend_request?);
+    let backend_idle = t
+        .backend_idle
+        .as_deref()
+        .map(|v| ctx.millis(v, &format!("{field}.backendIdle")))
+        .transpose();
+    let (request_ms, backend_request_ms, backend_idle_ms) =
+        (request?, backend_request?, backend_idle?);
     if let (Some(r), Some(b)) = (request_ms, backend_request_ms)
         && r != 0
         && b > r
@@ -221,6 +243,7 @@ fn timeouts(t: &Timeouts, ctx: &mut Ctx<'_>, field: &str) -> Result<TimeoutsConf
     Ok(TimeoutsConfig {
         request_ms,
         backend_request_ms,
+        backend_idle_ms,
     })
 }
 

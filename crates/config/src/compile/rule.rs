@@ -86,11 +86,13 @@ fn compile_rule(
         rate_limit: rule.rate_limit.as_ref(),
         cache: rule.cache.as_ref(),
         cors: rule.cors.as_ref(),
+        request_body: rule.request_body.as_ref(),
     };
     let own = policy::compile(refs, ctx, &field, &key.namespace, env.shared_state);
     let gateway = env.gateway.to_string();
     let policies = policy::resolve(refs, own, env.defaults, ctx, &field, &gateway);
 
+    let upgrades = compile_upgrades(rule.upgrades.as_deref(), ctx, &format!("{field}.upgrades"));
     let matches: Result<Vec<MatchConfig>, Invalid> = matches.into_iter().collect();
     Ok(CompiledRule {
         config: RuleConfig {
@@ -100,9 +102,48 @@ fn compile_rule(
             filters: filters?,
             action: action?,
             policies: policies?,
+            upgrades: upgrades?,
         },
         matches: matches?,
     })
+}
+
+/// The `Upgrade` protocols a rule tunnels, lower case and sorted; each a token (RFC 9110
+/// §7.8), never `h2c` (an HTTP/2 session past every rule).
+fn compile_upgrades(
+    upgrades: Option<&[String]>,
+    ctx: &mut Ctx<'_>,
+    field: &str,
+) -> Result<Option<Vec<String>>, Invalid> {
+    let Some(upgrades) = upgrades else {
+        return Ok(None);
+    };
+    let mut ok = true;
+    let mut out = Vec::with_capacity(upgrades.len());
+    for (i, protocol) in upgrades.iter().enumerate() {
+        let lower = protocol.to_ascii_lowercase();
+        let name = lower.split('/').next().unwrap_or_default();
+        if name == "h2c" {
+            ok = false;
+            ctx.error(
+                format!("{field}[{i}]"),
+                reason::INVALID,
+                "h2c is never tunnelled: it would give the client an HTTP/2 session with the \
+                 backend past every rule",
+            );
+        } else if lower.is_empty() || !lower.bytes().all(|b| b == b'/' || crate::is_tchar(b)) {
+            ok = false;
+            ctx.error(
+                format!("{field}[{i}]"),
+                reason::INVALID,
+                format!("{protocol:?} is not a protocol name (a token, like websocket)"),
+            );
+        }
+        out.push(lower);
+    }
+    out.sort();
+    out.dedup();
+    if ok { Ok(Some(out)) } else { Err(Invalid) }
 }
 
 /// A rule's match, normalized: prefixes without trailing `/`, header names lowercase, the first
@@ -293,6 +334,7 @@ fn compile_filters(
                     Some(FilterConfig::RequestMirror(MirrorConfig {
                         backend,
                         percent: m.percent,
+                        max_in_flight: m.max_in_flight,
                     }))
                 }
                 None => None,

@@ -124,6 +124,17 @@ pub struct HealthCheckConfig {
     pub healthy_threshold: u32,
     /// Failures in a row that make an endpoint unhealthy.
     pub unhealthy_threshold: u32,
+    /// Whether a passing check ends an outlier ejection.
+    #[serde(default = "ends_ejection_default", skip_serializing_if = "is_true")]
+    pub ends_ejection: bool,
+}
+
+fn ends_ejection_default() -> bool {
+    true
+}
+
+fn is_true(value: &bool) -> bool {
+    *value
 }
 
 /// Passive outlier detection.
@@ -134,7 +145,8 @@ pub struct OutlierDetectionConfig {
     pub consecutive_5xx: u32,
     /// Gateway errors in a row (connect failure, reset, 502/503/504) that eject an endpoint.
     pub consecutive_gateway_errors: u32,
-    /// Base ejection time, in milliseconds (longer on each repeated ejection).
+    /// Base ejection time, in milliseconds (longer on each repeated ejection, shorter again
+    /// after quiet periods).
     pub ejection_time_ms: u64,
     /// At most this share of the endpoints is ejected at once.
     pub max_ejection_percent: u32,

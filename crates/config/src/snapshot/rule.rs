@@ -27,6 +27,9 @@ pub struct RuleConfig {
     pub action: Action,
     /// The policies in force, Gateway defaults already applied.
     pub policies: ResolvedPolicies,
+    /// The `Upgrade` protocols tunnelled, lower case; `None`: WebSocket only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upgrades: Option<Vec<String>>,
 }
 
 /// A change to the request or response.
@@ -106,6 +109,16 @@ pub struct MirrorConfig {
     pub backend: Option<String>,
     /// Percentage of requests mirrored, 0–100.
     pub percent: u32,
+    /// Mirrored requests of the rule in flight at once, at most; beyond it a copy is dropped.
+    #[serde(
+        default = "portcullis_api::route::default_mirror_max_in_flight",
+        skip_serializing_if = "is_default_mirror_max_in_flight"
+    )]
+    pub max_in_flight: u32,
+}
+
+fn is_default_mirror_max_in_flight(n: &u32) -> bool {
+    *n == portcullis_api::route::default_mirror_max_in_flight()
 }
 
 /// What a rule does with a matching request.
@@ -207,6 +220,10 @@ pub struct ResolvedPolicies {
     /// CORS.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cors: Option<CorsConfig>,
+    /// The largest request body accepted, in bytes; `None`: the built-in default
+    /// ([`portcullis_api::policy::DEFAULT_MAX_REQUEST_BODY_BYTES`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_request_body_bytes: Option<u64>,
 }
 
 /// Time limits, in milliseconds. `None`: not configured (no limit). `Some(0)`: explicitly
@@ -220,12 +237,19 @@ pub struct TimeoutsConfig {
     /// One attempt against one endpoint; exceeded → that attempt fails with 504.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backend_request_ms: Option<u64>,
+    /// The longest an endpoint may stay silent during an attempt (before its head, between
+    /// two pieces of its body); exceeded → that attempt fails with 504. `None`: the built-in
+    /// 60 s; `Some(0)`: no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend_idle_ms: Option<u64>,
 }
 
 impl TimeoutsConfig {
-    /// True when neither timeout is configured.
+    /// True when no timeout is configured.
     pub fn is_empty(&self) -> bool {
-        self.request_ms.is_none() && self.backend_request_ms.is_none()
+        self.request_ms.is_none()
+            && self.backend_request_ms.is_none()
+            && self.backend_idle_ms.is_none()
     }
 }
 

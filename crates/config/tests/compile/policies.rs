@@ -14,7 +14,8 @@ spec:
   listeners:
   - {name: http, port: 80, protocol: HTTP}
   defaults:
-    timeouts: {request: 10s, backendRequest: 2s}
+    timeouts: {request: 10s, backendRequest: 2s, backendIdle: 5s}
+    requestBody: {maxBytes: 1048576}
     auth:
       type: ApiKey
       apiKey: {secretRef: {name: keys, key: consumers}}
@@ -31,6 +32,8 @@ fn rules_inherit_gateway_defaults() {
     let rule = route(&c.snapshot, &get("http://a/")).expect("served");
     assert_eq!(rule.policies.timeouts.request_ms, Some(10_000));
     assert_eq!(rule.policies.timeouts.backend_request_ms, Some(2_000));
+    assert_eq!(rule.policies.timeouts.backend_idle_ms, Some(5_000));
+    assert_eq!(rule.policies.max_request_body_bytes, Some(1_048_576));
     match &rule.policies.auth {
         Some(AuthConfig::ApiKey {
             keys,
@@ -55,12 +58,14 @@ fn rules_inherit_gateway_defaults() {
 #[test]
 fn a_rule_policy_replaces_the_default_as_a_whole() {
     let c = compile_yaml(&rules(
-        "  - backendRefs: [{name: api}]\n    timeouts: {request: 3s}\n    rateLimit: {requests: 5}\n",
+        "  - backendRefs: [{name: api}]\n    timeouts: {request: 3s}\n    rateLimit: {requests: 5}\n    requestBody: {maxBytes: 100}\n",
     ));
     let rule = route(&c.snapshot, &get("http://a/")).expect("served");
     // No field-by-field merge: backendRequest is not inherited once the rule sets timeouts.
     assert_eq!(rule.policies.timeouts.request_ms, Some(3_000));
     assert_eq!(rule.policies.timeouts.backend_request_ms, None);
+    assert_eq!(rule.policies.timeouts.backend_idle_ms, None);
+    assert_eq!(rule.policies.max_request_body_bytes, Some(100));
     let limit = rule.policies.rate_limit.as_ref().expect("own rate limit");
     assert_eq!((limit.requests, limit.period_ms), (5, 1_000));
     assert!(rule.policies.auth.is_some(), "auth still inherited");
@@ -188,4 +193,24 @@ fn shared_cache_in_gateway_defaults_without_shared_state_refuses_inheriting_rule
         "{route_findings:?}"
     );
     assert_eq!(parents(&c, "shop/r")[0].accepted.reason, reason::INVALID);
+}
+
+#[test]
+fn a_rule_lists_the_upgrades_it_tunnels_but_never_h2c() {
+    let c = compile_yaml(&rules(
+        "  - backendRefs: [{name: api}]\n    upgrades: [MQTT, websocket]\n",
+    ));
+    let rule = route(&c.snapshot, &get("http://a/")).expect("served");
+    assert_eq!(
+        rule.upgrades,
+        Some(vec!["mqtt".to_owned(), "websocket".to_owned()])
+    );
+    let c = compile_yaml(&rules(
+        "  - backendRefs: [{name: api}]\n    upgrades: [websocket, h2c, \"a b\"]\n",
+    ));
+    let f = findings(&c, "Route/shop/r");
+    for field in ["spec.rules[0].upgrades[1]", "spec.rules[0].upgrades[2]"] {
+        assert!(f.iter().any(|d| d.field == field), "{field}: {f:?}");
+    }
+    assert!(route(&c.snapshot, &get("http://a/")).is_none(), "refused");
 }

@@ -68,6 +68,7 @@ fn rule_with_api_keys(namespace: &str) -> RuleConfig {
             }),
             ..ResolvedPolicies::default()
         },
+        upgrades: None,
     }
 }
 

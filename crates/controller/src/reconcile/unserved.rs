@@ -123,6 +123,7 @@ mod tests {
                 backends: Vec::new(),
             },
             policies: ResolvedPolicies::default(),
+            upgrades: None,
         }
     }
 

@@ -111,6 +111,7 @@ pub fn spec(name: &str, config: &BackendConfig, secrets: &Secrets) -> Result<Bac
             timeout: Duration::from_millis(h.timeout_ms.max(1)),
             healthy_threshold: h.healthy_threshold.max(1),
             unhealthy_threshold: h.unhealthy_threshold.max(1),
+            ends_ejection: h.ends_ejection,
         }),
         outlier: config.outlier_detection.as_ref().map(|o| OutlierSettings {
             consecutive_5xx: o.consecutive_5xx.max(1),

@@ -20,9 +20,9 @@ use crate::{
     guard::{Engines, Guard},
     metrics::{Label, UnservedLabels},
     route::{
-        Action, Aggregate, AggregatePart, HeaderCondition, PartTarget, PathMatch, Policy,
-        QueryCondition, RequestMatch, RetryPolicy, Rule, Unserved, ValueMatch, WeightedBackend,
-        WeightedBackends,
+        Action, Aggregate, AggregatePart, DEFAULT_BACKEND_IDLE, HeaderCondition, PartTarget,
+        PathMatch, Policy, QueryCondition, RequestMatch, RetryPolicy, Rule, Unserved, ValueMatch,
+        WeightedBackend, WeightedBackends,
     },
 };
 
@@ -88,6 +88,8 @@ pub fn compile(
                     filters.mirrors.push(Mirror {
                         backend: backend.clone(),
                         percent: mirror.percent.min(100),
+                        max_in_flight: mirror.max_in_flight.max(1),
+                        in_flight: Default::default(),
                     });
                 }
             }
@@ -166,6 +168,17 @@ pub fn compile(
     let policy = Policy {
         request_timeout: timeout(policies.timeouts.request_ms),
         backend_timeout: timeout(policies.timeouts.backend_request_ms),
+        backend_idle: match policies.timeouts.backend_idle_ms {
+            None => Some(DEFAULT_BACKEND_IDLE),
+            configured => timeout(configured),
+        },
+        max_request_body: policies
+            .max_request_body_bytes
+            .unwrap_or(portcullis_api::policy::DEFAULT_MAX_REQUEST_BODY_BYTES),
+        upgrades: config
+            .upgrades
+            .clone()
+            .unwrap_or_else(|| vec!["websocket".to_owned()]),
         retry: policies.retry.as_ref().map(|retry| RetryPolicy {
             attempts: retry.attempts,
             on_gateway_error: retry

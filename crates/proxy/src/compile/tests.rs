@@ -392,3 +392,19 @@ async fn a_global_limiter_is_kept_across_reloads_while_its_policy_and_redis_stay
         "another Redis"
     );
 }
+
+#[test]
+fn a_rule_without_limits_gets_the_safe_defaults_and_0s_turns_idle_off() {
+    let mut snapshot = snapshot();
+    let secrets = Secrets::new(secrets_root("safe-defaults"));
+    let table = compile(&snapshot, &RouteTable::default(), &secrets);
+    let open = rule_at(&table, "/");
+    assert_eq!(open.policy.backend_idle, Some(Duration::from_secs(60)));
+    assert_eq!(open.policy.max_request_body, 10 * 1024 * 1024);
+    snapshot.rules[1].policies.timeouts.backend_idle_ms = Some(0);
+    snapshot.rules[1].policies.max_request_body_bytes = Some(5);
+    let table = compile(&snapshot, &table, &secrets);
+    let open = rule_at(&table, "/");
+    assert_eq!(open.policy.backend_idle, None);
+    assert_eq!(open.policy.max_request_body, 5);
+}

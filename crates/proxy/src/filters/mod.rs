@@ -12,12 +12,16 @@ pub use redirect::{Redirect, RedirectRequest, Scheme};
 pub use rewrite::{PathRewrite, UrlRewrite};
 
 /// A copy of each (sampled) request goes to another backend; its response is ignored.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Mirror {
     /// The backend receiving the copies (`namespace/name`).
     pub backend: String,
     /// Share of requests mirrored, 0–100.
     pub percent: u32,
+    /// Copies in flight at once, at most.
+    pub max_in_flight: u32,
+    /// Copies in flight now (of this compiled rule).
+    pub in_flight: std::sync::Arc<std::sync::atomic::AtomicU32>,
 }
 
 /// Every filter of one route rule (shared by all of the rule's entries), already validated by the

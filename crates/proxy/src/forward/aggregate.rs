@@ -110,6 +110,9 @@ impl fmt::Display for PartFailure {
             PartFailure::Upstream(Failure::Connect) => f.write_str("connection failed"),
             PartFailure::Upstream(Failure::Reset) => f.write_str("connection reset"),
             PartFailure::Upstream(Failure::Timeout) => f.write_str("timed out"),
+            PartFailure::Upstream(Failure::Client(status)) => {
+                write!(f, "refused the client's request: {}", status.as_u16())
+            }
             PartFailure::Upstream(Failure::Status(status)) | PartFailure::Status(status) => {
                 write!(f, "status {}", status.as_u16())
             }

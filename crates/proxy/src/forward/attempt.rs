@@ -6,7 +6,7 @@ use std::{pin::pin, sync::Arc, time::Duration};
 use bytes::Bytes;
 use http::{Method, Response, StatusCode};
 
-use super::exchange::Exchange;
+use super::{ClientFault, exchange::Exchange};
 use crate::{
     body::{self, Body},
     gateway::Gateway,
@@ -43,10 +43,13 @@ pub enum Failure {
     Connect,
     /// The connection broke before a response.
     Reset,
-    /// The backend did not answer within `backendRequest`.
+    /// The backend did not answer within `backendRequest`, or went silent for `backendIdle`.
     Timeout,
     /// The backend answered with a 5xx status.
     Status(StatusCode),
+    /// The client broke the attempt (its body was malformed, abandoned, too slow or too large):
+    /// the client gets this status and nothing counts against the endpoint.
+    Client(StatusCode),
 }
 
 impl Failure {
@@ -56,7 +59,7 @@ impl Failure {
             Failure::Connect => StatusCode::SERVICE_UNAVAILABLE,
             Failure::Reset => StatusCode::BAD_GATEWAY,
             Failure::Timeout => StatusCode::GATEWAY_TIMEOUT,
-            Failure::Status(status) => status,
+            Failure::Status(status) | Failure::Client(status) => status,
         }
     }
 
@@ -73,6 +76,7 @@ impl Failure {
             Failure::Reset => "reset",
             Failure::Timeout => "timeout",
             Failure::Status(_) => "status_5xx",
+            Failure::Client(_) => "client",
         }
     }
 }
@@ -101,6 +105,7 @@ pub fn retryable(policy: &RetryPolicy, failure: Failure, method: &Method) -> boo
             (policy.on_gateway_error || policy.on_server_error) && method_ok
         }
         Failure::Status(_) => policy.on_server_error && method_ok,
+        Failure::Client(_) => false,
     }
 }
 
@@ -141,18 +146,37 @@ pub async fn send(
         // Without any chance of a retry the headers can be taken instead of copied.
         let last = policy.retry.is_none() || !body.replayable();
         let in_flight = endpoint.start_request();
+        let now = tokio::time::Instant::now();
         exchange.attempt_deadline = policy
             .backend_timeout
-            .and_then(|limit| tokio::time::Instant::now().checked_add(limit));
+            .and_then(|limit| now.checked_add(limit));
+        // The head must come within the attempt's deadline and before the endpoint has been
+        // silent for `backendIdle`.
+        let head_deadline = match (
+            exchange.attempt_deadline,
+            policy.backend_idle.and_then(|idle| now.checked_add(idle)),
+        ) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         // Pinned where it is made, in a block of its own: not copied into a wrapper, and its
         // slot ends with the block.
         let result = {
             let sending = pin!(backend.send(&endpoint, template, request_body, last));
-            match super::deadline::within(exchange.attempt_deadline, sending).await {
+            match super::deadline::within(head_deadline, sending).await {
                 Some(result) => result.map_err(classify),
                 None => Err(Failure::Timeout),
             }
         };
+        // The client broke the attempt: its fault, answered as such, and nothing about the
+        // endpoint is learned from it.
+        if let Some(status) = exchange.client_fault.as_ref().and_then(ClientFault::status)
+            && result
+                .as_ref()
+                .map_or(true, |response| response.status().is_server_error())
+        {
+            return Err(Failure::Client(status));
+        }
         let failure = match result {
             Ok(response) if response.status().is_server_error() => {
                 let failure = Failure::Status(response.status());

@@ -1,11 +1,13 @@
 //! Timeouts: [`within`] for the wait for a response head, and [`DeadlineBody`] for the body
 //! after it, since `request` and `backendRequest` cover the whole response (a backend that sends
-//! its head in time and then stalls the body is cut off too).
+//! its head in time and then stalls the body is cut off too), and `backendIdle` every wait for
+//! the backend, the head's and each piece of the body's.
 
 use std::{
     future::Future,
     pin::Pin,
     task::{Context, Poll},
+    time::Duration,
 };
 
 use bytes::Bytes;
@@ -17,18 +19,21 @@ use crate::body::{Body, BoxError};
 /// A future given at most a time limit, when there is one; see [`within`].
 pub struct Within<'a, F> {
     inner: Pin<&'a mut F>,
+    deadline: Option<Instant>,
     sleep: Option<Pin<Box<Sleep>>>,
 }
 
 /// Runs `inner` until `deadline` (for ever without one): `None` when the time ran out.
 ///
 /// The same as choosing between `tokio::time::timeout_at(deadline, inner)` and `inner` itself,
-/// except that `inner` is polled where the caller pinned it: the forwarding futures are
-/// kilobytes, and each move (into a wrapper, into the `.await`) copies them whole.
+/// except that `inner` is polled where the caller pinned it (the forwarding futures are
+/// kilobytes, and each move copies them whole), and the timer is only armed once `inner` has
+/// to wait.
 pub fn within<F: Future>(deadline: Option<Instant>, inner: Pin<&mut F>) -> Within<'_, F> {
     Within {
         inner,
-        sleep: deadline.map(|deadline| Box::pin(tokio::time::sleep_until(deadline))),
+        deadline,
+        sleep: None,
     }
 }
 
@@ -40,35 +45,54 @@ impl<F: Future> Future for Within<'_, F> {
         if let Poll::Ready(output) = this.inner.as_mut().poll(cx) {
             return Poll::Ready(Some(output));
         }
-        if let Some(sleep) = this.sleep.as_mut()
-            && sleep.as_mut().poll(cx).is_ready()
-        {
+        let Some(deadline) = this.deadline else {
+            return Poll::Pending;
+        };
+        let sleep = this
+            .sleep
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        if sleep.as_mut().poll(cx).is_ready() {
             return Poll::Ready(None);
         }
         Poll::Pending
     }
 }
 
-/// A response body that fails when `deadline` passes before it ends (the client sees the
-/// response cut off: the connection or stream is reset).
+/// A response body that fails when `deadline` passes before it ends, or when the backend sends
+/// nothing for `idle` while the body is waited for (the client sees the response cut off: the
+/// connection or stream is reset). The timer is only armed when the body has to wait: a body
+/// already read whole costs none.
 #[derive(Debug)]
 pub struct DeadlineBody {
     inner: Body,
-    sleep: Pin<Box<Sleep>>,
+    deadline: Option<Instant>,
+    idle: Option<Duration>,
+    sleep: Option<Pin<Box<Sleep>>>,
 }
 
 impl DeadlineBody {
-    /// Wraps `inner` with a deadline.
-    pub fn new(inner: Body, deadline: Instant) -> Self {
+    /// Wraps `inner` with a deadline and an idle limit (either may be absent).
+    pub fn new(inner: Body, deadline: Option<Instant>, idle: Option<Duration>) -> Self {
         Self {
             inner,
-            sleep: Box::pin(tokio::time::sleep_until(deadline)),
+            deadline,
+            idle,
+            sleep: None,
         }
     }
 
     /// The body it wraps.
     pub fn inner_mut(&mut self) -> &mut Body {
         &mut self.inner
+    }
+
+    /// When the wait that starts now ends: the sooner of the deadline and the idle limit.
+    fn limit(&self) -> Option<Instant> {
+        let idle = self.idle.and_then(|idle| Instant::now().checked_add(idle));
+        match (self.deadline, idle) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 }
 
@@ -82,11 +106,26 @@ impl HttpBody for DeadlineBody {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
         if let Poll::Ready(frame) = Pin::new(&mut this.inner).poll_frame(cx) {
+            if this.idle.is_some()
+                && let Some(limit) = this.limit()
+                && let Some(sleep) = this.sleep.as_mut()
+            {
+                // Something arrived: the backend's silence counts from now.
+                sleep.as_mut().reset(limit);
+            }
             return Poll::Ready(frame);
         }
-        if this.sleep.as_mut().poll(cx).is_ready() {
+        if this.sleep.is_none() {
+            let Some(limit) = this.limit() else {
+                return Poll::Pending;
+            };
+            this.sleep = Some(Box::pin(tokio::time::sleep_until(limit)));
+        }
+        if let Some(sleep) = this.sleep.as_mut()
+            && sleep.as_mut().poll(cx).is_ready()
+        {
             return Poll::Ready(Some(Err(
-                "the response body ran past the route's timeout".into()
+                "the response body ran past the route's timeout or its backend went silent".into(),
             )));
         }
         Poll::Pending

@@ -48,6 +48,8 @@ pub struct Exchange {
     pub in_flight: Option<InFlight>,
     /// When the attempt that produced the response runs out of its `backendRequest` time.
     pub attempt_deadline: Option<tokio::time::Instant>,
+    /// Set when the request body streams: tells a failed attempt whether the client broke it.
+    pub client_fault: Option<super::ClientFault>,
 }
 
 impl Exchange {
@@ -66,6 +68,7 @@ impl Exchange {
             admission: None,
             in_flight: None,
             attempt_deadline: None,
+            client_fault: None,
         }
     }
 }

@@ -9,7 +9,7 @@ use http::{
 
 use crate::{
     filters::Scheme,
-    forwarded::{Forwarded, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO},
+    forwarded::{FORWARDED, Forwarded, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO},
     wire::tokens,
 };
 
@@ -70,13 +70,19 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-/// The `Upgrade` header of an HTTP/1.1 WebSocket handshake, if the request is one: the only
-/// upgrade the gateway tunnels. Any other protocol is refused here and the request is served
-/// as an ordinary one, its `Upgrade` dropped with the other hop-by-hop fields: above all
-/// `h2c`, which would give the client an HTTP/2 session with the backend past every route rule
-/// and policy (RFC 9110 §7.8 lets a server ignore an upgrade it does not want).
-pub fn upgrade_request(version: Version, headers: &HeaderMap) -> Option<HeaderValue> {
-    if version != Version::HTTP_11 {
+/// The `Upgrade` header of an HTTP/1.1 request asking to switch to protocols the rule allows
+/// (`allowed`, lower case: `websocket` unless the rule says otherwise), if the request is one.
+/// An upgrade to anything else is refused here and the request is served as an ordinary one,
+/// its `Upgrade` dropped with the other hop-by-hop fields: above all `h2c`, which would give
+/// the client an HTTP/2 session with the backend past every route rule and policy (RFC 9110
+/// §7.8 lets a server ignore an upgrade it does not want). Every protocol offered must be
+/// allowed, by name (`websocket`) or by name and version (`foo/2`).
+pub fn upgrade_request(
+    version: Version,
+    headers: &HeaderMap,
+    allowed: &[String],
+) -> Option<HeaderValue> {
+    if version != Version::HTTP_11 || allowed.is_empty() {
         return None;
     }
     let asks = headers
@@ -85,18 +91,26 @@ pub fn upgrade_request(version: Version, headers: &HeaderMap) -> Option<HeaderVa
         .any(|v| tokens(v.as_bytes()).any(|token| token.eq_ignore_ascii_case(b"upgrade")));
     let mut offered = headers.get_all(UPGRADE).iter();
     let upgrade = offered.next()?;
-    let websocket = offered.next().is_none()
-        && tokens(upgrade.as_bytes()).all(|protocol| protocol.eq_ignore_ascii_case(b"websocket"))
-        && tokens(upgrade.as_bytes()).next().is_some();
-    (asks && websocket).then(|| upgrade.clone())
+    let is_allowed = |protocol: &[u8]| {
+        let name = protocol.split(|&b| b == b'/').next().unwrap_or_default();
+        !name.eq_ignore_ascii_case(b"h2c")
+            && allowed.iter().any(|a| {
+                a.as_bytes().eq_ignore_ascii_case(protocol)
+                    || a.as_bytes().eq_ignore_ascii_case(name)
+            })
+    };
+    let permitted = offered.next().is_none()
+        && tokens(upgrade.as_bytes()).next().is_some()
+        && tokens(upgrade.as_bytes()).all(is_allowed);
+    (asks && permitted).then(|| upgrade.clone())
 }
 
-/// The `X-Forwarded-For`, `-Proto` and `-Host` fields for a request from a peer whose address
-/// as a header value is `peer` ([`peer_value`], made once per connection). Values from the
-/// client are kept (and `X-Forwarded-For` extended) only when the peer is a trusted proxy;
-/// otherwise they are replaced, so a client cannot spoof them. The client's fields that are
-/// replaced, or that have no replacement (`X-Forwarded-Host` without a host), are removed from
-/// `headers`; the ones kept stay there.
+/// The `X-Forwarded-For`, `-Proto` and `-Host` and the `Forwarded` (RFC 7239) fields for a
+/// request from a peer whose address as a header value is `peer` ([`peer_value`], made once per
+/// connection). Values from the client are kept (and `X-Forwarded-For` and `Forwarded`
+/// extended) only when the peer is a trusted proxy; otherwise they are replaced, so a client
+/// cannot spoof them. The client's fields that are replaced, or that have no replacement
+/// (`X-Forwarded-Host` without a host), are removed from `headers`; the ones kept stay there.
 pub fn forwarded(
     headers: &mut HeaderMap,
     peer: &HeaderValue,
@@ -104,29 +118,27 @@ pub fn forwarded(
     scheme: Scheme,
     original_host: Option<HeaderValue>,
 ) -> Forwarded {
+    let element = element(peer, scheme, original_host.as_ref());
     let mut fields = Forwarded {
         chain: Some(peer.clone()),
         proto: Some(HeaderValue::from_static(scheme.as_str())),
         host: original_host,
+        elements: Some(element.clone()),
     };
     // Most requests carry none of them: one pass over the names finds which are there.
-    let (mut has_for, mut has_proto, mut has_host) = (false, false, false);
+    let (mut has_for, mut has_proto, mut has_host, mut has_forwarded) =
+        (false, false, false, false);
     for name in headers.keys() {
         has_for |= *name == X_FORWARDED_FOR;
         has_proto |= *name == X_FORWARDED_PROTO;
         has_host |= *name == X_FORWARDED_HOST;
+        has_forwarded |= *name == FORWARDED;
     }
     if trusted && has_for {
-        let previous: Vec<&str> = headers
-            .get_all(&X_FORWARDED_FOR)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .collect();
-        if !previous.is_empty() {
-            let peer = peer.to_str().unwrap_or_default();
-            // A chain that makes no valid value leaves the client's as it is.
-            fields.chain = HeaderValue::try_from(format!("{}, {peer}", previous.join(", "))).ok();
-        }
+        fields.chain = extended(headers, &X_FORWARDED_FOR, peer);
+    }
+    if trusted && has_forwarded {
+        fields.elements = extended(headers, &FORWARDED, &element);
     }
     // A trusted proxy's own -Proto and -Host are kept as they are.
     if trusted && has_proto {
@@ -139,6 +151,9 @@ pub fn forwarded(
     if has_for && fields.chain.is_some() {
         headers.remove(&X_FORWARDED_FOR);
     }
+    if has_forwarded && fields.elements.is_some() {
+        headers.remove(FORWARDED.clone());
+    }
     if has_proto && fields.proto.is_some() {
         headers.remove(&X_FORWARDED_PROTO);
     }
@@ -146,6 +161,49 @@ pub fn forwarded(
         headers.remove(&X_FORWARDED_HOST);
     }
     fields
+}
+
+/// A trusted proxy's list field `name` (every line of it, in order) with `last` appended;
+/// `None` when the result is no valid value (the proxy's field is then left as it is).
+fn extended(headers: &HeaderMap, name: &HeaderName, last: &HeaderValue) -> Option<HeaderValue> {
+    let mut joined = Vec::new();
+    for value in headers.get_all(name) {
+        joined.extend_from_slice(value.as_bytes());
+        joined.extend_from_slice(b", ");
+    }
+    joined.extend_from_slice(last.as_bytes());
+    HeaderValue::from_bytes(&joined).ok()
+}
+
+/// The gateway's own `Forwarded` element: `for=<peer>;proto=<scheme>[;host=<host>]`, an IPv6
+/// address as `"[..]"` and a host that is not a token (a port, an IP literal) quoted (RFC 7239
+/// §4, §6). The host was validated before routing, so it holds no `"` or `\`.
+fn element(peer: &HeaderValue, scheme: Scheme, host: Option<&HeaderValue>) -> HeaderValue {
+    let peer = peer.as_bytes();
+    let mut out = Vec::with_capacity(48);
+    if peer.contains(&b':') {
+        out.extend_from_slice(b"for=\"[");
+        out.extend_from_slice(peer);
+        out.extend_from_slice(b"]\"");
+    } else {
+        out.extend_from_slice(b"for=");
+        out.extend_from_slice(peer);
+    }
+    out.extend_from_slice(b";proto=");
+    out.extend_from_slice(scheme.as_str().as_bytes());
+    if let Some(host) = host {
+        let host = host.as_bytes();
+        let token = host.iter().all(|&b| portcullis_config::is_tchar(b));
+        out.extend_from_slice(b";host=");
+        if !token {
+            out.push(b'"');
+        }
+        out.extend_from_slice(host);
+        if !token {
+            out.push(b'"');
+        }
+    }
+    HeaderValue::from_bytes(&out).unwrap_or_else(|_| HeaderValue::from_static("for=unknown"))
 }
 
 #[cfg(test)]
@@ -227,7 +285,8 @@ mod tests {
             field_pairs(fields.fields()),
             [
                 ("x-forwarded-for", "203.0.113.1"),
-                ("x-forwarded-proto", "https")
+                ("x-forwarded-proto", "https"),
+                ("forwarded", "for=203.0.113.1;proto=https"),
             ]
         );
     }
@@ -271,28 +330,78 @@ mod tests {
             field_pairs(fields.fields()),
             [
                 ("x-forwarded-for", "10.0.0.2"),
-                ("x-forwarded-proto", "https")
+                ("x-forwarded-proto", "https"),
+                ("forwarded", "for=10.0.0.2;proto=https"),
             ]
         );
     }
 
     #[test]
+    fn a_forwarded_field_is_replaced_from_a_client_and_extended_from_a_trusted_proxy() {
+        // RFC 7239: from an untrusted peer, only the gateway's element reaches the backend.
+        let mut h = map(&[
+            ("forwarded", "for=6.6.6.6;host=evil"),
+            ("forwarded", "for=7.7.7.7"),
+        ]);
+        let peer = peer_value("2001:db8::1".parse().expect("ip"));
+        let host = HeaderValue::from_static("shop.example:8443");
+        forwarded(&mut h, &peer, false, Scheme::Https, Some(host.clone())).apply(&mut h);
+        assert_eq!(
+            h.get_all("forwarded").iter().collect::<Vec<_>>(),
+            [r#"for="[2001:db8::1]";proto=https;host="shop.example:8443""#]
+        );
+        // From a trusted proxy, its elements stay, in order, and the gateway's follows.
+        let mut h = map(&[
+            ("forwarded", "for=192.0.2.60;proto=https"),
+            ("forwarded", "for=198.51.100.17"),
+        ]);
+        let peer = peer_value("10.0.0.2".parse().expect("ip"));
+        let host = HeaderValue::from_static("shop.example");
+        forwarded(&mut h, &peer, true, Scheme::Http, Some(host)).apply(&mut h);
+        assert_eq!(
+            h["forwarded"],
+            "for=192.0.2.60;proto=https, for=198.51.100.17, for=10.0.0.2;proto=http;host=shop.example"
+        );
+    }
+
+    #[test]
     fn websocket_upgrade_is_recognized() {
+        let websocket = ["websocket".to_owned()];
         let h = map(&[
             ("connection", "keep-alive, Upgrade"),
             ("upgrade", "websocket"),
         ]);
-        assert!(upgrade_request(Version::HTTP_11, &h).is_some());
-        assert!(upgrade_request(Version::HTTP_2, &h).is_none());
-        assert!(upgrade_request(Version::HTTP_11, &map(&[("upgrade", "websocket")])).is_none());
+        assert!(upgrade_request(Version::HTTP_11, &h, &websocket).is_some());
+        assert!(upgrade_request(Version::HTTP_2, &h, &websocket).is_none());
+        assert!(
+            upgrade_request(Version::HTTP_11, &h, &[]).is_none(),
+            "[] allows none"
+        );
+        let no_connection = map(&[("upgrade", "websocket")]);
+        assert!(upgrade_request(Version::HTTP_11, &no_connection, &websocket).is_none());
         for other in ["h2c", "websocket, h2c", "h2c, websocket", "TLS/1.0", ""] {
             let asked = map(&[("connection", "upgrade"), ("upgrade", other)]);
             assert!(
-                upgrade_request(Version::HTTP_11, &asked).is_none(),
+                upgrade_request(Version::HTTP_11, &asked, &websocket).is_none(),
                 "{other:?} is not tunnelled"
             );
         }
         let shouted = map(&[("connection", "Upgrade"), ("upgrade", "WebSocket")]);
-        assert!(upgrade_request(Version::HTTP_11, &shouted).is_some());
+        assert!(upgrade_request(Version::HTTP_11, &shouted, &websocket).is_some());
+    }
+
+    #[test]
+    fn a_rule_may_allow_other_protocols_but_never_h2c() {
+        let allowed = ["mqtt".to_owned(), "foo/2".to_owned(), "h2c".to_owned()];
+        let asking = |protocol: &'static str| {
+            let h = map(&[("connection", "upgrade"), ("upgrade", protocol)]);
+            upgrade_request(Version::HTTP_11, &h, &allowed).is_some()
+        };
+        assert!(asking("mqtt"));
+        assert!(asking("MQTT/5"), "by name, any version");
+        assert!(asking("foo/2"));
+        assert!(!asking("foo/3"), "by name and version");
+        assert!(!asking("websocket"), "not in the rule's list");
+        assert!(!asking("h2c"), "never, even when listed");
     }
 }

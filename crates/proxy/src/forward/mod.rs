@@ -5,6 +5,7 @@
 
 mod aggregate;
 mod attempt;
+mod client_body;
 mod deadline;
 mod exchange;
 mod headers;
@@ -21,12 +22,13 @@ use std::{
 
 pub use attempt::{Failure, UpstreamBody, backoff, retryable};
 use bytes::Bytes;
+pub use client_body::{ClientBody, ClientFault};
 pub use deadline::DeadlineBody;
 pub use exchange::{Exchange, ObservedBody};
 pub use headers::{forwarded, is_hop_by_hop, peer_value, strip_hop_by_hop, upgrade_request};
 use http::{
     HeaderValue, Response, StatusCode, Version,
-    header::{CONNECTION, CONTENT_TYPE, LOCATION, ORIGIN, TRANSFER_ENCODING},
+    header::{CONNECTION, CONTENT_TYPE, LOCATION, ORIGIN},
     request::Parts,
 };
 use http_body_util::{BodyExt, Limited};
@@ -42,37 +44,13 @@ use crate::{
     path,
     route::{Action, RouteEntry, RouteTable, Unserved},
     upstream::{Backend, HashOn, materialize},
+    validate,
 };
 
 /// Marks a request whose head carried both `Content-Length` and `Transfer-Encoding`, seen by the
 /// server in the raw bytes (`server::framing`); the gateway refuses it.
 #[derive(Debug, Clone, Copy)]
 pub struct FramingConflict;
-
-/// Why a request's `Transfer-Encoding` is refused, if it is: 501 (Not Implemented) for a coding
-/// other than `chunked` (RFC 9112 §6.1), 400 for `chunked` applied more than once or an empty
-/// list. `None` for exactly `chunked`, or no `Transfer-Encoding`.
-fn refused_transfer_coding(headers: &http::HeaderMap) -> Option<StatusCode> {
-    let mut codings = headers
-        .get_all(TRANSFER_ENCODING)
-        .iter()
-        .flat_map(|value| crate::wire::tokens(value.as_bytes()))
-        .filter(|coding| !coding.is_empty())
-        .peekable();
-    codings.peek()?;
-    let mut chunked = 0;
-    for coding in codings {
-        if !coding.eq_ignore_ascii_case(b"chunked") {
-            return Some(StatusCode::NOT_IMPLEMENTED);
-        }
-        chunked += 1;
-    }
-    (chunked != 1).then_some(StatusCode::BAD_REQUEST)
-}
-
-/// What the client reads when Portcullis refuses a request with both framing headers.
-const CONFLICTING_FRAMING: &str =
-    "Bad Request: the request carried both Content-Length and Transfer-Encoding\n";
 
 /// What the server knows about the connection a request came on.
 #[derive(Debug, Clone)]
@@ -147,33 +125,25 @@ impl Gateway {
         B: HttpBody<Data = Bytes> + Send + Sync + 'static,
         B::Error: Into<BoxError>,
     {
-        // Request smuggling (RFC 9112 §6.1): a head with both Content-Length and
-        // Transfer-Encoding is refused without reaching any route or backend, and the connection
-        // closed, so that nothing sent after it is read as another request. hyper's parser hides
-        // the conflict; the server sees it in the raw bytes and marks the request.
-        if head.extensions.get::<FramingConflict>().is_some() {
+        // Framing, Host and request-target (`validate`): refused before any route or backend,
+        // and the connection closed, so that nothing sent after the head is read as a request.
+        if let Err(refusal) = validate::check(head) {
             if self.settings.access_log {
                 exchange.host = request_host(head).unwrap_or_default().into_owned();
                 exchange.path = head.uri.path().to_owned();
             }
-            let mut response = Response::new(body::full(CONFLICTING_FRAMING));
-            *response.status_mut() = StatusCode::BAD_REQUEST;
+            let mut response = Response::new(body::full(format!(
+                "{}: {}\n",
+                refusal.status.canonical_reason().unwrap_or("Bad Request"),
+                refusal.reason
+            )));
+            *response.status_mut() = refusal.status;
             let headers = response.headers_mut();
             headers.insert(
                 CONTENT_TYPE,
                 HeaderValue::from_static("text/plain; charset=utf-8"),
             );
             headers.insert(CONNECTION, HeaderValue::from_static("close"));
-            return response;
-        }
-        // RFC 9112 §6.1: a request body coded other than by `chunked` alone would reach the
-        // backend still coded with nothing to say so (the chunked decoding is undone here, the
-        // other codings are not); refused before any route or backend, the connection closed.
-        if let Some(status) = refused_transfer_coding(&head.headers) {
-            let mut response = local(status);
-            response
-                .headers_mut()
-                .insert(CONNECTION, HeaderValue::from_static("close"));
             return response;
         }
         // The normalized path, when normalizing changed anything (the common case costs nothing).
@@ -207,6 +177,16 @@ impl Gateway {
             return cors.preflight(&head.headers);
         }
         let origin = cors.and_then(|_| head.headers.get(ORIGIN).cloned());
+        // The body limit comes before the rule's policies: a body declared larger than the
+        // rule accepts is refused at once, never read, authenticated or forwarded (a chunked
+        // one is stopped as it streams: `ClientBody`).
+        if body.size_hint().lower() > rule.policy.max_request_body {
+            let mut response = local(StatusCode::PAYLOAD_TOO_LARGE);
+            response
+                .headers_mut()
+                .insert(CONNECTION, HeaderValue::from_static("close"));
+            return response;
+        }
         // Authentication and rate limiting, which edit the head: what was borrowed from it is
         // copied first (only for a rule with policies).
         let (host, path, admitted) = if rule.guard.auth.is_none() && rule.guard.rate.is_none() {
@@ -365,7 +345,7 @@ impl Gateway {
         // requests that may upgrade: a request without one (the plain server's never ask) is
         // forwarded as an ordinary request, its headers not even looked at.
         let (upgrade, client_upgrade) = match head.extensions.remove::<OnUpgrade>() {
-            Some(on) => match upgrade_request(head.version, &head.headers) {
+            Some(on) => match upgrade_request(head.version, &head.headers, &rule.policy.upgrades) {
                 Some(protocol) => (Some(protocol), Some(on)),
                 None => (None, None),
             },
@@ -380,12 +360,21 @@ impl Gateway {
         };
 
         let wants_replay = rule.policy.retry.is_some() || !rule.filters.mirrors.is_empty();
-        let body = match self.buffer_body(body, wants_replay).await {
+        let body = match self
+            .buffer_body(body, wants_replay, rule.policy.max_request_body, exchange)
+            .await
+        {
             Ok(body) => body,
             Err(status) => return local(status),
         };
         if let UpstreamBody::Replayable(bytes) = &body {
-            mirror::spawn(table, &rule.filters.mirrors, &template, bytes);
+            mirror::spawn(
+                table,
+                &self.metrics,
+                &rule.filters.mirrors,
+                &template,
+                bytes,
+            );
         }
 
         // `request` counts from the request's arrival, for the head as for the body.
@@ -416,7 +405,16 @@ impl Gateway {
         };
         let mut response = match result {
             Ok(response) => response,
-            Err(failure) => return local(failure.status()),
+            Err(failure) => {
+                let mut response = local(failure.status());
+                if let Failure::Client(_) = failure {
+                    // What is left of the client's body is never read.
+                    response
+                        .headers_mut()
+                        .insert(CONNECTION, HeaderValue::from_static("close"));
+                }
+                return response;
+            }
         };
         if let (Some(client), StatusCode::SWITCHING_PROTOCOLS) = (client_upgrade, response.status())
         {
@@ -437,16 +435,23 @@ impl Gateway {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        match deadline {
-            Some(deadline) => response
-                .map(|body| Body::Deadline(Box::new(deadline::DeadlineBody::new(body, deadline)))),
-            None => response,
+        let idle = rule.policy.backend_idle;
+        if (deadline.is_none() && idle.is_none()) || response.body().is_end_stream() {
+            return response;
         }
+        response.map(|body| Body::Deadline(Box::new(DeadlineBody::new(body, deadline, idle))))
     }
 
     /// Buffers the body when it is empty, or when it should be replayable and is known to be
-    /// small; streams it otherwise.
-    async fn buffer_body<B>(&self, body: B, wants_replay: bool) -> Result<UpstreamBody, StatusCode>
+    /// small; streams it otherwise, at most `limit` bytes of it, watched for the client's
+    /// faults (`exchange.client_fault`).
+    async fn buffer_body<B>(
+        &self,
+        body: B,
+        wants_replay: bool,
+        limit: u64,
+        exchange: &mut Exchange,
+    ) -> Result<UpstreamBody, StatusCode>
     where
         B: HttpBody<Data = Bytes> + Send + Sync + 'static,
         B::Error: Into<BoxError>,
@@ -454,16 +459,21 @@ impl Gateway {
         if body.is_end_stream() {
             return Ok(UpstreamBody::Replayable(Bytes::new()));
         }
-        let limit = self.settings.max_buffered_body;
-        let small = body.size_hint().exact().is_some_and(|n| n <= limit as u64);
+        let buffered = self.settings.max_buffered_body;
+        let small = body
+            .size_hint()
+            .exact()
+            .is_some_and(|n| n <= buffered as u64);
         if wants_replay && small {
-            let collected = Limited::new(body, limit).collect().await;
+            let collected = Limited::new(body, buffered).collect().await;
             return match collected {
                 Ok(collected) => Ok(UpstreamBody::Replayable(collected.to_bytes())),
                 Err(_) => Err(StatusCode::BAD_REQUEST),
             };
         }
-        let streamed = Body::boxed(body);
+        let fault = ClientFault::default();
+        exchange.client_fault = Some(fault.clone());
+        let streamed = Body::boxed(ClientBody::new(Body::boxed(body), limit, fault));
         Ok(UpstreamBody::Stream(Some(streamed)))
     }
 }

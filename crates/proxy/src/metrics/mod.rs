@@ -155,6 +155,9 @@ pub struct Metrics {
     pub upstream_errors: Family<UpstreamErrorLabels, Counter>,
     /// Retries, by backend.
     pub retries: Family<BackendLabels, Counter>,
+    /// Mirrored copies dropped because the rule already had its most in flight, by mirror
+    /// backend.
+    pub mirrors_dropped: Family<BackendLabels, Counter>,
     /// 1 when an endpoint may get traffic, 0 when it failed its checks or is ejected.
     pub endpoint_healthy: Family<EndpointLabels, Gauge>,
     /// Client connections open now.
@@ -191,6 +194,7 @@ impl Metrics {
         );
         let upstream_errors = Family::<UpstreamErrorLabels, Counter>::default();
         let retries = Family::<BackendLabels, Counter>::default();
+        let mirrors_dropped = Family::<BackendLabels, Counter>::default();
         let endpoint_healthy = Family::<EndpointLabels, Gauge>::default();
         let open_connections = Gauge::default();
         let reloads = Family::<ReloadLabels, Counter>::default();
@@ -217,6 +221,11 @@ impl Metrics {
             upstream_errors.clone(),
         );
         registry.register("retries", "Retried attempts, by backend", retries.clone());
+        registry.register(
+            "mirrors_dropped",
+            "Mirrored copies dropped because their rule had its most in flight, by mirror backend",
+            mirrors_dropped.clone(),
+        );
         registry.register(
             "endpoint_healthy",
             "1 when the endpoint may get traffic (passes health checks, not ejected)",
@@ -278,6 +287,7 @@ impl Metrics {
             latency,
             upstream_errors,
             retries,
+            mirrors_dropped,
             endpoint_healthy,
             open_connections,
             reloads,

@@ -3,8 +3,6 @@
 use http::{HeaderName, Method, request::Parts};
 use regex::Regex;
 
-use crate::path::hex_value;
-
 /// How the path is compared.
 #[derive(Debug, Clone)]
 pub enum PathMatch {
@@ -167,34 +165,13 @@ fn query_value(query: &str, name: &str) -> Option<String> {
     })
 }
 
+/// A query component as `application/x-www-form-urlencoded` has it: `+` is a space, `%HH` a
+/// byte, and a `%` not followed by two hex digits stays as it is.
 fn decode_component(raw: &str) -> String {
-    let bytes = raw.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            b'%' if i + 2 < bytes.len() => match (hex_value(bytes[i + 1]), hex_value(bytes[i + 2]))
-            {
-                (Some(hi), Some(lo)) => {
-                    out.push(hi * 16 + lo);
-                    i += 3;
-                }
-                _ => {
-                    out.push(b'%');
-                    i += 1;
-                }
-            },
-            b => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    let spaced = raw.replace('+', " ");
+    percent_encoding::percent_decode_str(&spaced)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 #[cfg(test)]

@@ -9,6 +9,6 @@ pub use aggregate::{Aggregate, AggregatePart, PartTarget};
 
 pub use matching::{HeaderCondition, PathMatch, QueryCondition, RequestMatch, ValueMatch};
 pub use table::{
-    Action, DrainTiming, ListenerRoutes, Policy, RetryPolicy, RouteEntry, RouteTable, Rule,
-    Unserved, VirtualHost, WeightedBackend, WeightedBackends,
+    Action, DEFAULT_BACKEND_IDLE, DrainTiming, ListenerRoutes, Policy, RetryPolicy, RouteEntry,
+    RouteTable, Rule, Unserved, VirtualHost, WeightedBackend, WeightedBackends,
 };

@@ -352,15 +352,39 @@ impl WeightedBackends {
     }
 }
 
-/// Timeouts and retries of a rule.
-#[derive(Debug, Clone, Default)]
+/// Timeouts, retries and the request body limit of a rule.
+#[derive(Debug, Clone)]
 pub struct Policy {
     /// The whole transaction, retries included (`None`: no limit).
     pub request_timeout: Option<Duration>,
     /// One attempt (`None`: no limit).
     pub backend_timeout: Option<Duration>,
+    /// The longest an endpoint may stay silent during an attempt (`None`: no limit).
+    pub backend_idle: Option<Duration>,
     /// Retries, when configured.
     pub retry: Option<RetryPolicy>,
+    /// The largest request body accepted, in bytes; a larger one gets 413.
+    pub max_request_body: u64,
+    /// The `Upgrade` protocols tunnelled, lower case (`websocket` unless the rule says).
+    pub upgrades: Vec<String>,
+}
+
+/// How long an endpoint may stay silent when no `backendIdle` is configured (nginx's
+/// `proxy_read_timeout`): a backend that accepts a request and never answers does not hold
+/// the client for ever.
+pub const DEFAULT_BACKEND_IDLE: Duration = Duration::from_secs(60);
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self {
+            request_timeout: None,
+            backend_timeout: None,
+            backend_idle: Some(DEFAULT_BACKEND_IDLE),
+            retry: None,
+            max_request_body: portcullis_api::policy::DEFAULT_MAX_REQUEST_BODY_BYTES,
+            upgrades: vec!["websocket".to_owned()],
+        }
+    }
 }
 
 /// Retries of failed attempts. Connect failures are always retried (the request was never

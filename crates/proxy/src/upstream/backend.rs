@@ -70,6 +70,8 @@ pub struct HealthCheckSettings {
     pub healthy_threshold: u32,
     /// Failures in a row that make it unhealthy.
     pub unhealthy_threshold: u32,
+    /// Whether a passing check ends an outlier ejection.
+    pub ends_ejection: bool,
 }
 
 /// Overload limits; requests beyond them get 503 at once.

@@ -24,6 +24,7 @@ pub struct Endpoint {
     healthy: AtomicBool,
     check_successes: AtomicU32,
     check_failures: AtomicU32,
+    ejected_at_ms: AtomicU64,
     ejected_until_ms: AtomicU64,
     ejections: AtomicU32,
     consecutive_5xx: AtomicU32,
@@ -51,7 +52,8 @@ pub struct OutlierSettings {
     pub consecutive_5xx: u32,
     /// Gateway errors in a row.
     pub consecutive_gateway_errors: u32,
-    /// Base ejection time; multiplied by the number of times the endpoint was ejected.
+    /// Base ejection time; multiplied by the number of times the endpoint was ejected (less
+    /// one for each base time it then stayed in without being ejected).
     pub ejection_time_ms: u64,
     /// Most endpoints of the backend ejected at once, in percent.
     pub max_ejection_percent: u32,
@@ -68,6 +70,7 @@ impl Endpoint {
             healthy: AtomicBool::new(true),
             check_successes: AtomicU32::new(0),
             check_failures: AtomicU32::new(0),
+            ejected_at_ms: AtomicU64::new(0),
             ejected_until_ms: AtomicU64::new(0),
             ejections: AtomicU32::new(0),
             consecutive_5xx: AtomicU32::new(0),
@@ -94,8 +97,20 @@ impl Endpoint {
         until != 0 && until > now_ms()
     }
 
-    /// Records an active health check result; flips the state after enough results in a row.
-    pub fn record_check(&self, ok: bool, healthy_threshold: u32, unhealthy_threshold: u32) {
+    /// Records the result of an active health check that started at `started_ms`; flips the
+    /// state after enough results in a row. A check that passes, started after the endpoint
+    /// was ejected, ends the ejection when `ends_ejection` (a check from before says nothing
+    /// about the endpoint since).
+    pub fn record_check(&self, ok: bool, started_ms: u64, settings: &super::HealthCheckSettings) {
+        let (healthy_threshold, unhealthy_threshold) =
+            (settings.healthy_threshold, settings.unhealthy_threshold);
+        if ok && settings.ends_ejection && self.is_ejected() {
+            let ejected_at = self.ejected_at_ms.load(Ordering::Relaxed);
+            if started_ms >= ejected_at {
+                // Ended now (not cleared): the decay of the count starts from here.
+                self.ejected_until_ms.store(now_ms(), Ordering::Relaxed);
+            }
+        }
         if ok {
             self.check_failures.store(0, Ordering::Relaxed);
             let successes = self.check_successes.fetch_add(1, Ordering::Relaxed) + 1;
@@ -137,11 +152,23 @@ impl Endpoint {
         }
     }
 
-    /// Ejects the endpoint for the base time multiplied by how often it was ejected before.
+    /// Ejects the endpoint for the base time multiplied by how often it was ejected before (at
+    /// most 10 times). The count decays as in Envoy: each base time the endpoint has served
+    /// since its last ejection ended takes one off, so an endpoint that failed once a long
+    /// time ago is not kept out for minutes when it fails again.
     pub fn eject(&self, base_ms: u64) {
-        let times = u64::from(self.ejections.fetch_add(1, Ordering::Relaxed) + 1).min(10);
+        let now = now_ms();
+        let times = multiplier(
+            self.ejections.load(Ordering::Relaxed),
+            self.ejected_until_ms.load(Ordering::Relaxed),
+            now,
+            base_ms,
+        );
+        self.ejections.store(times, Ordering::Relaxed);
+        let times = u64::from(times);
+        self.ejected_at_ms.store(now, Ordering::Relaxed);
         self.ejected_until_ms.store(
-            now_ms().saturating_add(base_ms.saturating_mul(times)),
+            now.saturating_add(base_ms.saturating_mul(times)),
             Ordering::Relaxed,
         );
         self.consecutive_5xx.store(0, Ordering::Relaxed);
@@ -158,6 +185,18 @@ impl Endpoint {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         InFlight(self.clone())
     }
+}
+
+/// The multiplier of an ejection at `now` of an endpoint ejected `before` times whose last
+/// ejection ended at `previous_end` (0: never ejected): one more than before, less one for each
+/// `base_ms` it has served since, between 1 and 10.
+fn multiplier(before: u32, previous_end: u64, now: u64, base_ms: u64) -> u32 {
+    let quiet_periods = match previous_end {
+        0 => 0,
+        end => now.saturating_sub(end) / base_ms.max(1),
+    };
+    let decayed = u64::from(before).saturating_sub(quiet_periods);
+    u32::try_from((decayed + 1).min(10)).unwrap_or(10)
 }
 
 /// Counts one request in flight to an endpoint while it lives.
@@ -195,17 +234,60 @@ mod tests {
         assert!(!e.is_available());
     }
 
+    fn checks(ends_ejection: bool) -> super::super::HealthCheckSettings {
+        super::super::HealthCheckSettings {
+            path: "/healthz".into(),
+            interval: std::time::Duration::from_secs(5),
+            timeout: std::time::Duration::from_secs(1),
+            healthy_threshold: 2,
+            unhealthy_threshold: 2,
+            ends_ejection,
+        }
+    }
+
     #[test]
     fn health_flips_only_after_thresholds() {
         let e = Endpoint::new("127.0.0.1:1".into()).expect("endpoint");
-        e.record_check(false, 2, 2);
+        let now = now_ms();
+        e.record_check(false, now, &checks(true));
         assert!(e.is_healthy());
-        e.record_check(false, 2, 2);
+        e.record_check(false, now, &checks(true));
         assert!(!e.is_healthy());
-        e.record_check(true, 2, 2);
+        e.record_check(true, now, &checks(true));
         assert!(!e.is_healthy());
-        e.record_check(true, 2, 2);
+        e.record_check(true, now, &checks(true));
         assert!(e.is_healthy());
+    }
+
+    #[test]
+    fn a_passing_check_started_after_the_ejection_ends_it_when_configured() {
+        let e = Endpoint::new("127.0.0.1:1".into()).expect("endpoint");
+        e.eject(60_000);
+        let ejected_at = e.ejected_at_ms.load(Ordering::Relaxed);
+        // A check from before the ejection says nothing about the endpoint since.
+        if ejected_at > 0 {
+            e.record_check(true, ejected_at - 1, &checks(true));
+            assert!(e.is_ejected());
+        }
+        e.record_check(true, ejected_at, &checks(false));
+        assert!(e.is_ejected(), "kept out when ends_ejection is off");
+        e.record_check(true, ejected_at, &checks(true));
+        assert!(!e.is_ejected());
+        assert!(e.is_available());
+    }
+
+    #[test]
+    fn the_ejection_multiplier_grows_with_repeats_and_decays_with_quiet_time() {
+        let base = 30_000;
+        assert_eq!(multiplier(0, 0, 1_000, base), 1, "a first ejection");
+        // Ejected again right after the first one ended: twice the base.
+        assert_eq!(multiplier(1, 31_000, 31_000, base), 2);
+        assert_eq!(multiplier(9, 1, 1, base), 10, "at most ten times");
+        assert_eq!(multiplier(10, 1, 1, base), 10);
+        // Each base time served since the last ejection ended takes one off.
+        assert_eq!(multiplier(3, 100_000, 100_000 + base, base), 3);
+        assert_eq!(multiplier(3, 100_000, 100_000 + 3 * base, base), 1);
+        assert_eq!(multiplier(10, 100_000, 100_000 + 60 * base, base), 1);
     }
 
     #[test]

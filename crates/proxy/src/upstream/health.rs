@@ -3,10 +3,11 @@
 
 use std::sync::Arc;
 
-use http::{Request, Uri, header};
+use http::{HeaderMap, HeaderValue, Method, header, uri::PathAndQuery};
+use http_body_util::BodyExt;
 use tokio::task::JoinSet;
 
-use super::{Backend, Endpoint, HealthCheckSettings};
+use super::{Backend, Endpoint, HealthCheckSettings, RequestTemplate};
 use crate::body;
 
 impl Backend {
@@ -30,12 +31,9 @@ impl Backend {
                     let backend = backend.clone();
                     let settings = settings.clone();
                     checks.spawn(async move {
+                        let started_ms = crate::clock::now_ms();
                         let ok = check(&backend, &endpoint, &settings).await;
-                        endpoint.record_check(
-                            ok,
-                            settings.healthy_threshold,
-                            settings.unhealthy_threshold,
-                        );
+                        endpoint.record_check(ok, started_ms, &settings);
                     });
                 }
                 drop(backend);
@@ -46,24 +44,44 @@ impl Backend {
     }
 }
 
-async fn check(backend: &Backend, endpoint: &Endpoint, settings: &HealthCheckSettings) -> bool {
-    let uri = Uri::builder()
-        .scheme("http")
-        .authority(endpoint.authority.clone())
-        .path_and_query(settings.path.as_str())
-        .build();
-    let Ok(uri) = uri else {
+/// One check: GET the health path over the same client, connection pool and protocol as the
+/// traffic (so a check passes only over a path the traffic takes too), the body read to the
+/// end so the connection goes back to the pool.
+async fn check(
+    backend: &Backend,
+    endpoint: &Arc<Endpoint>,
+    settings: &HealthCheckSettings,
+) -> bool {
+    let Ok(path_and_query) = PathAndQuery::try_from(settings.path.as_str()) else {
         return false;
     };
-    let request = Request::get(uri)
-        .header(header::HOST, endpoint.address.as_str())
-        .header(header::USER_AGENT, "portcullis-health-check")
-        .body(body::empty());
-    let Ok(request) = request else {
-        return false;
-    };
-    match tokio::time::timeout(settings.timeout, backend.client().request(request)).await {
-        Ok(Ok(response)) => response.status().is_success(),
-        _ => false,
+    let mut headers = HeaderMap::with_capacity(2);
+    if let Ok(host) = HeaderValue::from_str(&endpoint.address) {
+        headers.insert(header::HOST, host);
     }
+    headers.insert(
+        header::USER_AGENT,
+        HeaderValue::from_static("portcullis-health-check"),
+    );
+    let mut template = RequestTemplate {
+        method: Method::GET,
+        path_and_query,
+        headers,
+        forwarded: Default::default(),
+        upgrade: false,
+        relay: false,
+    };
+    let exchange = async {
+        let response = backend
+            .send(endpoint, &mut template, body::empty(), true)
+            .await
+            .ok()?;
+        let healthy = response.status().is_success();
+        response.into_body().collect().await.ok()?;
+        Some(healthy)
+    };
+    matches!(
+        tokio::time::timeout(settings.timeout, exchange).await,
+        Ok(Some(true))
+    )
 }

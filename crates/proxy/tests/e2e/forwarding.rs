@@ -141,6 +141,7 @@ async fn failover_backend_serves_when_every_endpoint_is_down() {
                 timeout_ms: 200,
                 healthy_threshold: 1,
                 unhealthy_threshold: 1,
+                ends_ejection: true,
             });
             b.failover = vec!["test/backup".into()];
         })
@@ -306,8 +307,8 @@ async fn http2_clients_and_http2_backends_are_served() {
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .http2_only(true)
         .build_http::<Full<Bytes>>();
+    // The authority travels as `:authority`; a Host naming another would be refused.
     let req = Request::get(gw.url("/h2?x=1"))
-        .header("host", "h")
         .body(Full::new(Bytes::new()))
         .expect("req");
     let reply = read(client.request(req).await.expect("h2 request")).await;
@@ -374,4 +375,101 @@ async fn a_backend_that_stalls_its_body_past_the_timeout_is_cut_off() {
         "head arrives in time; "
     );
     assert_eq!(get(&gw, "h", "/").await.upstream().as_deref(), Some("a"));
+}
+
+/// `primary` (one endpoint, ejected for a minute by a single gateway error, checked every
+/// 50 ms) failing over to `backup`.
+async fn ejectable(ends_ejection: bool) -> (Upstream, Upstream, Gateway) {
+    let (primary, backup) = (
+        Upstream::start("primary").await,
+        Upstream::start("backup").await,
+    );
+    let snapshot = Snap::new()
+        .backend_with("primary", &[primary.addr], |b| {
+            b.health_check = Some(HealthCheckConfig {
+                path: "/healthz".into(),
+                interval_ms: 50,
+                timeout_ms: 200,
+                healthy_threshold: 1,
+                unhealthy_threshold: 1,
+                ends_ejection,
+            });
+            b.outlier_detection = Some(OutlierDetectionConfig {
+                consecutive_5xx: 1,
+                consecutive_gateway_errors: 1,
+                ejection_time_ms: 60_000,
+                max_ejection_percent: 100,
+            });
+            b.failover = vec!["test/backup".into()];
+        })
+        .backend("backup", &[backup.addr])
+        .route("*", prefix("/"), to("r", &[(Some("primary"), 1)]))
+        .build();
+    let gw = Gateway::start(&snapshot).await;
+    (primary, backup, gw)
+}
+
+#[tokio::test]
+async fn a_passing_health_check_ends_an_ejection_unless_told_not_to() {
+    let (_primary, _backup, gw) = ejectable(true).await;
+    // One 502 ejects the only endpoint for a minute; the backup serves meanwhile.
+    assert_eq!(
+        get(&gw, "h", "/status/502").await.status,
+        StatusCode::BAD_GATEWAY
+    );
+    // The next health check passes, and the primary is back long before the minute is out.
+    let back =
+        eventually(|| async { get(&gw, "h", "/").await.upstream().as_deref() == Some("primary") })
+            .await;
+    assert!(back, "a passing check ended the ejection");
+
+    let (_primary, _backup, gw) = ejectable(false).await;
+    assert_eq!(
+        get(&gw, "h", "/status/502").await.status,
+        StatusCode::BAD_GATEWAY
+    );
+    // Many checks pass meanwhile; the ejection holds.
+    for _ in 0..10 {
+        assert_eq!(
+            get(&gw, "h", "/").await.upstream().as_deref(),
+            Some("backup")
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn only_the_upgrades_a_rule_allows_are_tunnelled() {
+    let a = Upstream::start("a").await;
+    let mut mqtt = to("mqtt", &[(Some("a"), 1)]);
+    mqtt.upgrades = Some(vec!["mqtt".into()]);
+    let mut none = to("none", &[(Some("a"), 1)]);
+    none.upgrades = Some(Vec::new());
+    let snapshot = Snap::new()
+        .backend("a", &[a.addr])
+        .route("*", prefix("/none"), none)
+        .route("*", prefix("/"), mqtt)
+        .build();
+    let gw = Gateway::start(&snapshot).await;
+    // A protocol the rule opted in to is tunnelled.
+    let mut stream = connect(&gw).await;
+    stream
+        .write_all(b"GET /ws HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: mqtt\r\n\r\n")
+        .await
+        .expect("write");
+    let head = read_until(&mut stream, |r| r.ends_with(b"\r\n\r\n")).await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    // Anything else, WebSocket included once a rule lists its own, is served as HTTP/1.1
+    // without the upgrade fields reaching the backend.
+    for (path, protocol) in [("/items", "websocket"), ("/none/items", "websocket")] {
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: {protocol}\r\n\r\n"
+        );
+        let reply = raw(&gw, request.as_bytes()).await;
+        assert!(reply.starts_with("HTTP/1.1 200"), "{path}: {reply}");
+        assert!(
+            !reply.to_lowercase().contains("\"upgrade\""),
+            "{path}: {reply}"
+        );
+    }
 }

@@ -2,6 +2,7 @@
 //! servers.
 
 mod aggregate;
+mod client_faults;
 mod demo;
 mod forwarding;
 mod global_rate;

@@ -377,3 +377,31 @@ async fn an_answer_too_large_for_the_cache_streams_through_whole_and_is_not_kept
     }
     assert_eq!(a.hits(), 2, "neither answer was kept");
 }
+
+#[tokio::test]
+async fn an_upgrade_is_tunnelled_only_after_the_rules_policies_admit_it() {
+    let keys = secret("upgrade", "keys", "keys", b"storefront:s3cret-key\n");
+    let (a, gw) = guarded(ResolvedPolicies {
+        auth: Some(AuthConfig::ApiKey {
+            keys,
+            location: ApiKeyLocation::Header("x-api-key".to_owned()),
+            keep_credential: false,
+        }),
+        ..ResolvedPolicies::default()
+    })
+    .await;
+    let handshake = "GET /ws HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n";
+    let refused = raw(&gw, format!("{handshake}\r\n").as_bytes()).await;
+    assert!(refused.starts_with("HTTP/1.1 401"), "{refused}");
+    assert_eq!(a.hits(), 0, "no tunnel, not even a request, without a key");
+    let mut stream = connect(&gw).await;
+    tokio::io::AsyncWriteExt::write_all(
+        &mut stream,
+        format!("{handshake}X-API-Key: s3cret-key\r\n\r\n").as_bytes(),
+    )
+    .await
+    .expect("write");
+    let head = read_until(&mut stream, |r| r.ends_with(b"\r\n\r\n")).await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    assert_eq!(a.hits(), 1);
+}

@@ -326,6 +326,7 @@ async fn mirror_gets_a_copy_and_the_client_gets_the_primary_answer() {
     rule.filters = vec![FilterConfig::RequestMirror(MirrorConfig {
         backend: Some("test/shadow".into()),
         percent: 100,
+        max_in_flight: 16,
     })];
     let snapshot = Snap::new()
         .backend("primary", &[primary.addr])

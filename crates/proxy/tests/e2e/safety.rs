@@ -167,7 +167,7 @@ async fn garbage_and_odd_requests_get_errors_and_the_gateway_keeps_serving() {
         ),
         // Dot segments are removed and cannot climb above the root.
         (
-            b"GET /a/../../../../etc/passwd HTTP/1.1\r\nHost: \r\nConnection: close\r\n\r\n",
+            b"GET /a/../../../../etc/passwd HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
             "/etc/passwd",
         ),
     ] {
@@ -224,15 +224,22 @@ async fn an_absolute_form_target_is_forwarded_with_the_host_it_was_routed_by() {
 }
 
 #[tokio::test]
-async fn spoofed_forwarded_for_from_an_untrusted_client_is_replaced() {
+async fn spoofed_forwarded_fields_from_an_untrusted_client_are_replaced() {
     let (_a, gw) = gateway().await;
     let mut req = request(&gw, "GET", "h", "/");
     req.headers_mut()
         .insert("x-forwarded-for", "6.6.6.6".parse().expect("v"));
+    req.headers_mut()
+        .insert("forwarded", "for=6.6.6.6;host=evil".parse().expect("v"));
     let reply = send(req).await;
     assert_eq!(
         reply.seen_header("x-forwarded-for").as_deref(),
         Some("127.0.0.1")
+    );
+    // RFC 7239's field the same way: the client's is gone, the gateway's element says who.
+    assert_eq!(
+        reply.seen_header("forwarded").as_deref(),
+        Some("for=127.0.0.1;proto=http;host=h")
     );
 }
 
@@ -372,4 +379,169 @@ async fn at_the_connection_cap_a_new_client_waits_until_a_connection_closes() {
     assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
     assert_eq!(gw.plane.server().open_connections(), 2);
     drop(second);
+}
+
+/// The status line of each answer on one connection.
+fn statuses(reply: &str) -> Vec<&str> {
+    reply
+        .match_indices("HTTP/1.1 ")
+        .map(|(at, _)| &reply[at + 9..at + 12])
+        .collect()
+}
+
+#[tokio::test]
+async fn a_request_whose_host_is_missing_repeated_or_invalid_is_refused_before_any_backend() {
+    // RFC 9112 §3.2: 400 for an HTTP/1.1 request without Host, with two, or with one that is
+    // not a valid host[:port]; the same for an absolute-form target's authority, userinfo
+    // included. Both servers (the plain fast path and hyper's, which a chunked body takes).
+    let (a, gw) = gateway().await;
+    for (head, why) in [
+        ("GET / HTTP/1.1\r\n", "no Host"),
+        (
+            "GET / HTTP/1.1\r\nHost: a.example\r\nHost: a.example\r\n",
+            "two",
+        ),
+        (
+            "GET / HTTP/1.1\r\nHost: a.example\r\nhost: b.example\r\n",
+            "two",
+        ),
+        ("GET / HTTP/1.1\r\nHost: \r\n", "empty"),
+        ("GET / HTTP/1.1\r\nHost: a b\r\n", "a space"),
+        ("GET / HTTP/1.1\r\nHost: a.example/evil\r\n", "a slash"),
+        ("GET / HTTP/1.1\r\nHost: user@a.example\r\n", "userinfo"),
+        ("GET / HTTP/1.1\r\nHost: a.example:port\r\n", "a bad port"),
+        ("GET / HTTP/1.1\r\nHost: a\\b\r\n", "a backslash"),
+        (
+            "GET http://u:p@a.example/ HTTP/1.1\r\nHost: a.example\r\n",
+            "absolute-form userinfo",
+        ),
+        (
+            "GET http://a.example:99999/ HTTP/1.1\r\nHost: a.example\r\n",
+            "absolute-form port",
+        ),
+        (
+            "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n",
+            "no Host, chunked",
+        ),
+        (
+            "POST / HTTP/1.1\r\nHost: a/b\r\nTransfer-Encoding: chunked\r\n",
+            "bad Host, chunked",
+        ),
+    ] {
+        let request = format!("{head}\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: h\r\n\r\n");
+        let reply = raw(&gw, request.as_bytes()).await;
+        assert_eq!(statuses(&reply), ["400"], "{why}: {reply}");
+        assert!(
+            reply.to_lowercase().contains("connection: close"),
+            "{why}: {reply}"
+        );
+    }
+    assert_eq!(a.hits(), 0, "a refused request reached the backend");
+    // HTTP/1.0 may leave Host out; an absolute-form target's authority replaces Host, and the
+    // backend receives that one, once.
+    let reply = raw(&gw, b"GET /text/old HTTP/1.0\r\n\r\n").await;
+    assert!(reply.starts_with("HTTP/1.0 200 "), "{reply}");
+    let reply = raw(
+        &gw,
+        b"GET http://routed.example/echo HTTP/1.1\r\nHost: other.example\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(statuses(&reply), ["200"], "{reply}");
+    assert!(reply.contains(r#""host":"routed.example""#), "{reply}");
+    assert!(
+        reply.contains(r#""x-forwarded-host":"routed.example""#),
+        "{reply}"
+    );
+}
+
+#[tokio::test]
+async fn a_wildcard_host_matches_only_a_valid_name() {
+    let a = Upstream::start("a").await;
+    let snapshot = Snap::new()
+        .backend("a", &[a.addr])
+        .route("*.example.com", prefix("/"), to("r", &[(Some("a"), 1)]))
+        .build();
+    let gw = Gateway::start_with(&snapshot, Default::default()).await;
+    let reply = raw(
+        &gw,
+        b"GET / HTTP/1.1\r\nHost: shop.example.com\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(statuses(&reply), ["200"], "{reply}");
+    for host in ["evil/x.example.com", "u@x.example.com", "x y.example.com"] {
+        let request = format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n");
+        let reply = raw(&gw, request.as_bytes()).await;
+        assert_eq!(statuses(&reply), ["400"], "{host}: {reply}");
+    }
+    assert_eq!(a.hits(), 1);
+}
+
+#[tokio::test]
+async fn a_request_target_outside_rfc_3986_is_refused_and_utf8_is_carried_byte_for_byte() {
+    let (a, gw) = gateway().await;
+    for target in [
+        "/a\\b", "/a\"b", "/a^b", "/a`b", "/a{b}", "/a|b", "/a%zz", "/a?q=%", "/a?q=\\",
+    ] {
+        let request = format!("GET {target} HTTP/1.1\r\nHost: h\r\n\r\n");
+        let reply = raw(&gw, request.as_bytes()).await;
+        assert_eq!(statuses(&reply), ["400"], "{target}: {reply}");
+    }
+    for (request, why) in [
+        (&b"GET /a b HTTP/1.1\r\nHost: h\r\n\r\n"[..], "a space"),
+        (
+            b"GET /a\x01b HTTP/1.1\r\nHost: h\r\n\r\n",
+            "a control character",
+        ),
+        (b"GET /a\x7fb HTTP/1.1\r\nHost: h\r\n\r\n", "DEL"),
+    ] {
+        let reply = raw(&gw, request).await;
+        assert!(reply.starts_with("HTTP/1.1 400"), "{why}: {reply}");
+    }
+    assert_eq!(a.hits(), 0, "a refused request reached the backend");
+    // Normalized, but in the client's own bytes.
+    let reply = raw(
+        &gw,
+        "GET /caf\u{e9}//x/../y?q=\u{e9} HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n"
+            .as_bytes(),
+    )
+    .await;
+    assert_eq!(statuses(&reply), ["200"], "{reply}");
+    assert!(reply.contains("\"path\":\"/caf\u{e9}/y\""), "{reply}");
+    assert!(reply.contains("\"query\":\"q=\u{e9}\""), "{reply}");
+}
+
+#[tokio::test]
+async fn a_response_coded_other_than_chunked_is_refused_never_relabelled() {
+    // A backend answering `Transfer-Encoding: gzip, chunked`: the gateway undoes only the
+    // chunked coding, so relaying the body would hand the client gzip bytes labelled as
+    // nothing. It answers 502 instead.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = tokio::io::AsyncReadExt::read(&mut socket, &mut buf).await;
+                let _ = socket
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n\
+                          4\r\n\x1f\x8b\x08\x00\r\n0\r\n\r\n",
+                    )
+                    .await;
+            });
+        }
+    });
+    let snapshot = Snap::new()
+        .backend("coded", &[addr])
+        .route("*", prefix("/"), to("r", &[(Some("coded"), 1)]))
+        .build();
+    let gw = Gateway::start(&snapshot).await;
+    let reply = raw(
+        &gw,
+        b"GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(reply.starts_with("HTTP/1.1 502"), "{reply}");
 }

@@ -563,6 +563,7 @@ pub fn rule(route: &str, action: Action) -> RuleConfig {
         filters: Vec::new(),
         action,
         policies: ResolvedPolicies::default(),
+        upgrades: None,
     }
 }
 

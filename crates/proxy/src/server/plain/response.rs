@@ -9,7 +9,7 @@ use http::{
 
 use crate::{
     upstream::Relayed,
-    wire::{content_length, push_content_length, push_field, tokens},
+    wire::{first_length, push_content_length, push_field, tokens},
 };
 
 /// How the body follows the head.
@@ -71,7 +71,7 @@ pub(super) fn encode_head(
     }
     for (name, value) in fields.headers {
         if *name == CONTENT_LENGTH {
-            declared = declared.or_else(|| content_length(value.as_bytes()));
+            declared = first_length(declared, value.as_bytes());
             continue;
         } else if *name == TRANSFER_ENCODING {
             // The server frames the body itself.

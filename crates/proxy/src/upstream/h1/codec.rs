@@ -13,8 +13,8 @@ use super::relay::{Relayed, Runs};
 use crate::{
     upstream::RequestTemplate,
     wire::{
-        FieldSpan, NameCache, append_fields, content_length, push_content_length, push_field,
-        tokens,
+        FieldSpan, NameCache, append_fields, content_length, first_length, push_content_length,
+        push_field, tokens,
     },
 };
 
@@ -57,7 +57,7 @@ pub fn encode_request(
     let (mut declared, mut host) = (None, false);
     for (name, value) in &head.headers {
         if *name == CONTENT_LENGTH {
-            declared = declared.or_else(|| content_length(value.as_bytes()));
+            declared = first_length(declared, value.as_bytes());
             continue;
         } else if *name == TRANSFER_ENCODING {
             continue;
@@ -326,6 +326,8 @@ struct FramingFields {
     keep_alive: bool,
     /// Whether the last `Transfer-Encoding` ends in `chunked`; `None` without one.
     chunked: Option<bool>,
+    /// Whether a `Transfer-Encoding` names a coding other than `chunked`.
+    other_coding: bool,
     /// `Content-Length`: absent (`None`), or every value the same (`Some(Some(n))`).
     length: Option<Option<u64>>,
 }
@@ -358,6 +360,8 @@ impl FramingFields {
                         .next_back()
                         .is_some_and(|t| t.eq_ignore_ascii_case(b"chunked")),
                 );
+                self.other_coding |=
+                    tokens(value).any(|t| !t.is_empty() && !t.eq_ignore_ascii_case(b"chunked"));
                 false
             }
             // What nearly every endpoint says, first.
@@ -395,6 +399,14 @@ fn finish(
     } else {
         !fields.close
     };
+    // Only the chunked coding is undone here: a body coded otherwise (`gzip, chunked`) would
+    // reach the client still coded and no longer labelled, so the response is refused (502)
+    // rather than relabelled.
+    if fields.other_coding {
+        return Err(HeadError::Malformed(
+            "a transfer coding other than chunked".to_owned(),
+        ));
+    }
     let (chunked, length) = (fields.chunked, fields.length);
     // A transfer coding frames the body: a Content-Length next to it is not passed on (RFC 9112
     // §6.3), or the client would frame the re-encoded body by it.
@@ -547,6 +559,27 @@ mod tests {
     }
 
     #[test]
+    fn a_response_coded_other_than_chunked_is_refused_never_relabelled() {
+        for coding in [
+            "gzip, chunked",
+            "gzip",
+            "chunked, gzip",
+            "chunked\r\nTransfer-Encoding: br",
+        ] {
+            let raw = format!("HTTP/1.1 200 OK\r\nTransfer-Encoding: {coding}\r\n\r\n");
+            let (parsed, _) = parse(&raw, Method::GET);
+            assert!(
+                matches!(parsed, Err(HeadError::Malformed(_))),
+                "{coding}: {parsed:?}"
+            );
+        }
+        assert_eq!(
+            head("HTTP/1.1 200 OK\r\nTransfer-Encoding: Chunked\r\n\r\n").framing,
+            ResponseFraming::Chunked
+        );
+    }
+
+    #[test]
     fn a_sized_response_keeps_its_body_bytes_in_the_buffer() {
         let (head, rest) = parse(
             "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A: b\r\n\r\nhello",
@@ -615,7 +648,7 @@ mod tests {
 
     #[test]
     fn framing_follows_rfc_9112() {
-        let chunked = head("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n");
+        let chunked = head("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n");
         assert_eq!(chunked.framing, ResponseFraming::Chunked);
         assert!(chunked.keep_alive);
         let both =
@@ -707,6 +740,7 @@ mod tests {
                 chain: Some(HeaderValue::from_static("10.0.0.1")),
                 proto: Some(HeaderValue::from_static("http")),
                 host: None,
+                elements: None,
             },
             upgrade: false,
             relay: false,
