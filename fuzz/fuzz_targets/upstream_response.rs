@@ -28,6 +28,30 @@ fn parse(
     (head, buf)
 }
 
+/// The transfer codings the final response head in `heads` (the interim heads first) names,
+/// in order, as the endpoint sent them.
+fn codings(mut heads: &[u8]) -> Vec<String> {
+    loop {
+        let mut fields = [httparse::EMPTY_HEADER; 128];
+        let mut response = httparse::Response::new(&mut fields);
+        let Ok(httparse::Status::Complete(len)) = response.parse(heads) else {
+            return Vec::new();
+        };
+        if len < heads.len() {
+            heads = &heads[len..];
+            continue;
+        }
+        return response
+            .headers
+            .iter()
+            .filter(|field| field.name.eq_ignore_ascii_case("transfer-encoding"))
+            .flat_map(|field| field.value.split(|&b| b == b','))
+            .map(|token| String::from_utf8_lossy(token.trim_ascii()).to_ascii_lowercase())
+            .filter(|token| !token.is_empty())
+            .collect();
+    }
+}
+
 /// The fields other than `Content-Length`, which the relayed path carries apart.
 fn without_length(headers: &HeaderMap) -> HeaderMap {
     let mut headers = headers.clone();
@@ -137,6 +161,14 @@ fuzz_target!(|input: &[u8]| {
                     "relayed fields say what the map says"
                 );
                 assert_eq!(rest, relayed_rest);
+                // Issue 15: a response coded other than by chunked alone is refused, never
+                // relabelled (only the chunked coding is undone, once; RFC 9112 §6.1 forbids
+                // applying it twice).
+                let codings = codings(&input[..input.len() - rest.len()]);
+                assert!(
+                    codings.is_empty() || codings == ["chunked"],
+                    "accepted with the codings {codings:?}"
+                );
                 check_body(mapped.framing, &rest);
             }
             (Ok(None), Ok(None)) => {}
