@@ -9,6 +9,10 @@ use crate::{server::fuzzing as server, upstream::h1_fuzzing as h1};
 
 /// What the plain server made of the head at the start of its buffer.
 #[derive(Debug)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one per parsed head, in fuzz targets only; a box would only cost an allocation"
+)]
 pub enum PlainHead {
     /// A plain request, which Portcullis serves itself; head and body were taken out of the
     /// buffer.
