@@ -9,13 +9,14 @@
 #   make bench-policies  only the policies: auth, rate limits and cache against plain, nginx's cache
 #   make bench-instructions  instructions per proxied request, Portcullis and nginx (valgrind)
 #   make image   the container image (needs a Docker engine)
+#   make fuzz    each fuzz target for FUZZ_SECONDS (60) with nightly and cargo-fuzz; not in make test
 
 CARGO ?= cargo
 BIN := target/debug/portcullis
 
 .PHONY: build release release-pgo test demo lint crds chart-rbac install-yaml generate check-generated bench \
 	bench-policies bench-instructions \
-	control-plane helm redis-server image
+	control-plane helm redis-server image fuzz
 
 build:
 	$(CARGO) build
@@ -103,3 +104,16 @@ bench-instructions:
 IMAGE ?= ghcr.io/portcullis-dev/portcullis:$(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)
 image:
 	docker build -t $(IMAGE) .
+
+# The fuzz targets (fuzz/, a workspace of its own), one after the other for FUZZ_SECONDS each.
+# Corpora are kept in fuzz/corpus/<target> (the committed seeds grow there); a crash stops the
+# run and leaves its input in fuzz/artifacts/<target>. Fuzz builds have their own target dir.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?= request_head_vs_hyper request_framing upstream_response path_and_router manifests_compile
+fuzz:
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+	cd fuzz && for target in $(FUZZ_TARGETS); do \
+		mkdir -p corpus/$$target && \
+		CARGO_TARGET_DIR=$(CURDIR)/fuzz/target $(CARGO) +nightly fuzz run $$target corpus/$$target \
+			-- -max_total_time=$(FUZZ_SECONDS) -dict=dicts/$$target.dict || exit 1; \
+	done

@@ -16,10 +16,13 @@ mod yaml11;
 use std::{
     fmt,
     path::{Path, PathBuf},
+    sync::OnceLock,
 };
 
-use k8s_openapi::api::core::v1::{Namespace, Secret};
-use kube::CustomResourceExt;
+use k8s_openapi::{
+    api::core::v1::{Namespace, Secret},
+    apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+};
 use portcullis_api::{Gateway, Route, ServiceBackend};
 use serde_json::Value;
 
@@ -265,14 +268,8 @@ fn load_document(file: &Path, document: Value, loaded: &mut Loaded) {
         return;
     }
     let document = with_namespace(document, namespace);
-    let crd = match kind {
-        "Gateway" => Some(Gateway::crd()),
-        "Route" => Some(Route::crd()),
-        "ServiceBackend" => Some(ServiceBackend::crd()),
-        _ => None,
-    };
-    let document = match crd {
-        Some(crd) => match portcullis_api::validation::validate(&crd, &document) {
+    let document = match crd(kind) {
+        Some(crd) => match portcullis_api::validation::validate(crd, &document) {
             Ok(defaulted) => defaulted,
             Err(errors) => {
                 loaded.problems.extend(
@@ -301,6 +298,15 @@ fn load_document(file: &Path, document: Value, loaded: &mut Loaded) {
     if let Err(error) = result {
         loaded.problems.push(problem("", error.to_string()));
     }
+}
+
+/// The CRD a document of `kind` is validated against; `None` for the kinds that have none.
+/// Generated once: generating a CRD costs more than validating a document against it.
+fn crd(kind: &str) -> Option<&'static CustomResourceDefinition> {
+    static CRDS: OnceLock<Vec<CustomResourceDefinition>> = OnceLock::new();
+    CRDS.get_or_init(portcullis_api::crds)
+        .iter()
+        .find(|crd| crd.spec.names.kind == kind)
 }
 
 fn typed<T: serde::de::DeserializeOwned>(document: Value) -> Result<T, serde_json::Error> {

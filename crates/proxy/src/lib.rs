@@ -24,6 +24,9 @@ pub mod fast_hash;
 pub mod filters;
 pub mod forward;
 pub mod forwarded;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod gateway;
 pub mod guard;
 pub mod host;

@@ -73,6 +73,13 @@ impl Protocols {
     }
 }
 
+/// hyper's HTTP/1.1 settings for the client connections of a server with default limits: the
+/// reference the plain server is fuzzed against (`crate::fuzzing`).
+#[cfg(feature = "fuzzing")]
+pub(crate) fn default_http1() -> http1::Builder {
+    Protocols::new(&ServerLimits::default()).http1
+}
+
 /// The HTTP/2 connection preface (RFC 9113 §3.4): what a client speaking HTTP/2 without TLS
 /// sends first.
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";

@@ -13,6 +13,12 @@ mod plain;
 mod supervise;
 pub mod workers;
 
+/// What the fuzz targets reach of the server (`crate::fuzzing`).
+#[cfg(feature = "fuzzing")]
+pub(crate) mod fuzzing {
+    pub(crate) use super::{connection::default_http1, framing::FramingScanner, plain::fuzzing::*};
+}
+
 use std::{
     collections::HashMap,
     net::SocketAddr,

@@ -8,6 +8,9 @@ mod exchange;
 mod h1;
 mod health;
 
+#[cfg(feature = "fuzzing")]
+pub(crate) use h1::fuzzing as h1_fuzzing;
+
 pub use backend::{
     Admission, Backend, BackendSpec, BalancerKind, HashOn, HealthCheckSettings, Limits, Protocol,
     RetryToken, TlsSpec,

@@ -163,7 +163,9 @@ pub(super) fn parse_request(
             }
             Meaning::ContentLength => match (body_length(field.value, limits), length) {
                 (Some(n), None) => length = Some(n),
-                (Some(n), Some(previous)) if n == previous => {}
+                // RFC 9110 §8.6: the same length repeated stands for one, which is what the
+                // gateway sees (as from hyper, which keeps only the first).
+                (Some(n), Some(previous)) if n == previous => continue,
                 _ => return Parsed::HandOver,
             },
             Meaning::NotPlain => return Parsed::HandOver,
@@ -306,6 +308,19 @@ mod tests {
         };
         assert_eq!(&plain.body[..], b"hello");
         assert_eq!(&rest[..], b"GET");
+    }
+
+    /// Found by the `request_head_vs_hyper` fuzz target: the gateway saw two lengths from the
+    /// plain server and one from hyper for the same request.
+    #[test]
+    fn a_repeated_length_reaches_the_gateway_once_as_from_hyper() {
+        let (_, head) = plain(
+            b"PUT /x HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\ncontent-length: 5\r\n\r\nhello",
+        );
+        let lengths: Vec<_> = head.headers.get_all(CONTENT_LENGTH).iter().collect();
+        assert_eq!(lengths, ["5"]);
+        let names: Vec<&str> = head.headers.keys().map(|n| n.as_str()).collect();
+        assert_eq!(names, ["host", "content-length"]);
     }
 
     #[test]

@@ -9,6 +9,8 @@
 //! serves it from then on: one implementation of the rarer parts of HTTP/1.1 and of the
 //! refusals (400, 431, request smuggling).
 
+#[cfg(feature = "fuzzing")]
+pub(crate) mod fuzzing;
 mod head;
 mod response;
 

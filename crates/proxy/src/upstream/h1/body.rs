@@ -119,6 +119,8 @@ impl State {
 /// Takes one line (without its CRLF or bare LF) off `buf`; `None` until it is complete.
 fn take_line(buf: &mut BytesMut, limit: usize) -> io::Result<Option<BytesMut>> {
     match buf.iter().position(|&b| b == b'\n') {
+        // Too long whether it came in one read or many: the endpoint's segments decide nothing.
+        Some(end) if end > limit => Err(invalid("chunk line too long")),
         Some(end) => {
             let mut line = buf.split_to(end + 1);
             line.truncate(end);
@@ -153,6 +155,9 @@ fn trailers(buf: &mut BytesMut, state: &mut State) -> io::Result<Decoded> {
     }
     let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
     match httparse::parse_headers(buf, &mut fields) {
+        Ok(httparse::Status::Complete((len, _))) if len > MAX_HEAD_BYTES => {
+            Err(invalid("trailers too large"))
+        }
         Ok(httparse::Status::Complete((len, fields))) => {
             let mut map = HeaderMap::with_capacity(fields.len());
             for field in fields {
@@ -322,6 +327,41 @@ impl HttpBody for H1Body {
     }
 }
 
+/// Decodes a body framed by `framing` as [`H1Body`] does, from the endpoint's `reads` in order,
+/// for the fuzz targets (`crate::fuzzing`); after the last read the endpoint closed.
+#[cfg(feature = "fuzzing")]
+pub(crate) fn decode_reads<'a>(
+    framing: ResponseFraming,
+    reads: impl IntoIterator<Item = &'a [u8]>,
+) -> crate::fuzzing::UpstreamBody {
+    let mut decoded = crate::fuzzing::UpstreamBody::default();
+    let mut state = State::new(framing);
+    let mut buf = BytesMut::new();
+    let mut reads = reads.into_iter();
+    loop {
+        match state.decode(&mut buf) {
+            Ok(Decoded::Data(data)) => decoded.data.extend_from_slice(&data),
+            Ok(Decoded::Trailers(fields)) => decoded.trailers = Some(fields),
+            Ok(Decoded::End) => break,
+            Ok(Decoded::NeedMore) => match reads.next() {
+                Some(read) => buf.extend_from_slice(read),
+                None if state == State::UntilClose => break,
+                None => {
+                    decoded.error = Some("closed before the end of the body".to_owned());
+                    break;
+                }
+            },
+            Err(error) => {
+                decoded.error = Some(error.to_string());
+                break;
+            }
+        }
+    }
+    decoded.rest = buf.to_vec();
+    reads.for_each(|read| decoded.rest.extend_from_slice(read));
+    decoded
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -390,5 +430,25 @@ mod tests {
         }
         let long_line = vec![b'1'; MAX_CHUNK_LINE + 2];
         assert!(decode(ResponseFraming::Chunked, &long_line, long_line.len()).is_err());
+    }
+
+    /// A body is refused or decoded the same however the endpoint's bytes are cut into reads:
+    /// a chunk line or a trailer section over its limit was taken whole from one read but
+    /// refused from many (the property the upstream_response fuzz target checks).
+    #[test]
+    fn limits_hold_however_the_endpoint_cuts_its_bytes() {
+        let extension = "x".repeat(MAX_CHUNK_LINE);
+        let long_line = format!("1;{extension}\r\na\r\n0\r\n\r\n");
+        let trailer = format!("x-big: {}\r\n", "y".repeat(MAX_HEAD_BYTES));
+        let big_trailers = format!("1\r\na\r\n0\r\n{trailer}\r\n");
+        for wire in [long_line, big_trailers] {
+            for step in [1, 7, 4096, wire.len()] {
+                assert!(
+                    decode(ResponseFraming::Chunked, wire.as_bytes(), step).is_err(),
+                    "{} bytes in reads of {step}",
+                    wire.len()
+                );
+            }
+        }
     }
 }

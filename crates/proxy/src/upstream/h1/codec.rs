@@ -324,8 +324,10 @@ struct FramingFields {
     keep_alive: bool,
     /// Whether the last `Transfer-Encoding` ends in `chunked`; `None` without one.
     chunked: Option<bool>,
-    /// Whether a `Transfer-Encoding` names a coding other than `chunked`.
+    /// Whether a `Transfer-Encoding` names a coding other than `chunked`, or `chunked` twice.
     other_coding: bool,
+    /// Whether a `Transfer-Encoding` named `chunked`.
+    chunked_seen: bool,
     /// `Content-Length`: absent (`None`), or every value the same (`Some(Some(n))`).
     length: Option<Option<u64>>,
 }
@@ -358,8 +360,13 @@ impl FramingFields {
                         .next_back()
                         .is_some_and(|t| t.eq_ignore_ascii_case(b"chunked")),
                 );
-                self.other_coding |=
-                    tokens(value).any(|t| !t.is_empty() && !t.eq_ignore_ascii_case(b"chunked"));
+                for token in tokens(value).filter(|t| !t.is_empty()) {
+                    let chunked = token.eq_ignore_ascii_case(b"chunked");
+                    // Chunked a second time is another coding too (RFC 9112 §6.1 forbids it):
+                    // undone once, the body would reach the client still chunked, unlabelled.
+                    self.other_coding |= !chunked || self.chunked_seen;
+                    self.chunked_seen |= chunked;
+                }
                 false
             }
             // What nearly every endpoint says, first.
@@ -563,6 +570,10 @@ mod tests {
             "gzip",
             "chunked, gzip",
             "chunked\r\nTransfer-Encoding: br",
+            // Found by the upstream_response fuzz target: chunked twice was relayed with one
+            // layer undone and no label.
+            "chunked, chunked",
+            "chunked\r\nTransfer-Encoding: chunked",
         ] {
             let raw = format!("HTTP/1.1 200 OK\r\nTransfer-Encoding: {coding}\r\n\r\n");
             let (parsed, _) = parse(&raw, Method::GET);

@@ -16,6 +16,14 @@
 
 mod body;
 mod codec;
+/// What the fuzz targets reach of the HTTP/1 client (`crate::fuzzing`).
+#[cfg(feature = "fuzzing")]
+pub(crate) mod fuzzing {
+    pub(crate) use super::{
+        body::decode_reads,
+        codec::{ResponseFraming, Scratch, parse_response},
+    };
+}
 mod pool;
 mod relay;
 
