@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use http::StatusCode;
-use portcullis_config::snapshot::{FilterConfig, MirrorConfig, OutlierDetectionConfig};
+use portcullis_config::snapshot::OutlierDetectionConfig;
 use tokio::io::AsyncWriteExt;
 
 use crate::support::*;
@@ -149,22 +149,7 @@ async fn a_silent_backend_gets_504_after_backend_idle_and_a_stalled_body_is_cut_
 
 #[tokio::test]
 async fn mirrors_in_flight_are_bounded_and_the_rest_dropped_and_counted() {
-    let (primary, shadow) = (
-        Upstream::start("primary").await,
-        Upstream::start("shadow").await,
-    );
-    let mut rule = to("mirrored", &[(Some("primary"), 1)]);
-    rule.filters = vec![FilterConfig::RequestMirror(MirrorConfig {
-        backend: Some("test/shadow".into()),
-        percent: 100,
-        max_in_flight: 2,
-    })];
-    let snapshot = Snap::new()
-        .backend("primary", &[primary.addr])
-        .backend("shadow", &[shadow.addr])
-        .route("*", prefix("/"), rule)
-        .build();
-    let gw = Gateway::start(&snapshot).await;
+    let (primary, shadow, gw) = mirrored(2).await;
     // Ten at once, each (and its copy) taking a second: two copies go, eight are dropped.
     let answers = futures::future::join_all((0..10).map(|_| get(&gw, "h", "/delay/1000"))).await;
     assert!(answers.iter().all(|a| a.status == StatusCode::OK));

@@ -318,22 +318,7 @@ async fn redirects_answer_with_location_following_the_port_rules() {
 
 #[tokio::test]
 async fn mirror_gets_a_copy_and_the_client_gets_the_primary_answer() {
-    let (primary, shadow) = (
-        Upstream::start("primary").await,
-        Upstream::start("shadow").await,
-    );
-    let mut rule = to("mirrored", &[(Some("primary"), 1)]);
-    rule.filters = vec![FilterConfig::RequestMirror(MirrorConfig {
-        backend: Some("test/shadow".into()),
-        percent: 100,
-        max_in_flight: 16,
-    })];
-    let snapshot = Snap::new()
-        .backend("primary", &[primary.addr])
-        .backend("shadow", &[shadow.addr])
-        .route("*", prefix("/"), rule)
-        .build();
-    let gw = Gateway::start(&snapshot).await;
+    let (_primary, shadow, gw) = mirrored(16).await;
 
     let reply = get(&gw, "h", "/copied?x=1").await;
     assert_eq!(reply.upstream().as_deref(), Some("primary"));

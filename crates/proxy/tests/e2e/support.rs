@@ -740,3 +740,25 @@ pub async fn answers_ok(url: String) -> bool {
     })
     .await
 }
+
+/// A gateway sending everything to `primary` and a copy of each request to `shadow`, with at
+/// most `max_in_flight` copies in flight.
+pub async fn mirrored(max_in_flight: u32) -> (Upstream, Upstream, Gateway) {
+    let (primary, shadow) = (
+        Upstream::start("primary").await,
+        Upstream::start("shadow").await,
+    );
+    let mut rule = to("mirrored", &[(Some("primary"), 1)]);
+    rule.filters = vec![FilterConfig::RequestMirror(MirrorConfig {
+        backend: Some("test/shadow".into()),
+        percent: 100,
+        max_in_flight,
+    })];
+    let snapshot = Snap::new()
+        .backend("primary", &[primary.addr])
+        .backend("shadow", &[shadow.addr])
+        .route("*", prefix("/"), rule)
+        .build();
+    let gw = Gateway::start(&snapshot).await;
+    (primary, shadow, gw)
+}
