@@ -220,11 +220,13 @@ pub fn has_condition(gateway: &Gateway, type_: &str, status: &str, reason: Optio
 }
 
 /// Whether the Gateway's config and children are applied: `Programmed` is True, or False only
-/// because rules of its Routes answer 503 (`RulesNotServed`: the examples ask for policies this
-/// build does not implement yet).
+/// because rules of its Routes answer 503 (`RulesNotServed`) or because no replica reports
+/// serving the revision yet (`Pending`: kwok's pods run nothing, so they never report; the
+/// tests with real proxy processes check that reports make it True).
 pub fn is_applied(gateway: &Gateway) -> bool {
     has_condition(gateway, "Programmed", "True", None)
         || has_condition(gateway, "Programmed", "False", Some("RulesNotServed"))
+        || has_condition(gateway, "Programmed", "False", Some("Pending"))
 }
 
 /// Waits until the Gateway's config and children are applied (see [`is_applied`]) with its

@@ -38,6 +38,12 @@ use crate::policy::Policies;
         description = "Ready replicas / desired replicas"
     ),
     printcolumn(
+        name = "Live",
+        type_ = "string",
+        json_path = ".status.config.live",
+        description = "Ready replicas that serve the current config revision / ready replicas"
+    ),
+    printcolumn(
         name = "Address",
         type_ = "string",
         json_path = ".status.addresses[0].value",
@@ -433,12 +439,30 @@ pub struct ListenerStatus {
     pub conditions: Vec<Condition>,
 }
 
-/// The compiled configuration snapshot of a Gateway.
-#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+/// The compiled configuration snapshot of a Gateway, and what the replicas report serving.
+///
+/// Every ready replica is counted once: `liveReplicas + staleReplicas + rejectedReplicas` is
+/// the number of ready replicas.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct ConfigStatus {
-    /// Content hash of the snapshot; replicas report the revision they serve.
+    /// Content hash of the current snapshot (the ConfigMap's).
     pub revision: String,
     /// Size of the stored snapshot in bytes.
     pub size_bytes: i64,
+    /// Ready replicas that report serving `revision`.
+    #[serde(default)]
+    pub live_replicas: i32,
+    /// Ready replicas that serve an older revision, or have not reported yet.
+    #[serde(default)]
+    pub stale_replicas: i32,
+    /// Ready replicas that refused `revision` and keep serving the one they had.
+    #[serde(default)]
+    pub rejected_replicas: i32,
+    /// `live/ready`, for `kubectl get`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub live: Option<String>,
+    /// Why a replica refused `revision`, naming the replica.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
 }

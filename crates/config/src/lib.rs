@@ -11,6 +11,7 @@ pub mod capability;
 mod compile;
 pub mod configmap;
 pub mod diagnostics;
+pub mod replica;
 pub mod snapshot;
 
 pub use compile::{Compiled, NamespaceInfo, compile, is_tchar};

@@ -37,7 +37,8 @@ pub mod reason {
     pub const ACCEPTED: &str = "Accepted";
     /// Accepted=False: the spec has errors the operator cannot serve around.
     pub const INVALID: &str = "Invalid";
-    /// Programmed=True: the snapshot and every child are applied.
+    /// Programmed=True: the snapshot and every child are applied, and every ready replica
+    /// reports serving the snapshot's revision.
     pub const PROGRAMMED: &str = "Programmed";
     /// Programmed=False: the compiled config does not fit in a ConfigMap, or cannot be built.
     pub const INVALID_CONFIG: &str = "InvalidConfig";
@@ -48,6 +49,11 @@ pub mod reason {
     /// Gateway API has no reason for it (its `Invalid` would say the Gateway itself is wrong),
     /// so the operator names it.
     pub const RULES_NOT_SERVED: &str = "RulesNotServed";
+    /// `Programmed` False: the current revision is applied but not yet live on every ready
+    /// replica (Gateway API's reason for a Gateway not programmed yet).
+    pub const PENDING: &str = "Pending";
+    /// `Programmed` False: a replica refused the current revision and serves its previous one.
+    pub const REPLICAS_REJECTED: &str = "ReplicasRejected";
     /// Event: every rule is served again after some were not.
     pub const RULES_SERVED: &str = "RulesServed";
     /// AddressAssigned=True: the Service has the address in `status.addresses`.

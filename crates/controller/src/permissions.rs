@@ -2,7 +2,8 @@
 //! from the code that uses it (for the Helm chart and `deploy/install.yaml`).
 //!
 //! Kubernetes lets a subject create a Role only with permissions it holds itself, so the
-//! operator holds what the gateway pods' Roles grant (read ConfigMaps and EndpointSlices).
+//! operator holds what the gateway pods' Roles grant (read ConfigMaps and EndpointSlices, report
+//! on their Pods).
 
 use k8s_openapi::{
     api::rbac::v1::{ClusterRole, PolicyRule},
@@ -60,6 +61,10 @@ pub fn cluster_role(name: &str) -> ClusterRole {
             // gateway pods' Roles grant).
             rule("", &["namespaces"], READ),
             rule("discovery.k8s.io", &["endpointslices"], READ),
+            // The gateway pods: which replicas are ready and which config revision each one
+            // reports serving (and what their Roles grant: reporting it).
+            rule("", &["pods"], READ),
+            rule("", &["pods/status"], &["patch"]),
             rule("events.k8s.io", &["events"], &["create", "patch"]),
             rule(
                 "coordination.k8s.io",
@@ -90,6 +95,7 @@ mod tests {
             assert!(holds("", "configmaps", verb));
             assert!(holds("discovery.k8s.io", "endpointslices", verb));
         }
+        assert!(holds("", "pods/status", "patch"));
         assert!(holds("apps", "deployments", "patch"));
         assert!(holds("portcullis.dev", "gateways/status", "patch"));
     }

@@ -296,6 +296,7 @@ pub(crate) async fn run_controllers(client: Client, config: &ControllerConfig, s
         k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler,
         "HorizontalPodAutoscaler"
     );
+    let (pods, pod_events) = child!(k8s_openapi::api::core::v1::Pod, "Pod");
 
     let everything = watcher::Config::default();
     let (routes, route_events) = reflect(
@@ -346,6 +347,7 @@ pub(crate) async fn run_controllers(client: Client, config: &ControllerConfig, s
                 services,
                 pod_disruption_budgets: pdbs,
                 horizontal_pod_autoscalers: hpas,
+                pods,
             },
             readiness,
         },
@@ -377,6 +379,11 @@ pub(crate) async fn run_controllers(client: Client, config: &ControllerConfig, s
         .watches_stream(service_events, |o| owner_of(&o))
         .watches_stream(pdb_events, |o| owner_of(&o))
         .watches_stream(hpa_events, |o| owner_of(&o))
+        // A pod's owner is its ReplicaSet; its Gateway is in its labels.
+        .watches_stream(pod_events, |pod| {
+            let gateway = pod.labels().get(meta::GATEWAY_LABEL)?;
+            Some(ObjectRef::new(gateway).within(&pod.namespace().unwrap_or_default()))
+        })
         .watches_stream(route_events, move |route| {
             by_route.gateways_of_route(&route)
         })

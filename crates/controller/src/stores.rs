@@ -9,7 +9,7 @@ use std::time::Duration;
 use k8s_openapi::api::{
     apps::v1::Deployment,
     autoscaling::v2::HorizontalPodAutoscaler,
-    core::v1::{ConfigMap, Namespace, Secret, Service, ServiceAccount},
+    core::v1::{ConfigMap, Namespace, Pod, Secret, Service, ServiceAccount},
     policy::v1::PodDisruptionBudget,
     rbac::v1::{Role, RoleBinding},
 };
@@ -38,6 +38,9 @@ pub struct ChildStores {
     pub pod_disruption_budgets: Store<PodDisruptionBudget>,
     /// Gateway HorizontalPodAutoscalers.
     pub horizontal_pod_autoscalers: Store<HorizontalPodAutoscaler>,
+    /// The gateway pods (made by the Deployments' ReplicaSets, labelled like every child):
+    /// which replicas are ready, and the config revision each one reports serving.
+    pub pods: Store<Pod>,
 }
 
 /// Every store the Gateway controller reads.

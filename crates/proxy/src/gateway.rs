@@ -166,6 +166,13 @@ impl Gateway {
         self.status.lock().map(|s| s.clone()).unwrap_or_default()
     }
 
+    /// The revision being served, once a config has loaded.
+    pub fn serving(&self) -> Option<String> {
+        self.loaded
+            .load(Ordering::SeqCst)
+            .then(|| self.table().revision.clone())
+    }
+
     /// Whether a config is loaded, the endpoints of its Service backends are known, and the
     /// gateway is not draining: what `/ready` reports.
     pub fn is_ready(&self) -> bool {

@@ -1,5 +1,7 @@
-//! The gateway pods' identity and the least they may read: their own ConfigMap, and the
-//! EndpointSlices of the namespaces where their `service` backends live.
+//! The gateway pods' identity and the least they may do: read their own ConfigMap and the
+//! EndpointSlices of the namespaces where their `service` backends live, and report the config
+//! revision they serve as a condition on their own Pod (`patch` on `pods/status` only — see
+//! `portcullis_config::replica` for why that grant and not another).
 //!
 //! A Role in another namespace cannot be owned by the Gateway (owner references never cross
 //! namespaces), so those carry the Gateway's name and namespace as labels and the operator
@@ -47,6 +49,7 @@ pub(super) fn roles(owner: &Owner<'_>, snapshot: &Snapshot) -> (Vec<Role>, Vec<R
         verbs: read_verbs(),
         ..PolicyRule::default()
     }];
+    local_rules.push(report_rule());
     if namespaces.contains(owner.namespace) {
         local_rules.extend(discovery_rules());
     }
@@ -84,6 +87,18 @@ pub(super) fn roles(owner: &Owner<'_>, snapshot: &Snapshot) -> (Vec<Role>, Vec<R
         });
     }
     (roles, bindings)
+}
+
+/// Reporting the served revision on the replica's own Pod. RBAC cannot name the Pod (its name
+/// is made by the ReplicaSet), so the grant is the status subresource of the namespace's Pods,
+/// which cannot change their labels, annotations or spec.
+fn report_rule() -> PolicyRule {
+    PolicyRule {
+        api_groups: Some(vec![String::new()]),
+        resources: Some(vec!["pods/status".to_owned()]),
+        verbs: vec!["patch".to_owned()],
+        ..PolicyRule::default()
+    }
 }
 
 fn read_verbs() -> Vec<String> {

@@ -351,7 +351,7 @@ fn secrets_from_other_namespaces_are_copied_with_only_the_keys_read() {
 }
 
 #[test]
-fn the_proxy_may_read_its_config_map_and_the_endpoint_slices_of_its_backends_only() {
+fn the_proxy_may_read_its_config_map_and_endpoint_slices_and_report_on_its_pod_only() {
     let children = build(&gateway(json!({})), &snapshot("r1"));
     let roles = json_of(&children.roles);
     assert_eq!(roles[0]["metadata"]["namespace"], "shop");
@@ -360,8 +360,9 @@ fn the_proxy_may_read_its_config_map_and_the_endpoint_slices_of_its_backends_onl
         roles[0]["rules"][0]["resourceNames"],
         json!(["edge-config"])
     );
-    assert_eq!(roles[0]["rules"][1]["resources"], json!(["endpointslices"]));
-    assert_eq!(roles[0]["rules"][2]["resources"], json!(["services"]));
+    assert_eq!(roles[0]["rules"][1]["resources"], json!(["pods/status"]));
+    assert_eq!(roles[0]["rules"][2]["resources"], json!(["endpointslices"]));
+    assert_eq!(roles[0]["rules"][3]["resources"], json!(["services"]));
     assert_eq!(roles[1]["metadata"]["namespace"], "team-a");
     assert_eq!(roles[1]["rules"][0]["resources"], json!(["endpointslices"]));
     assert_eq!(roles[1]["rules"][1]["resources"], json!(["services"]));
@@ -371,9 +372,12 @@ fn the_proxy_may_read_its_config_map_and_the_endpoint_slices_of_its_backends_onl
         .iter()
         .flat_map(|r| r["rules"].as_array().expect("rules"))
     {
-        // Read only; Services only by name, to map a port number to the slices' port name.
+        // Read only; Services only by name, to map a port number to the slices' port name;
+        // the only write is the replica's report, on the status of the namespace's Pods.
         let verbs = if rule["resources"] == json!(["services"]) {
             json!(["get"])
+        } else if rule["resources"] == json!(["pods/status"]) {
+            json!(["patch"])
         } else {
             json!(["get", "list", "watch"])
         };

@@ -6,6 +6,7 @@ pub mod cleanup;
 pub mod compile;
 pub mod converged;
 pub mod fetch;
+pub mod replicas;
 pub mod route_status;
 pub mod status;
 #[cfg(test)]
@@ -14,12 +15,16 @@ pub mod unserved;
 
 use std::{sync::Arc, time::Duration};
 
-use k8s_openapi::api::core::v1::ObjectReference;
+use k8s_openapi::api::{
+    apps::v1::Deployment,
+    core::v1::{ObjectReference, Service},
+};
 use kube::{
     Client, Resource, ResourceExt,
     runtime::{
         controller::Action,
         events::{EventType, Recorder},
+        reflector::ObjectRef,
     },
 };
 use portcullis_api::Gateway;
@@ -30,12 +35,14 @@ use self::{
     apply::ApplyError,
     compile::CompileError,
     fetch::FetchError,
+    replicas::Replica,
     status::StatusError,
     status::{Facts, Programmed},
 };
 use crate::{
     children::{BuildError, BuildOptions, build_children},
     conditions::reason,
+    meta,
     metrics::Metrics,
     relations::{Relations, Used, mentioned_backends},
     stores::Stores,
@@ -140,7 +147,8 @@ async fn reconcile_stages(gateway: Arc<Gateway>, ctx: &Context) -> Result<Action
     let compilation = match compile::compile(&gateway, &inputs) {
         Ok(compilation) => compilation,
         Err(error) => {
-            let facts = failed_facts(Programmed::No(reason::INVALID_CONFIG, error.to_string()));
+            let observed = Observed::of(ctx, &gateway);
+            let facts = observed.facts(Programmed::No(reason::INVALID_CONFIG, error.to_string()));
             write_status(ctx, &gateway, &facts).await?;
             return Err(error.into());
         }
@@ -186,7 +194,9 @@ async fn reconcile_stages(gateway: Arc<Gateway>, ctx: &Context) -> Result<Action
     let children = match build_children(&gateway, snapshot, &secrets.sources, &ctx.options) {
         Ok(children) => children,
         Err(error) => {
-            let mut facts = failed_facts(Programmed::No(reason::INVALID_CONFIG, error.to_string()));
+            let observed = Observed::of(ctx, &gateway);
+            let mut facts =
+                observed.facts(Programmed::No(reason::INVALID_CONFIG, error.to_string()));
             facts.compilation = Some(&compilation);
             write_status(ctx, &gateway, &facts).await?;
             return Err(error.into());
@@ -204,17 +214,15 @@ async fn reconcile_stages(gateway: Arc<Gateway>, ctx: &Context) -> Result<Action
         || cleanup::has_foreign_children(&ctx.stores.children, &gateway);
     cleanup::sync_finalizer(&ctx.client, &gateway, needs_finalizer).await?;
     let applied = apply::apply(&ctx.client, &ctx.stores.children, &gateway, children).await;
-    let (programmed, deployment, service) = match &applied {
-        Ok(applied) => (
-            Programmed::Yes,
-            applied.deployment.clone(),
-            applied.service.clone(),
-        ),
-        Err(error) => (
-            Programmed::No(reason::APPLY_FAILED, error.to_string()),
-            None,
-            None,
-        ),
+    // A failed apply leaves the children as they were: status keeps saying what they do.
+    let mut observed = Observed::of(ctx, &gateway);
+    let programmed = match &applied {
+        Ok(applied) => {
+            observed.deployment = applied.deployment.clone().or(observed.deployment);
+            observed.service = applied.service.clone().or(observed.service);
+            Programmed::Yes
+        }
+        Err(error) => Programmed::No(reason::APPLY_FAILED, error.to_string()),
     };
     if let Ok(applied) = &applied {
         debug!(writes = applied.writes, "children applied");
@@ -223,12 +231,10 @@ async fn reconcile_stages(gateway: Arc<Gateway>, ctx: &Context) -> Result<Action
     // 5. status
     let facts = Facts {
         compilation: Some(&compilation),
-        programmed,
-        deployment: deployment.as_ref(),
-        service: service.as_ref(),
         missing_secrets: &secrets.missing,
         unserved: &unserved,
         config_bytes,
+        ..observed.facts(programmed)
     };
     write_status(ctx, &gateway, &facts).await?;
     route_status::write_all(
@@ -247,15 +253,50 @@ async fn reconcile_stages(gateway: Arc<Gateway>, ctx: &Context) -> Result<Action
 
 static NO_SECRETS: std::collections::BTreeSet<ObjectKey> = std::collections::BTreeSet::new();
 
-fn failed_facts(programmed: Programmed) -> Facts<'static> {
-    Facts {
-        compilation: None,
-        programmed,
-        deployment: None,
-        service: None,
-        missing_secrets: &NO_SECRETS,
-        unserved: &[],
-        config_bytes: None,
+/// What the watches last saw of a Gateway's Deployment, Service and ready replicas: status is
+/// computed from these whether or not this reconcile got as far as applying, so a Gateway whose
+/// new config is refused still says what its running pods serve.
+struct Observed {
+    deployment: Option<Deployment>,
+    service: Option<Service>,
+    replicas: Vec<Replica>,
+}
+
+impl Observed {
+    fn of(ctx: &Context, gateway: &Gateway) -> Self {
+        let namespace = gateway.namespace().unwrap_or_default();
+        let name = gateway.name_any();
+        let child = meta::workload_name(&name);
+        let children = &ctx.stores.children;
+        Self {
+            deployment: children
+                .deployments
+                .get(&ObjectRef::new(&child).within(&namespace))
+                .map(|d| (*d).clone()),
+            service: children
+                .services
+                .get(&ObjectRef::new(&child).within(&namespace))
+                .map(|s| (*s).clone()),
+            replicas: replicas::ready(
+                children.pods.state().iter().map(|pod| &**pod),
+                &namespace,
+                &name,
+            ),
+        }
+    }
+
+    /// The facts of a reconcile that got no further than `programmed` says.
+    fn facts(&self, programmed: Programmed) -> Facts<'_> {
+        Facts {
+            compilation: None,
+            programmed,
+            deployment: self.deployment.as_ref(),
+            service: self.service.as_ref(),
+            missing_secrets: &NO_SECRETS,
+            unserved: &[],
+            config_bytes: None,
+            replicas: &self.replicas,
+        }
     }
 }
 
@@ -272,6 +313,16 @@ async fn write_status(ctx: &Context, gateway: &Gateway, facts: &Facts<'_>) -> Re
         .lock()
         .map(|set| set.contains(&key))
         .unwrap_or(false);
+    if let Some(problem) = status::problem_transition(&previous, &status) {
+        publish(
+            &ctx.recorder,
+            &gateway.object_ref(&()),
+            problem.type_,
+            problem.reason,
+            problem.note,
+        )
+        .await;
+    }
     if let Some(rules) = status::rules_transition(&previous, &status) {
         publish(
             &ctx.recorder,

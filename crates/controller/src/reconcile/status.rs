@@ -24,7 +24,11 @@ use portcullis_config::{
 };
 use serde_json::json;
 
-use super::{compile::Compilation, unserved};
+use super::{
+    compile::Compilation,
+    replicas::{self, Replica, Served},
+    unserved,
+};
 use crate::{
     conditions::{self, Observed, reason},
     meta::FIELD_MANAGER,
@@ -70,6 +74,8 @@ pub struct Facts<'a> {
     pub unserved: &'a [UnservedRule],
     /// Size of the stored snapshot, when it was stored.
     pub config_bytes: Option<usize>,
+    /// The ready replicas and the revisions they report serving.
+    pub replicas: &'a [Replica],
 }
 
 /// The status `gateway` should have, given `facts`, at `now` (pure).
@@ -115,16 +121,52 @@ pub fn gateway_status(gateway: &Gateway, facts: &Facts<'_>, now: Timestamp) -> G
         ),
         Programmed::No(why, message) => Observed::no(conditions::PROGRAMMED, why, message.clone()),
     };
-    // Applied, but not everything is served: Programmed says what is not, until it is. The
-    // listeners keep the applied state: a rule is not a listener's.
-    let programmed = if applied.status && !facts.unserved.is_empty() {
+    // The current revision: the one just compiled, else the one last stored.
+    let revision = facts.compilation.map_or_else(
+        || {
+            previous
+                .config
+                .as_ref()
+                .map(|c| c.revision.clone())
+                .unwrap_or_default()
+        },
+        |c| c.compiled.snapshot.revision.clone(),
+    );
+    let served = replicas::served(facts.replicas, &revision);
+    // Applied is not served: Programmed is True only once every ready replica reports serving
+    // the revision (a refusal and rules answering 503 say so first, as the user must act on
+    // them; a replica still loading is only a matter of time). The listeners keep the applied
+    // state: a rule is not a listener's.
+    let programmed = if !applied.status {
+        applied.clone()
+    } else if !served.rejected.is_empty() {
+        Observed::no(
+            conditions::PROGRAMMED,
+            reason::REPLICAS_REJECTED,
+            rejected_message(&revision, &served),
+        )
+    } else if !facts.unserved.is_empty() {
         Observed::no(
             conditions::PROGRAMMED,
             reason::RULES_NOT_SERVED,
             unserved::gateway_message(facts.unserved),
         )
+    } else if !served.all_live() {
+        Observed::no(
+            conditions::PROGRAMMED,
+            reason::PENDING,
+            pending_message(&revision, &served),
+        )
     } else {
-        applied.clone()
+        Observed::yes(
+            conditions::PROGRAMMED,
+            reason::PROGRAMMED,
+            format!(
+                "config revision {} is live on every ready replica ({})",
+                short(&revision),
+                served.fraction()
+            ),
+        )
     };
     let ready_condition = if ready > 0 {
         Observed::yes(
@@ -187,10 +229,68 @@ pub fn gateway_status(gateway: &Gateway, facts: &Facts<'_>, now: Timestamp) -> G
             (Some(c), Some(size), Programmed::Yes) => Some(ConfigStatus {
                 revision: c.compiled.snapshot.revision.clone(),
                 size_bytes: i64::try_from(size).unwrap_or(i64::MAX),
+                ..ConfigStatus::default()
             }),
             _ => previous.config,
-        },
+        }
+        .map(|config| observed_config(config, facts.replicas)),
     }
+}
+
+/// `config` with the replicas' reports counted against its revision.
+fn observed_config(config: ConfigStatus, replicas: &[Replica]) -> ConfigStatus {
+    let served = replicas::served(replicas, &config.revision);
+    let count = |n: usize| i32::try_from(n).unwrap_or(i32::MAX);
+    ConfigStatus {
+        live_replicas: count(served.live.len()),
+        stale_replicas: count(served.stale.len()),
+        rejected_replicas: count(served.rejected.len()),
+        live: Some(served.fraction()),
+        last_error: served.last_error(),
+        ..config
+    }
+}
+
+/// At most this many replicas are named in a message.
+const NAMED_REPLICAS: usize = 5;
+
+fn names<'a>(replicas: impl ExactSizeIterator<Item = &'a String>) -> String {
+    let total = replicas.len();
+    let mut names: Vec<&str> = replicas.take(NAMED_REPLICAS).map(String::as_str).collect();
+    let more = total.saturating_sub(NAMED_REPLICAS);
+    let more = format!("and {more} more");
+    if total > NAMED_REPLICAS {
+        names.push(&more);
+    }
+    names.join(", ")
+}
+
+fn rejected_message(revision: &str, served: &Served) -> String {
+    format!(
+        "config revision {} was refused by {} of {} ready replicas ({}), which keep serving \
+         their previous revision: {}",
+        short(revision),
+        served.rejected.len(),
+        served.ready(),
+        names(served.rejected.iter().map(|(name, _)| name)),
+        served.last_error().unwrap_or_default()
+    )
+}
+
+fn pending_message(revision: &str, served: &Served) -> String {
+    if served.ready() == 0 {
+        return format!(
+            "config revision {} is applied; no ready replica serves it yet",
+            short(revision)
+        );
+    }
+    format!(
+        "config revision {} is live on {} of {} ready replicas; waiting for {} to load it",
+        short(revision),
+        served.live.len(),
+        served.ready(),
+        names(served.stale.iter())
+    )
 }
 
 fn listeners(
@@ -476,13 +576,54 @@ pub fn rules_transition(previous: &GatewayStatus, status: &GatewayStatus) -> Opt
             reason: reason::RULES_NOT_SERVED,
             note: message,
         }),
-        (Some(_), None) if after.is_some_and(|(ok, _, _)| ok) => Some(Transition {
-            type_: EventType::Normal,
-            reason: reason::RULES_SERVED,
-            note: "every rule of the attached Routes is served".to_owned(),
-        }),
+        // Served: live everywhere, or on its way there.
+        (Some(_), None) if after.is_some_and(|(ok, why, _)| ok || why == reason::PENDING) => {
+            Some(Transition {
+                type_: EventType::Normal,
+                reason: reason::RULES_SERVED,
+                note: "every rule of the attached Routes is served".to_owned(),
+            })
+        }
         _ => None,
     }
+}
+
+/// The `Programmed` reasons that need the user (or tell them why a change is not served), and
+/// so deserve a Warning Event when they appear or change.
+const PROBLEMS: [&str; 3] = [
+    reason::INVALID_CONFIG,
+    reason::APPLY_FAILED,
+    reason::REPLICAS_REJECTED,
+];
+
+/// The Warning a change of `Accepted` or `Programmed` deserves, if any (pure): when the Gateway
+/// is no longer accepted, when its config cannot be compiled or applied, or when replicas
+/// refuse it, and again when what is wrong changes. Nothing while it stays the same.
+pub fn problem_transition(previous: &GatewayStatus, status: &GatewayStatus) -> Option<Transition> {
+    let find = |s: &GatewayStatus, type_: &str| {
+        s.conditions
+            .iter()
+            .find(|c| c.type_ == type_)
+            .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+    };
+    let news = |type_: &str| {
+        let after = find(status, type_)?;
+        (after.0 == "False" && find(previous, type_) != Some(after.clone())).then_some(after)
+    };
+    if let Some((_, _, message)) = news(conditions::ACCEPTED) {
+        return Some(Transition {
+            type_: EventType::Warning,
+            reason: reason::INVALID,
+            note: format!("the Gateway is not accepted: {message}"),
+        });
+    }
+    let (_, why, message) = news(conditions::PROGRAMMED)?;
+    let reason = PROBLEMS.into_iter().find(|r| *r == why)?;
+    Some(Transition {
+        type_: EventType::Warning,
+        reason,
+        note: message,
+    })
 }
 
 /// An Event about one object.

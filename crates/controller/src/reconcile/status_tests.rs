@@ -10,17 +10,19 @@ use k8s_openapi::{
     jiff::Timestamp,
 };
 use kube::runtime::events::EventType;
-use portcullis_api::{Gateway, Route};
+use portcullis_api::{Gateway, Route, gateway::ConfigStatus};
 use portcullis_config::{
     capability::{Gap, UnservedRule},
     diagnostics::{ConditionResult, RouteParentResult},
+    replica::Report,
     snapshot::ObjectKey,
 };
 use serde_json::json;
 
 use super::{
+    replicas::Replica,
     route_status::parents,
-    status::{Facts, Programmed, gateway_status, rules_transition, transition},
+    status::{Facts, Programmed, gateway_status, problem_transition, rules_transition, transition},
 };
 use crate::conditions::status_of;
 
@@ -68,6 +70,7 @@ fn status_for(
         missing_secrets: &missing,
         unserved: &[],
         config_bytes: None,
+        replicas: &[],
     };
     gateway_status(gateway, &facts, at(1_000))
 }
@@ -112,6 +115,7 @@ fn a_condition_keeps_its_transition_time_until_it_flips() {
             missing_secrets: &missing,
             unserved: &[],
             config_bytes: None,
+            replicas: &[],
         };
         gateway_status(&gateway, &facts, at(2_000))
     };
@@ -288,6 +292,7 @@ fn status_with_unserved(
         missing_secrets: &missing,
         unserved,
         config_bytes: None,
+        replicas: &[],
     };
     gateway_status(gateway, &facts, at(1_000))
 }
@@ -344,4 +349,156 @@ fn the_rules_event_goes_out_once_per_change_and_when_all_are_served_again() {
         Some((EventType::Normal, "RulesServed"))
     );
     assert_eq!(event(&served, &served), None);
+}
+
+fn replica(name: &str, report: Option<Report>) -> Replica {
+    Replica {
+        name: name.to_owned(),
+        report,
+    }
+}
+
+fn serving(revision: &str) -> Option<Report> {
+    Some(Report::Served {
+        revision: revision.to_owned(),
+    })
+}
+
+/// The status of a Gateway whose stored revision is `current`, with these ready replicas.
+fn status_with_replicas(replicas: &[Replica]) -> portcullis_api::gateway::GatewayStatus {
+    let mut gateway = gateway();
+    gateway.status = Some(portcullis_api::gateway::GatewayStatus {
+        config: Some(ConfigStatus {
+            revision: "current".to_owned(),
+            size_bytes: 100,
+            ..ConfigStatus::default()
+        }),
+        ..Default::default()
+    });
+    let missing = BTreeSet::new();
+    let facts = Facts {
+        compilation: None,
+        programmed: Programmed::Yes,
+        deployment: Some(&deployment(2, 2)),
+        service: None,
+        missing_secrets: &missing,
+        unserved: &[],
+        config_bytes: None,
+        replicas,
+    };
+    gateway_status(&gateway, &facts, at(1_000))
+}
+
+fn programmed(status: &portcullis_api::gateway::GatewayStatus) -> (String, String, String) {
+    let c = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Programmed")
+        .expect("a Programmed condition");
+    (c.status.clone(), c.reason.clone(), c.message.clone())
+}
+
+#[test]
+fn programmed_is_true_only_when_every_ready_replica_serves_the_current_revision() {
+    let status = status_with_replicas(&[
+        replica("edge-a", serving("current")),
+        replica("edge-b", serving("current")),
+    ]);
+    let (state, reason, message) = programmed(&status);
+    assert_eq!((state.as_str(), reason.as_str()), ("True", "Programmed"));
+    assert!(message.contains("2/2"), "{message}");
+    let config = status.config.expect("config status");
+    assert_eq!(
+        (
+            config.live_replicas,
+            config.stale_replicas,
+            config.rejected_replicas
+        ),
+        (2, 0, 0)
+    );
+    assert_eq!(config.live.as_deref(), Some("2/2"));
+    assert_eq!(config.last_error, None);
+}
+
+#[test]
+fn a_replica_still_on_an_older_revision_keeps_programmed_pending_and_is_named() {
+    let status = status_with_replicas(&[
+        replica("edge-a", serving("current")),
+        replica("edge-b", serving("older")),
+        replica("edge-c", None),
+    ]);
+    let (state, reason, message) = programmed(&status);
+    assert_eq!((state.as_str(), reason.as_str()), ("False", "Pending"));
+    assert!(
+        message.contains("1 of 3") && message.contains("edge-b, edge-c"),
+        "{message}"
+    );
+    let config = status.config.expect("config status");
+    assert_eq!((config.live_replicas, config.stale_replicas), (1, 2));
+    assert_eq!(config.live.as_deref(), Some("1/3"));
+}
+
+#[test]
+fn no_ready_replica_is_not_programmed() {
+    let (state, reason, _) = programmed(&status_with_replicas(&[]));
+    assert_eq!((state.as_str(), reason.as_str()), ("False", "Pending"));
+}
+
+#[test]
+fn a_refused_revision_names_the_replica_and_its_error() {
+    let refused = Report::Refused {
+        serving: Some("older".to_owned()),
+        refused: "current".to_owned(),
+        error: "unknown apiVersion".to_owned(),
+    };
+    let status = status_with_replicas(&[
+        replica("edge-a", serving("current")),
+        replica("edge-b", Some(refused)),
+    ]);
+    let (state, reason, message) = programmed(&status);
+    assert_eq!(
+        (state.as_str(), reason.as_str()),
+        ("False", "ReplicasRejected")
+    );
+    assert!(
+        message.contains("edge-b") && message.contains("unknown apiVersion"),
+        "{message}"
+    );
+    let config = status.config.expect("config status");
+    assert_eq!((config.live_replicas, config.rejected_replicas), (1, 1));
+    assert_eq!(
+        config.last_error.as_deref(),
+        Some("replica edge-b: unknown apiVersion")
+    );
+}
+
+#[test]
+fn a_refused_revision_gets_one_warning_until_what_is_wrong_changes() {
+    let live = status_with_replicas(&[replica("edge-a", serving("current"))]);
+    let refusal = |error: &str| {
+        Some(Report::Refused {
+            serving: Some("older".to_owned()),
+            refused: "current".to_owned(),
+            error: error.to_owned(),
+        })
+    };
+    let refused = status_with_replicas(&[replica("edge-a", refusal("unreadable"))]);
+    let other = status_with_replicas(&[replica("edge-a", refusal("another reason"))]);
+    let event = |before, after| problem_transition(before, after).map(|t| (t.type_, t.reason));
+    assert_eq!(
+        event(&live, &refused),
+        Some((EventType::Warning, "ReplicasRejected"))
+    );
+    assert_eq!(event(&refused, &refused), None, "a resync says nothing new");
+    assert_eq!(
+        event(&refused, &other),
+        Some((EventType::Warning, "ReplicasRejected"))
+    );
+    assert_eq!(event(&refused, &live), None);
+    let pending = status_with_replicas(&[replica("edge-a", serving("older"))]);
+    assert_eq!(
+        event(&live, &pending),
+        None,
+        "a replica loading is no problem"
+    );
 }

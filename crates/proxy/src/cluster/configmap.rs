@@ -9,18 +9,25 @@ use kube::{
     Api, Client,
     runtime::{WatchStreamExt, watcher},
 };
-use portcullis_config::{Snapshot, configmap::snapshot_from_configmap, snapshot::Discovery};
+use portcullis_config::{
+    Snapshot,
+    configmap::{REVISION_ANNOTATION, snapshot_from_configmap},
+    replica::Report,
+    snapshot::Discovery,
+};
 use tokio::task::JoinHandle;
 
-use super::{ClusterSource, endpoints};
+use super::{ClusterSource, endpoints, report::Reporter};
 use crate::{DataPlane, compile::Secrets};
 
-/// Watches the ConfigMap named by `source` until the task is aborted.
+/// Watches the ConfigMap named by `source` until the task is aborted, and reports each outcome
+/// on the replica's Pod through `reporter`.
 pub async fn follow(
     client: Client,
     plane: Arc<DataPlane>,
     source: ClusterSource,
     secrets: Secrets,
+    reporter: Reporter,
 ) {
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), &source.namespace);
     let config = watcher::Config::default().fields(&format!("metadata.name={}", source.name));
@@ -40,18 +47,31 @@ pub async fn follow(
                 // Logged and shown at /config; the previous config keeps serving (or, before
                 // the first one, the process stays up and not ready).
                 let message = format!("ConfigMap {}/{}: {error}", source.namespace, source.name);
-                plane.gateway().reload_failed(message);
+                plane.gateway().reload_failed(message.clone());
+                reporter.report(Report::Refused {
+                    serving: plane.gateway().serving(),
+                    refused: config_map
+                        .metadata
+                        .annotations
+                        .as_ref()
+                        .and_then(|a| a.get(REVISION_ANNOTATION))
+                        .cloned()
+                        .unwrap_or_default(),
+                    error: message,
+                });
                 continue;
             }
         };
         // Before the revision check: the first event usually carries the revision the mounted
         // start-up copy already serves, and its `service` backends still need their watches.
         watches.sync(&client, &plane, &snapshot);
-        if plane.gateway().table().revision == snapshot.revision {
-            continue;
+        if plane.gateway().serving().as_ref() != Some(&snapshot.revision) {
+            // What it cannot serve is logged and shown in /config by apply; the rest serves.
+            let _ = plane.apply(&snapshot, &secrets).await;
         }
-        // What it cannot serve is logged and shown in /config by apply; the rest serves.
-        let _ = plane.apply(&snapshot, &secrets).await;
+        if let Some(revision) = plane.gateway().serving() {
+            reporter.report(Report::Served { revision });
+        }
     }
 }
 

@@ -8,6 +8,7 @@
 
 mod configmap;
 mod endpoints;
+mod report;
 
 use std::{path::PathBuf, sync::Arc};
 
@@ -16,6 +17,7 @@ use portcullis_config::configmap::snapshot_from_bytes;
 use crate::{DataPlane, DataPlaneOptions, compile::Secrets, lifecycle};
 
 pub use endpoints::ready_addresses;
+pub use report::{POD_NAME_ENV, POD_NAMESPACE_ENV};
 
 /// Where the in-cluster proxy gets its config.
 #[derive(Debug, Clone)]
@@ -68,10 +70,19 @@ pub async fn serve(options: DataPlaneOptions, source: ClusterSource) -> Result<(
     let client = kube::Client::try_default()
         .await
         .map_err(|e| format!("cannot reach the Kubernetes API: {e}"))?;
+    // The start-up copy is usually a revision behind; the ConfigMap's first event says what
+    // this replica serves, and the report follows.
+    let reporter = report::Reporter::from_env(client.clone());
     // Mounted Secrets change in place (the kubelet swaps them): rotated certificates and keys
     // are served without a restart.
     let secrets_watch = plane.watch_secrets(secrets.clone());
-    let follower = tokio::spawn(configmap::follow(client, plane.clone(), source, secrets));
+    let follower = tokio::spawn(configmap::follow(
+        client,
+        plane.clone(),
+        source,
+        secrets,
+        reporter,
+    ));
     lifecycle::shutdown_signal().await;
     follower.abort();
     secrets_watch.abort();
