@@ -54,6 +54,9 @@ pub enum Error {
     /// Writing status failed.
     #[error("status: {0}")]
     Status(#[source] kube::Error),
+    /// Leadership was lost: the reconcile stopped before its next write.
+    #[error("leadership was lost: the reconcile stopped before its next write")]
+    Fenced,
 }
 
 struct Context {
@@ -61,6 +64,7 @@ struct Context {
     backends: Store<ServiceBackend>,
     metrics: Arc<Metrics>,
     resync: std::time::Duration,
+    stop: crate::leader::Stop,
 }
 
 /// Runs the ServiceBackend status controller until `stop` resolves.
@@ -73,6 +77,7 @@ pub async fn controller(client: Client, config: &ControllerConfig, stop: crate::
         backends: backends.clone(),
         metrics: config.metrics.clone(),
         resync: config.resync,
+        stop: stop.clone(),
     });
     let (by_service, by_slice, by_backend) = (backends.clone(), backends.clone(), backends);
     let services = watcher(
@@ -148,6 +153,12 @@ fn using_service(
 }
 
 async fn reconcile(backend: Arc<ServiceBackend>, ctx: Arc<Context>) -> Result<Action, Error> {
+    crate::leader::fenced(&ctx.stop, reconcile_status(backend, &ctx))
+        .await
+        .unwrap_or(Err(Error::Fenced))
+}
+
+async fn reconcile_status(backend: Arc<ServiceBackend>, ctx: &Context) -> Result<Action, Error> {
     let _timer = ctx.metrics.reconcile(CONTROLLER);
     let namespace = backend.namespace().unwrap_or_default();
     let mut observed = vec![accepted(&backend)];
@@ -316,6 +327,7 @@ fn error_policy(backend: Arc<ServiceBackend>, error: &Error, ctx: Arc<Context>) 
     let stage = match error {
         Error::Fetch(_) => "fetch",
         Error::Status(_) => "status",
+        Error::Fenced => "fenced",
     };
     ctx.metrics.error(CONTROLLER, stage);
     Action::requeue(std::time::Duration::from_secs(5))

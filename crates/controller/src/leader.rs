@@ -7,12 +7,31 @@ use std::time::Duration;
 use futures::{FutureExt, future};
 use kube::Client;
 use kube_lease_manager::LeaseManagerBuilder;
+#[cfg(test)]
+use std::sync::{
+    Arc,
+    atomic::{AtomicBool, Ordering},
+};
 use tracing::{info, warn};
 
 use crate::runtime::{ControllerConfig, RunError, run_controllers};
 
 /// A future that resolves when the controllers must stop, cloneable.
 pub type Stop = future::Shared<future::BoxFuture<'static, ()>>;
+
+/// Runs `work` unless `stop` resolves first, and then drops it where it stands.
+///
+/// The fence of leadership: when the Lease is lost, a reconcile in flight must not go on
+/// writing beside the new leader (whose view may be newer). Every write is an idempotent
+/// server-side apply or status patch, so a reconcile dropped halfway is simply done again by
+/// whoever leads next. `None` when stopped.
+pub async fn fenced<T>(stop: &Stop, work: impl std::future::Future<Output = T>) -> Option<T> {
+    tokio::select! {
+        biased;
+        () = stop.clone() => None,
+        outcome = work => Some(outcome),
+    }
+}
 
 /// Lease-based leader election: only the holder of the Lease runs the controllers (and so
 /// writes); a standby takes over when the holder stops renewing.
@@ -116,5 +135,39 @@ pub(crate) async fn lead(
         Ok(Ok(_)) => Ok(()),
         Ok(Err(e)) => Err(lease_error(e.to_string())),
         Err(e) => Err(lease_error(e.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn work_in_flight_when_leadership_is_lost_goes_no_further() {
+        let (lose, lost) = tokio::sync::oneshot::channel::<()>();
+        let stop: Stop = async move {
+            let _ = lost.await;
+        }
+        .boxed()
+        .shared();
+        let wrote = Arc::new(AtomicBool::new(false));
+        let writer = wrote.clone();
+        let work = async move {
+            // A reconcile waiting on the API server when the Lease goes.
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            writer.store(true, Ordering::SeqCst);
+        };
+        let fence = tokio::spawn({
+            let stop = stop.clone();
+            async move { fenced(&stop, work).await }
+        });
+        lose.send(()).expect("the fence listens");
+        assert_eq!(fence.await.expect("the fence ends"), None);
+        assert!(!wrote.load(Ordering::SeqCst), "nothing after the loss");
+        assert_eq!(
+            fenced(&stop, async { 1 }).await,
+            None,
+            "nor anything started later"
+        );
     }
 }

@@ -328,6 +328,13 @@ pub(crate) async fn run_controllers(client: Client, config: &ControllerConfig, s
 
     let controller = Controller::new(config.api::<Gateway>(&client), everything.clone());
     let gateways = controller.store();
+    let orphan_sweep = reconcile::orphans::sweep(
+        client.clone(),
+        routes.clone(),
+        gateways.clone(),
+        config.namespace.clone(),
+        stop.clone(),
+    );
     let relations = Arc::new(Relations::default());
     let context = Arc::new(Context {
         client: client.clone(),
@@ -362,6 +369,8 @@ pub(crate) async fn run_controllers(client: Client, config: &ControllerConfig, s
         metrics: config.metrics.clone(),
         options: config.options.clone(),
         alerted: std::sync::Mutex::default(),
+        revisions: crate::reconcile::rollout::Revisions::default(),
+        stop: stop.clone(),
         resync: config.resync,
     });
 
@@ -426,7 +435,7 @@ pub(crate) async fn run_controllers(client: Client, config: &ControllerConfig, s
             future::ready(())
         });
     let backend_controller = backends::controller(client, config, stop);
-    future::join(gateway_controller, backend_controller).await;
+    future::join3(gateway_controller, backend_controller, orphan_sweep).await;
     info!("controllers stopped");
 }
 

@@ -76,6 +76,36 @@ pub enum ApplyError {
         /// Its controller, as `Kind/name`.
         owner: String,
     },
+    /// An object with the child's name exists and was not made by Portcullis.
+    #[error(
+        "{kind} {namespace}/{name} exists and was not created by Portcullis (it lacks the label \
+         {label}={value}): it is left alone and the Gateway is not served from it; rename or \
+         delete it, or add the label to hand it over"
+    )]
+    NotCreated {
+        /// Kind of the object.
+        kind: String,
+        /// Its namespace.
+        namespace: String,
+        /// Its name.
+        name: String,
+        /// The label that marks the operator's objects.
+        label: &'static str,
+        /// Its value.
+        value: &'static str,
+    },
+    /// Whether an object with the child's name already exists could not be read.
+    #[error("cannot read {kind} {namespace}/{name}: {source}")]
+    Read {
+        /// Kind of the child.
+        kind: String,
+        /// Its namespace.
+        namespace: String,
+        /// Its name.
+        name: String,
+        /// The API error.
+        source: Box<kube::Error>,
+    },
 }
 
 /// The live state of the children that status is computed from.
@@ -209,14 +239,58 @@ impl Writer<'_> {
         let namespace = desired.namespace().unwrap_or_default();
         let name = desired.name_any();
         let live = store.get(&ObjectRef::new(&name).within(&namespace));
-        if let Some(live) = &live {
-            self.check_ours(&**live)?;
-            let live_value = serde_json::to_value(&**live).unwrap_or(Value::Null);
-            if converged::is_converged(&live_value, &body) {
-                return Ok((**live).clone());
+        match &live {
+            Some(live) => {
+                self.check_ours(&**live)?;
+                let live_value = serde_json::to_value(&**live).unwrap_or(Value::Null);
+                if converged::is_converged(&live_value, &body) {
+                    return Ok((**live).clone());
+                }
             }
+            None => self.check_absent::<K>(&namespace, &name).await?,
         }
         self.write(&namespace, &name, &body, FIELD_MANAGER).await
+    }
+
+    /// Before creating a child the store does not hold (it holds every object the operator
+    /// labels): refuses to take over an object of that name someone else made. A forced
+    /// server-side apply would otherwise silently make it the Gateway's.
+    async fn check_absent<K>(&self, namespace: &str, name: &str) -> Result<(), ApplyError>
+    where
+        K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+            + DeserializeOwned
+            + Clone
+            + Debug,
+    {
+        let kind = || K::kind(&()).into_owned();
+        let api: Api<K> = Api::namespaced(self.client.clone(), namespace);
+        let existing = api
+            .get_metadata_opt(name)
+            .await
+            .map_err(|source| ApplyError::Read {
+                kind: kind(),
+                namespace: namespace.to_owned(),
+                name: name.to_owned(),
+                source: Box::new(source),
+            })?;
+        match existing {
+            Some(object)
+                if object
+                    .labels()
+                    .get(meta::MANAGED_BY_LABEL)
+                    .map(String::as_str)
+                    != Some(meta::MANAGED_BY) =>
+            {
+                Err(ApplyError::NotCreated {
+                    kind: kind(),
+                    namespace: namespace.to_owned(),
+                    name: name.to_owned(),
+                    label: meta::MANAGED_BY_LABEL,
+                    value: meta::MANAGED_BY,
+                })
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Applies the Deployment. With autoscaling, `spec.replicas` is handed to the HPA: a new

@@ -6,7 +6,9 @@ pub mod cleanup;
 pub mod compile;
 pub mod converged;
 pub mod fetch;
+pub mod orphans;
 pub mod replicas;
+pub mod rollout;
 pub mod route_status;
 pub mod status;
 #[cfg(test)]
@@ -42,7 +44,7 @@ use self::{
 use crate::{
     children::{BuildError, BuildOptions, build_children},
     conditions::reason,
-    meta,
+    leader, meta,
     metrics::Metrics,
     relations::{Relations, Used, mentioned_backends},
     stores::Stores,
@@ -68,6 +70,11 @@ pub struct Context {
     /// Gateways that got a warning Event (degraded, no ready replica) not yet followed by
     /// `Recovered`.
     pub alerted: std::sync::Mutex<std::collections::HashSet<ObjectKey>>,
+    /// Resolves when leadership is lost or the operator stops: reconciles in flight are
+    /// dropped (see [`leader::fenced`]).
+    pub stop: leader::Stop,
+    /// The recent revisions of each Gateway and the Route generations they carry.
+    pub revisions: rollout::Revisions,
     /// How often a converged Gateway is checked again (drift of fields nobody watches, such as
     /// a LoadBalancer address appearing late, is caught at least this often).
     pub resync: Duration,
@@ -91,6 +98,10 @@ pub enum Error {
     /// Stage 5.
     #[error("status: {0}")]
     Status(#[from] StatusError),
+    /// Leadership was lost (or the operator is stopping): the reconcile was dropped before its
+    /// next write.
+    #[error("leadership was lost: the reconcile stopped before its next write")]
+    Fenced,
     /// The reconcile took too long and was abandoned.
     #[error("the reconcile did not finish within {0:?}; it is retried")]
     Timeout(Duration),
@@ -105,6 +116,7 @@ impl Error {
             Error::Build(_) => "build",
             Error::Apply(_) => "apply",
             Error::Status(_) => "status",
+            Error::Fenced => "fenced",
             Error::Timeout(_) => "timeout",
         }
     }
@@ -122,9 +134,11 @@ const RECONCILE_TIMEOUT: Duration = Duration::from_secs(120);
 #[instrument(skip(gateway, ctx), fields(gateway = %format!("{}/{}", gateway.namespace().unwrap_or_default(), gateway.name_any())))]
 pub async fn reconcile(gateway: Arc<Gateway>, ctx: Arc<Context>) -> Result<Action, Error> {
     let _timer = ctx.metrics.reconcile(CONTROLLER);
-    match tokio::time::timeout(RECONCILE_TIMEOUT, reconcile_stages(gateway, &ctx)).await {
-        Ok(outcome) => outcome,
-        Err(_) => Err(Error::Timeout(RECONCILE_TIMEOUT)),
+    let work = tokio::time::timeout(RECONCILE_TIMEOUT, reconcile_stages(gateway, &ctx));
+    match leader::fenced(&ctx.stop, work).await {
+        Some(Ok(outcome)) => outcome,
+        Some(Err(_)) => Err(Error::Timeout(RECONCILE_TIMEOUT)),
+        None => Err(Error::Fenced),
     }
 }
 
@@ -137,6 +151,7 @@ async fn reconcile_stages(gateway: Arc<Gateway>, ctx: &Context) -> Result<Action
     let key = ObjectKey::new(&namespace, gateway.name_any());
     if gateway.meta().deletion_timestamp.is_some() {
         ctx.relations.forget(&key);
+        ctx.revisions.forget(&key);
         cleanup::finalize(&ctx.client, &ctx.stores.children, &gateway).await?;
         return Ok(Action::await_change());
     }
@@ -228,6 +243,21 @@ async fn reconcile_stages(gateway: Arc<Gateway>, ctx: &Context) -> Result<Action
         debug!(writes = applied.writes, "children applied");
     }
 
+    if applied.is_ok() {
+        ctx.revisions.record(
+            &key,
+            &snapshot.revision,
+            inputs.routes.iter().filter_map(|route| {
+                let generation = route.meta().generation?;
+                Some((
+                    ObjectKey::new(route.namespace().unwrap_or_default(), route.name_any()),
+                    generation,
+                ))
+            }),
+        );
+    }
+    let rollout = ctx.revisions.rollout(&key, &observed.replicas);
+
     // 5. status
     let facts = Facts {
         compilation: Some(&compilation),
@@ -242,9 +272,15 @@ async fn reconcile_stages(gateway: Arc<Gateway>, ctx: &Context) -> Result<Action
         &ctx.recorder,
         ctx.stores.routes.state(),
         &gateway,
-        &unserved::with_missing_secrets(&compilation.compiled.diagnostics.parents, &unserved),
-        &unserved,
-        status::now(),
+        &route_status::Outcome {
+            results: &unserved::with_missing_secrets(
+                &compilation.compiled.diagnostics.parents,
+                &unserved,
+            ),
+            unserved: &unserved,
+            rollout: &rollout,
+            now: status::now(),
+        },
     )
     .await?;
     applied?;

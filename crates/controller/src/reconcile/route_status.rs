@@ -1,6 +1,7 @@
 //! Route status: each Route's `status.parents[]` entries for this Gateway, with `Accepted` and
-//! `ResolvedRefs` from the compiler's attachment results, and `PartiallyInvalid` while rules
-//! of the Route answer 503, written only when they changed.
+//! `ResolvedRefs` from the compiler's attachment results, `PartiallyInvalid` while rules of the
+//! Route answer 503, and `Programmed` once the replicas serve the Route's current generation
+//! (see [`super::rollout`]), written only when they changed.
 //!
 //! `parents` is one list shared by every Gateway a Route names, so each Gateway rewrites its
 //! own entries and keeps the others', guarded by the Route's resourceVersion; on a conflict the
@@ -9,7 +10,7 @@
 use std::sync::Arc;
 
 use futures::{StreamExt, stream};
-use k8s_openapi::jiff::Timestamp;
+use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Condition, jiff::Timestamp};
 use kube::{
     Api, Client, Resource, ResourceExt,
     api::{Patch, PatchParams},
@@ -24,8 +25,10 @@ use portcullis_config::{
 };
 use serde_json::json;
 
-use super::{fetch::names_gateway, status::StatusError, unserved::route_condition};
-use crate::conditions::{self, Observed};
+use super::{
+    fetch::names_gateway, rollout::Rollout, status::StatusError, unserved::route_condition,
+};
+use crate::conditions::{self, Observed, reason};
 
 /// Status writes in flight at once (1,000 Routes attach in a few seconds, not minutes).
 const CONCURRENT_WRITES: usize = 16;
@@ -40,17 +43,18 @@ fn is_gateway(parent: &ParentRef, route_namespace: &str, gateway: &ObjectKey) ->
 
 /// The `parents` list of `route` with this Gateway's entries replaced by `results` (pure).
 /// `unserved` are the rules of this Gateway's snapshot that answer 503: those of `route` make
-/// its entries `PartiallyInvalid`.
+/// its entries `PartiallyInvalid`; `rollout` says whether the replicas serve its generation.
 pub fn parents(
     route: &Route,
     gateway: &ObjectKey,
     results: &[&RouteParentResult],
     unserved: &[UnservedRule],
+    rollout: &Rollout,
     now: Timestamp,
 ) -> Vec<RouteParentStatus> {
     let namespace = route.namespace().unwrap_or_default();
-    let partially_invalid =
-        route_condition(&ObjectKey::new(&namespace, route.name_any()), unserved);
+    let route_key = ObjectKey::new(&namespace, route.name_any());
+    let partially_invalid = route_condition(&route_key, unserved);
     let generation = route.meta().generation;
     let live = route
         .status
@@ -81,6 +85,8 @@ pub fn parents(
         // Only where the Route attached: a Route that is not accepted serves no rule at all.
         if result.accepted.status {
             wanted.extend(partially_invalid.clone());
+            let served = generation.and_then(|g| rollout.serves(&route_key, g));
+            wanted.extend(programmed(served, &gateway.name, before));
         }
         parents.push(RouteParentStatus {
             parent_ref: result.parent_ref.clone(),
@@ -90,6 +96,47 @@ pub fn parents(
     parents
 }
 
+/// The Route's `Programmed` for this Gateway: whether every ready replica serves its current
+/// generation, or, when that is not known, what the condition said before (if anything).
+fn programmed(served: Option<bool>, gateway: &str, before: &[Condition]) -> Option<Observed> {
+    match served {
+        Some(true) => Some(Observed::yes(
+            conditions::PROGRAMMED,
+            reason::PROGRAMMED,
+            format!("every ready replica of Gateway {gateway} serves this generation"),
+        )),
+        Some(false) => Some(Observed::no(
+            conditions::PROGRAMMED,
+            reason::PENDING,
+            format!(
+                "not every ready replica of Gateway {gateway} serves this generation yet: its \
+                 rules answer as before on those that do not (see the Gateway's status.config)"
+            ),
+        )),
+        None => before
+            .iter()
+            .find(|c| c.type_ == conditions::PROGRAMMED)
+            .map(|c| Observed {
+                type_: conditions::PROGRAMMED,
+                status: c.status == "True",
+                reason: c.reason.clone(),
+                message: c.message.clone(),
+            }),
+    }
+}
+
+/// What a Gateway's reconcile found for its Routes.
+pub struct Outcome<'a> {
+    /// The compiler's attachment results.
+    pub results: &'a [RouteParentResult],
+    /// The rules of the snapshot that answer 503.
+    pub unserved: &'a [UnservedRule],
+    /// What the replicas serve.
+    pub rollout: &'a Rollout,
+    /// The time of the reconcile.
+    pub now: Timestamp,
+}
+
 /// Writes the status of every Route that names `gateway` or carries an entry for it; returns
 /// the number of Routes written.
 pub async fn write_all(
@@ -97,9 +144,7 @@ pub async fn write_all(
     recorder: &Recorder,
     routes: Vec<Arc<Route>>,
     gateway: &Gateway,
-    results: &[RouteParentResult],
-    unserved: &[UnservedRule],
-    now: Timestamp,
+    outcome: &Outcome<'_>,
 ) -> Result<usize, StatusError> {
     let key = ObjectKey::new(gateway.namespace().unwrap_or_default(), gateway.name_any());
     let concerned: Vec<Arc<Route>> = routes
@@ -117,7 +162,7 @@ pub async fn write_all(
     let writes = stream::iter(concerned)
         .map(|route| {
             let key = &key;
-            async move { write_one(client, recorder, route, key, results, unserved, now).await }
+            async move { write_one(client, recorder, route, key, outcome).await }
         })
         .buffer_unordered(CONCURRENT_WRITES)
         .collect::<Vec<_>>()
@@ -134,18 +179,27 @@ async fn write_one(
     recorder: &Recorder,
     route: Arc<Route>,
     gateway: &ObjectKey,
-    results: &[RouteParentResult],
-    unserved: &[UnservedRule],
-    now: Timestamp,
+    outcome: &Outcome<'_>,
 ) -> Result<bool, StatusError> {
     let namespace = route.namespace().unwrap_or_default();
     let name = route.name_any();
     let route_key = ObjectKey::new(&namespace, &name);
-    let mine: Vec<&RouteParentResult> = results.iter().filter(|r| r.route == route_key).collect();
+    let mine: Vec<&RouteParentResult> = outcome
+        .results
+        .iter()
+        .filter(|r| r.route == route_key)
+        .collect();
     let api: Api<Route> = Api::namespaced(client.clone(), &namespace);
     let mut route = route;
     for attempt in 1..=ATTEMPTS {
-        let wanted = parents(&route, gateway, &mine, unserved, now);
+        let wanted = parents(
+            &route,
+            gateway,
+            &mine,
+            outcome.unserved,
+            outcome.rollout,
+            outcome.now,
+        );
         let live = route
             .status
             .as_ref()

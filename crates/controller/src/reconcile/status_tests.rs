@@ -21,6 +21,7 @@ use serde_json::json;
 
 use super::{
     replicas::Replica,
+    rollout::{Revisions, Rollout},
     route_status::parents,
     status::{Facts, Programmed, gateway_status, problem_transition, rules_transition, transition},
 };
@@ -229,6 +230,7 @@ fn a_route_keeps_the_entries_other_gateways_wrote() {
         &ObjectKey::new("shop", "edge"),
         &[&result],
         &[],
+        &Rollout::unknown(),
         at(5),
     );
     assert_eq!(written.len(), 2);
@@ -500,5 +502,74 @@ fn a_refused_revision_gets_one_warning_until_what_is_wrong_changes() {
         event(&live, &pending),
         None,
         "a replica loading is no problem"
+    );
+}
+
+#[test]
+fn a_route_says_programmed_once_every_replica_serves_its_generation() {
+    let route: Route = serde_json::from_value(json!({
+        "apiVersion": "portcullis.dev/v1alpha1",
+        "kind": "Route",
+        "metadata": { "name": "orders", "namespace": "shop", "generation": 2 },
+        "spec": {
+            "parentRefs": [{ "name": "edge" }],
+            "rules": [{ "backendRefs": [{ "name": "orders" }] }],
+        },
+    }))
+    .expect("a valid Route");
+    let ok = |reason: &'static str| ConditionResult {
+        status: true,
+        reason,
+        message: reason.to_owned(),
+    };
+    let result = RouteParentResult {
+        route: ObjectKey::new("shop", "orders"),
+        parent_ref_index: 0,
+        parent_ref: route.spec.parent_refs[0].clone(),
+        accepted: ok("Accepted"),
+        resolved_refs: ok("ResolvedRefs"),
+        listeners: vec!["http".to_owned()],
+    };
+    let gateway = ObjectKey::new("shop", "edge");
+    let revisions = Revisions::default();
+    revisions.record(&gateway, "r1", [(ObjectKey::new("shop", "orders"), 1)]);
+    revisions.record(&gateway, "r2", [(ObjectKey::new("shop", "orders"), 2)]);
+    let programmed_with = |route: &Route, revisions_served: &[&str]| {
+        let replicas: Vec<Replica> = revisions_served
+            .iter()
+            .map(|revision| replica("edge-x", serving(revision)))
+            .collect();
+        let rollout = revisions.rollout(&gateway, &replicas);
+        let written = parents(route, &gateway, &[&result], &[], &rollout, at(5));
+        written[0]
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Programmed")
+            .map(|c| (c.status.clone(), c.reason.clone()))
+    };
+    assert_eq!(
+        programmed_with(&route, &["r2", "r1"]),
+        Some(("False".to_owned(), "Pending".to_owned())),
+        "a replica still serves generation 1"
+    );
+    assert_eq!(
+        programmed_with(&route, &["r2", "r2"]),
+        Some(("True".to_owned(), "Programmed".to_owned()))
+    );
+    // A replica whose revision the operator does not know: what the Route said stands.
+    let mut said = route.clone();
+    said.status = Some(portcullis_api::route::RouteStatus {
+        parents: parents(
+            &route,
+            &gateway,
+            &[&result],
+            &[],
+            &revisions.rollout(&gateway, &[replica("edge-a", serving("r2"))]),
+            at(5),
+        ),
+    });
+    assert_eq!(
+        programmed_with(&said, &["r2", "unknown"]),
+        Some(("True".to_owned(), "Programmed".to_owned()))
     );
 }
