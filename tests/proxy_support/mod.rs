@@ -249,10 +249,76 @@ pub struct Proxy {
     client: Client<HttpConnector, Full<Bytes>>,
 }
 
+/// Who a [`Proxy`] is, beyond the defaults of [`Proxy::spawn`].
+#[derive(Clone, Debug)]
+pub struct Identity {
+    /// The loopback address its client listener binds (several replicas on one machine each
+    /// take their own: 127.0.0.1, 127.0.0.2, ...).
+    pub listen: std::net::IpAddr,
+    /// The gateway Pod it stands in for: it reports on that Pod, as the gateway's
+    /// ServiceAccount (impersonated), so the Role the operator grants is what it may do.
+    pub pod: Option<String>,
+}
+
+impl Default for Identity {
+    fn default() -> Self {
+        Self {
+            listen: std::net::Ipv4Addr::LOCALHOST.into(),
+            pod: None,
+        }
+    }
+}
+
+impl Identity {
+    /// The replica standing in for gateway Pod `pod`, listening on `listen`.
+    pub fn pod(pod: &str, listen: [u8; 4]) -> Self {
+        Self {
+            listen: std::net::Ipv4Addr::from(listen).into(),
+            pod: Some(pod.to_owned()),
+        }
+    }
+}
+
+/// A kubeconfig for `dir` that acts as the gateway's ServiceAccount: the admin credentials,
+/// impersonating `system:serviceaccount:<namespace>:<gateway>` with the groups a
+/// ServiceAccount token carries.
+fn service_account_kubeconfig(ctx: &TestContext, dir: &std::path::Path) -> PathBuf {
+    let mut kubeconfig = kube::config::Kubeconfig::read_from(ctx.control_plane.kubeconfig())
+        .expect("the kubeconfig reads");
+    let account = portcullis_controller::meta::workload_name(GATEWAY);
+    for named in &mut kubeconfig.auth_infos {
+        if let Some(auth) = named.auth_info.as_mut() {
+            auth.impersonate = Some(format!("system:serviceaccount:{}:{account}", ctx.namespace));
+            auth.impersonate_groups = Some(vec![
+                "system:serviceaccounts".to_owned(),
+                format!("system:serviceaccounts:{}", ctx.namespace),
+                "system:authenticated".to_owned(),
+            ]);
+        }
+    }
+    let path = dir.join("kubeconfig");
+    fs::write(
+        &path,
+        serde_json::to_vec(&kubeconfig).expect("the kubeconfig serializes"),
+    )
+    .expect("the kubeconfig is written");
+    path
+}
+
 impl Proxy {
     /// Writes the ConfigMap's `config.yaml` to a file and starts `binary` on it, following the
     /// ConfigMap through the test control plane; returns once the start-up copy is served.
     pub async fn spawn(ctx: &TestContext, config: &Config, binary: &str) -> Self {
+        Self::spawn_as(ctx, config, binary, &Identity::default()).await
+    }
+
+    /// [`Proxy::spawn`], as `identity`.
+    pub async fn spawn_as(
+        ctx: &TestContext,
+        config: &Config,
+        binary: &str,
+        identity: &Identity,
+    ) -> Self {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let file = dir.path().join("config.yaml");
         fs::write(
@@ -275,16 +341,24 @@ impl Proxy {
             config.config_map.namespace().expect("a namespace"),
             config.config_map.name_any()
         );
-        let child = Command::new(binary)
+        let mut command = Command::new(binary);
+        match &identity.pod {
+            Some(pod) => command
+                .env("KUBECONFIG", service_account_kubeconfig(ctx, dir.path()))
+                .env("POD_NAME", pod)
+                .env("POD_NAMESPACE", &ctx.namespace),
+            None => command.env("KUBECONFIG", ctx.control_plane.kubeconfig()),
+        };
+        let child = command
             .arg("proxy")
             .arg("--config")
             .arg(&file)
             .args(["--configmap", &configmap])
             .arg("--secrets")
             .arg(&secrets)
-            .args(["--admin", &admin.to_string(), "--listen", "127.0.0.1"])
+            .args(["--admin", &admin.to_string()])
+            .args(["--listen", &identity.listen.to_string()])
             .arg("--no-access-log")
-            .env("KUBECONFIG", ctx.control_plane.kubeconfig())
             .env(
                 "RUST_LOG",
                 std::env::var("PORTCULLIS_PROXY_LOG").unwrap_or_else(|_| "info".to_owned()),
@@ -296,14 +370,18 @@ impl Proxy {
             .unwrap_or_else(|e| panic!("{binary} proxy starts: {e}"));
         let mut proxy = Self {
             child,
-            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            addr: SocketAddr::from((identity.listen, port)),
             admin,
             dir,
             client: Client::builder(TokioExecutor::new()).build_http(),
         };
+        // A replica standing in for a pod may be handed an old start-up copy on purpose (as the
+        // kubelet's mounted file lags): it moves on to the ConfigMap's revision at once.
         let revision = config.revision.clone();
+        let stand_in = identity.pod.is_some();
         eventually("the proxy to serve its start-up copy", TIMEOUT, || async {
-            (proxy.revision_opt().await.as_deref() == Some(revision.as_str())).then_some(())
+            let serving = proxy.revision_opt().await?;
+            (stand_in || serving == revision).then_some(())
         })
         .await;
         // As a load balancer would: no request before the replica says it is ready.
