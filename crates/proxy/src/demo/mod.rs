@@ -89,7 +89,8 @@ async fn start_service(resource: &str) -> Result<SocketAddr, String> {
 }
 
 /// `portcullis demo-service`: serves the demo service `resource` (one of [`SERVICES`]), with a
-/// store of its own, on `listen` until SIGTERM or Ctrl-C.
+/// store of its own, on `listen` until SIGTERM or Ctrl-C. Every answer names the replica in
+/// `X-Demo-Instance` (`$HOSTNAME`: the pod's name).
 pub async fn serve_one(resource: &str, listen: SocketAddr) -> Result<(), String> {
     let seed = seed(resource).ok_or_else(|| {
         format!(
@@ -100,7 +101,20 @@ pub async fn serve_one(resource: &str, listen: SocketAddr) -> Result<(), String>
     let listener = TcpListener::bind(listen)
         .await
         .map_err(|e| format!("demo service {resource}: cannot listen on {listen}: {e}"))?;
-    let addr = service::serve(Store::new(resource, seed), listener)?;
+    // Which replica answered, so that a failover to a standby shows: the pod's name in a
+    // cluster (the kubelet sets HOSTNAME), else the resource's.
+    let instance = std::env::var("HOSTNAME").unwrap_or_else(|_| resource.to_owned());
+    let instance = http::HeaderValue::from_str(&instance)
+        .unwrap_or_else(|_| http::HeaderValue::from_static("demo"));
+    let store = Store::new(resource, seed);
+    let addr = service::serve_with(listener, move |req| {
+        let (store, instance) = (store.clone(), instance.clone());
+        async move {
+            let mut response = store.handle(req).await;
+            response.headers_mut().insert("x-demo-instance", instance);
+            response
+        }
+    })?;
     tracing::info!(%addr, resource, "demo service listening");
     crate::lifecycle::shutdown_signal().await;
     Ok(())
