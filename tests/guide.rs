@@ -328,9 +328,19 @@ async fn the_guide_runs_from_install_to_a_failover_and_an_uninstall() {
         .await
         .expect("the Service gets its address");
 
-    // The gateway replica: the real proxy on the Gateway's ConfigMap, its Secret mounted.
+    // The gateway replicas: the real proxy on the Gateway's ConfigMap, one process per
+    // gateway pod (each reports on its Pod the revision it serves), its Secret mounted.
     let config = await_config(&ctx, |s| s.rules.len() == 5).await;
-    let proxy = Proxy::spawn(&ctx, &config, &proxy_binary()).await;
+    let gateway_pods: Vec<String> = operator_support::await_pods(&ctx, "edge", 3)
+        .await
+        .into_iter()
+        .filter_map(|p| p.metadata.name)
+        .collect();
+    let mut replicas = Vec::new();
+    for (index, pod) in (1u8..).zip(&gateway_pods) {
+        let listen = std::net::IpAddr::from([127, 0, 0, index]);
+        replicas.push(Proxy::spawn_as(&ctx, &config, &proxy_binary(), Some(pod), listen).await);
+    }
     let keys = config
         .snapshot
         .rules
@@ -340,13 +350,17 @@ async fn the_guide_runs_from_install_to_a_failover_and_an_uninstall() {
             _ => None,
         })
         .expect("the users rule reads an API-key Secret");
-    let mounted = proxy.secrets_dir().join(keys);
-    std::fs::create_dir_all(mounted.parent().expect("a folder")).expect("the mount");
-    std::fs::write(
-        &mounted,
-        "storefront:demo-key-storefront\nmobile:demo-key-mobile\n",
-    )
-    .expect("the mounted key file");
+    for replica in &replicas {
+        let mounted = replica.secrets_dir().join(&keys);
+        std::fs::create_dir_all(mounted.parent().expect("a folder")).expect("the mount");
+        std::fs::write(
+            &mounted,
+            "storefront:demo-key-storefront\nmobile:demo-key-mobile\n",
+        )
+        .expect("the mounted key file");
+    }
+    // `$GATEWAY` leads to the first replica (a load balancer would pick any).
+    let proxy = &replicas[0];
 
     // 3. The status, once it has settled.
     let gateways: Api<Gateway> = ctx.api();
@@ -569,7 +583,7 @@ async fn the_guide_runs_from_install_to_a_failover_and_an_uninstall() {
     guide.run(
         "kubectl delete crd gateways.portcullis.dev routes.portcullis.dev servicebackends.portcullis.dev",
     );
-    drop(proxy);
+    drop(replicas);
     drop(shop);
     guide.finish();
 }

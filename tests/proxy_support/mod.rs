@@ -253,6 +253,19 @@ impl Proxy {
     /// Writes the ConfigMap's `config.yaml` to a file and starts `binary` on it, following the
     /// ConfigMap through the test control plane; returns once the start-up copy is served.
     pub async fn spawn(ctx: &TestContext, config: &Config, binary: &str) -> Self {
+        Self::spawn_as(ctx, config, binary, None, [127, 0, 0, 1].into()).await
+    }
+
+    /// [`Proxy::spawn`] as the replica of gateway pod `pod` (its `POD_NAME`, so that it
+    /// reports the revision it serves on that Pod), its listener bound on `listen` (several
+    /// replicas on one machine take 127.0.0.1, 127.0.0.2, ...).
+    pub async fn spawn_as(
+        ctx: &TestContext,
+        config: &Config,
+        binary: &str,
+        pod: Option<&str>,
+        listen: std::net::IpAddr,
+    ) -> Self {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let file = dir.path().join("config.yaml");
         fs::write(
@@ -275,14 +288,25 @@ impl Proxy {
             config.config_map.namespace().expect("a namespace"),
             config.config_map.name_any()
         );
-        let child = Command::new(binary)
+        let mut command = Command::new(binary);
+        if let Some(pod) = pod {
+            command
+                .env("POD_NAME", pod)
+                .env("POD_NAMESPACE", &ctx.namespace);
+        }
+        let child = command
             .arg("proxy")
             .arg("--config")
             .arg(&file)
             .args(["--configmap", &configmap])
             .arg("--secrets")
             .arg(&secrets)
-            .args(["--admin", &admin.to_string(), "--listen", "127.0.0.1"])
+            .args([
+                "--admin",
+                &admin.to_string(),
+                "--listen",
+                &listen.to_string(),
+            ])
             .arg("--no-access-log")
             .env("KUBECONFIG", ctx.control_plane.kubeconfig())
             .env(
@@ -296,7 +320,7 @@ impl Proxy {
             .unwrap_or_else(|e| panic!("{binary} proxy starts: {e}"));
         let mut proxy = Self {
             child,
-            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            addr: SocketAddr::new(listen, port),
             admin,
             dir,
             client: Client::builder(TokioExecutor::new()).build_http(),
