@@ -280,13 +280,19 @@ async fn the_guide_runs_from_install_to_a_failover_and_an_uninstall() {
     let installed = guide.run(
         "helm install portcullis charts/portcullis --namespace portcullis-system --create-namespace",
     );
-    assert!(
-        installed
-            .stdout
-            .contains("kubectl apply -f deploy/examples/"),
-        "{}",
-        installed.stdout
-    );
+    // Helm's notes say what to apply next and how to see status.
+    for next in [
+        "kubectl -n portcullis-system rollout status deployment/portcullis-controller",
+        "kubectl apply -f deploy/examples/",
+        "kubectl get pgw,proute,psb -A",
+        "docs/guide.md",
+    ] {
+        assert!(
+            installed.stdout.contains(next),
+            "{next} in:\n{}",
+            installed.stdout
+        );
+    }
     guide.run("kubectl -n portcullis-system rollout status deployment/portcullis-controller");
 
     // 2. The shop. The chart's operator pods run nothing here: the operator runs in-process.

@@ -46,6 +46,12 @@ fn copy_examples(dir: &Path, namespace: &str, port: u16) {
     }
 }
 
+/// The loopback address of the `index`th replica (127.0.0.`index`): each binds the listener's
+/// port on its own address, as pods do on theirs.
+fn ip_of(index: u8) -> std::net::IpAddr {
+    std::net::IpAddr::from([127, 0, 0, index])
+}
+
 /// The conditions of the first parent of Route `name`.
 async fn route_conditions(routes: &Api<Route>, name: &str) -> Option<Vec<Condition>> {
     let route = routes.get(name).await.ok()?;
@@ -81,7 +87,18 @@ async fn the_examples_applied_with_kubectl_answer_as_their_comments_say() {
     );
 
     let config = await_config(&ctx, |s| s.rules.len() == 5).await;
-    let mut proxy = Proxy::spawn(&ctx, &config, &proxy_binary()).await;
+    // One real proxy per gateway pod, each reporting on its Pod the revision it serves (the
+    // Gateway is Programmed only when every ready replica serves it); requests go to the first.
+    let pods: Vec<String> = await_pods(&ctx, "edge", 3)
+        .await
+        .into_iter()
+        .filter_map(|p| p.metadata.name)
+        .collect();
+    let mut proxy = Proxy::spawn_as(&ctx, &config, &proxy_binary(), Some(&pods[0]), ip_of(1)).await;
+    let mut others = Vec::new();
+    for (index, pod) in (2..).zip(&pods[1..]) {
+        others.push(Proxy::spawn_as(&ctx, &config, &proxy_binary(), Some(pod), ip_of(index)).await);
+    }
     assert_eq!(
         proxy.admin("/ready").await.map(|a| a.status),
         Ok(200),
@@ -258,13 +275,15 @@ async fn the_examples_applied_with_kubectl_answer_as_their_comments_say() {
             _ => None,
         })
         .expect("the users rule reads an API-key Secret");
-    let mounted = proxy.secrets_dir().join(keys);
-    std::fs::create_dir_all(mounted.parent().expect("a folder")).expect("the mount");
-    std::fs::write(
-        &mounted,
-        "storefront:demo-key-storefront\nmobile:demo-key-mobile\n",
-    )
-    .expect("the mounted key file");
+    for replica in std::iter::once(&proxy).chain(&others) {
+        let mounted = replica.secrets_dir().join(&keys);
+        std::fs::create_dir_all(mounted.parent().expect("a folder")).expect("the mount");
+        std::fs::write(
+            &mounted,
+            "storefront:demo-key-storefront\nmobile:demo-key-mobile\n",
+        )
+        .expect("the mounted key file");
+    }
     let refused = eventually("GET /users/1 to ask for a key", TIMEOUT, || async {
         let answer = proxy.send("GET", "/users/1").await.ok()?;
         (answer.status == 401).then_some(answer)
