@@ -43,8 +43,10 @@ use kube::{
 };
 use operator_support::{Operator, TEST_MANAGER, TIMEOUT, condition, has_condition};
 use portcullis_api::{Gateway, Route, ServiceBackend};
-use portcullis_config::snapshot::AuthConfig;
-use proxy_support::{Proxy, await_config, free_addr, host_ip, proxy_binary, put_endpoint_slice};
+use proxy_support::{
+    await_config, free_addr, host_ip, mount_example_api_keys, proxy_binary, put_endpoint_slice,
+    spawn_replicas,
+};
 use serde_json::{Value, json};
 use support::control_plane::{ControlPlane, TestContext, eventually};
 
@@ -337,34 +339,8 @@ async fn the_guide_runs_from_install_to_a_failover_and_an_uninstall() {
     // The gateway replicas: the real proxy on the Gateway's ConfigMap, one process per
     // gateway pod (each reports on its Pod the revision it serves), its Secret mounted.
     let config = await_config(&ctx, |s| s.rules.len() == 5).await;
-    let gateway_pods: Vec<String> = operator_support::await_pods(&ctx, "edge", 3)
-        .await
-        .into_iter()
-        .filter_map(|p| p.metadata.name)
-        .collect();
-    let mut replicas = Vec::new();
-    for (index, pod) in (1u8..).zip(&gateway_pods) {
-        let listen = std::net::IpAddr::from([127, 0, 0, index]);
-        replicas.push(Proxy::spawn_as(&ctx, &config, &proxy_binary(), Some(pod), listen).await);
-    }
-    let keys = config
-        .snapshot
-        .rules
-        .iter()
-        .find_map(|rule| match &rule.policies.auth {
-            Some(AuthConfig::ApiKey { keys, .. }) => Some(keys.path.clone()),
-            _ => None,
-        })
-        .expect("the users rule reads an API-key Secret");
-    for replica in &replicas {
-        let mounted = replica.secrets_dir().join(&keys);
-        std::fs::create_dir_all(mounted.parent().expect("a folder")).expect("the mount");
-        std::fs::write(
-            &mounted,
-            "storefront:demo-key-storefront\nmobile:demo-key-mobile\n",
-        )
-        .expect("the mounted key file");
-    }
+    let replicas = spawn_replicas(&ctx, &config, 3).await;
+    mount_example_api_keys(&config, &replicas);
     // `$GATEWAY` leads to the first replica (a load balancer would pick any).
     let proxy = &replicas[0];
 

@@ -474,6 +474,51 @@ impl Drop for Proxy {
     }
 }
 
+/// One real proxy per gateway pod of Gateway [`GATEWAY`] (`count` pods), the `n`th listening
+/// on 127.0.0.`n` and reporting the revision it serves on its pod, as replicas do on their own
+/// IPs; returns once each serves `config`.
+pub async fn spawn_replicas(ctx: &TestContext, config: &Config, count: usize) -> Vec<Proxy> {
+    let pods: Vec<String> = crate::operator_support::await_pods(ctx, GATEWAY, count)
+        .await
+        .into_iter()
+        .filter_map(|p| p.metadata.name)
+        .collect();
+    let mut replicas = Vec::new();
+    for (index, pod) in (1u8..).zip(&pods) {
+        let listen = std::net::IpAddr::from([127, 0, 0, index]);
+        replicas.push(Proxy::spawn_as(ctx, config, &proxy_binary(), Some(pod), listen).await);
+    }
+    replicas
+}
+
+/// Writes the examples' API keys (Secret `api-keys`) where each replica reads the Secret of
+/// the snapshot's API-key rule: what the kubelet's Secret mount does in a gateway pod.
+///
+/// # Panics
+/// When no rule of the snapshot reads API keys.
+pub fn mount_example_api_keys(config: &Config, replicas: &[Proxy]) {
+    let keys = config
+        .snapshot
+        .rules
+        .iter()
+        .find_map(|rule| match &rule.policies.auth {
+            Some(portcullis_config::snapshot::AuthConfig::ApiKey { keys, .. }) => {
+                Some(keys.path.clone())
+            }
+            _ => None,
+        })
+        .expect("a rule reads an API-key Secret");
+    for replica in replicas {
+        let mounted = replica.secrets_dir().join(&keys);
+        fs::create_dir_all(mounted.parent().expect("a folder")).expect("the mount");
+        fs::write(
+            &mounted,
+            "storefront:demo-key-storefront\nmobile:demo-key-mobile\n",
+        )
+        .expect("the mounted key file");
+    }
+}
+
 /// Creates the Kubernetes Service `name` with the one port `port`, named `http` (no selector:
 /// its EndpointSlices are the test's, see [`put_endpoint_slice`]).
 pub async fn create_service(ctx: &TestContext, name: &str, port: u16) {
