@@ -30,6 +30,13 @@ enum Command {
     /// Three demo services and a gateway in front of them. Prints the URLs and curl lines to
     /// try; runs until Ctrl-C.
     Demo(commands::demo::Args),
+    /// Serve one of the demo's services (users, orders, catalog) on its own.
+    ///
+    /// A JSON REST API over an in-memory store of its own, the same code as `demo`'s services:
+    /// the Deployments of deploy/examples run it, so that the examples serve in a cluster.
+    /// `GET /healthz` is its probe; `POST /outage` makes it answer 503 (probe included) until
+    /// `DELETE /outage`.
+    DemoService(commands::demo_service::Args),
     /// Print the CustomResourceDefinitions (multi-document YAML) to apply to a cluster.
     Crds,
     /// Validate manifests offline, with the same checks the API server and the operator make.
@@ -56,6 +63,7 @@ fn main() -> ExitCode {
     init_logging();
     let result = match cli.command {
         Command::Demo(args) => commands::demo::run(&args),
+        Command::DemoService(args) => commands::demo_service::run(&args),
         Command::Crds => commands::crds::run(),
         Command::Check(args) => commands::check::run(&args),
         Command::Render(args) => commands::render::run(&args),

@@ -186,3 +186,151 @@ fn chart_values_reach_the_operators_flags() {
     }
     assert!(!args.iter().any(|a| a.starts_with("--lease")), "{args:?}");
 }
+
+/// `helm template` of the chart with `--set values`: its standard error when it refuses.
+fn refusal(values: &str) -> String {
+    let output = helm_output(&["template", "edge", "charts/portcullis", "--set", values]);
+    assert!(!output.status.success(), "helm accepts --set {values}");
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn helm_refuses_a_misspelt_value_and_a_wrong_type_naming_the_value() {
+    // A misspelt key would otherwise be ignored silently: leader election stays on.
+    let stderr = refusal("controller.leaderElection.enable=false");
+    assert!(
+        stderr.contains(
+            "at '/controller/leaderElection': additional properties 'enable' not allowed"
+        ),
+        "{stderr}"
+    );
+    let stderr = refusal("controller.replicas=two");
+    assert!(
+        stderr.contains("at '/controller/replicas': got string, want integer"),
+        "{stderr}"
+    );
+    let stderr = refusal("controller.topologySpread.whenUnsatisfiable=Never");
+    assert!(
+        stderr.contains("value must be one of 'ScheduleAnyway', 'DoNotSchedule'"),
+        "{stderr}"
+    );
+    let stderr = refusal("controller.leaderElection.leaseDuration=1");
+    assert!(
+        stderr.contains("/controller/leaderElection/leaseDuration"),
+        "{stderr}"
+    );
+}
+
+/// Every leaf of `values` (a map the schema leaves open, such as annotations, is a leaf) has a
+/// property in `schema` with a type and a description; collects the paths that do not.
+fn undescribed(values: &Value, schema: &Value, path: &str, missing: &mut Vec<String>) {
+    let Some(entries) = values.as_object() else {
+        return;
+    };
+    if schema.get("properties").is_none() {
+        return;
+    }
+    for (key, value) in entries {
+        let at = format!("{path}.{key}");
+        let Some(property) = schema["properties"].get(key) else {
+            missing.push(format!("{at}: not in values.schema.json"));
+            continue;
+        };
+        let typed = property.get("type").is_some() || property.get("anyOf").is_some();
+        if !typed || property.get("description").is_none() && property.get("properties").is_none() {
+            missing.push(format!("{at}: no type or description"));
+        }
+        undescribed(value, property, &at, missing);
+    }
+}
+
+#[test]
+fn the_values_schema_types_every_value_and_closes_every_section() {
+    let values: Value =
+        serde_saphyr::from_str(&read("charts/portcullis/values.yaml")).expect("YAML");
+    let schema: Value =
+        serde_json::from_str(&read("charts/portcullis/values.schema.json")).expect("JSON");
+    let mut missing = Vec::new();
+    undescribed(&values, &schema, "", &mut missing);
+    assert!(missing.is_empty(), "{missing:#?}");
+    // Every section with properties refuses keys it does not know (a typo is an error).
+    fn open_sections(schema: &Value, path: &str, found: &mut Vec<String>) {
+        if let Some(properties) = schema.get("properties").and_then(Value::as_object) {
+            if schema.get("additionalProperties") != Some(&Value::Bool(false)) {
+                found.push(path.to_owned());
+            }
+            for (key, child) in properties {
+                open_sections(child, &format!("{path}.{key}"), found);
+            }
+        }
+    }
+    let mut open = Vec::new();
+    open_sections(&schema, "", &mut open);
+    assert!(
+        open.is_empty(),
+        "sections that accept unknown keys: {open:?}"
+    );
+}
+
+#[test]
+fn the_monitors_are_off_by_default_and_select_the_operator_and_the_gateway_pods() {
+    let kinds = |rendered: &str| -> Vec<String> {
+        documents(rendered)
+            .iter()
+            .filter_map(|d| d["kind"].as_str().map(str::to_owned))
+            .collect()
+    };
+    let default = run_helm(&["template", "edge", "charts/portcullis"]);
+    assert!(!kinds(&default).iter().any(|k| k.ends_with("Monitor")));
+    let rendered = run_helm(&[
+        "template",
+        "edge",
+        "charts/portcullis",
+        "--namespace",
+        "ops",
+        "--set",
+        "metrics.serviceMonitor.enabled=true,gatewayMetrics.podMonitor.enabled=true,\
+         metrics.serviceMonitor.labels.release=prometheus",
+    ]);
+    let documents = documents(&rendered);
+    let find = |kind: &str| {
+        documents
+            .iter()
+            .find(|d| d["kind"] == kind)
+            .unwrap_or_else(|| panic!("a {kind}"))
+            .clone()
+    };
+    let service_monitor = find("ServiceMonitor");
+    let service = find("Service");
+    assert_eq!(
+        service_monitor["metadata"]["labels"]["release"],
+        "prometheus"
+    );
+    for (key, value) in service_monitor["spec"]["selector"]["matchLabels"]
+        .as_object()
+        .expect("matchLabels")
+    {
+        assert_eq!(&service["metadata"]["labels"][key], value, "{key}");
+    }
+    assert_eq!(service_monitor["spec"]["endpoints"][0]["port"], "metrics");
+    // The PodMonitor selects what every gateway pod the operator renders carries.
+    let pod_monitor = find("PodMonitor");
+    let mut labels = portcullis_controller::meta::selector_labels("edge");
+    labels.extend(portcullis_controller::meta::child_labels("edge"));
+    for (key, value) in pod_monitor["spec"]["selector"]["matchLabels"]
+        .as_object()
+        .expect("matchLabels")
+    {
+        assert_eq!(labels.get(key).map(String::as_str), value.as_str(), "{key}");
+    }
+    assert_eq!(pod_monitor["spec"]["namespaceSelector"]["any"], true);
+    assert_eq!(
+        pod_monitor["spec"]["podMetricsEndpoints"][0]["port"],
+        "admin"
+    );
+    let stderr = refusal("metrics.serviceMonitor.enabled=true,metrics.service.enabled=false");
+    assert!(
+        stderr.contains("metrics.serviceMonitor.enabled needs metrics.service.enabled"),
+        "{stderr}"
+    );
+}

@@ -25,7 +25,6 @@ use k8s_openapi::{api::core::v1::Event, apimachinery::pkg::apis::meta::v1::Condi
 use kube::api::{Api, ListParams};
 use operator_support::*;
 use portcullis_api::Route;
-use portcullis_config::snapshot::AuthConfig;
 use proxy_support::*;
 use support::{
     control_plane::{TestContext, eventually},
@@ -81,7 +80,10 @@ async fn the_examples_applied_with_kubectl_answer_as_their_comments_say() {
     );
 
     let config = await_config(&ctx, |s| s.rules.len() == 5).await;
-    let mut proxy = Proxy::spawn(&ctx, &config, &proxy_binary()).await;
+    // One real proxy per gateway pod, each reporting on its Pod the revision it serves (the
+    // Gateway is Programmed only when every ready replica serves it); requests go to the first.
+    let mut replicas = spawn_replicas(&ctx, &config, 3).await;
+    let (proxy, others) = replicas.split_first_mut().expect("three replicas");
     assert_eq!(
         proxy.admin("/ready").await.map(|a| a.status),
         Ok(200),
@@ -249,22 +251,8 @@ async fn the_examples_applied_with_kubectl_answer_as_their_comments_say() {
         .apply(&ctx.namespace, secret_dir.path(), false)
         .await;
     assert!(applied.success, "{}{}", applied.stdout, applied.stderr);
-    let keys = config
-        .snapshot
-        .rules
-        .iter()
-        .find_map(|rule| match &rule.policies.auth {
-            Some(AuthConfig::ApiKey { keys, .. }) => Some(keys.path.clone()),
-            _ => None,
-        })
-        .expect("the users rule reads an API-key Secret");
-    let mounted = proxy.secrets_dir().join(keys);
-    std::fs::create_dir_all(mounted.parent().expect("a folder")).expect("the mount");
-    std::fs::write(
-        &mounted,
-        "storefront:demo-key-storefront\nmobile:demo-key-mobile\n",
-    )
-    .expect("the mounted key file");
+    mount_example_api_keys(&config, std::slice::from_ref(proxy));
+    mount_example_api_keys(&config, others);
     let refused = eventually("GET /users/1 to ask for a key", TIMEOUT, || async {
         let answer = proxy.send("GET", "/users/1").await.ok()?;
         (answer.status == 401).then_some(answer)

@@ -5,6 +5,7 @@ pub mod check;
 pub mod controller;
 pub mod crds;
 pub mod demo;
+pub mod demo_service;
 pub mod proxy;
 pub mod render;
 pub mod run;

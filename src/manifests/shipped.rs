@@ -20,6 +20,7 @@ const SHIPPED: &[&str] = &[
     "deploy/examples/10-backends.yaml",
     "deploy/examples/20-routes.yaml",
     "deploy/examples/30-secrets.yaml",
+    "deploy/examples/40-services.yaml",
     "crates/config/tests/fixtures/shop.yaml",
     "crates/config/tests/fixtures/shop.snapshot.yaml",
     "crates/proxy/src/demo/manifests.yaml",

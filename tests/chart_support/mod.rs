@@ -9,7 +9,7 @@
 use std::{
     fs,
     path::{Path, PathBuf},
-    process::{Command, Stdio},
+    process::{Command, Output, Stdio},
 };
 
 use serde_json::Value;
@@ -63,11 +63,11 @@ pub fn helm() -> PathBuf {
     }
 }
 
-/// Runs helm with `args` in the repository and returns its standard output. Helm's own
-/// configuration, cache and data stay in the target directory, away from the user's.
-pub fn run_helm(args: &[&str]) -> String {
+/// Runs helm with `args` in the repository, whatever its outcome. Helm's own configuration,
+/// cache and data stay in the target directory, away from the user's.
+pub fn helm_output(args: &[&str]) -> Output {
     let home = Path::new(env!("CARGO_TARGET_TMPDIR")).join("helm-home");
-    let output = Command::new(helm())
+    Command::new(helm())
         .args(args)
         .current_dir(REPO_ROOT)
         .env("HELM_CONFIG_HOME", home.join("config"))
@@ -75,7 +75,13 @@ pub fn run_helm(args: &[&str]) -> String {
         .env("HELM_DATA_HOME", home.join("data"))
         .stdin(Stdio::null())
         .output()
-        .expect("helm runs");
+        .expect("helm runs")
+}
+
+/// Runs helm with `args` in the repository and returns its standard output; panics with
+/// helm's output when it fails.
+pub fn run_helm(args: &[&str]) -> String {
+    let output = helm_output(args);
     assert!(
         output.status.success(),
         "helm {} failed:\n{}{}",

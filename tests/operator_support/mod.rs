@@ -149,12 +149,17 @@ pub fn manifests(dir: &Path, namespace: &str) -> Vec<Value> {
     documents
 }
 
-/// `deploy/examples`, moved into `namespace`.
+/// The Gateway, ServiceBackends, Routes and Secret of `deploy/examples`, moved into
+/// `namespace`. The Deployments and Services of the shop's services are left out: a test that
+/// needs a Service makes its own, with EndpointSlices of real upstreams.
 pub fn examples(namespace: &str) -> Vec<Value> {
     manifests(
         &Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/examples"),
         namespace,
     )
+    .into_iter()
+    .filter(|d| d["kind"] != "Deployment" && d["kind"] != "Service")
+    .collect()
 }
 
 /// Server-side applies `document` as the tests' field manager.

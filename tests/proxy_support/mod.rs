@@ -573,3 +573,94 @@ pub async fn put_endpoint_slice(
         .await
         .unwrap_or_else(|e| panic!("the API server refuses EndpointSlice {name}: {e}"));
 }
+
+/// One real proxy per gateway pod of Gateway [`GATEWAY`] (`count` pods), the `n`th listening
+/// on 127.0.0.`n` and reporting the revision it serves on its pod, as replicas do on their own
+/// IPs; returns once each serves `config`.
+pub async fn spawn_replicas(ctx: &TestContext, config: &Config, count: usize) -> Vec<Proxy> {
+    let pods: Vec<String> = crate::operator_support::await_pods(ctx, GATEWAY, count)
+        .await
+        .into_iter()
+        .filter_map(|p| p.metadata.name)
+        .collect();
+    let mut replicas = Vec::new();
+    for (index, pod) in (1u8..).zip(&pods) {
+        let identity = Identity::pod(pod, [127, 0, 0, index]);
+        replicas.push(Proxy::spawn_as(ctx, config, &proxy_binary(), &identity).await);
+    }
+    replicas
+}
+
+/// Writes the examples' API keys (Secret `api-keys`) where each replica reads the Secret of
+/// the snapshot's API-key rule: what the kubelet's Secret mount does in a gateway pod.
+///
+/// # Panics
+/// When no rule of the snapshot reads API keys.
+pub fn mount_example_api_keys(config: &Config, replicas: &[Proxy]) {
+    let keys = config
+        .snapshot
+        .rules
+        .iter()
+        .find_map(|rule| match &rule.policies.auth {
+            Some(portcullis_config::snapshot::AuthConfig::ApiKey { keys, .. }) => {
+                Some(keys.path.clone())
+            }
+            _ => None,
+        })
+        .expect("a rule reads an API-key Secret");
+    for replica in replicas {
+        let mounted = replica.secrets_dir().join(&keys);
+        fs::create_dir_all(mounted.parent().expect("a folder")).expect("the mount");
+        fs::write(
+            &mounted,
+            "storefront:demo-key-storefront\nmobile:demo-key-mobile\n",
+        )
+        .expect("the mounted key file");
+    }
+}
+
+/// Creates the Kubernetes Service `name` with the one port `port`, named `http` (no selector:
+/// its EndpointSlices are the test's, see [`put_endpoint_slice`]).
+pub async fn create_service(ctx: &TestContext, name: &str, port: u16) {
+    let service: k8s_openapi::api::core::v1::Service = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": { "name": name },
+        "spec": { "ports": [{ "name": "http", "port": port }] },
+    }))
+    .expect("a Service");
+    ctx.api::<k8s_openapi::api::core::v1::Service>()
+        .create(&kube::api::PostParams::default(), &service)
+        .await
+        .unwrap_or_else(|e| panic!("the API server refuses Service {name}: {e}"));
+}
+
+/// Applies the EndpointSlice `name` of Service `service`: the one endpoint `upstream`, ready or
+/// not. Hand-made, without the EndpointSlice controller's managed-by label, so the control plane
+/// leaves it alone; its port is named after the Service port (`http`). The API server refuses
+/// loopback addresses here: the upstream listens on [`host_ip`].
+pub async fn put_endpoint_slice(
+    ctx: &TestContext,
+    name: &str,
+    service: &str,
+    upstream: SocketAddr,
+    ready: bool,
+) {
+    let document = json!({
+        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": { "name": name, "labels": { "kubernetes.io/service-name": service } },
+        "addressType": "IPv4",
+        "endpoints": [{
+            "addresses": [upstream.ip().to_string()],
+            "conditions": { "ready": ready },
+        }],
+        "ports": [{ "name": "http", "port": upstream.port(), "protocol": "TCP" }],
+    });
+    ctx.api::<k8s_openapi::api::discovery::v1::EndpointSlice>()
+        .patch(
+            name,
+            &kube::api::PatchParams::apply(crate::operator_support::TEST_MANAGER).force(),
+            &kube::api::Patch::Apply(&document),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("the API server refuses EndpointSlice {name}: {e}"));
+}

@@ -10,6 +10,7 @@
 use std::{
     collections::BTreeMap,
     convert::Infallible,
+    future::Future,
     net::SocketAddr,
     sync::{
         Arc, Mutex,
@@ -134,7 +135,8 @@ impl Store {
     }
 }
 
-fn reply(status: StatusCode, body: Value) -> Response<Full<Bytes>> {
+/// A JSON answer.
+pub(super) fn reply(status: StatusCode, body: Value) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
     *response.status_mut() = status;
     response
@@ -145,17 +147,29 @@ fn reply(status: StatusCode, body: Value) -> Response<Full<Bytes>> {
 
 /// Serves `store` on `listener` in the background.
 pub fn serve(store: Arc<Store>, listener: TcpListener) -> Result<SocketAddr, String> {
+    serve_with(listener, move |req| {
+        let store = store.clone();
+        async move { store.handle(req).await }
+    })
+}
+
+/// Serves HTTP/1.1 on `listener` in the background, answering each request with `answer`.
+pub fn serve_with<F, Fut>(listener: TcpListener, answer: F) -> Result<SocketAddr, String>
+where
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response<Full<Bytes>>> + Send + 'static,
+{
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else {
                 continue;
             };
-            let store = store.clone();
+            let answer = answer.clone();
             tokio::spawn(async move {
                 let service = service_fn(move |req| {
-                    let store = store.clone();
-                    async move { Ok::<_, Infallible>(store.handle(req).await) }
+                    let answer = answer.clone();
+                    async move { Ok::<_, Infallible>(answer(req).await) }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), service)

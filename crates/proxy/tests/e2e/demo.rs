@@ -28,6 +28,39 @@ async fn demo_services_answer_through_the_gateway() {
             .body(Full::new(Bytes::new()))
             .expect("req")
     };
+    // The front door: the gateway's URL, printed first, answers with an index of the routes
+    // (served by the demo's index Route and service) and the lines to try.
+    let banner = portcullis_proxy::demo::banner(&demo);
+    let first_url = banner
+        .lines()
+        .find_map(|line| line.split_whitespace().find(|w| w.starts_with("http://")))
+        .expect("the banner prints a URL");
+    assert_eq!(first_url, base, "the gateway's URL comes first");
+    let index = send(get("/")).await;
+    assert_eq!(index.status, StatusCode::OK, "{}", index.body);
+    let index = index.json();
+    let paths: Vec<&str> = index["routes"]
+        .as_array()
+        .expect("routes")
+        .iter()
+        .map(|r| r["path"].as_str().expect("a path"))
+        .collect();
+    for path in [
+        "PathPrefix /users",
+        "PathPrefix /orders",
+        "PathPrefix /catalog",
+        "Exact /shop",
+        "PathPrefix /profile",
+    ] {
+        assert!(paths.contains(&path), "{path} in {paths:?}");
+    }
+    assert_eq!(
+        index["routes"][0]["policies"],
+        serde_json::json!(["auth ApiKey (header X-API-Key)"]),
+        "{index}"
+    );
+    assert!(index["try"][1].as_str().expect("a line").contains("/users"));
+    assert_eq!(send(get("/nowhere")).await.status, StatusCode::NOT_FOUND);
     // /users asks for an API key.
     let refused = send(get("/users")).await;
     assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
