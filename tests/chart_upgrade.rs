@@ -21,7 +21,7 @@ use std::{
 
 use k8s_openapi::api::{apps::v1::Deployment, coordination::v1::Lease, core::v1::Pod};
 use kube::{Api, api::ListParams};
-use operator_support::{TIMEOUT, apply_all, examples};
+use operator_support::{TIMEOUT, apply_all, await_programmed, examples};
 use serde_json::Value;
 use support::control_plane::{TestContext, eventually};
 
@@ -147,17 +147,21 @@ async fn helm_upgrade_from_the_previous_chart_keeps_the_lease_and_the_gateway_po
     // A Gateway, rolled out by the old operator.
     apply_all(&ctx.client, &examples(&ctx.namespace)).await;
     let deployments: Api<Deployment> = ctx.api();
-    let pods_before = eventually("three gateway pods", TIMEOUT, || async {
+    // Converged: the Gateway's status is written for everything applied (the Secret the
+    // examples apply after the Gateway changes the pod template once more), and the
+    // Deployment's rollout of that template is complete.
+    await_programmed(&ctx, "edge").await;
+    let (generation, pods_before) = eventually("the rollout to be complete", TIMEOUT, || async {
+        let deployment = deployments.get("edge").await.ok()?;
+        let status = deployment.status.as_ref()?;
+        let complete = status.observed_generation == deployment.metadata.generation
+            && status.replicas == Some(3)
+            && status.updated_replicas == Some(3)
+            && status.ready_replicas == Some(3);
         let pods = gateway_pods(&ctx).await;
-        (pods.len() == 3).then_some(pods)
+        (complete && pods.len() == 3).then_some((deployment.metadata.generation, pods))
     })
     .await;
-    let generation = deployments
-        .get("edge")
-        .await
-        .expect("the gateway's Deployment")
-        .metadata
-        .generation;
 
     // The upgrade: the new Deployment names the same Lease; its first new replica waits for it.
     let upgrade = helm.clone();

@@ -91,8 +91,9 @@ async fn the_generated_cluster_role_is_all_the_operator_needs() {
     )
     .await;
     let role: Role = ctx.api().get("edge-proxy").await.expect("the Role");
-    // Its own ConfigMap, and the EndpointSlices and Services of its backends' namespace.
-    assert_eq!(role.rules.map(|r| r.len()), Some(3));
+    // Its own ConfigMap, the status of its namespace's Pods (its report), and the
+    // EndpointSlices and Services of its backends' namespace.
+    assert_eq!(role.rules.map(|r| r.len()), Some(4));
     eventually("a clean run: no reconcile error", TIMEOUT, || async {
         let errors = operator.metrics.encode();
         (!errors.contains("portcullis_controller_reconcile_errors_total{")).then_some(())
