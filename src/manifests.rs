@@ -11,7 +11,10 @@ mod nodes;
 mod readings;
 #[cfg(test)]
 mod shipped;
+mod yaml;
 mod yaml11;
+
+pub use yaml::LIMITS_HELP;
 
 use std::{
     fmt,
@@ -19,11 +22,8 @@ use std::{
     sync::OnceLock,
 };
 
-use k8s_openapi::{
-    api::core::v1::{Namespace, Secret},
-    apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
-};
-use portcullis_api::{Gateway, Route, ServiceBackend};
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use portcullis_api::{Gateway, Route, ServiceBackend, validation::CrdValidator};
 use serde_json::Value;
 
 /// The objects found in a set of manifests, each with the file it came from.
@@ -153,30 +153,22 @@ pub fn collect_files(path: &Path, files: &mut Vec<PathBuf>, problems: &mut Vec<P
 
 /// Loads the documents of one file's text.
 pub fn load_text(file: &Path, text: &str, loaded: &mut Loaded) {
-    let documents: Vec<Value> = match serde_saphyr::from_multiple_with_options(text, yaml_options())
-    {
+    let documents = match yaml::documents(text) {
         Ok(documents) => documents,
-        Err(error) => {
+        Err(message) => {
             loaded.problems.push(Problem {
                 file: file.to_owned(),
                 object: None,
                 field: None,
-                message: format!("invalid YAML: {}", first_line(&error.to_string())),
+                message: format!("invalid YAML: {message}"),
             });
             return;
         }
     };
     loaded.warnings.extend(readings::warnings(file, text));
-    for document in documents.into_iter().filter(|d| !d.is_null()) {
+    for document in documents {
         load_document(file, document, loaded);
     }
-}
-
-/// How manifests are read: YAML 1.2, whose booleans are `true` and `false` only. (The parser's
-/// default also takes YAML 1.1's `yes`, `on`, `y`... in any case, which agrees with neither
-/// kubectl nor YAML 1.2.)
-fn yaml_options() -> serde_saphyr::Options {
-    serde_saphyr::options! { strict_booleans: true }
 }
 
 /// `Kind/namespace/name`.
@@ -203,16 +195,6 @@ fn is_loaded_kind(api_version: &str, kind: &str) -> bool {
                 "Gateway" | "Route" | "ServiceBackend"
             )
     )
-}
-
-/// The parser's first line names the position and the cause; the rest is a source excerpt.
-fn first_line(text: &str) -> &str {
-    let line = text
-        .lines()
-        .map(str::trim)
-        .find(|l| !l.is_empty())
-        .unwrap_or("");
-    line.strip_prefix("error: ").unwrap_or(line)
 }
 
 fn load_document(file: &Path, document: Value, loaded: &mut Loaded) {
@@ -268,8 +250,8 @@ fn load_document(file: &Path, document: Value, loaded: &mut Loaded) {
         return;
     }
     let document = with_namespace(document, namespace);
-    let document = match crd(kind) {
-        Some(crd) => match portcullis_api::validation::validate(crd, &document) {
+    let document = match validator(kind) {
+        Some(validator) => match validator.validate(&document) {
             Ok(defaulted) => defaulted,
             Err(errors) => {
                 loaded.problems.extend(
@@ -300,13 +282,15 @@ fn load_document(file: &Path, document: Value, loaded: &mut Loaded) {
     }
 }
 
-/// The CRD a document of `kind` is validated against; `None` for the kinds that have none.
-/// Generated once: generating a CRD costs more than validating a document against it.
-fn crd(kind: &str) -> Option<&'static CustomResourceDefinition> {
-    static CRDS: OnceLock<Vec<CustomResourceDefinition>> = OnceLock::new();
-    CRDS.get_or_init(portcullis_api::crds)
+/// What a document of `kind` is validated with; `None` for the kinds that have no CRD.
+/// Made once per process: generating a CRD and compiling its CEL rules costs far more than
+/// validating a document, and `run` reloads the same kinds on every change.
+fn validator(kind: &str) -> Option<&'static CrdValidator> {
+    static VALIDATORS: OnceLock<Vec<CrdValidator>> = OnceLock::new();
+    VALIDATORS
+        .get_or_init(|| portcullis_api::crds().iter().map(CrdValidator::new).collect())
         .iter()
-        .find(|crd| crd.spec.names.kind == kind)
+        .find(|validator| validator.kind() == kind)
 }
 
 fn typed<T: serde::de::DeserializeOwned>(document: Value) -> Result<T, serde_json::Error> {
