@@ -152,8 +152,17 @@ pub fn collect_files(path: &Path, files: &mut Vec<PathBuf>, problems: &mut Vec<P
 }
 
 /// Loads the documents of one file's text.
+///
+/// A GitOps bundle can hold thousands of documents in one file, so the work is shared among
+/// the machine's cores: the YAML 1.1 readings are looked for while the documents are read, and
+/// the documents are validated in runs of consecutive documents, one run per core. Joined in
+/// order, the runs give the same objects, problems and notes, in the same order, as one pass.
 pub fn load_text(file: &Path, text: &str, loaded: &mut Loaded) {
-    let documents = match yaml::documents(text) {
+    let (documents, warnings) = std::thread::scope(|scope| {
+        let warnings = scope.spawn(|| readings::warnings(file, text));
+        (yaml::documents(text), warnings.join())
+    });
+    let documents = match documents {
         Ok(documents) => documents,
         Err(message) => {
             loaded.problems.push(Problem {
@@ -165,9 +174,69 @@ pub fn load_text(file: &Path, text: &str, loaded: &mut Loaded) {
             return;
         }
     };
-    loaded.warnings.extend(readings::warnings(file, text));
-    for document in documents {
-        load_document(file, document, loaded);
+    loaded
+        .warnings
+        .extend(warnings.unwrap_or_else(|panic| std::panic::resume_unwind(panic)));
+    for part in load_documents(file, documents) {
+        loaded.append(part);
+    }
+}
+
+/// Fewest documents worth a thread of their own.
+const DOCUMENTS_PER_THREAD: usize = 64;
+
+/// What each run of consecutive documents loads to, in the documents' order.
+fn load_documents(file: &Path, mut documents: Vec<Value>) -> Vec<Loaded> {
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let threads = cores.min(documents.len() / DOCUMENTS_PER_THREAD).max(1);
+    let per_thread = documents.len().div_ceil(threads).max(1);
+    let mut runs = Vec::with_capacity(threads);
+    while documents.len() > per_thread {
+        let rest = documents.split_off(per_thread);
+        runs.push(std::mem::replace(&mut documents, rest));
+    }
+    runs.push(documents);
+    let load_run = |run: Vec<Value>| {
+        let mut loaded = Loaded::default();
+        for document in run {
+            load_document(file, document, &mut loaded);
+        }
+        loaded
+    };
+    std::thread::scope(|scope| {
+        let mut runs = runs.into_iter();
+        let first = runs.next();
+        let others: Vec<_> = runs.map(|run| scope.spawn(move || load_run(run))).collect();
+        let mut parts: Vec<Loaded> = first.into_iter().map(load_run).collect();
+        parts.extend(others.into_iter().map(|thread| {
+            thread
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        }));
+        parts
+    })
+}
+
+impl Loaded {
+    /// Adds what `other` loaded after what this one loaded.
+    fn append(&mut self, other: Loaded) {
+        // Every kind named, so that a kind added to `Manifests` cannot be left out here.
+        let Manifests {
+            gateways,
+            routes,
+            backends,
+            secrets,
+            namespaces,
+        } = other.manifests;
+        let mine = &mut self.manifests;
+        mine.gateways.extend(gateways);
+        mine.routes.extend(routes);
+        mine.backends.extend(backends);
+        mine.secrets.extend(secrets);
+        mine.namespaces.extend(namespaces);
+        self.problems.extend(other.problems);
+        self.notes.extend(other.notes);
+        self.warnings.extend(other.warnings);
     }
 }
 
@@ -288,7 +357,12 @@ fn load_document(file: &Path, document: Value, loaded: &mut Loaded) {
 fn validator(kind: &str) -> Option<&'static CrdValidator> {
     static VALIDATORS: OnceLock<Vec<CrdValidator>> = OnceLock::new();
     VALIDATORS
-        .get_or_init(|| portcullis_api::crds().iter().map(CrdValidator::new).collect())
+        .get_or_init(|| {
+            portcullis_api::crds()
+                .iter()
+                .map(CrdValidator::new)
+                .collect()
+        })
         .iter()
         .find(|validator| validator.kind() == kind)
 }

@@ -109,7 +109,10 @@ mod tests {
 
     #[test]
     fn null_documents_are_left_out() {
-        assert_eq!(documents("---\n---\na: 1\n...\n---\n").expect("read").len(), 1);
+        assert_eq!(
+            documents("---\n---\na: 1\n...\n---\n").expect("read").len(),
+            1
+        );
     }
 
     #[test]
@@ -125,7 +128,9 @@ mod tests {
         let anchors = MAX_ALIASES / MAX_ALIASES_PER_ANCHOR + 1;
         let mut text: String = (0..anchors).map(|i| format!("a{i}: &a{i} 1\n")).collect();
         text.push_str("b: [");
-        let aliases: Vec<String> = (0..=MAX_ALIASES).map(|i| format!("*a{}", i % anchors)).collect();
+        let aliases: Vec<String> = (0..=MAX_ALIASES)
+            .map(|i| format!("*a{}", i % anchors))
+            .collect();
         text.push_str(&aliases.join(", "));
         text.push_str("]\n");
         let error = documents(&text).expect_err("refused");
@@ -136,12 +141,19 @@ mod tests {
     fn an_alias_bomb_says_which_limit() {
         let aliases = vec!["*a"; 200].join(", ");
         let error = documents(&format!("a: &a [1, 2]\nb: [{aliases}]\n")).expect_err("refused");
-        assert!(error.contains("more than 10 YAML aliases (*name) per anchor"), "{error}");
+        assert!(
+            error.contains("more than 10 YAML aliases (*name) per anchor"),
+            "{error}"
+        );
     }
 
     #[test]
     fn nesting_past_the_limit_says_which_limit() {
-        let text = format!("{}1{}", "[".repeat(MAX_DEPTH + 1), "]".repeat(MAX_DEPTH + 1));
+        let text = format!(
+            "{}1{}",
+            "[".repeat(MAX_DEPTH + 1),
+            "]".repeat(MAX_DEPTH + 1)
+        );
         let error = documents(&text).expect_err("refused");
         assert!(error.contains("nested more than 64 levels"), "{error}");
     }
