@@ -5,7 +5,9 @@
 #   make lint    formatting and clippy, warnings are errors
 #   make crds    regenerate crds/ from the API types
 #   make generate  every generated file: crds/, the chart's CRDs and RBAC rules, deploy/install.yaml
-#   make bench   the data plane side by side with nginx, then what its policies cost
+#   make bench   the data plane side by side with nginx, then what its policies cost, then the
+#                offline path (check, render, run) on bundles of 1,000 to 20,000 Routes
+#   make bench-offline  only the offline path at scale (hack/bench-offline.sh)
 #   make bench-policies  only the policies: auth, rate limits and cache against plain, nginx's cache
 #   make bench-instructions  instructions per proxied request, Portcullis and nginx (valgrind)
 #   make image   the container image (needs a Docker engine)
@@ -15,7 +17,7 @@ CARGO ?= cargo
 BIN := target/debug/portcullis
 
 .PHONY: build release release-pgo test demo lint crds chart-rbac install-yaml generate check-generated bench \
-	bench-policies bench-instructions \
+	bench-policies bench-instructions bench-offline \
 	control-plane helm redis-server image fuzz
 
 build:
@@ -94,6 +96,10 @@ check-generated: build helm
 bench:
 	hack/bench-proxy.sh
 	hack/bench-policies.sh
+	hack/bench-offline.sh
+
+bench-offline:
+	hack/bench-offline.sh
 
 bench-policies:
 	hack/bench-policies.sh

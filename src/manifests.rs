@@ -11,7 +11,10 @@ mod nodes;
 mod readings;
 #[cfg(test)]
 mod shipped;
+mod yaml;
 mod yaml11;
+
+pub use yaml::LIMITS_HELP;
 
 use std::{
     fmt,
@@ -19,11 +22,8 @@ use std::{
     sync::OnceLock,
 };
 
-use k8s_openapi::{
-    api::core::v1::{Namespace, Secret},
-    apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
-};
-use portcullis_api::{Gateway, Route, ServiceBackend};
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use portcullis_api::{Gateway, Route, ServiceBackend, validation::CrdValidator};
 use serde_json::Value;
 
 /// The objects found in a set of manifests, each with the file it came from.
@@ -152,31 +152,92 @@ pub fn collect_files(path: &Path, files: &mut Vec<PathBuf>, problems: &mut Vec<P
 }
 
 /// Loads the documents of one file's text.
+///
+/// A GitOps bundle can hold thousands of documents in one file, so the work is shared among
+/// the machine's cores: the YAML 1.1 readings are looked for while the documents are read, and
+/// the documents are validated in runs of consecutive documents, one run per core. Joined in
+/// order, the runs give the same objects, problems and notes, in the same order, as one pass.
 pub fn load_text(file: &Path, text: &str, loaded: &mut Loaded) {
-    let documents: Vec<Value> = match serde_saphyr::from_multiple_with_options(text, yaml_options())
-    {
+    let (documents, warnings) = std::thread::scope(|scope| {
+        let warnings = scope.spawn(|| readings::warnings(file, text));
+        (yaml::documents(text), warnings.join())
+    });
+    let documents = match documents {
         Ok(documents) => documents,
-        Err(error) => {
+        Err(message) => {
             loaded.problems.push(Problem {
                 file: file.to_owned(),
                 object: None,
                 field: None,
-                message: format!("invalid YAML: {}", first_line(&error.to_string())),
+                message: format!("invalid YAML: {message}"),
             });
             return;
         }
     };
-    loaded.warnings.extend(readings::warnings(file, text));
-    for document in documents.into_iter().filter(|d| !d.is_null()) {
-        load_document(file, document, loaded);
+    loaded
+        .warnings
+        .extend(warnings.unwrap_or_else(|panic| std::panic::resume_unwind(panic)));
+    for part in load_documents(file, documents) {
+        loaded.append(part);
     }
 }
 
-/// How manifests are read: YAML 1.2, whose booleans are `true` and `false` only. (The parser's
-/// default also takes YAML 1.1's `yes`, `on`, `y`... in any case, which agrees with neither
-/// kubectl nor YAML 1.2.)
-fn yaml_options() -> serde_saphyr::Options {
-    serde_saphyr::options! { strict_booleans: true }
+/// Fewest documents worth a thread of their own.
+const DOCUMENTS_PER_THREAD: usize = 64;
+
+/// What each run of consecutive documents loads to, in the documents' order.
+fn load_documents(file: &Path, mut documents: Vec<Value>) -> Vec<Loaded> {
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let threads = cores.min(documents.len() / DOCUMENTS_PER_THREAD).max(1);
+    let per_thread = documents.len().div_ceil(threads).max(1);
+    let mut runs = Vec::with_capacity(threads);
+    while documents.len() > per_thread {
+        let rest = documents.split_off(per_thread);
+        runs.push(std::mem::replace(&mut documents, rest));
+    }
+    runs.push(documents);
+    let load_run = |run: Vec<Value>| {
+        let mut loaded = Loaded::default();
+        for document in run {
+            load_document(file, document, &mut loaded);
+        }
+        loaded
+    };
+    std::thread::scope(|scope| {
+        let mut runs = runs.into_iter();
+        let first = runs.next();
+        let others: Vec<_> = runs.map(|run| scope.spawn(move || load_run(run))).collect();
+        let mut parts: Vec<Loaded> = first.into_iter().map(load_run).collect();
+        parts.extend(others.into_iter().map(|thread| {
+            thread
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        }));
+        parts
+    })
+}
+
+impl Loaded {
+    /// Adds what `other` loaded after what this one loaded.
+    fn append(&mut self, other: Loaded) {
+        // Every kind named, so that a kind added to `Manifests` cannot be left out here.
+        let Manifests {
+            gateways,
+            routes,
+            backends,
+            secrets,
+            namespaces,
+        } = other.manifests;
+        let mine = &mut self.manifests;
+        mine.gateways.extend(gateways);
+        mine.routes.extend(routes);
+        mine.backends.extend(backends);
+        mine.secrets.extend(secrets);
+        mine.namespaces.extend(namespaces);
+        self.problems.extend(other.problems);
+        self.notes.extend(other.notes);
+        self.warnings.extend(other.warnings);
+    }
 }
 
 /// `Kind/namespace/name`.
@@ -203,16 +264,6 @@ fn is_loaded_kind(api_version: &str, kind: &str) -> bool {
                 "Gateway" | "Route" | "ServiceBackend"
             )
     )
-}
-
-/// The parser's first line names the position and the cause; the rest is a source excerpt.
-fn first_line(text: &str) -> &str {
-    let line = text
-        .lines()
-        .map(str::trim)
-        .find(|l| !l.is_empty())
-        .unwrap_or("");
-    line.strip_prefix("error: ").unwrap_or(line)
 }
 
 fn load_document(file: &Path, document: Value, loaded: &mut Loaded) {
@@ -268,8 +319,8 @@ fn load_document(file: &Path, document: Value, loaded: &mut Loaded) {
         return;
     }
     let document = with_namespace(document, namespace);
-    let document = match crd(kind) {
-        Some(crd) => match portcullis_api::validation::validate(crd, &document) {
+    let document = match validator(kind) {
+        Some(validator) => match validator.validate(&document) {
             Ok(defaulted) => defaulted,
             Err(errors) => {
                 loaded.problems.extend(
@@ -300,13 +351,20 @@ fn load_document(file: &Path, document: Value, loaded: &mut Loaded) {
     }
 }
 
-/// The CRD a document of `kind` is validated against; `None` for the kinds that have none.
-/// Generated once: generating a CRD costs more than validating a document against it.
-fn crd(kind: &str) -> Option<&'static CustomResourceDefinition> {
-    static CRDS: OnceLock<Vec<CustomResourceDefinition>> = OnceLock::new();
-    CRDS.get_or_init(portcullis_api::crds)
+/// What a document of `kind` is validated with; `None` for the kinds that have no CRD.
+/// Made once per process: generating a CRD and compiling its CEL rules costs far more than
+/// validating a document, and `run` reloads the same kinds on every change.
+fn validator(kind: &str) -> Option<&'static CrdValidator> {
+    static VALIDATORS: OnceLock<Vec<CrdValidator>> = OnceLock::new();
+    VALIDATORS
+        .get_or_init(|| {
+            portcullis_api::crds()
+                .iter()
+                .map(CrdValidator::new)
+                .collect()
+        })
         .iter()
-        .find(|crd| crd.spec.names.kind == kind)
+        .find(|validator| validator.kind() == kind)
 }
 
 fn typed<T: serde::de::DeserializeOwned>(document: Value) -> Result<T, serde_json::Error> {

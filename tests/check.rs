@@ -136,6 +136,97 @@ fn a_reference_to_a_missing_backend_is_reported_like_the_operator_would() {
     );
 }
 
+/// A bundle as GitOps users keep one: a Gateway, a ServiceBackend and `routes` Routes, each a
+/// path prefix and a header match, in one file.
+fn bundle(routes: usize) -> String {
+    let mut text = String::from(
+        "apiVersion: portcullis.dev/v1alpha1
+kind: Gateway
+metadata: {name: edge, namespace: shop}
+spec:
+  listeners:
+    - {name: http, port: 80, protocol: HTTP}
+---
+apiVersion: portcullis.dev/v1alpha1
+kind: ServiceBackend
+metadata: {name: app, namespace: shop}
+spec:
+  endpoints:
+    - {address: 127.0.0.1, port: 8080}
+",
+    );
+    for i in 0..routes {
+        text.push_str(&format!(
+            "---
+apiVersion: portcullis.dev/v1alpha1
+kind: Route
+metadata: {{name: r{i}, namespace: shop}}
+spec:
+  parentRefs:
+    - name: edge
+  rules:
+    - matches:
+        - path: {{type: PathPrefix, value: /r{i}}}
+          headers:
+            - {{name: X-Tenant, value: t{i}}}
+      backendRefs:
+        - name: app
+"
+        ));
+    }
+    text
+}
+
+#[test]
+fn a_file_of_three_thousand_documents_is_accepted() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("bundle.yaml");
+    std::fs::write(&file, bundle(2_998)).expect("write the bundle");
+    let output = check(&[file.to_str().expect("utf-8 path")]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(stdout_lines(&output).is_empty());
+    assert!(
+        stderr.contains("valid: 1 Gateway(s), 2998 Route(s), 1 ServiceBackend(s)"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn the_limits_on_a_file_are_stated_in_the_help() {
+    let output = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["check", "--help"])
+        .output()
+        .expect("portcullis check --help runs");
+    let help = String::from_utf8_lossy(&output.stdout);
+    assert!(help.contains("any number of documents"), "{help}");
+}
+
+/// What `portcullis check` printed for `tests/fixtures/bundle/invalid-bundle.yaml` before
+/// validation was prepared once per process rather than once per document, kept byte for byte
+/// (`invalid-bundle.stdout`, `invalid-bundle.stderr`): the problems of every layer, several CEL
+/// rules broken in one object, in the same order and words.
+#[test]
+fn the_problems_of_an_invalid_bundle_are_printed_exactly_as_before() {
+    let output = check(&["tests/fixtures/bundle/invalid-bundle.yaml"]);
+    assert_eq!(output.status.code(), Some(1));
+    let expected = |name: &str| {
+        std::fs::read_to_string(format!(
+            "{}/tests/fixtures/bundle/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .expect("the expected output is in the fixtures")
+    };
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        expected("invalid-bundle.stdout")
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&output.stderr),
+        expected("invalid-bundle.stderr")
+    );
+}
+
 /// `portcullis check --strict` on `paths`.
 fn check_strict(paths: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_portcullis"))

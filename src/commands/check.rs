@@ -6,6 +6,7 @@ use crate::{compiled, manifests};
 
 /// Arguments of `portcullis check`.
 #[derive(clap::Args, Debug)]
+#[command(after_help = manifests::LIMITS_HELP)]
 pub struct Args {
     /// Manifest files or folders (multi-document YAML; folders are read recursively).
     #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]

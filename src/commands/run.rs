@@ -17,6 +17,7 @@ use crate::{compiled, manifests};
 
 /// Arguments of `portcullis run`.
 #[derive(clap::Args, Debug)]
+#[command(after_help = manifests::LIMITS_HELP)]
 pub struct Args {
     /// Manifest files or folders: Gateway, Route, ServiceBackend (static `endpoints`) and the
     /// Secrets they reference. Watched: changes are reloaded, a bad change is refused.

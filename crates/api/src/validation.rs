@@ -5,11 +5,15 @@
 //! `portcullis check` runs this offline, so a user learns about a bad manifest before it reaches
 //! a cluster, with the same field paths and much the same wording as the API server.
 
+mod structural;
+
 use std::fmt;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::core::cel::{Validator, apply_defaults};
-use serde_json::{Map, Value};
+use kube::core::cel::{CompiledSchema, SchemaFormat, Validator, apply_defaults, compile_schema};
+use serde_json::Value;
+
+use self::structural::Patterns;
 
 /// One problem with one field of a manifest.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -30,45 +34,140 @@ impl fmt::Display for FieldError {
     }
 }
 
+/// A CRD made ready to validate many manifests: its schema turned into JSON, its CEL rules
+/// compiled and its patterns compiled, once. `portcullis check`, `render` and `run` validate every
+/// document of a bundle against one of these per kind, so a bundle of thousands of Routes costs
+/// the same per Route as a bundle of ten.
+pub struct CrdValidator {
+    /// The kind the CRD serves.
+    kind: String,
+    /// What the CRD's schema became, or why it cannot validate anything (reported for every
+    /// manifest of the kind, as the API server would refuse them all).
+    prepared: Result<Prepared, FieldError>,
+}
+
+/// The parts of a CRD that validation reads, each made once.
+struct Prepared {
+    schema: Value,
+    rules: CompiledSchema,
+    patterns: Patterns,
+    cel: Validator,
+}
+
+impl CrdValidator {
+    /// Prepares the first version of `crd` for validation.
+    pub fn new(crd: &CustomResourceDefinition) -> Self {
+        Self {
+            kind: crd.spec.names.kind.clone(),
+            prepared: Prepared::new(crd),
+        }
+    }
+
+    /// The kind of the manifests this validates.
+    pub fn kind(&self) -> &str {
+        &self.kind
+    }
+
+    /// Validates `object` (a whole manifest: apiVersion, kind, metadata, spec). Returns the
+    /// object with schema defaults applied, or every problem found.
+    pub fn validate(&self, object: &Value) -> Result<Value, Vec<FieldError>> {
+        let prepared = self
+            .prepared
+            .as_ref()
+            .map_err(|error| vec![error.clone()])?;
+        let errors = structural::check(&prepared.schema, &prepared.patterns, object);
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        if prepared
+            .cel
+            .validate_compiled(&prepared.rules, object, None)
+            .is_err()
+        {
+            // The compiled rules visit the fields of an object in no fixed order. A manifest
+            // that breaks a rule is rare, so its rules are run again in the schema's order: the
+            // problems come out in the order `portcullis check` has always printed them.
+            if let Err(failures) = prepared.cel.validate(&prepared.schema, object, None) {
+                return Err(failures
+                    .iter()
+                    .map(|failure| FieldError {
+                        field: failure.field_path.clone(),
+                        message: failure.message.clone(),
+                    })
+                    .collect());
+            }
+        }
+        Ok(apply_defaults(&prepared.schema, object))
+    }
+}
+
+impl Prepared {
+    fn new(crd: &CustomResourceDefinition) -> Result<Self, FieldError> {
+        let Some(schema) = crd
+            .spec
+            .versions
+            .first()
+            .and_then(|v| v.schema.as_ref())
+            .and_then(|s| s.open_api_v3_schema.as_ref())
+        else {
+            return Err(FieldError {
+                field: String::new(),
+                message: format!("CRD {} has no schema", crd.spec.names.kind),
+            });
+        };
+        let schema = serde_json::to_value(schema).map_err(|error| FieldError {
+            field: String::new(),
+            message: format!("CRD schema does not serialize: {error}"),
+        })?;
+        let mut rules = compile_schema(&schema);
+        prune(&mut rules);
+        Ok(Self {
+            rules,
+            patterns: Patterns::of(&schema),
+            cel: Validator::new(),
+            schema,
+        })
+    }
+}
+
+/// Takes out of `node` the parts of the schema the CEL rules have no use for, and says whether
+/// `node` itself is one: no rule, no default, no format, not a map nor an embedded object, here
+/// or below. The rules walk every part of the schema and turn each part's value into a CEL value
+/// again, which is most of what validating a Route costs; a part taken out is not walked, and
+/// its value is turned into exactly the same CEL value without it. A declared field of an
+/// object that also takes other fields (`additionalProperties`) stays, or it would be read as
+/// one of those.
+fn prune(node: &mut CompiledSchema) -> bool {
+    let mut inert = node.validations.is_empty()
+        && node.default.is_none()
+        && matches!(node.format, SchemaFormat::None)
+        && !node.is_map
+        && !node.embedded_resource
+        && node.all_of.is_empty()
+        && node.one_of.is_empty()
+        && node.any_of.is_empty();
+    let removable = node.additional_properties.is_none();
+    node.properties.retain(|_, child| {
+        let child_inert = prune(child);
+        inert &= child_inert;
+        !(child_inert && removable)
+    });
+    for part in [&mut node.items, &mut node.additional_properties] {
+        match part.as_deref_mut().map(prune) {
+            Some(true) => *part = None,
+            Some(false) => inert = false,
+            None => {}
+        }
+    }
+    inert
+}
+
 /// Validates `object` (a whole manifest: apiVersion, kind, metadata, spec) against the first
 /// version of `crd`. Returns the object with schema defaults applied, or every problem found.
+///
+/// Prepares the CRD on every call: to validate many manifests, make one [`CrdValidator`].
 pub fn validate(crd: &CustomResourceDefinition, object: &Value) -> Result<Value, Vec<FieldError>> {
-    let Some(schema) = crd
-        .spec
-        .versions
-        .first()
-        .and_then(|v| v.schema.as_ref())
-        .and_then(|s| s.open_api_v3_schema.as_ref())
-    else {
-        return Err(vec![FieldError {
-            field: String::new(),
-            message: format!("CRD {} has no schema", crd.spec.names.kind),
-        }]);
-    };
-    let schema = match serde_json::to_value(schema) {
-        Ok(schema) => schema,
-        Err(error) => {
-            return Err(vec![FieldError {
-                field: String::new(),
-                message: format!("CRD schema does not serialize: {error}"),
-            }]);
-        }
-    };
-    let mut errors = Vec::new();
-    check_schema(&schema, object, "", &mut errors);
-    if !errors.is_empty() {
-        return Err(errors);
-    }
-    if let Err(failures) = Validator::new().validate(&schema, object, None) {
-        return Err(failures
-            .iter()
-            .map(|failure| FieldError {
-                field: failure.field_path.clone(),
-                message: failure.message.clone(),
-            })
-            .collect());
-    }
-    Ok(apply_defaults(&schema, object))
+    CrdValidator::new(crd).validate(object)
 }
 
 /// The path of the field `key` of the object at `path` (`spec` and `retry` make
@@ -81,196 +180,100 @@ pub fn join(path: &str, key: &str) -> String {
     }
 }
 
-fn describe(value: &Value) -> String {
-    match value {
-        Value::String(s) => format!("{s:?}"),
-        other => other.to_string(),
-    }
-}
+#[cfg(test)]
+mod tests {
+    use kube::CustomResourceExt;
+    use serde_json::json;
 
-fn type_name(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "boolean",
-        Value::Number(n) if n.is_i64() || n.is_u64() => "integer",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
-    }
-}
+    use super::*;
+    use crate::{Gateway, Route, ServiceBackend};
 
-/// Walks a structural schema and the value side by side, collecting every violation.
-fn check_schema(schema: &Value, value: &Value, path: &str, errors: &mut Vec<FieldError>) {
-    let mut fail = |message: String| {
-        errors.push(FieldError {
-            field: path.to_owned(),
-            message,
-        })
-    };
-    if value.is_null() {
-        if schema.get("nullable").and_then(Value::as_bool) != Some(true) {
-            fail("Invalid value: null: must not be null".to_owned());
-        }
-        return;
+    /// The CEL failures of `object` against `crd`'s rules, as (field, message), sorted.
+    fn failures(rules: &CompiledSchema, object: &Value) -> Vec<(String, String)> {
+        let mut failures: Vec<_> = match Validator::new().validate_compiled(rules, object, None) {
+            Ok(()) => Vec::new(),
+            Err(errors) => errors
+                .iter()
+                .map(|e| (e.field_path.clone(), e.message.clone()))
+                .collect(),
+        };
+        failures.sort();
+        failures
     }
-    if schema
-        .get("x-kubernetes-int-or-string")
-        .and_then(Value::as_bool)
-        == Some(true)
-    {
-        if !(value.is_string() || value.is_i64() || value.is_u64()) {
-            fail(format!(
-                "Invalid value: {}: must be an integer or a string",
-                type_name(value)
-            ));
-        }
-        return;
-    }
-    if let Some(expected) = schema.get("type").and_then(Value::as_str) {
-        let actual = type_name(value);
-        let fits = actual == expected || (expected == "number" && actual == "integer");
-        if !fits {
-            fail(format!(
-                "Invalid value: {}: must be of type {expected}",
-                describe(value)
-            ));
-            return;
-        }
-    }
-    if let Some(allowed) = schema.get("enum").and_then(Value::as_array)
-        && !allowed.contains(value)
-    {
-        let list: Vec<String> = allowed.iter().map(describe).collect();
-        fail(format!(
-            "Unsupported value: {}: supported values: {}",
-            describe(value),
-            list.join(", ")
-        ));
-        return;
-    }
-    match value {
-        Value::Object(fields) => check_object(schema, fields, path, errors),
-        Value::Array(items) => check_array(schema, items, path, errors),
-        Value::String(text) => check_string(schema, text, path, errors),
-        Value::Number(number) => {
-            let Some(n) = number.as_f64() else { return };
-            if let Some(min) = schema.get("minimum").and_then(Value::as_f64)
-                && n < min
-            {
-                fail(format!(
-                    "Invalid value: {number}: should be greater than or equal to {min}"
-                ));
-            }
-            if let Some(max) = schema.get("maximum").and_then(Value::as_f64)
-                && n > max
-            {
-                fail(format!(
-                    "Invalid value: {number}: should be less than or equal to {max}"
-                ));
-            }
-        }
-        Value::Bool(_) | Value::Null => {}
-    }
-}
 
-fn check_object(
-    schema: &Value,
-    fields: &Map<String, Value>,
-    path: &str,
-    errors: &mut Vec<FieldError>,
-) {
-    let properties = schema.get("properties").and_then(Value::as_object);
-    let additional = schema.get("additionalProperties");
-    let preserve = schema
-        .get("x-kubernetes-preserve-unknown-fields")
-        .and_then(Value::as_bool)
-        == Some(true);
-    // `apiVersion`, `kind` and `metadata` of the object itself are the API server's, not the
-    // CRD schema's, to validate.
-    let is_root = path.is_empty();
-    for (key, child) in fields {
-        let child_path = join(path, key);
-        if is_root && matches!(key.as_str(), "apiVersion" | "kind" | "metadata") {
-            continue;
-        }
-        if let Some(child_schema) = properties.and_then(|p| p.get(key)) {
-            check_schema(child_schema, child, &child_path, errors);
-        } else if let Some(extra) = additional.filter(|a| a.is_object()) {
-            check_schema(extra, child, &child_path, errors);
-        } else if !(preserve || additional.and_then(Value::as_bool) == Some(true)) {
-            errors.push(FieldError {
-                field: child_path,
-                message: format!("unknown field {key:?}"),
-            });
-        }
+    fn schema(crd: &CustomResourceDefinition) -> Value {
+        let version = &crd.spec.versions[0];
+        let schema = version.schema.as_ref().expect("schema");
+        serde_json::to_value(schema.open_api_v3_schema.as_ref()).expect("JSON")
     }
-    if let Some(required) = schema.get("required").and_then(Value::as_array) {
-        for name in required.iter().filter_map(Value::as_str) {
-            if !fields.contains_key(name) {
-                errors.push(FieldError {
-                    field: join(path, name),
-                    message: "Required value".to_owned(),
-                });
-            }
-        }
-    }
-}
 
-fn check_array(schema: &Value, items: &[Value], path: &str, errors: &mut Vec<FieldError>) {
-    let count = items.len() as u64;
-    if let Some(min) = schema.get("minItems").and_then(Value::as_u64)
-        && count < min
-    {
-        errors.push(FieldError {
-            field: path.to_owned(),
-            message: format!("Invalid value: {count} items: must have at least {min} items"),
-        });
-    }
-    if let Some(max) = schema.get("maxItems").and_then(Value::as_u64)
-        && count > max
-    {
-        errors.push(FieldError {
-            field: path.to_owned(),
-            message: format!("Too many: {count}: must have at most {max} items"),
-        });
-    }
-    if let Some(item_schema) = schema.get("items") {
-        for (index, item) in items.iter().enumerate() {
-            check_schema(item_schema, item, &format!("{path}[{index}]"), errors);
+    #[test]
+    fn pruned_rules_find_exactly_what_all_rules_find() {
+        let route = |spec: Value| json!({"apiVersion": "portcullis.dev/v1alpha1", "kind": "Route", "metadata": {"name": "r"}, "spec": spec});
+        let cases = [
+            (
+                Route::crd(),
+                route(json!({"parentRefs": [{"name": "edge"}], "rules": [{
+                    "matches": [{"path": {"type": "PathPrefix", "value": "/a"}, "headers": [{"name": "X", "value": "y"}]}],
+                    "backendRefs": [{"name": "app"}]}]})),
+            ),
+            (
+                Route::crd(),
+                route(json!({"parentRefs": [{"name": "edge"}], "rules": [{
+                    "matches": [{"path": {"type": "PathPrefix", "value": "a//b"}}],
+                    "filters": [{"type": "RequestRedirect"}, {"type": "URLRewrite"}],
+                    "timeouts": {"request": "1s", "backendRequest": "2s"},
+                    "auth": {"type": "JWT"},
+                    "cors": {"allowCredentials": true, "allowOrigins": ["*"]},
+                    "rateLimit": {"requests": 0, "period": "1s", "key": {"type": "Header"}}}]})),
+            ),
+            (
+                Gateway::crd(),
+                json!({"spec": {"autoscaling": {"minReplicas": 5, "maxReplicas": 3},
+                    "listeners": [{"name": "a", "port": 80, "protocol": "HTTP"},
+                                  {"name": "a", "port": 80, "protocol": "HTTPS"}]}}),
+            ),
+            (
+                ServiceBackend::crd(),
+                json!({"spec": {"service": {"name": "s", "port": 1}, "endpoints": [{"address": "a", "port": 1}],
+                    "loadBalancer": {"policy": "ConsistentHash"}, "healthCheck": {"path": "x"}}}),
+            ),
+        ];
+        for (crd, object) in cases {
+            let schema = schema(&crd);
+            let all = compile_schema(&schema);
+            let mut pruned = compile_schema(&schema);
+            prune(&mut pruned);
+            assert_eq!(
+                failures(&pruned, &object),
+                failures(&all, &object),
+                "{object}"
+            );
         }
     }
-}
 
-fn check_string(schema: &Value, text: &str, path: &str, errors: &mut Vec<FieldError>) {
-    let length = text.chars().count() as u64;
-    let mut fail = |message: String| {
-        errors.push(FieldError {
-            field: path.to_owned(),
-            message,
-        })
-    };
-    if let Some(min) = schema.get("minLength").and_then(Value::as_u64)
-        && length < min
-    {
-        fail(format!(
-            "Invalid value: {text:?}: should be at least {min} chars long"
-        ));
-    }
-    if let Some(max) = schema.get("maxLength").and_then(Value::as_u64)
-        && length > max
-    {
-        fail(format!("Too long: may not be more than {max} bytes"));
-    }
-    if let Some(pattern) = schema.get("pattern").and_then(Value::as_str) {
-        match regex::Regex::new(pattern) {
-            Ok(re) if !re.is_match(text) => {
-                fail(format!("Invalid value: {text:?}: should match '{pattern}'"))
-            }
-            Ok(_) => {}
-            Err(error) => fail(format!(
-                "schema pattern {pattern:?} does not compile: {error}"
-            )),
-        }
+    #[test]
+    fn a_route_breaking_several_rules_gets_them_in_the_schema_order() {
+        let validator = CrdValidator::new(&Route::crd());
+        let object = json!({"apiVersion": "portcullis.dev/v1alpha1", "kind": "Route", "metadata": {"name": "r"},
+            "spec": {"parentRefs": [{"name": "edge"}], "rules": [{
+                "matches": [{"path": {"type": "PathPrefix", "value": "a"}}],
+                "auth": {"type": "JWT"},
+                "timeouts": {"request": "1s", "backendRequest": "2s"}}]}});
+        let fields: Vec<String> = validator
+            .validate(&object)
+            .expect_err("refused")
+            .into_iter()
+            .map(|e| e.field)
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                "spec.rules[0]",
+                "spec.rules[0].auth",
+                "spec.rules[0].matches[0].path",
+                "spec.rules[0].timeouts"
+            ]
+        );
     }
 }
