@@ -5,7 +5,7 @@
 mod operator_support;
 mod support;
 
-use std::{sync::Arc, sync::mpsc, thread, time::Duration};
+use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::{
@@ -13,7 +13,7 @@ use kube::{
     api::{Patch, PatchParams},
 };
 use operator_support::*;
-use portcullis_controller::{ControllerConfig, LeaderElection, Metrics};
+use portcullis_controller::{ControllerConfig, LeaderElection};
 use serde_json::json;
 use support::control_plane::{TestContext, eventually};
 
@@ -30,51 +30,6 @@ fn config(ctx: &TestContext, identity: &str) -> ControllerConfig {
             renew_before: Duration::from_secs(1),
         }),
         ..ControllerConfig::default()
-    }
-}
-
-/// An operator on a runtime of its own, so that it can die abruptly: its runtime is dropped
-/// with every task in it, the Lease is never released, as when the process is killed.
-struct Mortal {
-    metrics: Arc<Metrics>,
-    kill: mpsc::Sender<()>,
-    thread: thread::JoinHandle<()>,
-}
-
-impl Mortal {
-    fn start(ctx: &TestContext, config: ControllerConfig) -> Self {
-        let metrics = Arc::new(Metrics::default());
-        let (kill, killed) = mpsc::channel();
-        let ctx = ctx.clone();
-        let shared = metrics.clone();
-        let thread = thread::spawn(move || {
-            let runtime = tokio::runtime::Runtime::new().expect("a runtime");
-            runtime.block_on(async {
-                let client = counted_client(&ctx, &shared).await;
-                let config = ControllerConfig {
-                    namespace: Some(ctx.namespace.clone()),
-                    metrics: shared.clone(),
-                    ..config
-                };
-                tokio::spawn(portcullis_controller::run(
-                    client,
-                    config,
-                    std::future::pending(),
-                ));
-            });
-            let _ = killed.recv();
-            runtime.shutdown_background();
-        });
-        Self {
-            metrics,
-            kill,
-            thread,
-        }
-    }
-
-    fn kill(self) {
-        let _ = self.kill.send(());
-        self.thread.join().expect("the operator thread ends");
     }
 }
 

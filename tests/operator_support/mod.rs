@@ -8,7 +8,7 @@
     reason = "each operator test binary uses a different part of these helpers"
 )]
 
-use std::{fs, path::Path, sync::Arc, time::Duration};
+use std::{fs, path::Path, sync::Arc, sync::mpsc, thread, time::Duration};
 
 use k8s_openapi::{
     api::{apps::v1::Deployment, core::v1::Pod},
@@ -93,6 +93,54 @@ impl Operator {
             Ok(Ok(Ok(()))) => {}
             other => panic!("the operator did not stop cleanly: {other:?}"),
         }
+    }
+}
+
+/// An operator on a runtime of its own, so that it can die abruptly: its runtime is dropped
+/// with every task in it, the Lease is never released, as when the process is killed.
+pub struct Mortal {
+    /// Its metrics (reconciles, leadership).
+    pub metrics: Arc<Metrics>,
+    kill: mpsc::Sender<()>,
+    thread: thread::JoinHandle<()>,
+}
+
+impl Mortal {
+    /// Starts the operator on the test's namespace with `config`, on a runtime of its own.
+    pub fn start(ctx: &TestContext, config: ControllerConfig) -> Self {
+        let metrics = Arc::new(Metrics::default());
+        let (kill, killed) = mpsc::channel();
+        let ctx = ctx.clone();
+        let shared = metrics.clone();
+        let thread = thread::spawn(move || {
+            let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+            runtime.block_on(async {
+                let client = counted_client(&ctx, &shared).await;
+                let config = ControllerConfig {
+                    namespace: Some(ctx.namespace.clone()),
+                    metrics: shared.clone(),
+                    ..config
+                };
+                tokio::spawn(portcullis_controller::run(
+                    client,
+                    config,
+                    std::future::pending(),
+                ));
+            });
+            let _ = killed.recv();
+            runtime.shutdown_background();
+        });
+        Self {
+            metrics,
+            kill,
+            thread,
+        }
+    }
+
+    /// Kills the operator abruptly: no Lease release, no last write.
+    pub fn kill(self) {
+        let _ = self.kill.send(());
+        self.thread.join().expect("the operator thread ends");
     }
 }
 

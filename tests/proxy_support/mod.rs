@@ -258,6 +258,9 @@ pub struct Identity {
     /// The gateway Pod it stands in for: it reports on that Pod, as the gateway's
     /// ServiceAccount (impersonated), so the Role the operator grants is what it may do.
     pub pod: Option<String>,
+    /// Its admin listener; a free port when `None`. A replica started again in place keeps
+    /// its address, as a pod's probes and a load balancer's health checks expect.
+    pub admin: Option<SocketAddr>,
 }
 
 impl Default for Identity {
@@ -265,6 +268,7 @@ impl Default for Identity {
         Self {
             listen: std::net::Ipv4Addr::LOCALHOST.into(),
             pod: None,
+            admin: None,
         }
     }
 }
@@ -275,6 +279,7 @@ impl Identity {
         Self {
             listen: std::net::Ipv4Addr::from(listen).into(),
             pod: Some(pod.to_owned()),
+            admin: None,
         }
     }
 }
@@ -329,7 +334,7 @@ impl Proxy {
         let secrets = dir.path().join("secrets");
         fs::create_dir(&secrets).expect("the secrets directory");
         let log = fs::File::create(dir.path().join("proxy.log")).expect("the proxy log");
-        let admin = free_addr();
+        let admin = identity.admin.unwrap_or_else(free_addr);
         let port = config
             .snapshot
             .listeners
@@ -498,6 +503,31 @@ impl Proxy {
             .map(str::to_owned)
     }
 
+    /// Sends SIGTERM, as the kubelet does to a pod being deleted: the proxy drains and exits.
+    pub fn terminate(&self) {
+        signal(self.child.id(), "TERM");
+    }
+
+    /// Kills the process at once (SIGKILL), as a node failure or the OOM killer would.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Waits up to `timeout` for the process to exit and returns how it exited.
+    pub async fn exited(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if std::time::Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Whether the process is still running.
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
@@ -617,4 +647,17 @@ pub fn mount_example_api_keys(config: &Config, replicas: &[Proxy]) {
         )
         .expect("the mounted key file");
     }
+}
+
+/// Sends `SIG<name>` to `pid` with kill(1) (the workspace forbids the `unsafe` of libc's kill).
+///
+/// # Panics
+/// If kill(1) cannot run or fails.
+fn signal(pid: u32, name: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(pid.to_string())
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run kill(1): {e}"));
+    assert!(status.success(), "kill -{name} {pid} failed: {status}");
 }

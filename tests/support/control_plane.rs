@@ -119,6 +119,7 @@ pub struct ControlPlane {
     fake_nodes: bool,
     crds: Vec<String>,
     startup: Duration,
+    api_server_pid: u32,
 }
 
 /// The test binary's control plane, or why it could not start.
@@ -217,6 +218,37 @@ impl ControlPlane {
     pub fn startup_time(&self) -> Duration {
         self.startup
     }
+
+    /// Freezes kube-apiserver (SIGSTOP): its connections stay open but nothing answers, as
+    /// when the API server is unreachable. Every test in the binary shares it: only a binary
+    /// with a single test may do this.
+    ///
+    /// # Panics
+    /// If the signal cannot be sent.
+    pub fn pause_api_server(&self) {
+        signal(self.api_server_pid, "STOP");
+    }
+
+    /// Lets a paused kube-apiserver run again (SIGCONT).
+    ///
+    /// # Panics
+    /// If the signal cannot be sent.
+    pub fn resume_api_server(&self) {
+        signal(self.api_server_pid, "CONT");
+    }
+}
+
+/// Sends `SIG<name>` to `pid` with kill(1) (the workspace forbids the `unsafe` of libc's kill).
+///
+/// # Panics
+/// If kill(1) cannot run or fails.
+pub fn signal(pid: u32, name: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(pid.to_string())
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run kill(1): {e}"));
+    assert!(status.success(), "kill -{name} {pid} failed: {status}");
 }
 
 /// What one test works with: a client and a fresh namespace of its own.
@@ -416,6 +448,9 @@ async fn start(processes: &mut Processes) -> Result<ControlPlane> {
         ],
         &dir,
     )?;
+    let api_server_pid = processes
+        .last_pid()
+        .context("kube-apiserver has no process id")?;
     let client = client_from(&kubeconfig).await?;
     poll(processes, deadline, "kube-apiserver's /readyz", || {
         api_ready(&client)
@@ -526,6 +561,7 @@ async fn start(processes: &mut Processes) -> Result<ControlPlane> {
         fake_nodes,
         crds,
         startup: Duration::ZERO,
+        api_server_pid,
     })
 }
 
@@ -923,6 +959,11 @@ impl Processes {
             exited: false,
         });
         Ok(())
+    }
+
+    /// The process id of the process started last.
+    fn last_pid(&self) -> Option<u32> {
+        self.0.last().map(|p| p.child.id())
     }
 
     /// Fails if a process has exited.
