@@ -5,6 +5,7 @@
 #   make lint    formatting and clippy, warnings are errors
 #   make crds    regenerate crds/ from the API types
 #   make generate  every generated file: crds/, the chart's CRDs and RBAC rules, deploy/install.yaml
+#   make drill   failover drills: real proxies behind HAProxy under load, the table printed
 #   make bench   the data plane side by side with nginx, then what its policies cost, then the
 #                offline path (check, render, run) on bundles of 1,000 to 20,000 Routes
 #   make bench-offline  only the offline path at scale (hack/bench-offline.sh)
@@ -18,7 +19,7 @@ BIN := target/debug/portcullis
 
 .PHONY: build release release-pgo test demo lint crds chart-rbac install-yaml generate check-generated bench \
 	bench-policies bench-instructions bench-offline \
-	control-plane helm redis-server image fuzz
+	control-plane helm redis-server haproxy drill image fuzz
 
 build:
 	$(CARGO) build
@@ -48,7 +49,12 @@ redis-server:
 	@command -v redis-server >/dev/null || \
 		{ $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq redis-server >/dev/null; }
 
-test: control-plane helm redis-server
+# The failover drills (tests/drill.rs) put Debian's HAProxy in front of the gateway replicas.
+haproxy:
+	@command -v haproxy >/dev/null || \
+		{ $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq haproxy >/dev/null; }
+
+test: control-plane helm redis-server haproxy
 	# The process tests run the serve_snapshot example: built first, so that it is there (and
 	# current) for them whichever targets the test run builds.
 	$(CARGO) build -p portcullis-proxy --example serve_snapshot
@@ -57,6 +63,14 @@ test: control-plane helm redis-server
 		$(CARGO) test --workspace --all-targets
 # Generated files are checked by the tests themselves (tests/crds.rs, tests/chart.rs), with the
 # binary the tests already built; `make check-generated` does the same by hand.
+
+# The failover drills alone, with their table: three `portcullis proxy --configmap` replicas
+# behind HAProxy under a steady load, a replica drained and killed, Route edits, the API
+# server frozen, the operator's leader killed, a backend endpoint killed, a bad Route
+# (a few minutes). `make test` runs them too, without showing the table.
+drill: control-plane haproxy
+	PORTCULLIS_K8S_BIN="$$(hack/build-test-control-plane.sh | tail -n1)" \
+		$(CARGO) test -p portcullis --test drill -- --nocapture
 
 demo:
 	$(CARGO) build --release

@@ -10,6 +10,7 @@ use std::{
         Arc, Mutex,
         atomic::{AtomicU64, Ordering},
     },
+    time::Duration,
 };
 
 use bytes::Bytes;
@@ -21,6 +22,10 @@ use tokio::{net::TcpListener, task::JoinHandle};
 
 /// The header the drill's client puts a unique id in, on every POST.
 pub const POST_ID: &str = "x-drill-post";
+
+/// How long the service works on a request: long enough that a replica or an endpoint killed
+/// at any moment has requests in flight, as it would in production.
+pub const SERVICE_TIME: Duration = Duration::from_millis(20);
 
 /// What the service has seen, over all its endpoints.
 #[derive(Default)]
@@ -58,7 +63,7 @@ pub struct Endpoint {
 
 impl Endpoint {
     /// Starts an endpoint named `name` on `addr` (port 0: any), recording into `ledger`. It
-    /// answers every request `200 <name>` once the request body is read.
+    /// answers every request `200 <name>`, [`SERVICE_TIME`] after the request body has arrived.
     pub async fn start(name: &'static str, addr: SocketAddr, ledger: Arc<Ledger>) -> Self {
         let listener = TcpListener::bind(addr)
             .await
@@ -81,8 +86,9 @@ impl Endpoint {
                                 .get(POST_ID)
                                 .and_then(|v| v.to_str().ok()?.parse().ok());
                             let method = request.method().clone();
-                            // The work is done once the whole request has arrived.
+                            // The work is recorded once the whole request has arrived.
                             let _ = request.into_body().collect().await;
+                            tokio::time::sleep(SERVICE_TIME).await;
                             ledger.record(&method, id);
                             Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(name))))
                         }

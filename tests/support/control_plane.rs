@@ -50,7 +50,7 @@
 )]
 
 use std::{
-    fs::{self, File, OpenOptions},
+    fs::{self, OpenOptions},
     future::Future,
     io::Write as _,
     net::TcpListener,
@@ -119,7 +119,14 @@ pub struct ControlPlane {
     fake_nodes: bool,
     crds: Vec<String>,
     startup: Duration,
-    api_server_pid: u32,
+    outages: std::sync::mpsc::Sender<Outage>,
+}
+
+/// A request to the supervisor thread: take kube-apiserver down for `down`, then start it
+/// again; `done` hears when it has been started (not yet ready).
+struct Outage {
+    down: Duration,
+    done: oneshot::Sender<Result<(), String>>,
 }
 
 /// The test binary's control plane, or why it could not start.
@@ -219,36 +226,32 @@ impl ControlPlane {
         self.startup
     }
 
-    /// Freezes kube-apiserver (SIGSTOP): its connections stay open but nothing answers, as
-    /// when the API server is unreachable. Every test in the binary shares it: only a binary
-    /// with a single test may do this.
+    /// Stops kube-apiserver (SIGKILL: every connection to it drops, as when it crashes or its
+    /// node goes), leaves it down for `down`, starts it again on the same port and data, and
+    /// waits until it is ready. Returns how long it took to be ready once started. Every test
+    /// in the binary shares it: only a binary with a single test may do this.
     ///
     /// # Panics
-    /// If the signal cannot be sent.
-    pub fn pause_api_server(&self) {
-        signal(self.api_server_pid, "STOP");
+    /// If it cannot be restarted or does not become ready within the start timeout.
+    pub async fn stop_api_server(&self, down: Duration) -> Duration {
+        let (done, restarted) = oneshot::channel();
+        self.outages
+            .send(Outage { down, done })
+            .expect("the control-plane thread takes requests");
+        restarted
+            .await
+            .expect("the control-plane thread answers")
+            .unwrap_or_else(|e| panic!("kube-apiserver did not restart: {e}"));
+        let started = Instant::now();
+        let client = self.client().await;
+        eventually(
+            "kube-apiserver to be ready again",
+            DEFAULT_START_TIMEOUT,
+            || async { api_ready(&client).await.then_some(()) },
+        )
+        .await;
+        started.elapsed()
     }
-
-    /// Lets a paused kube-apiserver run again (SIGCONT).
-    ///
-    /// # Panics
-    /// If the signal cannot be sent.
-    pub fn resume_api_server(&self) {
-        signal(self.api_server_pid, "CONT");
-    }
-}
-
-/// Sends `SIG<name>` to `pid` with kill(1) (the workspace forbids the `unsafe` of libc's kill).
-///
-/// # Panics
-/// If kill(1) cannot run or fails.
-pub fn signal(pid: u32, name: &str) {
-    let status = Command::new("kill")
-        .arg(format!("-{name}"))
-        .arg(pid.to_string())
-        .status()
-        .unwrap_or_else(|e| panic!("cannot run kill(1): {e}"));
-    assert!(status.success(), "kill -{name} {pid} failed: {status}");
 }
 
 /// What one test works with: a client and a fresh namespace of its own.
@@ -348,11 +351,12 @@ where
 fn supervise(report: oneshot::Sender<Result<ControlPlane, String>>) {
     let began = Instant::now();
     let mut processes = Processes::default();
+    let (outages, requests) = std::sync::mpsc::channel();
     let started = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot build a tokio runtime")
-        .and_then(|runtime| runtime.block_on(start(&mut processes)));
+        .and_then(|runtime| runtime.block_on(start(&mut processes, outages)));
     match started {
         Ok(mut control_plane) => {
             control_plane.startup = began.elapsed();
@@ -362,7 +366,7 @@ fn supervise(report: oneshot::Sender<Result<ControlPlane, String>>) {
                 control_plane.dir.display()
             ));
             if report.send(Ok(control_plane)).is_ok() {
-                processes.watch();
+                processes.watch(&requests);
             }
             processes.kill_all();
         }
@@ -374,7 +378,10 @@ fn supervise(report: oneshot::Sender<Result<ControlPlane, String>>) {
 }
 
 /// Starts every process and waits for each to be ready.
-async fn start(processes: &mut Processes) -> Result<ControlPlane> {
+async fn start(
+    processes: &mut Processes,
+    outages: std::sync::mpsc::Sender<Outage>,
+) -> Result<ControlPlane> {
     let timeout = match std::env::var(START_TIMEOUT_ENV) {
         Ok(secs) => Duration::from_secs(
             secs.parse()
@@ -448,9 +455,6 @@ async fn start(processes: &mut Processes) -> Result<ControlPlane> {
         ],
         &dir,
     )?;
-    let api_server_pid = processes
-        .last_pid()
-        .context("kube-apiserver has no process id")?;
     let client = client_from(&kubeconfig).await?;
     poll(processes, deadline, "kube-apiserver's /readyz", || {
         api_ready(&client)
@@ -561,7 +565,7 @@ async fn start(processes: &mut Processes) -> Result<ControlPlane> {
         fake_nodes,
         crds,
         startup: Duration::ZERO,
-        api_server_pid,
+        outages,
     })
 }
 
@@ -924,6 +928,9 @@ struct Process {
     child: Child,
     log: PathBuf,
     exited: bool,
+    program: PathBuf,
+    args: Vec<String>,
+    dir: PathBuf,
 }
 
 /// The control plane's processes, in start order.
@@ -941,29 +948,33 @@ impl Processes {
         dir: &Path,
     ) -> Result<()> {
         let log = dir.join(format!("{name}.log"));
-        let stdout =
-            File::create(&log).with_context(|| format!("cannot create {}", log.display()))?;
-        let stderr = stdout.try_clone()?;
-        let child = guarded_command(program)
-            .args(args)
-            .current_dir(dir)
-            .stdin(Stdio::null())
-            .stdout(stdout)
-            .stderr(stderr)
-            .spawn()
-            .with_context(|| format!("cannot start {}", program.display()))?;
+        let child = start_logged(program, args, dir, &log)?;
         self.0.push(Process {
             name,
             child,
             log,
             exited: false,
+            program: program.to_owned(),
+            args: args.to_owned(),
+            dir: dir.to_owned(),
         });
         Ok(())
     }
 
-    /// The process id of the process started last.
-    fn last_pid(&self) -> Option<u32> {
-        self.0.last().map(|p| p.child.id())
+    /// Kills kube-apiserver, waits `down`, and starts it again as it was first started (its
+    /// log goes on in the same file).
+    fn restart_api_server(&mut self, down: Duration) -> Result<()> {
+        let process = self
+            .0
+            .iter_mut()
+            .find(|p| p.name == "kube-apiserver")
+            .context("kube-apiserver is not among the processes")?;
+        let _ = process.child.kill();
+        let _ = process.child.wait();
+        thread::sleep(down);
+        process.child = start_logged(&process.program, &process.args, &process.dir, &process.log)?;
+        process.exited = false;
+        Ok(())
     }
 
     /// Fails if a process has exited.
@@ -978,10 +989,22 @@ impl Processes {
     }
 
     /// Runs for the rest of the test binary's life, reporting (bypassing the test harness's
-    /// output capture) any process that dies, with the end of its log.
-    fn watch(&mut self) {
+    /// output capture) any process that dies, with the end of its log, and carrying out the
+    /// API server outages tests ask for.
+    fn watch(&mut self, outages: &std::sync::mpsc::Receiver<Outage>) {
         loop {
-            thread::sleep(Duration::from_millis(500));
+            match outages.recv_timeout(Duration::from_millis(500)) {
+                Ok(outage) => {
+                    let restarted = self
+                        .restart_api_server(outage.down)
+                        .map_err(|e| format!("{e:#}"));
+                    let _ = outage.done.send(restarted);
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    thread::sleep(Duration::from_millis(500));
+                }
+            }
             for process in self.0.iter_mut().filter(|p| !p.exited) {
                 if let Ok(Some(status)) = process.child.try_wait() {
                     process.exited = true;
@@ -1007,6 +1030,25 @@ impl Processes {
     fn log_tails(&self) -> String {
         self.0.iter().map(|p| tail(&p.log)).collect()
     }
+}
+
+/// Starts `program` with `args` in `dir` (guarded, see [`guarded_command`]), stdout and stderr
+/// appended to `log`.
+fn start_logged(program: &Path, args: &[String], dir: &Path, log: &Path) -> Result<Child> {
+    let stdout = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .with_context(|| format!("cannot open {}", log.display()))?;
+    let stderr = stdout.try_clone()?;
+    guarded_command(program)
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(stderr)
+        .spawn()
+        .with_context(|| format!("cannot start {}", program.display()))
 }
 
 /// The last lines of a log file, headed by its path.
