@@ -198,6 +198,12 @@ async fn api_server_outage(stage: &Stage) -> Row {
     let startup = stage.ctx.control_plane.stop_api_server(API_OUTAGE).await;
     let ready = Instant::now();
     stage.edit("/edit-after-outage").await;
+    proxy_support::await_config(&stage.ctx, |s| {
+        s.to_yaml()
+            .is_ok_and(|yaml| yaml.contains("/edit-after-outage"))
+    })
+    .await;
+    let compiled = ready.elapsed();
     let served = stage
         .served_everywhere("/edit-after-outage", 200, ready)
         .await;
@@ -207,8 +213,10 @@ async fn api_server_outage(stage: &Stage) -> Row {
         window: stage.load.window(from, stage.load.now()).await,
         duplicated_posts: stage.ledger.duplicates() - duplicates,
         recovery: format!(
-            "API ready {} after its restart; an edit made then served by all 3 in {}",
+            "API ready {} after its restart; an edit made then was in the ConfigMap in {}, \
+             served by all 3 in {}",
             ms(startup),
+            ms(compiled),
             ms(served)
         ),
     };

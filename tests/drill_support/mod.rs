@@ -65,6 +65,13 @@ pub struct Stage {
 impl Stage {
     /// Starts everything and waits until each replica answers clients through HAProxy.
     pub async fn start() -> Self {
+        // The operators run in this process: `PORTCULLIS_DRILL_LOG=info` shows what they do.
+        if let Ok(filter) = std::env::var("PORTCULLIS_DRILL_LOG") {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_test_writer()
+                .try_init();
+        }
         let ctx = TestContext::new("drill").await;
         let ledger = Arc::new(Ledger::default());
         let endpoints = [

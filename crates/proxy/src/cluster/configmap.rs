@@ -17,7 +17,7 @@ use portcullis_config::{
 };
 use tokio::task::JoinHandle;
 
-use super::{ClusterSource, endpoints, report::Reporter};
+use super::{ClusterSource, backoff::WatchBackoff, endpoints, report::Reporter};
 use crate::{DataPlane, compile::Secrets};
 
 /// Watches the ConfigMap named by `source` until the task is aborted, and reports each outcome
@@ -32,7 +32,11 @@ pub async fn follow(
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), &source.namespace);
     let config = watcher::Config::default().fields(&format!("metadata.name={}", source.name));
     let mut watches = Watches::default();
-    let mut stream = std::pin::pin!(watcher(api, config).default_backoff().applied_objects());
+    let mut stream = std::pin::pin!(
+        watcher(api, config)
+            .backoff(WatchBackoff::default())
+            .applied_objects()
+    );
     while let Some(event) = stream.next().await {
         let config_map = match event {
             Ok(config_map) => config_map,

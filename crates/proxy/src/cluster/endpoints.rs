@@ -13,6 +13,7 @@ use kube::{
     },
 };
 
+use super::backoff::WatchBackoff;
 use crate::DataPlane;
 
 /// A Service port a backend sends to.
@@ -37,7 +38,8 @@ pub async fn follow(client: Client, plane: Arc<DataPlane>, key: String, service:
     let mut known: BTreeMap<String, EndpointSlice> = BTreeMap::new();
     let mut listing: BTreeMap<String, EndpointSlice> = BTreeMap::new();
     let mut port_name: Option<String> = None;
-    let mut stream = std::pin::pin!(watcher::watcher(slices, config).default_backoff());
+    let mut stream =
+        std::pin::pin!(watcher::watcher(slices, config).backoff(WatchBackoff::default()));
     while let Some(event) = stream.next().await {
         match event {
             // A (re)list begins: nothing is known anew until it is done, and the endpoints in

@@ -6,6 +6,7 @@
 //! API answers, and the API takes over from there. The mounted Secrets are watched: a rotated
 //! certificate or key is served without a restart.
 
+mod backoff;
 mod configmap;
 mod endpoints;
 mod report;
