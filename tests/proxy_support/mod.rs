@@ -210,8 +210,17 @@ pub struct Config {
 
 /// Waits until the Gateway's ConfigMap holds a snapshot satisfying `check`.
 pub async fn await_config(ctx: &TestContext, check: impl Fn(&Snapshot) -> bool) -> Config {
+    await_config_within(ctx, TIMEOUT, check).await
+}
+
+/// [`await_config`], waiting up to `timeout`.
+pub async fn await_config_within(
+    ctx: &TestContext,
+    timeout: Duration,
+    check: impl Fn(&Snapshot) -> bool,
+) -> Config {
     let config_maps: Api<ConfigMap> = ctx.api();
-    eventually("the Gateway's ConfigMap", TIMEOUT, || async {
+    eventually("the Gateway's ConfigMap", timeout, || async {
         let config_map = config_maps
             .get_opt(&format!("{GATEWAY}-config"))
             .await
