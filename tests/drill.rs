@@ -21,13 +21,13 @@ mod support;
 use std::time::{Duration, Instant};
 
 use drill_support::{
-    DRAIN_DELAY, LEASE, Stage, replica_name,
+    DRAIN_DELAY, LEASE, Stage, exact, replica_name,
     report::{Row, ms, table},
+    route,
 };
 use kube::Api;
 use operator_support::{TIMEOUT, apply_all};
 use portcullis_api::Route;
-use serde_json::json;
 use support::control_plane::eventually;
 
 /// How long the API server stays down in drill 4.
@@ -82,15 +82,14 @@ fn assert_no_failures(row: &Row, posts: bool) {
 /// 1. SIGTERM one replica, as a rolling update does: it drains (the load balancer sees
 ///    `/ready` turn 503 and moves on) and exits 0; started again, it takes traffic again.
 async fn drain_one_replica(stage: &mut Stage) -> Row {
-    let duplicates = stage.ledger.duplicates();
-    let from = stage.load.now();
+    let mark = stage.mark();
     stage.replicas[0].terminate();
     let status = stage.replicas[0]
         .exited(Duration::from_secs(30))
         .await
         .expect("the draining replica exits");
     assert!(status.success(), "a drained replica exits 0, not {status}");
-    let drained = stage.load.now() - from;
+    let drained = stage.load.now() - mark.from;
     let restart = stage.load.now();
     stage.restart(0).await;
     let back = stage
@@ -98,18 +97,15 @@ async fn drain_one_replica(stage: &mut Stage) -> Row {
         .first_served_by(&replica_name(0), restart, TIMEOUT)
         .await
         .expect("the restarted replica takes traffic again");
-    let to = back + AFTERMATH;
     tokio::time::sleep(AFTERMATH).await;
-    let row = Row {
-        drill: "1. SIGTERM one replica (drain)",
-        window: stage.load.window(from, to).await,
-        duplicated_posts: stage.ledger.duplicates() - duplicates,
-        recovery: format!(
-            "exited 0 after {} (drain.delay {DRAIN_DELAY}); back in service {} after restart",
-            ms(drained),
-            ms(back - restart)
-        ),
-    };
+    let recovery = format!(
+        "exited 0 after {} (drain.delay {DRAIN_DELAY}); back in service {} after restart",
+        ms(drained),
+        ms(back - restart)
+    );
+    let row = stage
+        .row(&mark, "1. SIGTERM one replica (drain)", recovery)
+        .await;
     assert_no_failures(&row, true);
     row
 }
@@ -117,14 +113,13 @@ async fn drain_one_replica(stage: &mut Stage) -> Row {
 /// 2. kill -9 one replica: HAProxy retries the GETs it had in flight on the others; POSTs in
 ///    flight on it are lost (failed, never run twice); the two survivors carry the load.
 async fn kill_one_replica(stage: &mut Stage) -> Row {
-    let duplicates = stage.ledger.duplicates();
-    let from = stage.load.now();
+    let mark = stage.mark();
     stage.replicas[1].kill();
     tokio::time::sleep(Duration::from_secs(3)).await;
     let killed = replica_name(1);
     let after = stage
         .load
-        .samples_between(from + Duration::from_secs(1), stage.load.now());
+        .samples_between(mark.from + Duration::from_secs(1), stage.load.now());
     assert!(
         after.iter().all(|s| s.replica.as_deref() != Some(&killed)),
         "the load balancer still sends to the dead replica"
@@ -137,8 +132,10 @@ async fn kill_one_replica(stage: &mut Stage) -> Row {
             "{survivor} carries part of the load"
         );
     }
-    let window = stage.load.window(from, stage.load.now()).await;
-    let impact = window.last_failure.map(|at| at - from);
+    let mut row = stage
+        .row(&mark, "2. kill -9 one replica", String::new())
+        .await;
+    let impact = row.window.last_failure.map(|at| at - mark.from);
     let restart = stage.load.now();
     stage.restart(1).await;
     let back = stage
@@ -146,19 +143,14 @@ async fn kill_one_replica(stage: &mut Stage) -> Row {
         .first_served_by(&killed, restart, TIMEOUT)
         .await
         .expect("the restarted replica takes traffic again");
-    let row = Row {
-        drill: "2. kill -9 one replica",
-        window,
-        duplicated_posts: stage.ledger.duplicates() - duplicates,
-        recovery: format!(
-            "{}; back in service {} after restart",
-            impact.map_or("no failure".to_owned(), |d| format!(
-                "last failure {} after the kill",
-                ms(d)
-            )),
-            ms(back - restart)
-        ),
-    };
+    row.recovery = format!(
+        "{}; back in service {} after restart",
+        impact.map_or("no failure".to_owned(), |d| format!(
+            "last failure {} after the kill",
+            ms(d)
+        )),
+        ms(back - restart)
+    );
     // A POST in flight on the killed replica cannot be retried safely: counted, not asserted.
     assert_no_failures(&row, false);
     row
@@ -167,8 +159,7 @@ async fn kill_one_replica(stage: &mut Stage) -> Row {
 /// 3. Route edits through the API, one after the other, each served by every replica before
 ///    the next.
 async fn route_edits(stage: &Stage) -> Row {
-    let duplicates = stage.ledger.duplicates();
-    let from = stage.load.now();
+    let mark = stage.mark();
     let mut served = Vec::new();
     for edit in 1..=EDITS {
         let path = format!("/edit-{edit}");
@@ -178,17 +169,13 @@ async fn route_edits(stage: &Stage) -> Row {
     }
     let revision = stage.converged().await;
     served.sort();
-    let row = Row {
-        drill: "3. 50 Route edits",
-        window: stage.load.window(from, stage.load.now()).await,
-        duplicated_posts: stage.ledger.duplicates() - duplicates,
-        recovery: format!(
-            "edit → served by all 3: p50 {}, p99 {}; all on revision {}",
-            ms(drill_support::load::percentile(&served, 50.0)),
-            ms(drill_support::load::percentile(&served, 99.0)),
-            &revision[..revision.len().min(12)]
-        ),
-    };
+    let recovery = format!(
+        "edit → served by all 3: p50 {}, p99 {}; all on revision {}",
+        ms(drill_support::load::percentile(&served, 50.0)),
+        ms(drill_support::load::percentile(&served, 99.0)),
+        &revision[..revision.len().min(12)]
+    );
+    let row = stage.row(&mark, "3. 50 Route edits", recovery).await;
     assert_no_failures(&row, true);
     row
 }
@@ -203,8 +190,7 @@ async fn route_edits(stage: &Stage) -> Row {
 /// write (the same compile, the same revision), so that the replicas' share is measured either
 /// way and the operator's is reported.
 async fn api_server_outage(stage: &Stage) -> Row {
-    let duplicates = stage.ledger.duplicates();
-    let from = stage.load.now();
+    let mark = stage.mark();
     let startup = stage.ctx.control_plane.stop_api_server(API_OUTAGE).await;
     let ready = Instant::now();
     stage.edit("/edit-after-outage").await;
@@ -230,17 +216,13 @@ async fn api_server_outage(stage: &Stage) -> Row {
     let served = stage
         .served_everywhere("/edit-after-outage", 200, written)
         .await;
-    let row = Row {
-        drill: "4. API server down 30 s",
-        window: stage.load.window(from, stage.load.now()).await,
-        duplicated_posts: stage.ledger.duplicates() - duplicates,
-        recovery: format!(
-            "API ready {} after its restart; an edit made then: {operator}; all 3 replicas \
-             served it {} after it was in the ConfigMap",
-            ms(startup),
-            ms(served)
-        ),
-    };
+    let recovery = format!(
+        "API ready {} after its restart; an edit made then: {operator}; all 3 replicas \
+         served it {} after it was in the ConfigMap",
+        ms(startup),
+        ms(served)
+    );
+    let row = stage.row(&mark, "4. API server down 30 s", recovery).await;
     assert_no_failures(&row, true);
     row
 }
@@ -248,26 +230,15 @@ async fn api_server_outage(stage: &Stage) -> Row {
 /// 5. The operator's leader killed (no Lease release) while Routes are being edited: the
 ///    standby takes the Lease when it expires and the edits made meanwhile are served.
 async fn leader_killed(stage: &mut Stage) -> Row {
-    let duplicates = stage.ledger.duplicates();
-    let from = stage.load.now();
+    let mark = stage.mark();
     let leader = stage.operators.remove(stage.leader().await);
     let standby = &stage.operators[0];
     let before = standby.metrics.reconciles("gateway");
     let ctx = stage.ctx.clone();
     let editor = tokio::spawn(async move {
         for edit in 0.. {
-            let route = json!({
-                "apiVersion": "portcullis.dev/v1alpha1",
-                "kind": "Route",
-                "metadata": { "name": "churn", "namespace": ctx.namespace },
-                "spec": {
-                    "parentRefs": [{ "name": proxy_support::GATEWAY }],
-                    "rules": [{
-                        "matches": [{ "path": { "type": "Exact", "value": format!("/churn-{edit}") } }],
-                        "backendRefs": [{ "name": "web" }],
-                    }],
-                },
-            });
+            let path = format!("/churn-{edit}");
+            let route = route(&ctx.namespace, "churn", &[exact(&path, "web")]);
             apply_all(&ctx.client, &[route]).await;
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
@@ -290,17 +261,15 @@ async fn leader_killed(stage: &mut Stage) -> Row {
         .served_everywhere("/edit-after-takeover", 200, began)
         .await;
     stage.converged().await;
-    let row = Row {
-        drill: "5. operator leader killed",
-        window: stage.load.window(from, stage.load.now()).await,
-        duplicated_posts: stage.ledger.duplicates() - duplicates,
-        recovery: format!(
-            "standby's first reconcile {} after the kill (Lease {}); next edit served in {}",
-            ms(took_over),
-            ms(LEASE),
-            ms(served)
-        ),
-    };
+    let recovery = format!(
+        "standby's first reconcile {} after the kill (Lease {}); next edit served in {}",
+        ms(took_over),
+        ms(LEASE),
+        ms(served)
+    );
+    let row = stage
+        .row(&mark, "5. operator leader killed", recovery)
+        .await;
     assert_no_failures(&row, true);
     row
 }
@@ -309,22 +278,21 @@ async fn leader_killed(stage: &mut Stage) -> Row {
 ///    detection ejects it, and its EndpointSlice (marked not ready a second later, as the
 ///    EndpointSlice controller does when the pod goes) takes it out for good.
 async fn backend_endpoint_killed(stage: &Stage) -> Row {
-    let duplicates = stage.ledger.duplicates();
-    let from = stage.load.now();
+    let mark = stage.mark();
     stage.endpoints[1].kill();
     tokio::time::sleep(Duration::from_secs(1)).await;
     proxy_support::put_endpoint_slice(&stage.ctx, "web-b", "web", stage.endpoints[1].addr, false)
         .await;
     tokio::time::sleep(Duration::from_secs(4)).await;
-    let window = stage.load.window(from, stage.load.now()).await;
-    let row = Row {
-        drill: "6. one backend endpoint killed",
-        recovery: window.last_failure.map_or("no failure".to_owned(), |at| {
-            format!("last failure {} after the kill", ms(at - from))
-        }),
-        window,
-        duplicated_posts: stage.ledger.duplicates() - duplicates,
-    };
+    let mut row = stage
+        .row(&mark, "6. one backend endpoint killed", String::new())
+        .await;
+    row.recovery = row
+        .window
+        .last_failure
+        .map_or("no failure".to_owned(), |at| {
+            format!("last failure {} after the kill", ms(at - mark.from))
+        });
     // A POST the dead endpoint had received may have run: the gateway does not retry it.
     assert_no_failures(&row, false);
     row
@@ -334,22 +302,10 @@ async fn backend_endpoint_killed(stage: &Stage) -> Row {
 ///    answers 500, its first rule and every other Route keep serving, and the Route's status
 ///    names the rule.
 async fn bad_route(stage: &Stage) -> Row {
-    let duplicates = stage.ledger.duplicates();
-    let from = stage.load.now();
+    let mark = stage.mark();
     let applied = Instant::now();
-    let exact = |path: &str| json!([{ "path": { "type": "Exact", "value": path } }]);
-    let route = json!({
-        "apiVersion": "portcullis.dev/v1alpha1",
-        "kind": "Route",
-        "metadata": { "name": "half-broken", "namespace": stage.ctx.namespace },
-        "spec": {
-            "parentRefs": [{ "name": proxy_support::GATEWAY }],
-            "rules": [
-                { "matches": exact("/fine"), "backendRefs": [{ "name": "web" }] },
-                { "matches": exact("/broken"), "backendRefs": [{ "name": "missing" }] },
-            ],
-        },
-    });
+    let rules = [exact("/fine", "web"), exact("/broken", "missing")];
+    let route = route(&stage.ctx.namespace, "half-broken", &rules);
     apply_all(&stage.ctx.client, &[route]).await;
     let routes: Api<Route> = stage.ctx.api();
     let message = eventually(
@@ -374,15 +330,13 @@ async fn bad_route(stage: &Stage) -> Row {
     stage.served_everywhere("/fine", 200, applied).await;
     stage.served_everywhere("/broken", 500, applied).await;
     tokio::time::sleep(AFTERMATH).await;
-    let row = Row {
-        drill: "7. a Route with a bad rule",
-        window: stage.load.window(from, stage.load.now()).await,
-        duplicated_posts: stage.ledger.duplicates() - duplicates,
-        recovery: format!(
-            "status named spec.rules[1] {} after the apply; that rule answers 500, the rest 200",
-            ms(reported)
-        ),
-    };
+    let recovery = format!(
+        "status named spec.rules[1] {} after the apply; that rule answers 500, the rest 200",
+        ms(reported)
+    );
+    let row = stage
+        .row(&mark, "7. a Route with a bad rule", recovery)
+        .await;
     assert_no_failures(&row, true);
     row
 }

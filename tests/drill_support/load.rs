@@ -103,7 +103,7 @@ impl Load {
                         if *stopped.borrow() {
                             return;
                         }
-                        let post = (count + worker as u64) % POST_EVERY == 0;
+                        let post = (count + worker as u64).is_multiple_of(POST_EVERY);
                         let id = post.then(|| ids.fetch_add(1, Ordering::Relaxed));
                         let begun = Instant::now();
                         let sample = send(&client, target, id, begun - started).await;

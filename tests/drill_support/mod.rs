@@ -22,12 +22,13 @@ use self::{
     backend::{Endpoint, Ledger},
     haproxy::{HaProxy, Server},
     load::Load,
+    report::Row,
 };
 use crate::{
     operator_support::{Mortal, TIMEOUT, apply_all},
     proxy_support::{
-        GATEWAY, Identity, Proxy, await_config, create_service, free_addr, host_ip, proxy_binary,
-        put_endpoint_slice,
+        GATEWAY, Identity, Proxy, await_config, create_service, free_addr, gateway, host_ip,
+        proxy_binary, put_endpoint_slice,
     },
     support::control_plane::{TestContext, eventually},
 };
@@ -42,6 +43,13 @@ pub const LEASE: Duration = Duration::from_secs(15);
 /// How long a draining replica keeps accepting after `/ready` turns 503 (the Gateway's
 /// `drain.delay`): ten of the load balancer's health-check intervals.
 pub const DRAIN_DELAY: &str = "2s";
+
+/// Where a drill's event began: the load's clock and the POSTs run twice so far.
+pub struct Mark {
+    /// When, on the load's clock.
+    pub from: Duration,
+    duplicates: u64,
+}
 
 /// Everything the drills act on.
 pub struct Stage {
@@ -141,7 +149,8 @@ impl Stage {
 
     /// Points the Route `edits` at the exact path `path`, through the API.
     pub async fn edit(&self, path: &str) {
-        apply_all(&self.ctx.client, &[edits_route(&self.ctx.namespace, path)]).await;
+        let edits = route(&self.ctx.namespace, "edits", &[exact(path, "web")]);
+        apply_all(&self.ctx.client, &[edits]).await;
     }
 
     /// Waits until every replica answers `path` with `status` and returns how long that took
@@ -172,6 +181,25 @@ impl Stage {
             .await;
         }
         revision
+    }
+
+    /// Marks the start of a drill's event.
+    pub fn mark(&self) -> Mark {
+        Mark {
+            from: self.load.now(),
+            duplicates: self.ledger.duplicates(),
+        }
+    }
+
+    /// The drill's row: the requests from `mark` to now, once finished, and the POSTs run twice
+    /// meanwhile.
+    pub async fn row(&self, mark: &Mark, drill: &'static str, recovery: String) -> Row {
+        Row {
+            drill,
+            window: self.load.window(mark.from, self.load.now()).await,
+            duplicated_posts: self.ledger.duplicates() - mark.duplicates,
+            recovery,
+        }
     }
 
     /// The index of the operator instance that leads now.
@@ -214,17 +242,16 @@ fn operator_config(ctx: &TestContext, identity: &str) -> ControllerConfig {
 /// ServiceBackend `web` (the Service's endpoints, with outlier detection) and the Routes:
 /// `api` (`/api`, retried as a user would configure it) and `edits` (what the drills edit).
 fn manifests(namespace: &str, port: u16) -> Vec<Value> {
+    let mut gateway = gateway(namespace, port);
+    gateway["spec"]["replicas"] = json!(REPLICAS);
+    gateway["spec"]["drain"] = json!({ "delay": DRAIN_DELAY, "timeout": "10s" });
+    let retried = json!({
+        "matches": [{ "path": { "type": "PathPrefix", "value": "/api" } }],
+        "backendRefs": [{ "name": "web" }],
+        "retry": { "attempts": 2, "retryOn": ["ConnectFailure", "GatewayError"], "backoff": "25ms" },
+    });
     vec![
-        json!({
-            "apiVersion": "portcullis.dev/v1alpha1",
-            "kind": "Gateway",
-            "metadata": { "name": GATEWAY, "namespace": namespace },
-            "spec": {
-                "listeners": [{ "name": "http", "port": port, "protocol": "HTTP" }],
-                "replicas": REPLICAS,
-                "drain": { "delay": DRAIN_DELAY, "timeout": "10s" },
-            },
-        }),
+        gateway,
         json!({
             "apiVersion": "portcullis.dev/v1alpha1",
             "kind": "ServiceBackend",
@@ -234,39 +261,25 @@ fn manifests(namespace: &str, port: u16) -> Vec<Value> {
                 "outlierDetection": { "consecutiveGatewayErrors": 2, "ejectionTime": "30s" },
             },
         }),
-        json!({
-            "apiVersion": "portcullis.dev/v1alpha1",
-            "kind": "Route",
-            "metadata": { "name": "api", "namespace": namespace },
-            "spec": {
-                "parentRefs": [{ "name": GATEWAY }],
-                "rules": [{
-                    "matches": [{ "path": { "type": "PathPrefix", "value": "/api" } }],
-                    "backendRefs": [{ "name": "web" }],
-                    "retry": {
-                        "attempts": 2,
-                        "retryOn": ["ConnectFailure", "GatewayError"],
-                        "backoff": "25ms",
-                    },
-                }],
-            },
-        }),
-        edits_route(namespace, "/edit-0"),
+        route(namespace, "api", &[retried]),
+        route(namespace, "edits", &[exact("/edit-0", "web")]),
     ]
 }
 
-/// The Route `edits`: one exact path to `web`.
-fn edits_route(namespace: &str, path: &str) -> Value {
+/// The Route `name` on the Gateway with `rules`.
+pub fn route(namespace: &str, name: &str, rules: &[Value]) -> Value {
     json!({
         "apiVersion": "portcullis.dev/v1alpha1",
         "kind": "Route",
-        "metadata": { "name": "edits", "namespace": namespace },
-        "spec": {
-            "parentRefs": [{ "name": GATEWAY }],
-            "rules": [{
-                "matches": [{ "path": { "type": "Exact", "value": path } }],
-                "backendRefs": [{ "name": "web" }],
-            }],
-        },
+        "metadata": { "name": name, "namespace": namespace },
+        "spec": { "parentRefs": [{ "name": GATEWAY }], "rules": rules },
+    })
+}
+
+/// A rule sending the exact path `path` to the ServiceBackend `backend`.
+pub fn exact(path: &str, backend: &str) -> Value {
+    json!({
+        "matches": [{ "path": { "type": "Exact", "value": path } }],
+        "backendRefs": [{ "name": backend }],
     })
 }
