@@ -231,9 +231,6 @@ async fn api_server_outage(stage: &Stage) -> Row {
 ///    standby takes the Lease when it expires and the edits made meanwhile are served.
 async fn leader_killed(stage: &mut Stage) -> Row {
     let mark = stage.mark();
-    let leader = stage.operators.remove(stage.leader().await);
-    let standby = &stage.operators[0];
-    let before = standby.metrics.reconciles("gateway");
     let ctx = stage.ctx.clone();
     let editor = tokio::spawn(async move {
         for edit in 0.. {
@@ -243,7 +240,34 @@ async fn leader_killed(stage: &mut Stage) -> Row {
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
     });
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // The leader is the instance that reconciles the edits; the standby reconciles nothing.
+    let (leader, before) = eventually(
+        "one operator instance to reconcile the edits and the other to stand by",
+        TIMEOUT,
+        || async {
+            let counts = || {
+                stage
+                    .operators
+                    .iter()
+                    .map(|o| o.metrics.reconciles("gateway"))
+            };
+            let before: Vec<u64> = counts().collect();
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            let grew: Vec<usize> = counts()
+                .zip(&before)
+                .enumerate()
+                .filter(|(_, (after, before))| after > *before)
+                .map(|(index, _)| index)
+                .collect();
+            match grew[..] {
+                [leader] => Some((leader, before[1 - leader])),
+                _ => None,
+            }
+        },
+    )
+    .await;
+    let leader = stage.operators.remove(leader);
+    let standby = &stage.operators[0];
     let killed = Instant::now();
     tokio::task::spawn_blocking(move || leader.kill())
         .await

@@ -201,14 +201,6 @@ impl Stage {
             recovery,
         }
     }
-
-    /// The index of the operator instance that leads now.
-    pub async fn leader(&self) -> usize {
-        eventually("an operator to lead", TIMEOUT, || async {
-            self.operators.iter().position(|o| o.metrics.is_leader())
-        })
-        .await
-    }
 }
 
 /// The name of replica `index` in HAProxy (`r1`..).
