@@ -66,7 +66,7 @@ test: control-plane helm redis-server haproxy
 
 # The failover drills alone, with their table: three `portcullis proxy --configmap` replicas
 # behind HAProxy under a steady load, a replica drained and killed, Route edits, the API
-# server frozen, the operator's leader killed, a backend endpoint killed, a bad Route
+# server stopped for 30 s, the operator's leader killed, a backend endpoint killed, a bad Route
 # (a few minutes). `make test` runs them too, without showing the table.
 drill: control-plane haproxy
 	PORTCULLIS_K8S_BIN="$$(hack/build-test-control-plane.sh | tail -n1)" \
