@@ -13,6 +13,7 @@ pub mod configmap;
 pub mod diagnostics;
 pub mod replica;
 pub mod snapshot;
+pub mod watch_backoff;
 
 pub use compile::{Compiled, NamespaceInfo, compile, is_tchar};
 pub use configmap::{render_configmap, snapshot_from_bytes, snapshot_from_configmap};

@@ -84,19 +84,19 @@ pub async fn controller(client: Client, config: &ControllerConfig, stop: crate::
         config.api::<PartialObjectMeta<Service>>(&client),
         everything.clone(),
     )
-    .default_backoff()
+    .backoff(crate::backoff::WatchBackoff::default())
     .touched_objects();
     let slices = watcher(
         config.api::<PartialObjectMeta<EndpointSlice>>(&client),
         everything.clone(),
     )
-    .default_backoff()
+    .backoff(crate::backoff::WatchBackoff::default())
     .touched_objects();
     let peers = watcher(
         config.api::<PartialObjectMeta<ServiceBackend>>(&client),
         everything,
     )
-    .default_backoff()
+    .backoff(crate::backoff::WatchBackoff::default())
     .touched_objects();
     controller
         .watches_stream(services, move |service| {

@@ -42,6 +42,7 @@
 #![forbid(unsafe_code)]
 
 pub mod backends;
+mod backoff;
 pub mod children;
 pub mod conditions;
 pub mod health;

@@ -226,7 +226,7 @@ where
 {
     let (store, writer) = reflector::store();
     let stream = watcher(api, config)
-        .default_backoff()
+        .backoff(crate::backoff::WatchBackoff::default())
         // The operator never reads managed fields back, except on its Deployments.
         .modify(|object: &mut K| {
             if K::kind(&()) != "Deployment" {
@@ -320,7 +320,7 @@ pub(crate) async fn run_controllers(client: Client, config: &ControllerConfig, s
         config.api::<PartialObjectMeta<k8s_openapi::api::core::v1::Secret>>(&client),
         everything.clone(),
     )
-    .default_backoff()
+    .backoff(crate::backoff::WatchBackoff::default())
     .modify(|secret| secret.managed_fields_mut().clear())
     .reflect(secret_writer)
     .inspect(move |event| mark_listed(event, &secrets_listed))
