@@ -228,7 +228,11 @@ fn retry_codes_combine_with_the_classes_and_are_checked() {
     };
     let codes = retry("{codes: [503, 429, 503]}");
     assert_eq!(codes.codes, [429, 503], "sorted, once each");
-    assert_eq!(codes.retry_on, [RetryOn::ConnectFailure], "codes say the rest");
+    assert_eq!(
+        codes.retry_on,
+        [RetryOn::ConnectFailure],
+        "codes say the rest"
+    );
     let both = retry("{codes: [429], retryOn: [GatewayError]}");
     assert_eq!(both.retry_on, [RetryOn::GatewayError]);
     assert_eq!(both.codes, [429]);
@@ -249,17 +253,4 @@ fn retry_codes_combine_with_the_classes_and_are_checked() {
         "{f:?}"
     );
     assert!(route(&c.snapshot, &get("http://a/")).is_none(), "refused");
-}
-
-#[test]
-fn a_rule_without_backend_refs_is_served_and_answers_500() {
-    let c = compile_yaml(&rules("  - matches: [{path: {value: /gone}}]\n"));
-    let rule = route(&c.snapshot, &get("http://a/gone")).expect("served");
-    assert!(crate::fixture::backends(rule).is_empty());
-    let f = findings(&c, "Route/shop/r");
-    assert!(
-        f.iter().any(|d| d.field == "spec.rules[0].backendRefs"),
-        "{f:?}"
-    );
-    assert!(parents(&c, "shop/r")[0].accepted.status, "accepted");
 }

@@ -446,3 +446,57 @@ async fn cors_preflight_is_answered_by_the_gateway_and_answers_are_decorated() {
     let reply = send(foreign).await;
     assert!(reply.headers.get("access-control-allow-origin").is_none());
 }
+
+#[tokio::test]
+async fn cors_with_credentials_and_wildcards_echoes_the_origin_method_and_headers() {
+    let a = Upstream::start("a").await;
+    let mut rule = to("cors", &[(Some("a"), 1)]);
+    rule.policies.cors = Some(CorsConfig {
+        allow_origins: vec!["*".into()],
+        allow_methods: vec!["*".into()],
+        allow_headers: vec!["*".into()],
+        expose_headers: Vec::new(),
+        allow_credentials: true,
+        max_age: 5,
+    });
+    let snapshot = Snap::new()
+        .backend("a", &[a.addr])
+        .route("*", prefix("/"), rule)
+        .build();
+    let gw = Gateway::start(&snapshot).await;
+
+    let mut preflight = request(&gw, "OPTIONS", "h", "/things");
+    let headers = preflight.headers_mut();
+    headers.insert("origin", "https://app.example".parse().expect("v"));
+    headers.insert("access-control-request-method", "PATCH".parse().expect("v"));
+    headers.insert(
+        "access-control-request-headers",
+        "x-a, x-b".parse().expect("v"),
+    );
+    let reply = send(preflight).await;
+    assert_eq!(reply.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        reply.headers["access-control-allow-origin"],
+        "https://app.example"
+    );
+    assert_eq!(reply.headers["access-control-allow-credentials"], "true");
+    assert_eq!(reply.headers["access-control-allow-methods"], "PATCH");
+    assert_eq!(reply.headers["access-control-allow-headers"], "x-a, x-b");
+    assert!(
+        reply.headers.get_all("vary").iter().any(|v| v == "origin"),
+        "Vary: Origin"
+    );
+
+    let mut cross = request(&gw, "GET", "h", "/things");
+    cross
+        .headers_mut()
+        .insert("origin", "https://other.example".parse().expect("v"));
+    let reply = send(cross).await;
+    assert_eq!(reply.upstream().as_deref(), Some("a"));
+    assert_eq!(
+        reply.headers["access-control-allow-origin"],
+        "https://other.example"
+    );
+    assert_eq!(reply.headers["access-control-allow-credentials"], "true");
+    assert!(reply.headers.get_all("vary").iter().any(|v| v == "origin"));
+}
