@@ -227,6 +227,16 @@ fn the_problems_of_an_invalid_bundle_are_printed_exactly_as_before() {
     );
 }
 
+#[test]
+fn a_rule_without_backend_refs_is_valid_and_said_to_answer_500() {
+    let output = check(&["tests/fixtures/semantic/rule-without-backends.yaml"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(stdout_lines(&output).is_empty());
+    let line = "warning: tests/fixtures/semantic/rule-without-backends.yaml: Route/shop/catalog: spec.rules[0].backendRefs: the rule has no backendRefs: every request it matches answers 500";
+    assert!(stderr.lines().any(|l| l == line), "{line}\nin:\n{stderr}");
+}
+
 /// `portcullis check --strict` on `paths`.
 fn check_strict(paths: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_portcullis"))

@@ -70,6 +70,30 @@ fn the_snapshot_lists_routes_in_precedence_order() {
 }
 
 #[test]
+fn a_precedence_tie_goes_to_the_oldest_route_then_to_the_first_name() {
+    let (code, yaml) = render("tests/fixtures/semantic/precedence-tie.yaml");
+    assert_eq!(code, Some(0));
+    let snapshot = yaml
+        .split("\n---\n")
+        .filter_map(|doc| serde_saphyr::from_str::<serde_json::Value>(doc).ok())
+        .find(|doc| doc["kind"] == "ConfigMap")
+        .and_then(|map| map["data"]["config.yaml"].as_str().map(str::to_owned))
+        .expect("the ConfigMap holds config.yaml");
+    let snapshot: serde_json::Value =
+        serde_json::from_str(&snapshot).expect("the snapshot is JSON");
+    let order: Vec<&str> = snapshot["listeners"][0]["virtualHosts"][0]["routes"]
+        .as_array()
+        .expect("routes")
+        .iter()
+        .filter_map(|entry| entry["rule"].as_u64())
+        .filter_map(|rule| usize::try_from(rule).ok())
+        .filter_map(|rule| snapshot["rules"][rule]["route"]["name"].as_str())
+        .collect();
+    // b-older and c-same-age are a month older than a-newer; between them, the name decides.
+    assert_eq!(order, ["b-older", "c-same-age", "a-newer"]);
+}
+
+#[test]
 fn invalid_manifests_render_nothing() {
     let (code, yaml) = render("tests/fixtures/invalid");
     assert_eq!(code, Some(1));

@@ -59,11 +59,22 @@ pub struct RetryPolicy {
     #[serde(default = "default_retry_attempts")]
     #[schemars(range(min = 0, max = 10))]
     pub attempts: u32,
-    /// The failures that are retried. Retries never happen once the response has started.
+    /// The classes of failure that are retried. Retries never happen once the response has
+    /// started. Unset: `[ConnectFailure, GatewayError]`, or `[ConnectFailure]` alone when `codes`
+    /// is set (HTTPRoute's retry: the listed codes and connection errors).
     /// (Not named `on`: YAML 1.1 parsers, kubectl's among them, read that key as `true`.)
-    #[serde(default = "default_retry_on")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 3))]
-    pub retry_on: Vec<RetryOn>,
+    pub retry_on: Option<Vec<RetryOn>>,
+    /// HTTP status codes (400-599) that are retried, as in HTTPRoute's retry, in addition to
+    /// the classes of `retryOn`: e.g. `[429, 503]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    #[x_kube(
+        validation = Rule::new("self.all(c, c >= 400 && c <= 599)")
+            .message("retry codes must be HTTP status codes from 400 to 599")
+    )]
+    pub codes: Vec<u16>,
     /// Wait before each retry (doubled each time, with jitter).
     #[serde(default = "default_retry_backoff")]
     #[schemars(regex(pattern = r"^([0-9]{1,5}(h|m|s|ms)){1,4}$"), length(max = 32))]
@@ -82,8 +93,14 @@ pub struct RetryPolicy {
 fn default_retry_attempts() -> u32 {
     2
 }
-fn default_retry_on() -> Vec<RetryOn> {
-    vec![RetryOn::ConnectFailure, RetryOn::GatewayError]
+/// The classes retried when `retryOn` is unset: without `codes`, connection failures and
+/// gateway errors; with `codes`, connection failures only (the codes say the rest).
+pub fn default_retry_on(codes: &[u16]) -> Vec<RetryOn> {
+    if codes.is_empty() {
+        vec![RetryOn::ConnectFailure, RetryOn::GatewayError]
+    } else {
+        vec![RetryOn::ConnectFailure]
+    }
 }
 fn default_retry_backoff() -> String {
     "25ms".to_owned()
@@ -481,10 +498,6 @@ pub struct CachePolicy {
 /// Cross-origin resource sharing: preflight requests are answered by the gateway.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(
-    validation = Rule::new("!self.allowCredentials || !self.allowOrigins.exists(o, o == '*')")
-        .message("allowOrigins may not contain '*' when allowCredentials is true")
-)]
 pub struct CorsPolicy {
     /// Origins allowed to call, like `https://app.example.com`; `https://*.example.com` matches
     /// any subdomain; `*` any origin.
@@ -503,7 +516,10 @@ pub struct CorsPolicy {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 64))]
     pub expose_headers: Vec<String>,
-    /// Whether the browser may send credentials.
+    /// Whether the browser may send credentials. Then wildcards are answered with what the
+    /// request asked for, never `*` (Fetch: browsers refuse `*` with credentials): the request's
+    /// own `Origin` (with `Vary: Origin`), its `Access-Control-Request-Method` and
+    /// `-Headers`.
     #[serde(default)]
     pub allow_credentials: bool,
     /// Seconds a browser may cache the preflight answer.

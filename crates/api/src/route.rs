@@ -89,8 +89,6 @@ pub struct ParentRef {
 #[x_kube(
     validation = Rule::new("!(has(self.backendRefs) && size(self.backendRefs) > 0 && has(self.aggregate))")
         .message("a rule sends requests either to backendRefs or to an aggregate, not both"),
-    validation = Rule::new("(has(self.backendRefs) && size(self.backendRefs) > 0) || has(self.aggregate) || (has(self.filters) && self.filters.exists(f, f.type == 'RequestRedirect'))")
-        .message("a rule needs backendRefs, an aggregate, or a RequestRedirect filter"),
     validation = Rule::new("!(has(self.filters) && self.filters.exists(f, f.type == 'RequestRedirect') && ((has(self.backendRefs) && size(self.backendRefs) > 0) || has(self.aggregate)))")
         .message("a RequestRedirect rule answers by itself: remove its backendRefs and aggregate"),
     validation = Rule::new("!(has(self.filters) && self.filters.exists(f, f.type == 'RequestRedirect') && self.filters.exists(f, f.type == 'URLRewrite'))")
@@ -117,7 +115,9 @@ pub struct RouteRule {
             .message("each filter type except RequestMirror may appear at most once per rule")
     )]
     pub filters: Vec<RouteFilter>,
-    /// ServiceBackends to send requests to, split by weight.
+    /// ServiceBackends to send requests to, split by weight. A rule with none (and no
+    /// aggregate or redirect) is valid and answers 500, as HTTPRoute's does; so does the share
+    /// of a backend that does not resolve.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 16))]
     pub backend_refs: Vec<BackendRef>,

@@ -180,10 +180,8 @@ fn a_rule_has_backends_or_an_aggregate_not_both() {
         ),
         "either to backendRefs or to an aggregate, not both",
     );
-    assert_refused(
-        &route("    - matches: [{path: {value: /x}}]"),
-        "a rule needs backendRefs, an aggregate, or a RequestRedirect filter",
-    );
+    // HTTPRoute: a rule with no backendRefs is valid and answers 500.
+    assert_accepted(&route("    - matches: [{path: {value: /x}}]"));
     assert_accepted(&route("    - backendRefs: [{name: a}]"));
     assert_accepted(&route(
         "    - aggregate: {parts: [{name: p, backendRef: {name: a}, path: /x}]}",
@@ -298,12 +296,21 @@ fn auth_settings_match_the_auth_type() {
 }
 
 #[test]
-fn cors_credentials_forbid_a_wildcard_origin() {
+fn cors_credentials_allow_a_wildcard_origin() {
+    // HTTPRoute's CORS: the gateway echoes the request's Origin, never `*`.
+    assert_accepted(&route(
+        "    - backendRefs: [{name: a}]\n      cors: {allowOrigins: ['*'], allowMethods: ['*'], allowHeaders: ['*'], allowCredentials: true}",
+    ));
+}
+
+#[test]
+fn retry_codes_are_http_statuses_from_400_to_599() {
+    assert_accepted(&route(
+        "    - backendRefs: [{name: a}]\n      retry: {codes: [429, 500, 503], retryOn: [GatewayError]}",
+    ));
     assert_refused(
-        &route(
-            "    - backendRefs: [{name: a}]\n      cors: {allowOrigins: ['*'], allowCredentials: true}",
-        ),
-        "allowOrigins may not contain '*' when allowCredentials is true",
+        &route("    - backendRefs: [{name: a}]\n      retry: {codes: [503, 302]}"),
+        "retry codes must be HTTP status codes from 400 to 599",
     );
 }
 

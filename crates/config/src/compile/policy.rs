@@ -249,12 +249,33 @@ fn timeouts(t: &Timeouts, ctx: &mut Ctx<'_>, field: &str) -> Result<TimeoutsConf
 
 fn retry(r: &RetryPolicy, ctx: &mut Ctx<'_>, field: &str) -> Result<RetryConfig, Invalid> {
     let backoff_ms = ctx.millis(&r.backoff, &format!("{field}.backoff"))?;
-    let mut retry_on = r.retry_on.clone();
+    let mut retry_on = r
+        .retry_on
+        .clone()
+        .unwrap_or_else(|| portcullis_api::policy::default_retry_on(&r.codes));
     retry_on.sort();
     retry_on.dedup();
+    let mut ok = true;
+    for (i, code) in r.codes.iter().enumerate() {
+        if !(400..=599).contains(code) {
+            ctx.error(
+                format!("{field}.codes[{i}]"),
+                reason::INVALID,
+                format!("retry code {code} is not an HTTP status code from 400 to 599"),
+            );
+            ok = false;
+        }
+    }
+    if !ok {
+        return Err(Invalid);
+    }
+    let mut codes = r.codes.clone();
+    codes.sort_unstable();
+    codes.dedup();
     Ok(RetryConfig {
         attempts: r.attempts,
         retry_on,
+        codes,
         backoff_ms,
         budget_percent: r.budget_percent,
         non_idempotent: r.non_idempotent,

@@ -520,6 +520,14 @@ fn compile_action(
             Err(Invalid)
         };
     }
+    if !has_backends {
+        // Valid, as in HTTPRoute (conformance HTTPRouteNoBackendRefs): said, not refused.
+        ctx.warning(
+            format!("{field}.backendRefs"),
+            reason::INVALID,
+            "the rule has no backendRefs: every request it matches answers 500",
+        );
+    }
     let mut ok = true;
     let mut backends = Vec::new();
     for (i, b) in rule.backend_refs.iter().enumerate() {

@@ -261,6 +261,9 @@ pub struct RetryConfig {
     pub attempts: u32,
     /// The failures retried (sorted, unique).
     pub retry_on: Vec<RetryOn>,
+    /// The response statuses retried besides `retry_on`'s classes (400-599, sorted, unique).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub codes: Vec<u16>,
     /// Wait before the first retry, in milliseconds (doubled each time, with jitter).
     pub backoff_ms: u64,
     /// Retries may add at most this percentage to the requests in flight to a backend.

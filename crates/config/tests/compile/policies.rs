@@ -214,3 +214,43 @@ fn a_rule_lists_the_upgrades_it_tunnels_but_never_h2c() {
     }
     assert!(route(&c.snapshot, &get("http://a/")).is_none(), "refused");
 }
+
+#[test]
+fn retry_codes_combine_with_the_classes_and_are_checked() {
+    use portcullis_config::snapshot::RetryOn;
+    let retry = |yaml: &str| {
+        let c = compile_yaml(&rules(&format!(
+            "  - backendRefs: [{{name: api}}]\n    retry: {yaml}\n"
+        )));
+        route(&c.snapshot, &get("http://a/"))
+            .and_then(|rule| rule.policies.retry.clone())
+            .expect("served with a retry")
+    };
+    let codes = retry("{codes: [503, 429, 503]}");
+    assert_eq!(codes.codes, [429, 503], "sorted, once each");
+    assert_eq!(
+        codes.retry_on,
+        [RetryOn::ConnectFailure],
+        "codes say the rest"
+    );
+    let both = retry("{codes: [429], retryOn: [GatewayError]}");
+    assert_eq!(both.retry_on, [RetryOn::GatewayError]);
+    assert_eq!(both.codes, [429]);
+    let classes = retry("{attempts: 1}");
+    assert_eq!(
+        classes.retry_on,
+        [RetryOn::ConnectFailure, RetryOn::GatewayError]
+    );
+    assert!(classes.codes.is_empty());
+
+    let c = compile_yaml(&rules(
+        "  - backendRefs: [{name: api}]\n    retry: {codes: [500, 302]}\n",
+    ));
+    let f = findings(&c, "Route/shop/r");
+    assert!(
+        f.iter().any(|d| d.field == "spec.rules[0].retry.codes[1]"
+            && d.message == "retry code 302 is not an HTTP status code from 400 to 599"),
+        "{f:?}"
+    );
+    assert!(route(&c.snapshot, &get("http://a/")).is_none(), "refused");
+}

@@ -189,6 +189,7 @@ pub fn compile(
                 .retry_on
                 .iter()
                 .any(|on| matches!(on, RetryOn::ServerError)),
+            codes: retry.codes.clone().into_boxed_slice(),
             backoff: Duration::from_millis(retry.backoff_ms),
             budget_percent: retry.budget_percent,
             non_idempotent: retry.non_idempotent,

@@ -65,6 +65,12 @@ impl Cors {
         let requested_method = request.get(ACCESS_CONTROL_REQUEST_METHOD).cloned();
         let methods = if self.allow_methods.iter().any(|m| m == "*") {
             if self.allow_credentials {
+                // The answer now depends on what was asked: a cache must not reuse it for
+                // another method.
+                headers.append(
+                    VARY,
+                    HeaderValue::from_static("access-control-request-method"),
+                );
                 requested_method
             } else {
                 Some(HeaderValue::from_static("*"))
@@ -78,6 +84,10 @@ impl Cors {
         let requested_headers = request.get(ACCESS_CONTROL_REQUEST_HEADERS).cloned();
         let allow_headers = if self.allow_headers.iter().any(|h| h == "*") {
             if self.allow_credentials {
+                headers.append(
+                    VARY,
+                    HeaderValue::from_static("access-control-request-headers"),
+                );
                 requested_headers
             } else {
                 Some(HeaderValue::from_static("*"))
@@ -94,15 +104,25 @@ impl Cors {
 
     /// Adds the CORS headers to the answer to a cross-origin request with `Origin: origin`.
     pub fn decorate(&self, origin: Option<&HeaderValue>, response: &mut HeaderMap) {
+        let allowed = origin
+            .and_then(|o| o.to_str().ok())
+            .filter(|o| self.allows_origin(o));
+        let expose = match allowed {
+            Some(_) if self.allow_credentials && self.expose_headers.iter().any(|h| h == "*") => {
+                // With credentials a browser reads `*` as a header named `*` (Fetch): name the
+                // answer's own headers instead.
+                let names: Vec<&str> = response.keys().map(http::HeaderName::as_str).collect();
+                HeaderValue::from_str(&names.join(", ")).ok()
+            }
+            Some(_) => joined(&self.expose_headers),
+            None => None,
+        };
         response.append(VARY, HeaderValue::from_static("origin"));
-        let Some(origin) = origin.and_then(|o| o.to_str().ok()) else {
+        let Some(origin) = allowed else {
             return;
         };
-        if !self.allows_origin(origin) {
-            return;
-        }
         self.set_origin(response, origin);
-        if let Some(expose) = joined(&self.expose_headers) {
+        if let Some(expose) = expose {
             response.insert(ACCESS_CONTROL_EXPOSE_HEADERS, expose);
         }
     }
@@ -240,5 +260,31 @@ mod tests {
         let response = c.preflight(&request);
         assert_eq!(response.headers()[ACCESS_CONTROL_ALLOW_METHODS], "POST");
         assert_eq!(response.headers()[ACCESS_CONTROL_ALLOW_HEADERS], "x-a, x-b");
+        let vary: Vec<_> = response.headers().get_all(VARY).iter().collect();
+        assert_eq!(
+            vary,
+            [
+                "origin",
+                "access-control-request-method",
+                "access-control-request-headers"
+            ]
+        );
+    }
+
+    #[test]
+    fn with_credentials_a_star_origin_echoes_the_origin_and_exposes_the_answers_headers() {
+        let c = Cors {
+            allow_origins: vec!["*".into()],
+            expose_headers: vec!["*".into()],
+            ..cors(true)
+        };
+        let mut response = HeaderMap::new();
+        response.insert("x-trace", HeaderValue::from_static("1"));
+        let origin = HeaderValue::from_static("https://any.where");
+        c.decorate(Some(&origin), &mut response);
+        assert_eq!(response[ACCESS_CONTROL_ALLOW_ORIGIN], "https://any.where");
+        assert_eq!(response[ACCESS_CONTROL_ALLOW_CREDENTIALS], "true");
+        assert_eq!(response[VARY], "origin");
+        assert_eq!(response[ACCESS_CONTROL_EXPOSE_HEADERS], "x-trace");
     }
 }

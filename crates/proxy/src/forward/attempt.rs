@@ -45,7 +45,7 @@ pub enum Failure {
     Reset,
     /// The backend did not answer within `backendRequest`, or went silent for `backendIdle`.
     Timeout,
-    /// The backend answered with a 5xx status.
+    /// The backend answered with a 5xx status, or with a status the retry policy lists.
     Status(StatusCode),
     /// The client broke the attempt (its body was malformed, abandoned, too slow or too large):
     /// the client gets this status and nothing counts against the endpoint.
@@ -65,6 +65,8 @@ impl Failure {
 
     fn outcome(self) -> Outcome {
         match self {
+            // A listed 4xx is the client's or the application's answer, not the endpoint failing.
+            Failure::Status(s) if s.is_client_error() => Outcome::Success,
             Failure::Status(s) if !is_gateway_status(s) => Outcome::ServerError,
             _ => Outcome::GatewayError,
         }
@@ -101,12 +103,26 @@ pub fn retryable(policy: &RetryPolicy, failure: Failure, method: &Method) -> boo
     match failure {
         Failure::Connect => true,
         Failure::Reset | Failure::Timeout => policy.on_gateway_error && method_ok,
-        Failure::Status(s) if is_gateway_status(s) => {
-            (policy.on_gateway_error || policy.on_server_error) && method_ok
+        Failure::Status(s) => {
+            let by_class = if is_gateway_status(s) {
+                policy.on_gateway_error || policy.on_server_error
+            } else {
+                policy.on_server_error && s.is_server_error()
+            };
+            (by_class || policy.codes.contains(&s.as_u16())) && method_ok
         }
-        Failure::Status(_) => policy.on_server_error && method_ok,
         Failure::Client(_) => false,
     }
+}
+
+/// Whether an answer with `status` is a failed attempt: any 5xx, or a status the rule's retry
+/// lists (a 429, say). Anything else is a success, whatever the policy.
+fn failed(policy: &Policy, status: StatusCode) -> bool {
+    status.is_server_error()
+        || policy
+            .retry
+            .as_ref()
+            .is_some_and(|retry| retry.codes.contains(&status.as_u16()))
 }
 
 /// The wait before retry number `retry` (1-based): the backoff doubled each time, with ±50 %
@@ -178,7 +194,7 @@ pub async fn send(
             return Err(Failure::Client(status));
         }
         let failure = match result {
-            Ok(response) if response.status().is_server_error() => {
+            Ok(response) if failed(policy, response.status()) => {
                 let failure = Failure::Status(response.status());
                 backend.record(&endpoint, failure.outcome());
                 if !can_retry(policy, failure, template, &body, retries) {
@@ -256,6 +272,7 @@ mod tests {
             attempts: 2,
             on_gateway_error: true,
             on_server_error: false,
+            codes: Box::new([]),
             backoff: Duration::from_millis(10),
             budget_percent: 20,
             non_idempotent: false,
@@ -296,6 +313,44 @@ mod tests {
             Failure::Status(StatusCode::SERVICE_UNAVAILABLE),
             &Method::GET
         ));
+    }
+
+    #[test]
+    fn listed_codes_are_retried_beside_the_classes_for_idempotent_methods_only() {
+        let codes = RetryPolicy {
+            on_gateway_error: false,
+            codes: Box::new([429, 500]),
+            ..policy()
+        };
+        let status = |s: u16| Failure::Status(StatusCode::from_u16(s).expect("status"));
+        assert!(retryable(&codes, status(429), &Method::GET));
+        assert!(retryable(&codes, status(500), &Method::GET));
+        assert!(!retryable(&codes, status(503), &Method::GET), "not listed");
+        assert!(!retryable(&codes, status(429), &Method::POST));
+        let both = RetryPolicy {
+            codes: Box::new([429]),
+            ..policy()
+        };
+        assert!(retryable(&both, status(429), &Method::GET));
+        assert!(retryable(&both, status(502), &Method::GET));
+        assert!(!retryable(&both, status(500), &Method::GET));
+    }
+
+    #[test]
+    fn a_listed_status_fails_the_attempt_but_does_not_count_against_the_endpoint() {
+        let mut rule = Policy::default();
+        assert!(!failed(&rule, StatusCode::TOO_MANY_REQUESTS));
+        assert!(failed(&rule, StatusCode::INTERNAL_SERVER_ERROR));
+        rule.retry = Some(RetryPolicy {
+            codes: Box::new([429]),
+            ..policy()
+        });
+        assert!(failed(&rule, StatusCode::TOO_MANY_REQUESTS));
+        assert!(!failed(&rule, StatusCode::NOT_FOUND));
+        assert_eq!(
+            Failure::Status(StatusCode::TOO_MANY_REQUESTS).outcome(),
+            Outcome::Success
+        );
     }
 
     #[test]

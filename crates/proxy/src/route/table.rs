@@ -397,6 +397,8 @@ pub struct RetryPolicy {
     pub on_gateway_error: bool,
     /// Retry on any 5xx.
     pub on_server_error: bool,
+    /// Also retry these statuses (HTTPRoute's `codes`, 400-599; empty for most rules).
+    pub codes: Box<[u16]>,
     /// Wait before the first retry; doubled each time, with jitter.
     pub backoff: Duration,
     /// Retries in flight may be at most this percentage of the requests in flight to the

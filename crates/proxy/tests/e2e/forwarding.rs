@@ -24,6 +24,7 @@ fn retry(attempts: u32, retry_on: Vec<RetryOn>) -> Option<RetryConfig> {
     Some(RetryConfig {
         attempts,
         retry_on,
+        codes: Vec::new(),
         backoff_ms: 1,
         budget_percent: 100,
         non_idempotent: false,
@@ -76,21 +77,51 @@ async fn slow_backend_gets_504_and_fast_one_200() {
     );
 }
 
+/// A gateway sending every request to `rule`, whose backend `a` is the upstream `a`.
+async fn only_backend_a(a: &Upstream, rule: RuleConfig) -> Gateway {
+    let snapshot = Snap::new()
+        .backend("a", &[a.addr])
+        .route("*", prefix("/"), rule)
+        .build();
+    Gateway::start(&snapshot).await
+}
+
 #[tokio::test]
 async fn retries_return_the_last_status_when_exhausted_and_5xx_is_retried_when_asked() {
     let a = Upstream::start("a").await;
     let mut rule = to("r", &[(Some("a"), 1)]);
     rule.policies.retry = retry(2, vec![RetryOn::ServerError]);
-    let snapshot = Snap::new()
-        .backend("a", &[a.addr])
-        .route("*", prefix("/"), rule)
-        .build();
-    let gw = Gateway::start(&snapshot).await;
+    let gw = only_backend_a(&a, rule).await;
     assert_eq!(
         get(&gw, "h", "/status/500").await.status,
         StatusCode::INTERNAL_SERVER_ERROR
     );
     assert_eq!(a.hits(), 3, "first try and two retries");
+}
+
+#[tokio::test]
+async fn listed_codes_are_retried_and_other_statuses_are_not() {
+    let a = Upstream::start("a").await;
+    let mut rule = to("r", &[(Some("a"), 1)]);
+    rule.policies.retry = Some(RetryConfig {
+        codes: vec![429, 500],
+        ..retry(2, vec![RetryOn::ConnectFailure]).expect("retry")
+    });
+    let gw = only_backend_a(&a, rule).await;
+    assert_eq!(
+        get(&gw, "h", "/status/429").await.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "the last status once the retries are spent"
+    );
+    assert_eq!(a.hits(), 3, "first try and two retries");
+    assert_eq!(
+        get(&gw, "h", "/status/503").await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    assert_eq!(a.hits(), 4, "503 is not listed: one try");
+    let post = request(&gw, "POST", "h", "/status/500");
+    assert_eq!(send(post).await.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(a.hits(), 5, "a POST is not retried");
 }
 
 #[tokio::test]

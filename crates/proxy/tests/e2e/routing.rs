@@ -392,32 +392,46 @@ async fn normalized_path_is_matched_and_forwarded() {
     );
 }
 
+/// A gateway whose only rule sends everything to `a` under `cors`.
+async fn cors_gateway(a: &Upstream, cors: CorsConfig) -> Gateway {
+    let mut rule = to("cors", &[(Some("a"), 1)]);
+    rule.policies.cors = Some(cors);
+    let snapshot = Snap::new()
+        .backend("a", &[a.addr])
+        .route("*", prefix("/"), rule)
+        .build();
+    Gateway::start(&snapshot).await
+}
+
+/// `method /things` with these header fields.
+async fn send_with(gw: &Gateway, method: &str, fields: &[(&'static str, &str)]) -> Reply {
+    let mut request = request(gw, method, "h", "/things");
+    for (name, value) in fields {
+        request
+            .headers_mut()
+            .insert(*name, value.parse().expect("a header value"));
+    }
+    send(request).await
+}
+
 #[tokio::test]
 async fn cors_preflight_is_answered_by_the_gateway_and_answers_are_decorated() {
     let a = Upstream::start("a").await;
-    let mut rule = to("cors", &[(Some("a"), 1)]);
-    rule.policies.cors = Some(CorsConfig {
+    let cors = CorsConfig {
         allow_origins: vec!["https://*.bar.com".into()],
         allow_methods: vec!["GET".into(), "PUT".into()],
         allow_headers: vec!["x-token".into()],
         expose_headers: vec!["x-upstream".into()],
         allow_credentials: true,
         max_age: 5,
-    });
-    let snapshot = Snap::new()
-        .backend("a", &[a.addr])
-        .route("*", prefix("/"), rule)
-        .build();
-    let gw = Gateway::start(&snapshot).await;
+    };
+    let gw = cors_gateway(&a, cors).await;
 
-    let mut preflight = request(&gw, "OPTIONS", "h", "/things");
-    preflight
-        .headers_mut()
-        .insert("origin", "https://www.bar.com".parse().expect("v"));
-    preflight
-        .headers_mut()
-        .insert("access-control-request-method", "PUT".parse().expect("v"));
-    let reply = send(preflight).await;
+    let preflight = [
+        ("origin", "https://www.bar.com"),
+        ("access-control-request-method", "PUT"),
+    ];
+    let reply = send_with(&gw, "OPTIONS", &preflight).await;
     assert_eq!(reply.status, StatusCode::NO_CONTENT);
     assert_eq!(
         reply.headers["access-control-allow-origin"],
@@ -427,11 +441,7 @@ async fn cors_preflight_is_answered_by_the_gateway_and_answers_are_decorated() {
     assert_eq!(reply.headers["access-control-allow-methods"], "GET, PUT");
     assert_eq!(a.hits(), 0, "the preflight never reaches the backend");
 
-    let mut cross = request(&gw, "GET", "h", "/things");
-    cross
-        .headers_mut()
-        .insert("origin", "https://www.bar.com".parse().expect("v"));
-    let reply = send(cross).await;
+    let reply = send_with(&gw, "GET", &[("origin", "https://www.bar.com")]).await;
     assert_eq!(reply.upstream().as_deref(), Some("a"));
     assert_eq!(
         reply.headers["access-control-allow-origin"],
@@ -439,10 +449,48 @@ async fn cors_preflight_is_answered_by_the_gateway_and_answers_are_decorated() {
     );
     assert_eq!(reply.headers["access-control-expose-headers"], "x-upstream");
 
-    let mut foreign = request(&gw, "GET", "h", "/things");
-    foreign
-        .headers_mut()
-        .insert("origin", "https://evil.example".parse().expect("v"));
-    let reply = send(foreign).await;
+    let reply = send_with(&gw, "GET", &[("origin", "https://evil.example")]).await;
     assert!(reply.headers.get("access-control-allow-origin").is_none());
+}
+
+#[tokio::test]
+async fn cors_with_credentials_and_wildcards_echoes_the_origin_method_and_headers() {
+    let a = Upstream::start("a").await;
+    let cors = CorsConfig {
+        allow_origins: vec!["*".into()],
+        allow_methods: vec!["*".into()],
+        allow_headers: vec!["*".into()],
+        expose_headers: Vec::new(),
+        allow_credentials: true,
+        max_age: 5,
+    };
+    let gw = cors_gateway(&a, cors).await;
+
+    let preflight = [
+        ("origin", "https://app.example"),
+        ("access-control-request-method", "PATCH"),
+        ("access-control-request-headers", "x-a, x-b"),
+    ];
+    let reply = send_with(&gw, "OPTIONS", &preflight).await;
+    assert_eq!(reply.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        reply.headers["access-control-allow-origin"],
+        "https://app.example"
+    );
+    assert_eq!(reply.headers["access-control-allow-credentials"], "true");
+    assert_eq!(reply.headers["access-control-allow-methods"], "PATCH");
+    assert_eq!(reply.headers["access-control-allow-headers"], "x-a, x-b");
+    assert!(
+        reply.headers.get_all("vary").iter().any(|v| v == "origin"),
+        "Vary: Origin"
+    );
+
+    let reply = send_with(&gw, "GET", &[("origin", "https://other.example")]).await;
+    assert_eq!(reply.upstream().as_deref(), Some("a"));
+    assert_eq!(
+        reply.headers["access-control-allow-origin"],
+        "https://other.example"
+    );
+    assert_eq!(reply.headers["access-control-allow-credentials"], "true");
+    assert!(reply.headers.get_all("vary").iter().any(|v| v == "origin"));
 }
