@@ -147,11 +147,11 @@ async fn helm_upgrade_from_the_previous_chart_keeps_the_lease_and_the_gateway_po
     // A Gateway, rolled out by the old operator.
     apply_all(&ctx.client, &examples(&ctx.namespace)).await;
     let deployments: Api<Deployment> = ctx.api();
-    // Converged: the Gateway's status is written for everything applied (the Secret the
-    // examples apply after the Gateway changes the pod template once more), and the
-    // Deployment's rollout of that template is complete.
+    // Converged: the Deployment's rollout is complete and stays so for a few of the old
+    // operator's resyncs (the examples' Secret, applied after the Gateway, changes the pod
+    // template once more when the operator sees it).
     await_programmed(&ctx, "edge").await;
-    let (generation, pods_before) = eventually("the rollout to be complete", TIMEOUT, || async {
+    let rolled_out = || async {
         let deployment = deployments.get("edge").await.ok()?;
         let status = deployment.status.as_ref()?;
         let complete = status.observed_generation == deployment.metadata.generation
@@ -160,7 +160,16 @@ async fn helm_upgrade_from_the_previous_chart_keeps_the_lease_and_the_gateway_po
             && status.ready_replicas == Some(3);
         let pods = gateway_pods(&ctx).await;
         (complete && pods.len() == 3).then_some((deployment.metadata.generation, pods))
-    })
+    };
+    let (generation, pods_before) = eventually(
+        "the rollout to be complete and stay so",
+        TIMEOUT,
+        || async {
+            let first = rolled_out().await?;
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            (rolled_out().await? == first).then_some(first)
+        },
+    )
     .await;
 
     // The upgrade: the new Deployment names the same Lease; its first new replica waits for it.

@@ -33,9 +33,9 @@ use support::control_plane::eventually;
 /// How long the API server stays down in drill 4.
 const API_OUTAGE: Duration = Duration::from_secs(30);
 
-/// How long drill 4 waits for the operator to compile an edit made after the API server's
-/// return before writing the ConfigMap itself.
-const OPERATOR_AFTER_OUTAGE: Duration = Duration::from_secs(20);
+/// How long drill 4 gives the operator to compile an edit made after the API server's return
+/// (its watches retry within 3 s; this is generous for a saturated CI machine).
+const OPERATOR_AFTER_OUTAGE: Duration = Duration::from_secs(60);
 
 /// Route edits in drill 3.
 const EDITS: usize = 50;
@@ -184,34 +184,28 @@ async fn route_edits(stage: &Stage) -> Row {
 ///    what they have; once it is back, a new Route edit is served within seconds (their
 ///    watches are re-established).
 ///
-/// The operator's watches come back on kube-rs' default backoff (0.8 s doubling to 30 s, and
-/// a re-list after a 410 Expired costs another wait): it may take minutes to compile the edit.
-/// The drill gives it [`OPERATOR_AFTER_OUTAGE`], then writes the ConfigMap the operator would
-/// write (the same compile, the same revision), so that the replicas' share is measured either
-/// way and the operator's is reported.
+/// The operator's watches come back within seconds too: the edit must be compiled by the
+/// operator itself within [`OPERATOR_AFTER_OUTAGE`].
 async fn api_server_outage(stage: &Stage) -> Row {
     let mark = stage.mark();
     let startup = stage.ctx.control_plane.stop_api_server(API_OUTAGE).await;
     let ready = Instant::now();
     stage.edit("/edit-after-outage").await;
-    let compiled = tokio::time::timeout(
+    tokio::time::timeout(
         OPERATOR_AFTER_OUTAGE,
         proxy_support::await_config(&stage.ctx, |s| {
             s.to_yaml()
                 .is_ok_and(|yaml| yaml.contains("/edit-after-outage"))
         }),
     )
-    .await;
-    let operator = match compiled {
-        Ok(_) => format!("the operator compiled it in {}", ms(ready.elapsed())),
-        Err(_) => {
-            proxy_support::write_compiled_config(&stage.ctx).await;
-            format!(
-                "the operator had not compiled it after {} (ConfigMap written by the drill)",
-                ms(OPERATOR_AFTER_OUTAGE)
-            )
-        }
-    };
+    .await
+    .unwrap_or_else(|_| {
+        panic!(
+            "the operator did not compile an edit made after the API server's return within {}",
+            ms(OPERATOR_AFTER_OUTAGE)
+        )
+    });
+    let operator = format!("the operator compiled it in {}", ms(ready.elapsed()));
     let written = Instant::now();
     let served = stage
         .served_everywhere("/edit-after-outage", 200, written)
