@@ -661,3 +661,38 @@ fn signal(pid: u32, name: &str) {
         .unwrap_or_else(|e| panic!("cannot run kill(1): {e}"));
     assert!(status.success(), "kill -{name} {pid} failed: {status}");
 }
+
+/// Compiles Gateway [`GATEWAY`] with every Route and ServiceBackend of the test's namespace, as
+/// the operator does (the same pure function), and writes the snapshot into the Gateway's
+/// ConfigMap; returns its revision. The operator, compiling the same objects, comes to the
+/// same revision, so this stands in for it without a conflict.
+pub async fn write_compiled_config(ctx: &TestContext) -> String {
+    let gateway: portcullis_api::Gateway = ctx.api().get(GATEWAY).await.expect("the Gateway");
+    let list = kube::api::ListParams::default();
+    let routes: Vec<portcullis_api::Route> = ctx.api().list(&list).await.expect("the Routes").items;
+    let backends: Vec<portcullis_api::ServiceBackend> = ctx
+        .api()
+        .list(&list)
+        .await
+        .expect("the ServiceBackends")
+        .items;
+    let compiled = portcullis_config::compile(&gateway, &routes, &backends, &[]);
+    let rendered = portcullis_config::configmap::render_configmap(&compiled.snapshot)
+        .expect("the snapshot renders");
+    let patch = json!({
+        "metadata": { "annotations": {
+            portcullis_config::configmap::REVISION_ANNOTATION: compiled.snapshot.revision,
+        } },
+        "data": rendered.data,
+        "binaryData": rendered.binary_data,
+    });
+    ctx.api::<ConfigMap>()
+        .patch(
+            &format!("{GATEWAY}-config"),
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&patch),
+        )
+        .await
+        .expect("the ConfigMap is written");
+    compiled.snapshot.revision
+}

@@ -269,7 +269,6 @@ mod tests {
         assert_eq!(
             fields,
             [
-                "spec.rules[0]",
                 "spec.rules[0].auth",
                 "spec.rules[0].matches[0].path",
                 "spec.rules[0].timeouts"
