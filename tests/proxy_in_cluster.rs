@@ -14,24 +14,16 @@ mod support;
 
 use operator_support::*;
 use proxy_support::*;
-use serde_json::{Value, json};
+use serde_json::Value;
 use support::control_plane::{TestContext, eventually};
 
 /// The Route `web`, sending each path prefix in `prefixes` to the ServiceBackend `web`.
-fn web_route(namespace: &str, prefixes: &[&str]) -> Value {
-    let matches: Vec<Value> = prefixes
+fn prefix_route(namespace: &str, prefixes: &[&str]) -> Value {
+    let matches = prefixes
         .iter()
-        .map(|p| json!({ "path": { "type": "PathPrefix", "value": p } }))
+        .map(|p| path_match("PathPrefix", p))
         .collect();
-    json!({
-        "apiVersion": "portcullis.dev/v1alpha1",
-        "kind": "Route",
-        "metadata": { "name": "web", "namespace": namespace },
-        "spec": {
-            "parentRefs": [{ "name": GATEWAY }],
-            "rules": [{ "matches": matches, "backendRefs": [{ "name": "web" }] }],
-        },
-    })
+    web_route(namespace, matches)
 }
 
 /// Waits until `path` answers `status` through the proxy (and, when given, with a body starting
@@ -58,7 +50,7 @@ async fn a_route_edit_is_served_by_the_running_proxy_without_a_restart() {
         &[
             gateway(&ctx.namespace, port),
             static_backend(&ctx.namespace, "web", upstream.addr),
-            web_route(&ctx.namespace, &["/old"]),
+            prefix_route(&ctx.namespace, &["/old"]),
         ],
     )
     .await;
@@ -73,7 +65,11 @@ async fn a_route_edit_is_served_by_the_running_proxy_without_a_restart() {
     let first_revision = proxy.revision().await;
 
     // A second path: served next to the first, by the same process.
-    apply(&ctx.client, &web_route(&ctx.namespace, &["/old", "/added"])).await;
+    apply(
+        &ctx.client,
+        &prefix_route(&ctx.namespace, &["/old", "/added"]),
+    )
+    .await;
     await_answer(&proxy, "/added", 200, Some("a ")).await;
     await_answer(&proxy, "/old", 200, Some("a ")).await;
     let revision = proxy.revision().await;
@@ -85,7 +81,7 @@ async fn a_route_edit_is_served_by_the_running_proxy_without_a_restart() {
     );
 
     // A path changed: the new one is served, the old one is gone.
-    apply(&ctx.client, &web_route(&ctx.namespace, &["/new"])).await;
+    apply(&ctx.client, &prefix_route(&ctx.namespace, &["/new"])).await;
     await_answer(&proxy, "/new/x", 200, Some("a ")).await;
     await_answer(&proxy, "/old", 404, None).await;
     assert_eq!(proxy.get("/added").await.map(|a| a.status).ok(), Some(404));
@@ -121,7 +117,7 @@ async fn service_backend_endpoints_follow_the_endpoint_slices() {
         &[
             gateway(&ctx.namespace, port),
             service_backend(&ctx.namespace, "web", "web", 8080),
-            web_route(&ctx.namespace, &["/"]),
+            prefix_route(&ctx.namespace, &["/"]),
         ],
     )
     .await;

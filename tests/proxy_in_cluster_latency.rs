@@ -47,23 +47,12 @@ use support::control_plane::TestContext;
 /// figure).
 const GIVE_UP: Duration = Duration::from_secs(60);
 
-/// An exact path match.
-fn exact(path: &str) -> Value {
-    json!({ "path": { "type": "Exact", "value": path } })
-}
-
 /// The Route `web`: `/base` and `path` as exact matches, to the ServiceBackend `web`.
-fn web_route(namespace: &str, path: &str) -> Value {
-    let matches = [exact("/base"), exact(path)];
-    json!({
-        "apiVersion": "portcullis.dev/v1alpha1",
-        "kind": "Route",
-        "metadata": { "name": "web", "namespace": namespace },
-        "spec": {
-            "parentRefs": [{ "name": GATEWAY }],
-            "rules": [{ "matches": matches, "backendRefs": [{ "name": "web" }] }],
-        },
-    })
+fn base_and(namespace: &str, path: &str) -> Value {
+    web_route(
+        namespace,
+        vec![path_match("Exact", "/base"), path_match("Exact", path)],
+    )
 }
 
 /// Probes `path` every millisecond until it answers 200; returns how long that took from
@@ -129,7 +118,7 @@ async fn route_edit_to_served_latency() {
         &[
             gateway(&ctx.namespace, port),
             static_backend(&ctx.namespace, "web", upstream.addr),
-            web_route(&ctx.namespace, "/probe-start"),
+            base_and(&ctx.namespace, "/probe-start"),
         ],
     )
     .await;
@@ -144,7 +133,7 @@ async fn route_edit_to_served_latency() {
     let mut writes = Vec::new();
     for i in 0..edits + 3 {
         let path = format!("/probe-{i}");
-        let route = web_route(&ctx.namespace, &path);
+        let route = base_and(&ctx.namespace, &path);
         tokio::time::sleep(pause).await;
         let write = Instant::now();
         apply(&ctx.client, &route).await;
@@ -179,7 +168,8 @@ async fn route_edit_to_served_latency() {
     let mut writes = Vec::new();
     for i in 0..edits + 3 {
         let path = format!("/direct-{i}");
-        route["spec"]["rules"][0]["matches"] = json!([exact("/base"), exact(&path)]);
+        route["spec"]["rules"][0]["matches"] =
+            json!([path_match("Exact", "/base"), path_match("Exact", &path)]);
         let routes: Vec<Route> =
             vec![serde_json::from_value(route.clone()).expect("the edited Route")];
         let compiled = portcullis_config::compile(&gateway, &routes, &backends, &[]);

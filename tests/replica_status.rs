@@ -18,27 +18,11 @@ use kube::{
 use operator_support::*;
 use portcullis_api::{Gateway, Route};
 use proxy_support::*;
-use serde_json::{Value, json};
+use serde_json::json;
 use support::{
     control_plane::{TestContext, eventually},
     kubectl::Kubectl,
 };
-
-/// The Route `web`: one path prefix to the ServiceBackend `web`.
-fn web_route(namespace: &str, prefix: &str) -> Value {
-    json!({
-        "apiVersion": "portcullis.dev/v1alpha1",
-        "kind": "Route",
-        "metadata": { "name": "web", "namespace": namespace },
-        "spec": {
-            "parentRefs": [{ "name": GATEWAY }],
-            "rules": [{
-                "matches": [{ "path": { "type": "PathPrefix", "value": prefix } }],
-                "backendRefs": [{ "name": "web" }],
-            }],
-        },
-    })
-}
 
 /// `status.config` of the Gateway: `(revision, live)`.
 fn config_of(gateway: &Gateway) -> Option<(String, String)> {
@@ -120,7 +104,7 @@ async fn programmed_and_live_follow_what_the_replicas_report() {
         &[
             gateway,
             static_backend(&ctx.namespace, "web", upstream.addr),
-            web_route(&ctx.namespace, "/v1"),
+            web_route(&ctx.namespace, vec![path_match("PathPrefix", "/v1")]),
         ],
     )
     .await;
@@ -168,7 +152,11 @@ async fn programmed_and_live_follow_what_the_replicas_report() {
     // Replica b stops answering (its pod stays Ready: nothing tells the API server). An edit
     // is live on a alone: the Gateway names b, and the Route says it is not served everywhere.
     drop(b);
-    apply(&ctx.client, &web_route(&ctx.namespace, "/v2")).await;
+    apply(
+        &ctx.client,
+        &web_route(&ctx.namespace, vec![path_match("PathPrefix", "/v2")]),
+    )
+    .await;
     let second = await_config(&ctx, |s| s.revision != first.revision).await;
     let gateway = await_programmed_as(&ctx, "Pending", &second.revision, "1/2").await;
     let programmed = gateway
@@ -254,7 +242,7 @@ async fn a_route_of_a_deleted_gateway_loses_its_status_entry() {
         &[
             proxy_support::gateway(&ctx.namespace, port),
             static_backend(&ctx.namespace, "web", free_addr()),
-            web_route(&ctx.namespace, "/"),
+            web_route(&ctx.namespace, vec![path_match("PathPrefix", "/")]),
         ],
     )
     .await;

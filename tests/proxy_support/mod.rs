@@ -178,6 +178,25 @@ pub fn gateway(namespace: &str, port: u16) -> Value {
     })
 }
 
+/// A path match of `kind` (`Exact` or `PathPrefix`) on `path`.
+pub fn path_match(kind: &str, path: &str) -> Value {
+    json!({ "path": { "type": kind, "value": path } })
+}
+
+/// The Route `web`: one rule with `matches` to the ServiceBackend `web`, on Gateway
+/// [`GATEWAY`].
+pub fn web_route(namespace: &str, matches: Vec<Value>) -> Value {
+    json!({
+        "apiVersion": "portcullis.dev/v1alpha1",
+        "kind": "Route",
+        "metadata": { "name": "web", "namespace": namespace },
+        "spec": {
+            "parentRefs": [{ "name": GATEWAY }],
+            "rules": [{ "matches": matches, "backendRefs": [{ "name": "web" }] }],
+        },
+    })
+}
+
 /// A ServiceBackend with the one static endpoint `addr`.
 pub fn static_backend(namespace: &str, name: &str, addr: SocketAddr) -> Value {
     json!({
