@@ -109,33 +109,36 @@ async fn helm_upgrade_from_the_previous_chart_keeps_the_lease_and_the_gateway_po
     ctx.control_plane.require_workloads();
     let kubeconfig = ctx.control_plane.kubeconfig().display().to_string();
     let namespace = ctx.namespace.clone();
+    // Real helm on a blocking thread, against the test's namespace.
     let helm = move |args: &[&str]| {
-        let mut all = vec!["--kubeconfig", &kubeconfig, "--namespace", &namespace];
-        all.extend_from_slice(args);
-        chart_support::run_helm(&all)
+        let all: Vec<String> = ["--kubeconfig", &kubeconfig, "--namespace", &namespace]
+            .iter()
+            .chain(args)
+            .map(|a| (*a).to_owned())
+            .collect();
+        async move {
+            tokio::task::spawn_blocking(move || {
+                let all: Vec<&str> = all.iter().map(String::as_str).collect();
+                chart_support::run_helm(&all)
+            })
+            .await
+            .expect("helm runs")
+        }
     };
     // The previous version, with the operator watching only the test's namespace.
     let watch = format!("controller.watchNamespace={}", ctx.namespace);
-    let install = helm.clone();
-    let watch_arg = watch.clone();
-    tokio::task::spawn_blocking(move || {
-        install(&[
-            "install",
-            "shop",
-            "tests/fixtures/chart-0.1.0",
-            "--set",
-            &watch_arg,
-            "--wait",
-            "--timeout",
-            "90s",
-        ])
-    })
-    .await
-    .expect("helm install runs");
-    let get = helm.clone();
-    let old_manifest = tokio::task::spawn_blocking(move || get(&["get", "manifest", "shop"]))
-        .await
-        .expect("helm get runs");
+    helm(&[
+        "install",
+        "shop",
+        "tests/fixtures/chart-0.1.0",
+        "--set",
+        &watch,
+        "--wait",
+        "--timeout",
+        "90s",
+    ])
+    .await;
+    let old_manifest = helm(&["get", "manifest", "shop"]).await;
     let old = Controller::start(&ctx, &old_manifest, "shop-portcullis-controller-old");
     let leases: Api<Lease> = ctx.api();
     let lease = "shop-portcullis-controller";
@@ -173,26 +176,18 @@ async fn helm_upgrade_from_the_previous_chart_keeps_the_lease_and_the_gateway_po
     .await;
 
     // The upgrade: the new Deployment names the same Lease; its first new replica waits for it.
-    let upgrade = helm.clone();
-    let watch_arg = watch.clone();
-    tokio::task::spawn_blocking(move || {
-        upgrade(&[
-            "upgrade",
-            "shop",
-            "charts/portcullis",
-            "--set",
-            &watch_arg,
-            "--wait",
-            "--timeout",
-            "90s",
-        ])
-    })
-    .await
-    .expect("helm upgrade runs");
-    let get = helm.clone();
-    let new_manifest = tokio::task::spawn_blocking(move || get(&["get", "manifest", "shop"]))
-        .await
-        .expect("helm get runs");
+    helm(&[
+        "upgrade",
+        "shop",
+        "charts/portcullis",
+        "--set",
+        &watch,
+        "--wait",
+        "--timeout",
+        "90s",
+    ])
+    .await;
+    let new_manifest = helm(&["get", "manifest", "shop"]).await;
     let lease_args = |manifest: &str| -> Vec<String> {
         let deployment: Value = chart_support::documents(manifest)
             .into_iter()
@@ -233,26 +228,19 @@ async fn helm_upgrade_from_the_previous_chart_keeps_the_lease_and_the_gateway_po
     );
 
     // A change to the gateway pods' template does roll them: a new gateway image.
-    let upgrade = helm.clone();
-    tokio::task::spawn_blocking(move || {
-        upgrade(&[
-            "upgrade",
-            "shop",
-            "charts/portcullis",
-            "--reuse-values",
-            "--set",
-            "controller.proxyImage=registry.example/portcullis:next",
-            "--wait",
-            "--timeout",
-            "90s",
-        ])
-    })
-    .await
-    .expect("helm upgrade runs");
-    let get = helm.clone();
-    let newest = tokio::task::spawn_blocking(move || get(&["get", "manifest", "shop"]))
-        .await
-        .expect("helm get runs");
+    helm(&[
+        "upgrade",
+        "shop",
+        "charts/portcullis",
+        "--reuse-values",
+        "--set",
+        "controller.proxyImage=registry.example/portcullis:next",
+        "--wait",
+        "--timeout",
+        "90s",
+    ])
+    .await;
+    let newest = helm(&["get", "manifest", "shop"]).await;
     new.stop();
     let _newest = Controller::start(&ctx, &newest, "shop-portcullis-controller-newest");
     eventually(
